@@ -1,1 +1,5 @@
-pub fn hello() {}
+//! Palisade: a sharded, thread-per-core compliance gateway for XMPP.
+//!
+//! See `ARCHITECTURE.md` at the repository root for the layers and their invariants.
+
+pub mod cli;

@@ -1,0 +1,38 @@
+//! The command line: parses arguments with clap and dispatches to the layer that owns each command.
+//!
+//! This module only translates between argv/exit codes and library calls; it holds no behaviour
+//! of its own beyond printing what those calls return.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "palisade", version, about = "Sharded compliance gateway for XMPP")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway (the embedded loopback configuration without --config).
+    Run {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration file: prints `ok`, warnings and errors as FILE:LINE:COL: message.
+    CheckConfig { file: PathBuf },
+    /// List the 39 JSM and TC events with their answer rules.
+    Events,
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { .. } | Command::CheckConfig { .. } | Command::Events => {
+            eprintln!("palisade: this command is not built yet");
+            2
+        }
+    }
+}
