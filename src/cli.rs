@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "palisade", version, about = "Sharded compliance gateway for XMPP")]
+#[command(
+    name = "palisade",
+    version,
+    about = "Sharded compliance gateway for XMPP"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -1,0 +1,572 @@
+//! The incremental stanza framer: bytes in, validated top-level elements out.
+//!
+//! Feed it arbitrary chunks; it yields the stream header, each complete stanza (as a zero-copy
+//! [`Stanza`] view of the receive buffer) and the stream's end. It works in two passes:
+//!
+//! 1. a resumable *boundary scan* that jumps between `<`, `>` and quotes with `memchr`, tracks
+//!    element depth, refuses comments, DTDs and processing instructions as soon as it sees them,
+//!    and enforces the size and depth limits before a stanza is complete, so memory stays bounded
+//!    whatever a peer sends;
+//! 2. once a stanza is complete, one *validation* pass with `xmlparser` over just its bytes:
+//!    UTF-8, well-formedness, matching end tags, attribute limits and duplicates, entity
+//!    references, and the spans that [`Stanza`] exposes.
+//!
+//! The framer knows nothing of XEP-0114 (handshakes, names, namespaces of stanzas) and nothing of
+//! time or sockets: the stream state machine drives it.
+
+use super::error::FrameError;
+use super::limits::Limits;
+use super::stanza::{AttrSpan, ElementRef, RootAttrs, Span, Stanza};
+use super::xml::{self, is_space};
+use bytes::{Buf, Bytes, BytesMut};
+use smallvec::SmallVec;
+use xmlparser::{ElementEnd, Token, Tokenizer};
+
+/// The namespace of the `<stream:stream>` root.
+pub const STREAMS_NS: &str = "http://etherx.jabber.org/streams";
+
+/// What the framer yields.
+#[derive(Debug)]
+pub enum Frame {
+    /// The stream's opening tag, with any leading XML declaration.
+    Header(Header),
+    /// A complete top-level element inside the stream.
+    Stanza(Stanza),
+    /// The stream's closing tag.
+    End,
+}
+
+/// A parsed stream header. Attribute values are unescaped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Header {
+    /// The prefix bound to the streams namespace (`stream` in practice).
+    pub prefix: String,
+    /// The default namespace (`xmlns`), e.g. `jabber:component:accept`.
+    pub default_ns: Option<String>,
+    pub to: Option<String>,
+    pub from: Option<String>,
+    pub id: Option<String>,
+    pub version: Option<String>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Scan {
+    /// Between tags.
+    Text,
+    /// Just after `<`.
+    TagOpen,
+    /// Inside a start tag; `quote` is the open quote character or 0.
+    StartTag { quote: u8 },
+    /// Inside `</...>`.
+    EndTag,
+    /// After `<!`, waiting for enough bytes to tell CDATA from a declaration.
+    Markup,
+    /// Inside `<![CDATA[`, looking for `]]>`.
+    Cdata,
+    /// Inside a leading `<?xml ...?>`.
+    Declaration,
+}
+
+/// The incremental framer. See the module documentation.
+#[derive(Debug)]
+pub struct Framer {
+    buf: BytesMut,
+    /// Scan position in `buf`.
+    pos: usize,
+    /// Position of the `<` that opened the tag being scanned.
+    tag_start: usize,
+    scan: Scan,
+    /// Open elements, the stream root included.
+    depth: usize,
+    /// A frame (stanza or header) has started at `buf[0]` and is not complete yet.
+    in_frame: bool,
+    /// Only the very first construct may be an XML declaration.
+    declaration_allowed: bool,
+    /// The header's qualified name, to check the closing tag against.
+    root_name: Option<Vec<u8>>,
+    ended: bool,
+    error: Option<FrameError>,
+    limits: Limits,
+}
+
+impl Framer {
+    pub fn new(limits: Limits) -> Framer {
+        Framer {
+            buf: BytesMut::new(),
+            pos: 0,
+            tag_start: 0,
+            scan: Scan::Text,
+            depth: 0,
+            in_frame: false,
+            declaration_allowed: true,
+            root_name: None,
+            ended: false,
+            error: None,
+            limits,
+        }
+    }
+
+    /// Appends received bytes (a copy). Zero-copy readers use [`Framer::buffer_mut`] instead.
+    /// Once the input was refused or the stream ended, further bytes are dropped.
+    pub fn feed(&mut self, data: &[u8]) {
+        if self.error.is_none() && !self.ended {
+            self.buf.extend_from_slice(data);
+        }
+    }
+
+    /// The receive buffer, for reading from a socket straight into it (append only).
+    pub fn buffer_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// Bytes received and not yet yielded as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// True while a frame has started and is not complete (for the stanza-completion timer).
+    pub fn in_frame(&self) -> bool {
+        self.in_frame && self.error.is_none() && !self.ended
+    }
+
+    /// True once the stream's closing tag was framed.
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The next complete frame, `None` when more input is needed. Errors are sticky: once the
+    /// input is refused, every later call returns the same error.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        if self.ended {
+            return Ok(None);
+        }
+        match self.scan_to_boundary() {
+            Ok(None) => Ok(None),
+            Ok(Some(Boundary::Header(end))) => {
+                let bytes = self.take(end);
+                let header = self.parse_header(bytes);
+                header
+                    .map(|h| Some(Frame::Header(h)))
+                    .map_err(|e| self.fail(e))
+            }
+            Ok(Some(Boundary::Stanza(end))) => {
+                let bytes = self.take(end);
+                let stanza = validate_stanza(bytes, &self.limits);
+                stanza
+                    .map(|s| Some(Frame::Stanza(s)))
+                    .map_err(|e| self.fail(e))
+            }
+            Ok(Some(Boundary::Close(end))) => {
+                let tag = self.take(end);
+                let name = tag[2..tag.len() - 1].trim_ascii_end();
+                if self.root_name.as_deref() != Some(name) {
+                    return Err(
+                        self.fail(FrameError::Malformed("end tag does not match the stream"))
+                    );
+                }
+                self.ended = true;
+                Ok(Some(Frame::End))
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn fail(&mut self, e: FrameError) -> FrameError {
+        self.error = Some(e.clone());
+        e
+    }
+
+    /// Splits the first `end` bytes off the buffer as one frame.
+    fn take(&mut self, end: usize) -> Bytes {
+        let bytes = self.buf.split_to(end).freeze();
+        self.pos = 0;
+        self.in_frame = false;
+        bytes
+    }
+
+    /// Advances the boundary scan as far as the buffered bytes allow.
+    fn scan_to_boundary(&mut self) -> Result<Option<Boundary>, FrameError> {
+        loop {
+            if self.in_frame && self.pos > self.limits.max_stanza_bytes {
+                return Err(FrameError::StanzaTooLarge {
+                    limit: self.limits.max_stanza_bytes,
+                });
+            }
+            if self.pos >= self.buf.len() {
+                return Ok(None);
+            }
+            let rest = &self.buf[self.pos..];
+            match self.scan {
+                Scan::Text => {
+                    let lt = memchr::memchr(b'<', rest);
+                    let text_len = lt.unwrap_or(rest.len());
+                    if self.depth <= 1 && !rest[..text_len].iter().all(|&b| is_space(b)) {
+                        return Err(FrameError::Malformed("character data outside a stanza"));
+                    }
+                    if !self.in_frame {
+                        // Whitespace between stanzas (keepalives): drop it so it never piles up.
+                        self.buf.advance(self.pos + text_len);
+                        self.pos = 0;
+                    } else {
+                        self.pos += text_len;
+                    }
+                    if lt.is_some() {
+                        if self.depth <= 1 && !self.in_frame {
+                            self.in_frame = true;
+                        }
+                        self.tag_start = self.pos;
+                        self.pos += 1;
+                        self.scan = Scan::TagOpen;
+                    }
+                }
+                Scan::TagOpen => match rest[0] {
+                    b'/' => {
+                        self.pos += 1;
+                        self.scan = Scan::EndTag;
+                    }
+                    b'!' => {
+                        self.pos += 1;
+                        self.scan = Scan::Markup;
+                    }
+                    b'?' if self.depth == 0 && self.declaration_allowed => {
+                        self.pos += 1;
+                        self.scan = Scan::Declaration;
+                    }
+                    b'?' => return Err(FrameError::ProcessingInstruction),
+                    _ => self.scan = Scan::StartTag { quote: 0 },
+                },
+                Scan::StartTag {
+                    quote: q @ (b'"' | b'\''),
+                } => match memchr::memchr(q, rest) {
+                    Some(i) => {
+                        self.pos += i + 1;
+                        self.scan = Scan::StartTag { quote: 0 };
+                    }
+                    None => self.pos = self.buf.len(),
+                },
+                Scan::StartTag { .. } => match memchr::memchr3(b'>', b'"', b'\'', rest) {
+                    Some(i) if rest[i] == b'>' => {
+                        let gt = self.pos + i;
+                        self.pos = gt + 1;
+                        self.scan = Scan::Text;
+                        self.declaration_allowed = false;
+                        let empty = gt > self.tag_start + 1 && self.buf[gt - 1] == b'/';
+                        if let Some(b) = self.start_tag_closed(empty)? {
+                            return Ok(Some(b));
+                        }
+                    }
+                    Some(i) => {
+                        self.pos += i + 1;
+                        self.scan = Scan::StartTag { quote: rest[i] };
+                    }
+                    None => self.pos = self.buf.len(),
+                },
+                Scan::EndTag => match memchr::memchr(b'>', rest) {
+                    Some(i) => {
+                        self.pos += i + 1;
+                        self.scan = Scan::Text;
+                        match self.depth {
+                            0 => return Err(FrameError::Malformed("end tag without a start tag")),
+                            1 => {
+                                self.depth = 0;
+                                return Ok(Some(Boundary::Close(self.pos)));
+                            }
+                            2 => {
+                                self.depth = 1;
+                                return Ok(Some(Boundary::Stanza(self.pos)));
+                            }
+                            _ => self.depth -= 1,
+                        }
+                    }
+                    None => self.pos = self.buf.len(),
+                },
+                Scan::Markup => {
+                    let tag = &self.buf[self.tag_start..];
+                    const CDATA: &[u8] = b"<![CDATA[";
+                    match tag.get(2) {
+                        None => {
+                            self.pos = self.buf.len();
+                            continue;
+                        }
+                        Some(b'-') => return Err(FrameError::Comment),
+                        Some(b'[') => {}
+                        Some(c) if c.is_ascii_uppercase() => return Err(FrameError::Doctype),
+                        Some(_) => return Err(FrameError::Malformed("unknown markup after <!")),
+                    }
+                    let n = tag.len().min(CDATA.len());
+                    if tag[..n] != CDATA[..n] {
+                        return Err(FrameError::Malformed("unknown markup after <!["));
+                    }
+                    if n < CDATA.len() {
+                        self.pos = self.buf.len();
+                        continue;
+                    }
+                    if self.depth < 2 {
+                        return Err(FrameError::Malformed("CDATA outside a stanza"));
+                    }
+                    self.pos = self.tag_start + CDATA.len();
+                    self.scan = Scan::Cdata;
+                }
+                Scan::Cdata => match memchr::memchr(b'>', rest) {
+                    Some(i) => {
+                        let gt = self.pos + i;
+                        self.pos = gt + 1;
+                        let content_start = self.tag_start + 9;
+                        if gt >= content_start + 2 && &self.buf[gt - 2..gt] == b"]]" {
+                            self.scan = Scan::Text;
+                        }
+                    }
+                    None => self.pos = self.buf.len(),
+                },
+                Scan::Declaration => match memchr::memchr(b'>', rest) {
+                    Some(i) => {
+                        let gt = self.pos + i;
+                        self.pos = gt + 1;
+                        if self.buf[gt - 1] == b'?' {
+                            let decl = &self.buf[self.tag_start..gt];
+                            if decl.len() < 6 || &decl[..5] != b"<?xml" || !is_space(decl[5]) {
+                                return Err(FrameError::ProcessingInstruction);
+                            }
+                            self.declaration_allowed = false;
+                            self.scan = Scan::Text;
+                        }
+                    }
+                    None => self.pos = self.buf.len(),
+                },
+            }
+        }
+    }
+
+    /// Bookkeeping at the `>` of a start tag.
+    fn start_tag_closed(&mut self, empty: bool) -> Result<Option<Boundary>, FrameError> {
+        if empty {
+            return match self.depth {
+                0 => Err(FrameError::Malformed("the stream root cannot be empty")),
+                1 => Ok(Some(Boundary::Stanza(self.pos))),
+                _ => Ok(None),
+            };
+        }
+        self.depth += 1;
+        // The stream root is depth 1; a stanza's own depth starts at its root.
+        if self.depth - 1 > self.limits.max_depth {
+            return Err(FrameError::TooDeep {
+                limit: self.limits.max_depth,
+            });
+        }
+        Ok((self.depth == 1).then_some(Boundary::Header(self.pos)))
+    }
+
+    fn parse_header(&mut self, bytes: Bytes) -> Result<Header, FrameError> {
+        let text = std::str::from_utf8(&bytes).map_err(|_| FrameError::InvalidUtf8)?;
+        let mut header = Header::default();
+        let mut qname = None;
+        let mut streams_ns = None;
+        let mut attributes = 0;
+        for token in Tokenizer::from(text) {
+            match token.map_err(|_| FrameError::Malformed("bad stream header"))? {
+                Token::Declaration { .. } => {}
+                Token::ElementStart { prefix, span, .. } => {
+                    header.prefix = prefix.as_str().to_owned();
+                    qname = Some(span.as_str().as_bytes()[1..].to_vec());
+                }
+                Token::Attribute {
+                    prefix,
+                    local,
+                    value,
+                    ..
+                } => {
+                    attributes += 1;
+                    if attributes > self.limits.max_attributes {
+                        return Err(FrameError::TooManyAttributes {
+                            limit: self.limits.max_attributes,
+                        });
+                    }
+                    xml::check_references(value.as_bytes())?;
+                    let value = Some(xml::unescape(value.as_str()).into_owned());
+                    match (prefix.as_str(), local.as_str()) {
+                        ("", "xmlns") => header.default_ns = value,
+                        ("xmlns", p) if p == header.prefix => streams_ns = value,
+                        ("", "to") => header.to = value,
+                        ("", "from") => header.from = value,
+                        ("", "id") => header.id = value,
+                        ("", "version") => header.version = value,
+                        _ => {}
+                    }
+                }
+                Token::ElementEnd { .. } => break,
+                _ => return Err(FrameError::Malformed("bad stream header")),
+            }
+        }
+        let is_stream = qname
+            .as_deref()
+            .is_some_and(|q| super::stanza::local(q) == b"stream");
+        let ns_ok = if header.prefix.is_empty() {
+            header.default_ns.as_deref() == Some(STREAMS_NS)
+        } else {
+            streams_ns.as_deref() == Some(STREAMS_NS)
+        };
+        if !is_stream || !ns_ok {
+            return Err(FrameError::NotAStream);
+        }
+        self.root_name = qname;
+        Ok(header)
+    }
+}
+
+enum Boundary {
+    /// The stream header ends at this offset.
+    Header(usize),
+    /// A stanza ends at this offset.
+    Stanza(usize),
+    /// The stream's closing tag ends at this offset.
+    Close(usize),
+}
+
+/// One open element during validation.
+struct Open {
+    name: Span,
+    /// Index in the stanza's element list, for depth 1 and 2.
+    recorded: Option<usize>,
+}
+
+/// The validation pass over one complete stanza (see the module documentation).
+fn validate_stanza(bytes: Bytes, limits: &Limits) -> Result<Stanza, FrameError> {
+    let text = std::str::from_utf8(&bytes).map_err(|_| FrameError::InvalidUtf8)?;
+    let mut stack: SmallVec<[Open; 16]> = SmallVec::new();
+    let mut elements: SmallVec<[ElementRef; 6]> = SmallVec::new();
+    let mut attr_names: SmallVec<[Span; 8]> = SmallVec::new();
+    let mut root_name = Span::default();
+    let mut root = RootAttrs::default();
+    let base = text.as_ptr() as usize;
+    let offset = |s: &str| s.as_ptr() as usize - base;
+    for token in Tokenizer::from_fragment(text, 0..text.len()) {
+        let token = token.map_err(|_| FrameError::Malformed("invalid XML syntax"))?;
+        match token {
+            Token::ElementStart { span, .. } => {
+                let start = offset(span.as_str());
+                let name = Span::new(start + 1, start + span.as_str().len());
+                let depth = stack.len();
+                if depth + 1 > limits.max_depth {
+                    return Err(FrameError::TooDeep {
+                        limit: limits.max_depth,
+                    });
+                }
+                let recorded = match depth {
+                    0 => {
+                        root_name = name;
+                        None
+                    }
+                    1 | 2 => {
+                        elements.push(ElementRef {
+                            span: Span::new(start, start),
+                            name,
+                            tag_end: 0,
+                            depth: depth as u8,
+                        });
+                        Some(elements.len() - 1)
+                    }
+                    _ => None,
+                };
+                stack.push(Open { name, recorded });
+                attr_names.clear();
+            }
+            Token::Attribute { span, value, .. } => {
+                if attr_names.len() >= limits.max_attributes {
+                    return Err(FrameError::TooManyAttributes {
+                        limit: limits.max_attributes,
+                    });
+                }
+                xml::check_references(value.as_bytes())?;
+                let s = span.as_str();
+                let start = offset(s);
+                let qname_len = s
+                    .find(|c: char| c == '=' || c.is_ascii_whitespace())
+                    .unwrap_or(s.len());
+                let qname = Span::new(start, start + qname_len);
+                let qbytes = &bytes[qname.range()];
+                if attr_names.iter().any(|n| &bytes[n.range()] == qbytes) {
+                    return Err(FrameError::Malformed("duplicate attribute"));
+                }
+                attr_names.push(qname);
+                if stack.len() == 1 {
+                    let v = offset(value.as_str());
+                    let attr = AttrSpan {
+                        value: Span::new(v, v + value.as_str().len()),
+                        quote: bytes[v - 1],
+                    };
+                    match qbytes {
+                        b"id" => root.id = Some(attr),
+                        b"type" => root.type_ = Some(attr),
+                        b"from" => root.from = Some(attr),
+                        b"to" => root.to = Some(attr),
+                        b"xmlns" => root.xmlns = Some(attr),
+                        _ => {}
+                    }
+                }
+            }
+            Token::ElementEnd { end, span } => {
+                let end_at = offset(span.as_str()) + span.as_str().len();
+                match end {
+                    ElementEnd::Open => {
+                        if let Some(i) = stack.last().and_then(|o| o.recorded) {
+                            elements[i].tag_end = end_at as u32;
+                        }
+                        continue;
+                    }
+                    ElementEnd::Empty => {}
+                    ElementEnd::Close(prefix, local) => {
+                        let open = stack.last().map(|o| &bytes[o.name.range()]);
+                        let matches = open.is_some_and(|n| {
+                            let (p, l) = (prefix.as_str().as_bytes(), local.as_str().as_bytes());
+                            if p.is_empty() {
+                                n == l
+                            } else {
+                                n.len() == p.len() + 1 + l.len()
+                                    && n.starts_with(p)
+                                    && n[p.len()] == b':'
+                                    && n.ends_with(l)
+                            }
+                        });
+                        if !matches {
+                            return Err(FrameError::Malformed("end tag does not match start tag"));
+                        }
+                    }
+                }
+                let open = stack
+                    .pop()
+                    .ok_or(FrameError::Malformed("end tag without a start tag"))?;
+                if let Some(i) = open.recorded {
+                    if matches!(end, ElementEnd::Empty) {
+                        elements[i].tag_end = end_at as u32;
+                    }
+                    elements[i].span.end = end_at as u32;
+                }
+            }
+            Token::Text { text } => xml::check_references(text.as_str().as_bytes())?,
+            Token::Cdata { .. } => {}
+            Token::Comment { .. } => return Err(FrameError::Comment),
+            Token::ProcessingInstruction { .. } | Token::Declaration { .. } => {
+                return Err(FrameError::ProcessingInstruction)
+            }
+            Token::DtdStart { .. }
+            | Token::EmptyDtd { .. }
+            | Token::EntityDeclaration { .. }
+            | Token::DtdEnd { .. } => return Err(FrameError::Doctype),
+        }
+    }
+    if !stack.is_empty() {
+        return Err(FrameError::Malformed("unclosed element"));
+    }
+    Ok(Stanza {
+        bytes,
+        name: root_name,
+        attrs: root,
+        elements,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,329 @@
+//! Framer tests: chunking invariance, the hostile corpus, limits, and property tests.
+
+use super::*;
+use crate::wire::error::Condition;
+use proptest::prelude::*;
+
+const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
+    xmlns:stream='http://etherx.jabber.org/streams' to='imp1.example.com'>";
+
+/// A printable summary of a frame, so different chunkings can be compared for equality.
+fn summary(frame: &Frame) -> String {
+    match frame {
+        Frame::Header(h) => format!("H[{:?} {:?} {:?} {:?}]", h.prefix, h.default_ns, h.to, h.id),
+        Frame::Stanza(s) => format!(
+            "S[{} id={:?} type={:?} from={:?} to={:?} elems={:?}]{}",
+            String::from_utf8_lossy(s.name()),
+            s.id(),
+            s.type_(),
+            s.from(),
+            s.to(),
+            s.elements()
+                .iter()
+                .map(|e| (
+                    String::from_utf8_lossy(s.element_name(e)).into_owned(),
+                    e.depth
+                ))
+                .collect::<Vec<_>>(),
+            String::from_utf8_lossy(s.bytes())
+        ),
+        Frame::End => "E".to_owned(),
+    }
+}
+
+/// Feeds `chunks` in order, draining frames after each; returns the frames and the error, if any.
+fn run(chunks: &[&[u8]], limits: Limits) -> (Vec<String>, Option<FrameError>) {
+    let mut framer = Framer::new(limits);
+    let mut out = Vec::new();
+    for chunk in chunks {
+        framer.feed(chunk);
+        loop {
+            match framer.next_frame() {
+                Ok(Some(f)) => out.push(summary(&f)),
+                Ok(None) => break,
+                Err(e) => return (out, Some(e)),
+            }
+        }
+    }
+    (out, None)
+}
+
+fn whole(input: &[u8]) -> (Vec<String>, Option<FrameError>) {
+    run(&[input], Limits::default())
+}
+
+/// Asserts that feeding `input` whole, byte by byte and split at every offset gives one result.
+fn assert_chunking_invariant(input: &[u8]) -> (Vec<String>, Option<FrameError>) {
+    let reference = whole(input);
+    let bytes: Vec<&[u8]> = input.chunks(1).collect();
+    assert_eq!(run(&bytes, Limits::default()), reference, "byte by byte");
+    for cut in 0..=input.len() {
+        let (a, b) = input.split_at(cut);
+        assert_eq!(run(&[a, b], Limits::default()), reference, "split at {cut}");
+    }
+    reference
+}
+
+fn stream(body: &str) -> Vec<u8> {
+    format!("{HEADER}{body}").into_bytes()
+}
+
+#[test]
+fn frames_header_stanzas_and_end() {
+    let input = stream(
+        "<iq type='set' id='R1' from='imp1.example.com' to='palisade.example.com'>\
+           <event xmlns='urn:palisade:compliance:0' name='es_OUT'>\
+             <message xmlns='jabber:client' from='alice@example.com/l' to='bob@example.com' type='chat'>\
+               <body>hello &amp; &#x263A;</body></message></event></iq> \n\t\
+         <handshake/><message to=\"a\" from='b' id=\"x'y\"><body><![CDATA[<not a tag> ]] >]]></body></message>\
+         </stream:stream>",
+    );
+    let (frames, err) = assert_chunking_invariant(&input);
+    assert_eq!(err, None);
+    assert_eq!(frames.len(), 5, "{frames:#?}");
+    assert!(frames[0]
+        .starts_with("H[\"stream\" Some(\"jabber:component:accept\") Some(\"imp1.example.com\")"));
+    assert!(frames[1].starts_with(
+        "S[iq id=Some(\"R1\") type=Some(\"set\") from=Some(\"imp1.example.com\") to=Some(\"palisade.example.com\") \
+         elems=[(\"event\", 1), (\"message\", 2)]]<iq "
+    ));
+    assert!(frames[2].starts_with("S[handshake "));
+    assert!(frames[3].contains("id=Some(\"x'y\")"));
+    assert_eq!(frames[4], "E");
+}
+
+#[test]
+fn stanza_views_are_slices_of_the_input() {
+    let mut framer = Framer::new(Limits::default());
+    framer.feed(&stream(
+        "<iq id='a&amp;b' to='x' from='y'><query xmlns='q' node='n&lt;1'/></iq>",
+    ));
+    assert!(matches!(framer.next_frame(), Ok(Some(Frame::Header(_)))));
+    let Ok(Some(Frame::Stanza(s))) = framer.next_frame() else {
+        panic!("no stanza")
+    };
+    assert_eq!(s.raw(s.attrs().id), Some(&b"a&amp;b"[..]));
+    assert_eq!(s.id().as_deref(), Some("a&b"));
+    let query = s.children().next().unwrap();
+    assert_eq!(s.element_local_name(query), b"query");
+    assert_eq!(s.element_attr(query, "node").as_deref(), Some("n<1"));
+    assert_eq!(
+        &s.slice(query.span)[..],
+        b"<query xmlns='q' node='n&lt;1'/>"
+    );
+    assert_eq!(s.attrs().id.unwrap().quote, b'\'');
+}
+
+#[test]
+fn whitespace_keepalives_are_discarded_between_stanzas() {
+    let mut framer = Framer::new(Limits::default());
+    framer.feed(&stream(""));
+    assert!(matches!(framer.next_frame(), Ok(Some(Frame::Header(_)))));
+    for _ in 0..10_000 {
+        framer.feed(b" \n");
+        assert!(matches!(framer.next_frame(), Ok(None)));
+    }
+    assert_eq!(framer.buffered(), 0);
+}
+
+#[test]
+fn header_without_declaration_and_with_from_only() {
+    let input = b"<stream:stream xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:component:connect' from='c.example'>";
+    let (frames, err) = assert_chunking_invariant(input);
+    assert_eq!(err, None);
+    assert_eq!(
+        frames,
+        vec!["H[\"stream\" Some(\"jabber:component:connect\") None None]"]
+    );
+}
+
+fn refused(input: &[u8]) -> FrameError {
+    let (_, err) = assert_chunking_invariant(input);
+    err.unwrap_or_else(|| panic!("accepted: {}", String::from_utf8_lossy(input)))
+}
+
+#[test]
+fn hostile_corpus_is_refused_with_the_right_condition() {
+    let billion_laughs = "<?xml version='1.0'?><!DOCTYPE lolz [<!ENTITY lol 'lol'>\
+        <!ENTITY lol2 '&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;'>]>\
+        <stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>";
+    let cases: Vec<(Vec<u8>, Condition)> = vec![
+        (billion_laughs.into(), Condition::RestrictedXml),
+        (
+            stream("<!DOCTYPE x SYSTEM 'file:///etc/passwd'>"),
+            Condition::RestrictedXml,
+        ),
+        (stream("<message>&xxe;</message>"), Condition::RestrictedXml),
+        (stream("<message a='&lol9;'/>"), Condition::RestrictedXml),
+        (stream("<?php echo 1; ?>"), Condition::RestrictedXml),
+        (
+            stream("<message><?pi x?></message>"),
+            Condition::RestrictedXml,
+        ),
+        (stream("<!-- hello -->"), Condition::RestrictedXml),
+        (
+            stream("<message><!-- hi --></message>"),
+            Condition::RestrictedXml,
+        ),
+        (
+            stream("<message><body>x</message></body>"),
+            Condition::NotWellFormed,
+        ),
+        (stream("<message></iq>"), Condition::NotWellFormed),
+        (stream("<a b='1' b='2'/>"), Condition::NotWellFormed),
+        (stream("<a b=1/>"), Condition::NotWellFormed),
+        (stream("hello"), Condition::NotWellFormed),
+        (stream("<a>&</a>"), Condition::NotWellFormed),
+        (stream("<a>\u{1}</a>"), Condition::NotWellFormed),
+        (stream("<![CDATA[x]]>"), Condition::NotWellFormed),
+        (
+            stream("</x>")
+                .into_iter()
+                .chain(b"</stream:stream>".iter().copied())
+                .collect(),
+            Condition::NotWellFormed,
+        ),
+        (
+            [HEADER.as_bytes(), b"<a>\xff\xfe</a>"].concat(),
+            Condition::NotWellFormed,
+        ),
+        (
+            b"<stream:stream xmlns:stream='urn:wrong' xmlns='jabber:component:accept'>".to_vec(),
+            Condition::InvalidNamespace,
+        ),
+        (b"<html><body>".to_vec(), Condition::InvalidNamespace),
+        (
+            b"<?xml version='1.0'?><?xml version='1.0'?>".to_vec(),
+            Condition::RestrictedXml,
+        ),
+        (b"GET / HTTP/1.1\r\n".to_vec(), Condition::NotWellFormed),
+    ];
+    for (input, condition) in cases {
+        let err = refused(&input);
+        assert_eq!(
+            err.condition(),
+            condition,
+            "{} gave {err:?}",
+            String::from_utf8_lossy(&input)
+        );
+    }
+}
+
+#[test]
+fn deep_nesting_hits_the_depth_limit_before_the_stanza_ends() {
+    let input = stream(&"<a>".repeat(100_000));
+    let err = refused(&input[..HEADER.len() + 3 * 40]);
+    assert_eq!(err, FrameError::TooDeep { limit: 32 });
+    // Exactly at the limit is fine.
+    let ok = stream(&format!("{}{}", "<a>".repeat(32), "</a>".repeat(32)));
+    assert_eq!(whole(&ok).1, None);
+    let over = stream(&format!("{}{}", "<a>".repeat(33), "</a>".repeat(33)));
+    assert_eq!(whole(&over).1, Some(FrameError::TooDeep { limit: 32 }));
+}
+
+#[test]
+fn attribute_limit_is_its_own_error() {
+    let attrs: String = (0..65).map(|i| format!(" a{i}='x'")).collect();
+    let err = whole(&stream(&format!("<message{attrs}/>"))).1;
+    assert_eq!(err, Some(FrameError::TooManyAttributes { limit: 64 }));
+    let attrs: String = (0..64).map(|i| format!(" a{i}='x'")).collect();
+    assert_eq!(whole(&stream(&format!("<message{attrs}/>"))).1, None);
+}
+
+#[test]
+fn ten_megabyte_attribute_is_refused_with_bounded_memory() {
+    let mut framer = Framer::new(Limits::default());
+    framer.feed(&stream("<message body='"));
+    let chunk = vec![b'A'; 64 * 1024];
+    let mut error = None;
+    for _ in 0..160 {
+        framer.feed(&chunk);
+        match framer.next_frame() {
+            Ok(Some(Frame::Header(_))) | Ok(None) => {}
+            Ok(Some(other)) => panic!("unexpected {other:?}"),
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+        assert!(framer.buffered() <= 256 * 1024 + 2 * chunk.len() + HEADER.len());
+    }
+    assert_eq!(
+        error,
+        Some(FrameError::StanzaTooLarge { limit: 256 * 1024 })
+    );
+    assert_eq!(error.unwrap().condition(), Condition::PolicyViolation);
+}
+
+#[test]
+fn truncated_streams_yield_nothing_and_stay_pending() {
+    let input = stream("<message to='a'><body>cut");
+    let (frames, err) = assert_chunking_invariant(&input);
+    assert_eq!((frames.len(), err), (1, None));
+    let mut framer = Framer::new(Limits::default());
+    framer.feed(&input);
+    while let Ok(Some(_)) = framer.next_frame() {}
+    assert!(framer.in_frame());
+}
+
+#[test]
+fn errors_are_sticky() {
+    let mut framer = Framer::new(Limits::default());
+    framer.feed(&stream("<!-- x -->"));
+    let _ = framer.next_frame();
+    let first = framer.next_frame().unwrap_err();
+    framer.feed(b"<message/>");
+    assert_eq!(framer.next_frame().unwrap_err(), first);
+}
+
+#[test]
+fn end_tag_must_match_the_stream() {
+    let err = whole(&stream("</stream:other>")).1;
+    assert!(matches!(err, Some(FrameError::Malformed(_))));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+    /// Any chunking of a valid stream gives the same frames as feeding it whole.
+    #[test]
+    fn chunking_never_changes_frames(cuts in proptest::collection::vec(0usize..2000, 0..12)) {
+        let input = stream(
+            "<message from='a@b/c' to='d@e' id='1'><body>x &lt; y</body></message> \
+             <presence from='a@b'/><iq type='get' id='2' from='x' to='y'><q xmlns='z'><i a='&#65;'/></q></iq>\
+             <message><body><![CDATA[ <]] ]]></body></message></stream:stream>",
+        );
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (input.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut last = 0;
+        for c in cuts {
+            chunks.push(&input[last..c]);
+            last = c;
+        }
+        chunks.push(&input[last..]);
+        prop_assert_eq!(run(&chunks, Limits::default()), whole(&input));
+    }
+
+    /// Arbitrary bytes never panic and never make the buffer grow past the limit plus one chunk.
+    #[test]
+    fn arbitrary_input_is_safe(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..512), 0..16)) {
+        let limits = Limits { max_stanza_bytes: 1024, ..Limits::default() };
+        let mut framer = Framer::new(limits);
+        framer.feed(HEADER.as_bytes());
+        for chunk in &chunks {
+            framer.feed(chunk);
+            while let Ok(Some(_)) = framer.next_frame() {}
+            prop_assert!(framer.buffered() <= 1024 + 1 + chunk.len() + HEADER.len());
+        }
+    }
+
+    /// Stanza-shaped random input: whatever the verdict, chunking does not change it.
+    #[test]
+    fn random_markup_is_chunking_invariant(body in "[<>/a-c '\"=&;!\\[\\]?-]{0,60}", cut in 0usize..200) {
+        let input = stream(&body);
+        let cut = cut % (input.len() + 1);
+        let (a, b) = input.split_at(cut);
+        prop_assert_eq!(run(&[a, b], Limits::default()), whole(&input));
+    }
+}

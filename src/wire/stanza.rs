@@ -1,0 +1,264 @@
+//! A framed stanza: a cheap view over the exact bytes a peer sent.
+//!
+//! A [`Stanza`] owns a `Bytes` slice of the receive buffer (no copy) plus spans the framer
+//! recorded while validating it: the root's qualified name, its `id`/`type`/`from`/`to`/`xmlns`
+//! attributes, and the elements at depth 1 and 2 below the root. Values stay escaped until
+//! asked for. This module does no validation of its own: only the framer builds stanzas.
+
+use super::xml;
+use bytes::Bytes;
+use smallvec::SmallVec;
+use std::borrow::Cow;
+
+/// A byte range inside a stanza's bytes.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    pub(crate) fn new(start: usize, end: usize) -> Span {
+        Span {
+            start: start as u32,
+            end: end as u32,
+        }
+    }
+
+    #[inline]
+    pub fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.start == self.end
+    }
+}
+
+/// A raw (still escaped) attribute value and the quote character it was written with, so that
+/// it can be spliced into output unchanged.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct AttrSpan {
+    pub value: Span,
+    pub quote: u8,
+}
+
+/// One element below the root, as recorded by the framer.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ElementRef {
+    /// The whole element, from `<` to the end of its end tag (or `/>`).
+    pub span: Span,
+    /// Qualified name.
+    pub name: Span,
+    /// End of the start tag (just after its `>`).
+    pub tag_end: u32,
+    /// 1 for children of the root, 2 for grandchildren.
+    pub depth: u8,
+}
+
+impl ElementRef {
+    /// The element's content, between its start and end tags (empty for `<x/>`).
+    pub fn content(&self, bytes: &[u8]) -> Span {
+        let start = self.tag_end as usize;
+        let end = self.span.end as usize;
+        if bytes[start - 2] == b'/' {
+            return Span::new(start, start);
+        }
+        // The end tag is `</name>`, possibly with whitespace before `>`.
+        let close = memchr::memrchr(b'<', &bytes[start..end]).map_or(end, |i| start + i);
+        Span::new(start, close)
+    }
+}
+
+/// Root attributes the framer records for every stanza.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct RootAttrs {
+    pub id: Option<AttrSpan>,
+    pub type_: Option<AttrSpan>,
+    pub from: Option<AttrSpan>,
+    pub to: Option<AttrSpan>,
+    pub xmlns: Option<AttrSpan>,
+}
+
+/// A complete, validated top-level element.
+#[derive(Clone, Debug)]
+pub struct Stanza {
+    pub(crate) bytes: Bytes,
+    pub(crate) name: Span,
+    pub(crate) attrs: RootAttrs,
+    pub(crate) elements: SmallVec<[ElementRef; 6]>,
+}
+
+impl Stanza {
+    /// The exact bytes received, from `<` to the end of the element.
+    #[inline]
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// Qualified name of the root (`iq`, `message`, `stream:error`...).
+    #[inline]
+    pub fn name(&self) -> &[u8] {
+        &self.bytes[self.name.range()]
+    }
+
+    /// Local name of the root (after any prefix).
+    pub fn local_name(&self) -> &[u8] {
+        local(self.name())
+    }
+
+    pub fn attrs(&self) -> &RootAttrs {
+        &self.attrs
+    }
+
+    /// The raw (escaped) bytes of a recorded root attribute.
+    #[inline]
+    pub fn raw(&self, attr: Option<AttrSpan>) -> Option<&[u8]> {
+        attr.map(|a| &self.bytes[a.value.range()])
+    }
+
+    /// A recorded root attribute's value, unescaped.
+    pub fn value(&self, attr: Option<AttrSpan>) -> Option<Cow<'_, str>> {
+        self.raw(attr).map(as_str).map(xml::unescape)
+    }
+
+    pub fn id(&self) -> Option<Cow<'_, str>> {
+        self.value(self.attrs.id)
+    }
+    pub fn type_(&self) -> Option<Cow<'_, str>> {
+        self.value(self.attrs.type_)
+    }
+    pub fn from(&self) -> Option<Cow<'_, str>> {
+        self.value(self.attrs.from)
+    }
+    pub fn to(&self) -> Option<Cow<'_, str>> {
+        self.value(self.attrs.to)
+    }
+
+    /// Elements at depth 1 and 2 below the root, in document order.
+    pub fn elements(&self) -> &[ElementRef] {
+        &self.elements
+    }
+
+    /// Children of the root (depth 1).
+    pub fn children(&self) -> impl Iterator<Item = &ElementRef> + '_ {
+        self.elements.iter().filter(|e| e.depth == 1)
+    }
+
+    /// Children of a depth-1 element (its depth-2 elements).
+    pub fn children_of<'s>(
+        &'s self,
+        parent: &ElementRef,
+    ) -> impl Iterator<Item = &'s ElementRef> + 's {
+        let span = parent.span;
+        self.elements
+            .iter()
+            .filter(move |e| e.depth == 2 && e.span.start >= span.start && e.span.end <= span.end)
+    }
+
+    /// The bytes of an element (or any span) of this stanza, as a zero-copy slice.
+    pub fn slice(&self, span: Span) -> Bytes {
+        self.bytes.slice(span.range())
+    }
+
+    pub fn element_name(&self, e: &ElementRef) -> &[u8] {
+        &self.bytes[e.name.range()]
+    }
+
+    pub fn element_local_name(&self, e: &ElementRef) -> &[u8] {
+        local(self.element_name(e))
+    }
+
+    /// The attributes of an element's start tag, raw (escaped), tokenized on demand.
+    pub fn element_attrs(&self, e: &ElementRef) -> Attrs<'_> {
+        Attrs::of_start_tag(as_str(
+            &self.bytes[e.span.start as usize..e.tag_end as usize],
+        ))
+    }
+
+    /// One attribute of an element's start tag, unescaped.
+    pub fn element_attr(&self, e: &ElementRef, name: &str) -> Option<Cow<'_, str>> {
+        self.element_attrs(e)
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| xml::unescape(v))
+    }
+
+    /// The root's content between its start and end tags.
+    pub fn content(&self) -> Span {
+        let tag_end = start_tag_end(&self.bytes);
+        let root = ElementRef {
+            span: Span::new(0, self.bytes.len()),
+            name: self.name,
+            tag_end: tag_end as u32,
+            depth: 0,
+        };
+        root.content(&self.bytes)
+    }
+
+    /// The root's text when it has no child elements (e.g. `<handshake>HEX</handshake>`),
+    /// unescaped.
+    pub fn text(&self) -> Cow<'_, str> {
+        xml::unescape(as_str(&self.bytes[self.content().range()]))
+    }
+}
+
+/// The attributes of one start tag, as `(qualified name, raw value)` pairs.
+pub struct Attrs<'a> {
+    tokens: xmlparser::Tokenizer<'a>,
+}
+
+impl<'a> Attrs<'a> {
+    /// `tag` is one complete start tag, `<name attr='v' ...>` or `.../>`.
+    pub(crate) fn of_start_tag(tag: &'a str) -> Attrs<'a> {
+        Attrs {
+            tokens: xmlparser::Tokenizer::from_fragment(tag, 0..tag.len()),
+        }
+    }
+}
+
+impl<'a> Iterator for Attrs<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.tokens.next()? {
+                Ok(xmlparser::Token::ElementStart { .. }) => continue,
+                Ok(xmlparser::Token::Attribute { span, value, .. }) => {
+                    let qname_end = span.as_str().find('=').unwrap_or(0);
+                    let qname = span.as_str()[..qname_end].trim_end();
+                    return Some((qname, value.as_str()));
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// The part of a qualified name after its prefix.
+pub fn local(qname: &[u8]) -> &[u8] {
+    match memchr::memchr(b':', qname) {
+        Some(i) => &qname[i + 1..],
+        None => qname,
+    }
+}
+
+/// Index just past the `>` that ends the start tag at the beginning of `bytes`, skipping `>`
+/// inside quoted attribute values.
+pub(crate) fn start_tag_end(bytes: &[u8]) -> usize {
+    let mut quote = 0u8;
+    for (i, &b) in bytes.iter().enumerate() {
+        match (quote, b) {
+            (0, b'"' | b'\'') => quote = b,
+            (0, b'>') => return i + 1,
+            (q, b) if q == b => quote = 0,
+            _ => {}
+        }
+    }
+    bytes.len()
+}
+
+/// Stanza bytes were validated as UTF-8 by the framer; sub-slices on token boundaries stay valid.
+pub(crate) fn as_str(bytes: &[u8]) -> &str {
+    // Unreachable for framer-built stanzas; an empty string is a safe answer otherwise.
+    std::str::from_utf8(bytes).unwrap_or_default()
+}

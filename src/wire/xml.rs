@@ -1,0 +1,195 @@
+//! The restricted-XML rules of PROTOCOL.md §1.5 that are about character data: entity
+//! references (only the five predefined ones and character references) and escaping.
+//!
+//! Pure functions over byte slices; nothing here allocates unless a value actually needs
+//! unescaping, and nothing here knows about streams or stanzas.
+
+use super::error::FrameError;
+use bytes::{BufMut, BytesMut};
+use std::borrow::Cow;
+
+/// Checks every `&` in raw character data or an attribute value: it must start one of the five
+/// predefined entity references or a character reference to a legal XML character.
+pub fn check_references(raw: &[u8]) -> Result<(), FrameError> {
+    let mut rest = raw;
+    while let Some(at) = memchr::memchr(b'&', rest) {
+        let after = &rest[at + 1..];
+        let len = reference_len(after)?;
+        rest = &after[len..];
+    }
+    Ok(())
+}
+
+/// Length of a reference body after its `&`, including the `;`.
+fn reference_len(after: &[u8]) -> Result<usize, FrameError> {
+    let semi = match memchr::memchr(b';', &after[..after.len().min(12)]) {
+        Some(i) => i,
+        None => return Err(FrameError::Malformed("unterminated entity reference")),
+    };
+    let body = &after[..semi];
+    match body {
+        b"amp" | b"lt" | b"gt" | b"quot" | b"apos" => Ok(semi + 1),
+        [b'#', digits @ ..] => {
+            decode_char_ref(digits).ok_or(FrameError::Malformed("invalid character reference"))?;
+            Ok(semi + 1)
+        }
+        [] => Err(FrameError::Malformed("empty entity reference")),
+        name if name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_') => {
+            Err(FrameError::UndeclaredEntity)
+        }
+        _ => Err(FrameError::Malformed("invalid entity reference")),
+    }
+}
+
+/// Decodes the part of a character reference after `&#` (decimal, or `x` then hex).
+fn decode_char_ref(digits: &[u8]) -> Option<char> {
+    let (radix, digits) = match digits {
+        [b'x', hex @ ..] => (16, hex),
+        dec => (10, dec),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let text = std::str::from_utf8(digits).ok()?;
+    let code = u32::from_str_radix(text, radix).ok()?;
+    let c = char::from_u32(code)?;
+    is_xml_char(c).then_some(c)
+}
+
+/// XML 1.0 `Char` production.
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
+}
+
+/// Expands references in raw text that already passed [`check_references`]. Borrows when there
+/// is nothing to expand, which is the common case.
+pub fn unescape(raw: &str) -> Cow<'_, str> {
+    if memchr::memchr(b'&', raw.as_bytes()).is_none() {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let Some(semi) = after.find(';') else {
+            // Unchecked input: keep what cannot be expanded rather than losing it.
+            out.push_str(&rest[at..]);
+            return Cow::Owned(out);
+        };
+        let body = &after[..semi];
+        let expanded = match body {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => body
+                .strip_prefix('#')
+                .and_then(|d| decode_char_ref(d.as_bytes())),
+        };
+        match expanded {
+            Some(c) => out.push(c),
+            None => out.push_str(&rest[at..at + 1 + semi + 1]),
+        }
+        rest = &after[semi + 1..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+/// Appends `value` escaped for use inside a single- or double-quoted attribute.
+pub fn escape_attr_into(out: &mut BytesMut, value: &[u8]) {
+    escape_into(out, value, true);
+}
+
+/// Appends `value` escaped for use as character data.
+pub fn escape_text_into(out: &mut BytesMut, value: &[u8]) {
+    escape_into(out, value, false);
+}
+
+fn escape_into(out: &mut BytesMut, value: &[u8], attr: bool) {
+    let mut start = 0;
+    for (i, &b) in value.iter().enumerate() {
+        let rep: &[u8] = match b {
+            b'&' => b"&amp;",
+            b'<' => b"&lt;",
+            b'>' => b"&gt;",
+            b'\'' if attr => b"&apos;",
+            b'"' if attr => b"&quot;",
+            _ => continue,
+        };
+        out.put_slice(&value[start..i]);
+        out.put_slice(rep);
+        start = i + 1;
+    }
+    out.put_slice(&value[start..]);
+}
+
+/// True for the XML whitespace characters allowed between stanzas.
+#[inline]
+pub fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predefined_and_char_refs_pass() {
+        assert!(check_references(b"a &amp; b &lt; &gt; &quot; &apos; &#65; &#x1F600;").is_ok());
+        assert!(check_references(b"no refs at all").is_ok());
+    }
+
+    #[test]
+    fn undeclared_entities_are_restricted() {
+        assert_eq!(
+            check_references(b"&lol9;"),
+            Err(FrameError::UndeclaredEntity)
+        );
+        assert_eq!(
+            check_references(b"x &xxe; y"),
+            Err(FrameError::UndeclaredEntity)
+        );
+    }
+
+    #[test]
+    fn broken_references_are_malformed() {
+        for bad in [
+            &b"&"[..],
+            b"& x",
+            b"&;",
+            b"&#;",
+            b"&#x;",
+            b"&#0;",
+            b"&#xD800;",
+            b"&#1114112;",
+            b"&a-b;",
+        ] {
+            assert!(
+                matches!(check_references(bad), Err(FrameError::Malformed(_))),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn unescape_expands_only_when_needed() {
+        assert!(matches!(unescape("plain"), Cow::Borrowed("plain")));
+        assert_eq!(unescape("a&amp;b&lt;&#65;&#x42;&apos;"), "a&b<AB'");
+    }
+
+    #[test]
+    fn escape_round_trips_through_unescape() {
+        let mut out = BytesMut::new();
+        escape_attr_into(&mut out, b"o'brien & <co> \"q\"");
+        let s = std::str::from_utf8(&out).unwrap();
+        assert!(!s.contains('\'') && !s.contains('"') && !s.contains('<'));
+        assert_eq!(unescape(s), "o'brien & <co> \"q\"");
+        let mut text = BytesMut::new();
+        escape_text_into(&mut text, b"it's <b>");
+        assert_eq!(&text[..], b"it's &lt;b&gt;");
+    }
+}
