@@ -3,3 +3,4 @@
 //! See `ARCHITECTURE.md` at the repository root for the layers and their invariants.
 
 pub mod cli;
+pub mod tuning;
