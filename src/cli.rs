@@ -28,6 +28,11 @@ pub enum Command {
     CheckConfig { file: PathBuf },
     /// List the 39 JSM and TC events with their answer rules.
     Events,
+    /// Tuning calculators (high-availability re-login limits).
+    Tuning {
+        #[command(subcommand)]
+        command: crate::tuning::cli::TuningCommand,
+    },
 }
 
 /// Runs the command line and returns the process exit code.
@@ -38,5 +43,6 @@ pub fn main() -> i32 {
             eprintln!("palisade: this command is not built yet");
             2
         }
+        Command::Tuning { command } => crate::tuning::cli::run(command),
     }
 }

@@ -3,4 +3,5 @@
 //! See `ARCHITECTURE.md` at the repository root for the layers and their invariants.
 
 pub mod cli;
+pub mod tuning;
 pub mod wire;
