@@ -87,6 +87,10 @@ pub struct Framer {
     ended: bool,
     error: Option<FrameError>,
     limits: Limits,
+    /// `buf[..utf8_valid]` is known to be valid UTF-8 (the fast path's precondition).
+    utf8_valid: usize,
+    /// Where the region handed out by [`Framer::spare`] starts.
+    spare_from: Option<usize>,
 }
 
 impl Framer {
@@ -103,20 +107,40 @@ impl Framer {
             ended: false,
             error: None,
             limits,
+            utf8_valid: 0,
+            spare_from: None,
         }
     }
 
-    /// Appends received bytes (a copy). Zero-copy readers use [`Framer::buffer_mut`] instead.
-    /// Once the input was refused or the stream ended, further bytes are dropped.
+    /// Appends received bytes (a copy). Once the input was refused or the stream ended,
+    /// further bytes are dropped.
     pub fn feed(&mut self, data: &[u8]) {
         if self.error.is_none() && !self.ended {
             self.buf.extend_from_slice(data);
         }
     }
 
-    /// The receive buffer, for reading from a socket straight into it (append only).
-    pub fn buffer_mut(&mut self) -> &mut BytesMut {
-        &mut self.buf
+    /// A zeroed region of at least `len` bytes at the end of the buffer, to read into directly;
+    /// [`Framer::commit`] then keeps the first `n` bytes of it. Bytes already buffered can never
+    /// be changed from outside, which the fast path relies on.
+    pub fn spare(&mut self, len: usize) -> &mut [u8] {
+        let from = self.spare_from.unwrap_or(self.buf.len());
+        self.buf.truncate(from);
+        self.buf.resize(from + len, 0);
+        self.spare_from = Some(from);
+        &mut self.buf[from..]
+    }
+
+    /// Keeps `n` bytes of the region returned by [`Framer::spare`].
+    pub fn commit(&mut self, n: usize) {
+        if let Some(from) = self.spare_from.take() {
+            let keep = if self.error.is_none() && !self.ended {
+                n
+            } else {
+                0
+            };
+            self.buf.truncate(from + keep.min(self.buf.len() - from));
+        }
     }
 
     /// Bytes received and not yet yielded as frames.
@@ -142,6 +166,9 @@ impl Framer {
         }
         if self.ended {
             return Ok(None);
+        }
+        if let Some(stanza) = self.try_whole_stanza() {
+            return Ok(Some(Frame::Stanza(stanza)));
         }
         match self.scan_to_boundary() {
             Ok(None) => Ok(None),
@@ -182,9 +209,46 @@ impl Framer {
     /// Splits the first `end` bytes off the buffer as one frame.
     fn take(&mut self, end: usize) -> Bytes {
         let bytes = self.buf.split_to(end).freeze();
+        self.utf8_valid = self.utf8_valid.saturating_sub(end);
         self.pos = 0;
         self.in_frame = false;
         bytes
+    }
+
+    /// Drops `n` bytes (inter-stanza whitespace) from the front of the buffer.
+    fn discard(&mut self, n: usize) {
+        self.buf.advance(n);
+        self.utf8_valid = self.utf8_valid.saturating_sub(n);
+    }
+
+    /// The fast path: when a stanza starts at the front of the buffer and is already complete,
+    /// one xmlparser pass finds its end and validates it. Anything else (a stanza cut by the end
+    /// of the buffer, or input that is refused) is left to the boundary scan, which is exact and
+    /// resumable; both paths share [`parse_element`], so they agree on every verdict.
+    fn try_whole_stanza(&mut self) -> Option<Stanza> {
+        if self.in_frame || self.depth != 1 || self.scan != Scan::Text || self.pos != 0 {
+            return None;
+        }
+        let ws = self.buf.iter().take_while(|&&b| is_space(b)).count();
+        self.discard(ws);
+        if self.buf.len() < 2 || self.buf[0] != b'<' || matches!(self.buf[1], b'/' | b'!' | b'?') {
+            return None;
+        }
+        if self.utf8_valid < self.buf.len() {
+            match std::str::from_utf8(&self.buf[self.utf8_valid..]) {
+                Ok(_) => self.utf8_valid = self.buf.len(),
+                Err(e) => self.utf8_valid += e.valid_up_to(),
+            }
+        }
+        let window = self.utf8_valid.min(self.limits.max_stanza_bytes);
+        // SAFETY: `buf[..utf8_valid]` was checked by `from_utf8` above or on an earlier call.
+        // The framer only ever appends to `buf` (`feed`, `spare`/`commit` write past its end) or
+        // removes from its front (`take`, `discard`, which shift `utf8_valid` down), so those
+        // bytes are unchanged since they were checked.
+        let text = unsafe { std::str::from_utf8_unchecked(&self.buf[..window]) };
+        let parsed = parse_element(text, &self.limits).ok().flatten()?;
+        let bytes = self.take(parsed.end);
+        Some(parsed.into_stanza(bytes))
     }
 
     /// Advances the boundary scan as far as the buffered bytes allow.
@@ -208,7 +272,7 @@ impl Framer {
                     }
                     if !self.in_frame {
                         // Whitespace between stanzas (keepalives): drop it so it never piles up.
-                        self.buf.advance(self.pos + text_len);
+                        self.discard(self.pos + text_len);
                         self.pos = 0;
                     } else {
                         self.pos += text_len;
@@ -432,9 +496,40 @@ struct Open {
     recorded: Option<usize>,
 }
 
-/// The validation pass over one complete stanza (see the module documentation).
+/// What [`parse_element`] learned about the element at the start of its input.
+struct Parsed {
+    /// Offset just past the element's end.
+    end: usize,
+    name: Span,
+    attrs: RootAttrs,
+    elements: SmallVec<[ElementRef; 6]>,
+}
+
+impl Parsed {
+    fn into_stanza(self, bytes: Bytes) -> Stanza {
+        Stanza {
+            bytes,
+            name: self.name,
+            attrs: self.attrs,
+            elements: self.elements,
+        }
+    }
+}
+
+/// The slow path's validation of one complete stanza found by the boundary scan.
 fn validate_stanza(bytes: Bytes, limits: &Limits) -> Result<Stanza, FrameError> {
     let text = std::str::from_utf8(&bytes).map_err(|_| FrameError::InvalidUtf8)?;
+    match parse_element(text, limits)? {
+        Some(parsed) if parsed.end == text.len() => Ok(parsed.into_stanza(bytes)),
+        _ => Err(FrameError::Malformed("invalid XML syntax")),
+    }
+}
+
+/// One xmlparser pass over the element that starts `text`: checks well-formedness, the
+/// restricted-XML rules and the limits, and records the spans a [`Stanza`] exposes. Returns
+/// `Ok(None)` when `text` ends before the element does.
+fn parse_element(text: &str, limits: &Limits) -> Result<Option<Parsed>, FrameError> {
+    let bytes = text.as_bytes();
     let mut stack: SmallVec<[Open; 16]> = SmallVec::new();
     let mut elements: SmallVec<[ElementRef; 6]> = SmallVec::new();
     let mut attr_names: SmallVec<[Span; 8]> = SmallVec::new();
@@ -473,19 +568,24 @@ fn validate_stanza(bytes: Bytes, limits: &Limits) -> Result<Stanza, FrameError> 
                 stack.push(Open { name, recorded });
                 attr_names.clear();
             }
-            Token::Attribute { span, value, .. } => {
+            Token::Attribute {
+                prefix,
+                local,
+                value,
+                ..
+            } => {
                 if attr_names.len() >= limits.max_attributes {
                     return Err(FrameError::TooManyAttributes {
                         limit: limits.max_attributes,
                     });
                 }
                 xml::check_references(value.as_bytes())?;
-                let s = span.as_str();
-                let start = offset(s);
-                let qname_len = s
-                    .find(|c: char| c == '=' || c.is_ascii_whitespace())
-                    .unwrap_or(s.len());
-                let qname = Span::new(start, start + qname_len);
+                let qstart = if prefix.as_str().is_empty() {
+                    offset(local.as_str())
+                } else {
+                    offset(prefix.as_str())
+                };
+                let qname = Span::new(qstart, offset(local.as_str()) + local.as_str().len());
                 let qbytes = &bytes[qname.range()];
                 if attr_names.iter().any(|n| &bytes[n.range()] == qbytes) {
                     return Err(FrameError::Malformed("duplicate attribute"));
@@ -519,18 +619,7 @@ fn validate_stanza(bytes: Bytes, limits: &Limits) -> Result<Stanza, FrameError> 
                     ElementEnd::Empty => {}
                     ElementEnd::Close(prefix, local) => {
                         let open = stack.last().map(|o| &bytes[o.name.range()]);
-                        let matches = open.is_some_and(|n| {
-                            let (p, l) = (prefix.as_str().as_bytes(), local.as_str().as_bytes());
-                            if p.is_empty() {
-                                n == l
-                            } else {
-                                n.len() == p.len() + 1 + l.len()
-                                    && n.starts_with(p)
-                                    && n[p.len()] == b':'
-                                    && n.ends_with(l)
-                            }
-                        });
-                        if !matches {
+                        if !open.is_some_and(|n| qname_is(n, prefix.as_str(), local.as_str())) {
                             return Err(FrameError::Malformed("end tag does not match start tag"));
                         }
                     }
@@ -543,6 +632,14 @@ fn validate_stanza(bytes: Bytes, limits: &Limits) -> Result<Stanza, FrameError> 
                         elements[i].tag_end = end_at as u32;
                     }
                     elements[i].span.end = end_at as u32;
+                }
+                if stack.is_empty() {
+                    return Ok(Some(Parsed {
+                        end: end_at,
+                        name: root_name,
+                        attrs: root,
+                        elements,
+                    }));
                 }
             }
             Token::Text { text } => xml::check_references(text.as_str().as_bytes())?,
@@ -557,15 +654,20 @@ fn validate_stanza(bytes: Bytes, limits: &Limits) -> Result<Stanza, FrameError> 
             | Token::DtdEnd { .. } => return Err(FrameError::Doctype),
         }
     }
-    if !stack.is_empty() {
-        return Err(FrameError::Malformed("unclosed element"));
+    Ok(None)
+}
+
+/// True when the qualified name `qname` is `prefix:local` (or `local` without a prefix).
+fn qname_is(qname: &[u8], prefix: &str, local: &str) -> bool {
+    let (p, l) = (prefix.as_bytes(), local.as_bytes());
+    if p.is_empty() {
+        qname == l
+    } else {
+        qname.len() == p.len() + 1 + l.len()
+            && qname.starts_with(p)
+            && qname[p.len()] == b':'
+            && qname.ends_with(l)
     }
-    Ok(Stanza {
-        bytes,
-        name: root_name,
-        attrs: root,
-        elements,
-    })
 }
 
 #[cfg(test)]

@@ -279,21 +279,27 @@ impl ComponentStream {
         }
     }
 
-    /// The receive buffer, to read into directly; call [`ComponentStream::received`] after.
-    pub fn buffer_mut(&mut self) -> &mut BytesMut {
-        self.framer.buffer_mut()
+    /// A region to read into directly (see [`Framer::spare`]); then call
+    /// [`ComponentStream::commit`].
+    pub fn spare(&mut self, len: usize) -> &mut [u8] {
+        self.framer.spare(len)
     }
 
-    /// Records that bytes were appended to [`ComponentStream::buffer_mut`] at `now`.
-    pub fn received(&mut self, now: Instant) {
-        self.now = now;
-        self.last_rx = now;
+    /// Keeps `n` bytes read into [`ComponentStream::spare`], received at `now`.
+    pub fn commit(&mut self, n: usize, now: Instant) {
+        self.framer.commit(n);
+        self.received(now);
     }
 
     /// Copies `data` in and records it as received at `now`.
     pub fn receive(&mut self, data: &[u8], now: Instant) {
         self.framer.feed(data);
         self.received(now);
+    }
+
+    fn received(&mut self, now: Instant) {
+        self.now = now;
+        self.last_rx = now;
     }
 
     /// Bytes to write to the peer, if any.

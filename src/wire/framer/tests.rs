@@ -267,6 +267,24 @@ fn truncated_streams_yield_nothing_and_stay_pending() {
 }
 
 #[test]
+fn reading_into_spare_space_frames_like_feeding() {
+    let input = stream("<message from='a' to='b'><body>x</body></message><presence/>");
+    let mut framer = Framer::new(Limits::default());
+    let mut frames = Vec::new();
+    for chunk in input.chunks(7) {
+        let spare = framer.spare(64);
+        spare[..chunk.len()].copy_from_slice(chunk);
+        // Bytes past `n` must not leak into the stream.
+        spare[chunk.len()..].fill(b'<');
+        framer.commit(chunk.len());
+        while let Ok(Some(f)) = framer.next_frame() {
+            frames.push(summary(&f));
+        }
+    }
+    assert_eq!((frames, None), whole(&input));
+}
+
+#[test]
 fn errors_are_sticky() {
     let mut framer = Framer::new(Limits::default());
     framer.feed(&stream("<!-- x -->"));
