@@ -1,0 +1,266 @@
+//! The compiled policy: for every (event, packet type, node) the ordered chain of steps an event
+//! must walk (PROTOCOL.md §5), computed once at load time so the hot path is a table index.
+//!
+//! This file owns which profiles and servers apply to an event and in which order. It must not
+//! pick a server within a step (that needs the conversation key and live server state), nor
+//! send, time or judge anything.
+
+use super::catalog::{AnswerRule, EventId, PacketType};
+use super::config::{Config, ServerId, ServerMode};
+use super::profile::{Handling, ProfileId};
+
+/// An IM node as the matcher knows it; every node the configuration never names shares one id.
+#[derive(Copy, Clone, Eq, PartialEq, Hash, Debug)]
+pub struct NodeId(u16);
+
+impl NodeId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// One profile's turn at an event.
+#[derive(Copy, Clone, Debug, Eq, PartialEq)]
+pub struct Step {
+    pub profile: ProfileId,
+    pub handling: Handling,
+    /// Always true (with handling `pass`) for a notify-only event such as onServiceReconfig.
+    pub fire_and_forget: bool,
+    servers_start: u32,
+    servers_len: u32,
+}
+
+impl Step {
+    /// The servers this step may pick from (the profile's servers that serve the node), in
+    /// configuration order; never empty.
+    pub fn servers<'p>(&self, policy: &'p CompiledPolicy) -> &'p [ServerId] {
+        let start = self.servers_start as usize;
+        policy
+            .server_ids
+            .get(start..start + self.servers_len as usize)
+            .unwrap_or_default()
+    }
+}
+
+/// What the engine needs to know about one compliance server.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct ServerInfo {
+    pub name: String,
+    pub component: String,
+    pub profile: ProfileId,
+    pub mode: ServerMode,
+    pub host: String,
+    pub port: u16,
+    pub connections: Option<usize>,
+}
+
+/// Five packet slots per event: the four packet types, then "not a message, iq or presence".
+const SLOTS: usize = 5;
+
+#[derive(Clone, Debug)]
+pub struct CompiledPolicy {
+    /// Known node names; index = NodeId. `nodes.len()` is the shared id of unknown nodes.
+    nodes: Vec<String>,
+    /// Router component names, accepted as aliases of their node (an event without a `node`
+    /// attribute comes from its router's NAME).
+    aliases: Vec<(String, NodeId)>,
+    /// `[event][slot][node]` -> range into `steps`.
+    table: Vec<(u32, u32)>,
+    steps: Vec<Step>,
+    server_ids: Vec<ServerId>,
+    servers: Vec<ServerInfo>,
+    profile_names: Vec<String>,
+    /// Per profile, the range of `server_ids` holding all its servers.
+    profile_servers: Vec<(u32, u32)>,
+}
+
+fn as_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl CompiledPolicy {
+    pub fn compile(config: &Config) -> CompiledPolicy {
+        let mut nodes: Vec<String> = Vec::new();
+        let candidates = config.routers.iter().map(|r| r.node.as_str()).chain(
+            config
+                .servers
+                .iter()
+                .flat_map(|s| s.nodes.iter().map(String::as_str)),
+        );
+        for node in candidates {
+            let known = nodes.iter().any(|n| n.eq_ignore_ascii_case(node));
+            if !known && nodes.len() < usize::from(u16::MAX) {
+                nodes.push(node.to_string());
+            }
+        }
+        let node_ids = nodes.len() + 1;
+        let unknown = NodeId(u16::try_from(nodes.len()).unwrap_or(u16::MAX));
+        let mut policy = CompiledPolicy {
+            aliases: Vec::new(),
+            nodes,
+            table: Vec::with_capacity(EventId::COUNT * SLOTS * node_ids),
+            steps: Vec::new(),
+            server_ids: Vec::new(),
+            servers: Vec::new(),
+            profile_names: config.profiles.iter().map(|p| p.name.clone()).collect(),
+            profile_servers: Vec::new(),
+        };
+        policy.aliases = config
+            .routers
+            .iter()
+            .map(|r| (r.name.clone(), policy.node_id(r.node.as_bytes())))
+            .collect();
+        policy.servers = config
+            .servers
+            .iter()
+            .map(|s| ServerInfo {
+                name: s.name.clone(),
+                component: s.component.clone(),
+                profile: s.profile_id,
+                mode: s.mode,
+                host: s.host.clone(),
+                port: s.port,
+                connections: s.connections,
+            })
+            .collect();
+
+        // Server lists per (profile, node), shared by every step that uses them.
+        let mut by_profile_node = vec![(0u32, 0u32); config.profiles.len() * node_ids];
+        for profile in 0..config.profiles.len() {
+            let start = policy.server_ids.len();
+            policy.server_ids.extend(
+                config
+                    .servers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.profile_id.index() == profile)
+                    .filter_map(|(i, _)| u16::try_from(i).ok().map(ServerId)),
+            );
+            policy
+                .profile_servers
+                .push((as_u32(start), as_u32(policy.server_ids.len() - start)));
+            for node in 0..node_ids {
+                let start = policy.server_ids.len();
+                let name = policy.nodes.get(node);
+                policy
+                    .server_ids
+                    .extend(config.servers.iter().enumerate().filter_map(|(i, s)| {
+                        let serves = match name {
+                            Some(name) => s.serves_node(name),
+                            None => s.nodes.is_empty(),
+                        };
+                        let id = u16::try_from(i).ok().map(ServerId)?;
+                        (s.profile_id.index() == profile && serves).then_some(id)
+                    }));
+                by_profile_node[profile * node_ids + node] =
+                    (as_u32(start), as_u32(policy.server_ids.len() - start));
+            }
+        }
+
+        for event in EventId::all() {
+            for slot in 0..SLOTS {
+                let packet = PacketType::ALL.get(slot).copied();
+                for node in 0..node_ids {
+                    let start = policy.steps.len();
+                    for &profile in &config.priority {
+                        let Some(entry) = config
+                            .profile(profile)
+                            .and_then(|p| p.entry_for(event, packet))
+                        else {
+                            continue;
+                        };
+                        let (servers_start, servers_len) = by_profile_node
+                            .get(profile.index() * node_ids + node)
+                            .copied()
+                            .unwrap_or_default();
+                        if servers_len == 0 {
+                            continue;
+                        }
+                        let notify_only = event.answer() == AnswerRule::NotifyOnly;
+                        policy.steps.push(Step {
+                            profile,
+                            handling: if notify_only {
+                                Handling::Pass
+                            } else {
+                                entry.handling
+                            },
+                            fire_and_forget: notify_only || entry.fire_and_forget,
+                            servers_start,
+                            servers_len,
+                        });
+                    }
+                    policy
+                        .table
+                        .push((as_u32(start), as_u32(policy.steps.len() - start)));
+                }
+            }
+        }
+        debug_assert_eq!(unknown.index(), policy.nodes.len());
+        policy
+    }
+
+    /// The id of an IM node by name or by its router's component name (ASCII case-insensitive);
+    /// every unknown name gets the same id.
+    pub fn node_id(&self, node: &[u8]) -> NodeId {
+        let found = self
+            .nodes
+            .iter()
+            .position(|n| n.as_bytes().eq_ignore_ascii_case(node));
+        if let Some(index) = found.and_then(|i| u16::try_from(i).ok()) {
+            return NodeId(index);
+        }
+        let alias = self
+            .aliases
+            .iter()
+            .find(|(name, _)| name.as_bytes().eq_ignore_ascii_case(node));
+        alias.map_or_else(|| self.unknown_node(), |&(_, id)| id)
+    }
+
+    pub fn unknown_node(&self) -> NodeId {
+        NodeId(u16::try_from(self.nodes.len()).unwrap_or(u16::MAX))
+    }
+
+    pub fn node_name(&self, node: NodeId) -> Option<&str> {
+        self.nodes.get(node.index()).map(String::as_str)
+    }
+
+    /// The steps an event must walk, highest routing priority first; empty means `pass`.
+    /// `packet` is the stanza's type (`None`: not a message, iq or presence); TC events ignore it.
+    pub fn chain(&self, event: EventId, packet: Option<PacketType>, node: NodeId) -> &[Step] {
+        let slot = packet.map_or(SLOTS - 1, PacketType::index);
+        let node_ids = self.nodes.len() + 1;
+        let index = (event.index() * SLOTS + slot) * node_ids + node.index().min(node_ids - 1);
+        let (start, len) = self.table.get(index).copied().unwrap_or_default();
+        let start = start as usize;
+        self.steps
+            .get(start..start + len as usize)
+            .unwrap_or_default()
+    }
+
+    pub fn server(&self, id: ServerId) -> Option<&ServerInfo> {
+        self.servers.get(id.index())
+    }
+
+    pub fn servers(&self) -> &[ServerInfo] {
+        &self.servers
+    }
+
+    pub fn profile_name(&self, id: ProfileId) -> &str {
+        self.profile_names
+            .get(id.index())
+            .map_or("", String::as_str)
+    }
+
+    /// Every server assigned `profile`, whatever nodes they serve.
+    pub fn profile_servers(&self, profile: ProfileId) -> &[ServerId] {
+        let (start, len) = self
+            .profile_servers
+            .get(profile.index())
+            .copied()
+            .unwrap_or_default();
+        let start = start as usize;
+        self.server_ids
+            .get(start..start + len as usize)
+            .unwrap_or_default()
+    }
+}
