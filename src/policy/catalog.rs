@@ -1,16 +1,16 @@
 //! The event catalog: every JSM and TC event of the seed document, spelled exactly as there,
-//! with its description and the answers a compliance server may give to it; plus the XMPP
-//! packet types that JSM entries filter on.
+//! with its description and the answers a compliance server may give to it.
 //!
-//! This file owns names, kinds, answer rules and packet classification. It must not know about
-//! profiles, servers or configuration files, and its hot-path functions ([`EventId::lookup`],
-//! [`PacketType::classify`], [`PacketFilter::matches`]) must not allocate.
+//! This file owns names, kinds and answer rules (packet types live in `packet.rs`). It must not
+//! know about profiles, servers or configuration files, and [`EventId::lookup`], on the hot
+//! path, must not allocate.
 //!
 //! The seed lists 12 JSM events and 28 TC events (40 in all). `PROTOCOL.md` and `CONFIG.md` say
 //! "27 TC" and "39 events"; that is a miscount of the seed's own table, and the seed is the
 //! behaviour spec, so every event it names is accepted here (dropping one would make a router
 //! that sends it get `bad-request`).
 
+pub use super::packet::{PacketFilter, PacketType};
 use std::fmt;
 
 /// Whether an event comes from the Jabber Session Manager or from Text Conferencing.
@@ -144,179 +144,66 @@ const NO_MODIFICATION: &str =
 use AnswerRule::{NotifyOnly, PassOnly, PassUnmodified};
 
 /// Every event, JSM first, each group in the seed's table order. [`EventId`] indexes this.
+#[rustfmt::skip]
 pub static CATALOG: [EventSpec; 40] = [
-    jsm(
-        "e_SESSION",
-        "Packets sent during login, which is the creation of a new session.",
-    ),
-    jsm(
-        "e_OFFLINE",
-        "Packets sent to users who are offline. Offline users are users who do not have an \
-         active session.",
-    ),
-    jsm(
-        "e_SERVER",
-        "Packets sent directly to the server for internal handling.",
-    ),
-    jsm(
-        "e_DELIVER",
-        "The first event for packets coming in from another server; the second event for \
-         packets coming in from a user on the same server. (The first event for packets coming \
-         in from the same server is es_IN.)",
-    ),
+    jsm("e_SESSION", "Packets sent during login, which is the creation of a new session."),
+    jsm("e_OFFLINE", "Packets sent to users who are offline. Offline users are users who do not \
+        have an active session."),
+    jsm("e_SERVER", "Packets sent directly to the server for internal handling."),
+    jsm("e_DELIVER", "The first event for packets coming in from another server; the second \
+        event for packets coming in from a user on the same server. (The first event for \
+        packets coming in from the same server is es_IN.)"),
     jsm("e_AUTH", "IQ packets sent during authentication."),
-    jsm(
-        "e_REGISTER",
-        "Packets generated during registration of a new account by a user.",
-    ),
-    jsm(
-        "e_STATS",
-        "Packets sent periodically that contain server statistics.",
-    ),
-    jsm(
-        "e_DISCOFEAT",
-        "Triggered when a user sends a disco#info query.",
-    ),
-    jsm(
-        "e_PRISESSION",
-        "Determines a user's primary or default session when the user has more than one \
-         session. An EventBroker component may dictate the choice of a user's primary session.",
-    ),
-    jsm(
-        "es_IN",
-        "Generated when a stanza is about to be received by a user's session.",
-    ),
-    jsm(
-        "es_OUT",
-        "Generated when a stanza is sent from a user's session.",
-    ),
+    jsm("e_REGISTER", "Packets generated during registration of a new account by a user."),
+    jsm("e_STATS", "Packets sent periodically that contain server statistics."),
+    jsm("e_DISCOFEAT", "Triggered when a user sends a disco#info query."),
+    jsm("e_PRISESSION", "Determines a user's primary or default session when the user has more \
+        than one session. An EventBroker component may dictate the choice of a user's primary \
+        session."),
+    jsm("es_IN", "Generated when a stanza is about to be received by a user's session."),
+    jsm("es_OUT", "Generated when a stanza is sent from a user's session."),
     jsm("es_END", "Packets generated when a user logs out."),
-    tc(
-        "onServicePacket",
-        "The system receives a packet from the router that is either addressed directly to \
-         the TC service or to a room that does not currently exist on the system.",
-    ),
-    tc(
-        "onBeforeRoomCreate",
-        "A gear is attempting to create a room on the system.",
-    ),
-    tc_rule(
-        "onAfterRoomCreate",
-        "A room has been successfully created on the system.",
-        PassUnmodified,
-        NO_MODIFICATION,
-    ),
-    tc_rule(
-        "onServiceDiscoInfo",
-        "An entity has sent a disco#info packet to the TC service.",
-        PassOnly,
-        ONLY_PASS,
-    ),
-    tc_rule(
-        "onServiceReconfig",
-        "The TC service receives a signal to reconfigure itself.",
-        NotifyOnly,
-        "The only valid response is PASS. This is a notification event only. The XDB packet \
-         will be of a type=\"set\". The external component should not respond to this packet.",
-    ),
-    tc_rule(
-        "onDestroy",
-        "A room owner closes a room.",
-        PassOnly,
-        ONLY_PASS,
-    ),
+    tc("onServicePacket", "The system receives a packet from the router that is either \
+        addressed directly to the TC service or to a room that does not currently exist on the \
+        system."),
+    tc("onBeforeRoomCreate", "A gear is attempting to create a room on the system."),
+    tc_rule("onAfterRoomCreate", "A room has been successfully created on the system.",
+        PassUnmodified, NO_MODIFICATION),
+    tc_rule("onServiceDiscoInfo", "An entity has sent a disco#info packet to the TC service.",
+        PassOnly, ONLY_PASS),
+    tc_rule("onServiceReconfig", "The TC service receives a signal to reconfigure itself.",
+        NotifyOnly, "The only valid response is PASS. This is a notification event only. The \
+        XDB packet will be of a type=\"set\". The external component should not respond to this \
+        packet."),
+    tc_rule("onDestroy", "A room owner closes a room.", PassOnly, ONLY_PASS),
     tc("onClose", "A gear requests to close a room."),
-    tc(
-        "onPacket",
-        "A new XML stanza is directed at a room, or participant within a room.",
-    ),
-    tc_rule(
-        "onMetaInfoGet",
-        "Room configuration information is available.",
-        PassOnly,
-        ONLY_PASS,
-    ),
-    tc(
-        "onBeforeMetaInfoSet",
-        "A room configuration is about to be modified by a user.",
-    ),
-    tc_rule(
-        "onAfterMetaInfoSet",
-        "A room configuration has been modified by a user.",
-        PassUnmodified,
-        NOTHING_IN_IT,
-    ),
-    tc_rule(
-        "onExamineRoom",
-        "A Jabber entity requests information, either by browse or disco, from a room.",
-        PassOnly,
-        ONLY_PASS,
-    ),
-    tc(
-        "onBeforeChangeUser",
-        "A change has been requested of a user role, nickname, or presence. This includes on \
-         entry, exit, nick change, availability change, or any role change (granting or \
-         revoking voice, moderator privilege).",
-    ),
-    tc_rule(
-        "onAfterChangeUser",
-        "A user has changed.",
-        PassUnmodified,
-        NOTHING_IN_IT,
-    ),
-    tc(
-        "onBeforeChangeAffiliation",
-        "A user affiliation is about to change.",
-    ),
-    tc_rule(
-        "onAfterChangeAffiliation",
-        "A user affiliation has changed.",
-        PassUnmodified,
-        NOTHING_IN_IT,
-    ),
-    tc(
-        "onBeforeRemoveAffiliation",
-        "A user affiliation is about to be removed.",
-    ),
-    tc_rule(
-        "onAfterRemoveAffiliation",
-        "A user affiliation has been removed.",
-        PassUnmodified,
-        NO_MODIFICATION,
-    ),
+    tc("onPacket", "A new XML stanza is directed at a room, or participant within a room."),
+    tc_rule("onMetaInfoGet", "Room configuration information is available.", PassOnly, ONLY_PASS),
+    tc("onBeforeMetaInfoSet", "A room configuration is about to be modified by a user."),
+    tc_rule("onAfterMetaInfoSet", "A room configuration has been modified by a user.",
+        PassUnmodified, NOTHING_IN_IT),
+    tc_rule("onExamineRoom", "A Jabber entity requests information, either by browse or disco, \
+        from a room.", PassOnly, ONLY_PASS),
+    tc("onBeforeChangeUser", "A change has been requested of a user role, nickname, or \
+        presence. This includes on entry, exit, nick change, availability change, or any role \
+        change (granting or revoking voice, moderator privilege)."),
+    tc_rule("onAfterChangeUser", "A user has changed.", PassUnmodified, NOTHING_IN_IT),
+    tc("onBeforeChangeAffiliation", "A user affiliation is about to change."),
+    tc_rule("onAfterChangeAffiliation", "A user affiliation has changed.",
+        PassUnmodified, NOTHING_IN_IT),
+    tc("onBeforeRemoveAffiliation", "A user affiliation is about to be removed."),
+    tc_rule("onAfterRemoveAffiliation", "A user affiliation has been removed.",
+        PassUnmodified, NO_MODIFICATION),
     tc("onBeforeJoin", "A user is about to join a room."),
-    tc_rule(
-        "onAfterJoin",
-        "A user has joined a room.",
-        PassUnmodified,
-        NOTHING_IN_IT,
-    ),
+    tc_rule("onAfterJoin", "A user has joined a room.", PassUnmodified, NOTHING_IN_IT),
     tc_rule("onLeave", "A user has left a room.", PassOnly, ONLY_PASS),
     tc("onBeforeSubject", "A room subject is about to change."),
-    tc_rule(
-        "onAfterSubject",
-        "A room subject has changed.",
-        PassUnmodified,
-        NOTHING_IN_IT,
-    ),
+    tc_rule("onAfterSubject", "A room subject has changed.", PassUnmodified, NOTHING_IN_IT),
     tc("onBeforeInvite", "A user is about to be invited to a room."),
-    tc_rule(
-        "onAfterInvite",
-        "A user has been invited to a room.",
-        PassUnmodified,
-        NOTHING_IN_IT,
-    ),
-    tc_rule(
-        "onHistory",
-        "A room's history has been requested.",
-        PassOnly,
-        ONLY_PASS,
-    ),
+    tc_rule("onAfterInvite", "A user has been invited to a room.", PassUnmodified, NOTHING_IN_IT),
+    tc_rule("onHistory", "A room's history has been requested.", PassOnly, ONLY_PASS),
     tc("onBeforeSend", "A message is about to be sent in a room."),
-    tc(
-        "onBeforeBroadcast",
-        "A message is about to be broadcast in a room.",
-    ),
+    tc("onBeforeBroadcast", "A message is about to be broadcast in a room."),
 ];
 
 /// A catalog event: a one-byte index into [`CATALOG`], cheap to copy into every in-flight event.
@@ -404,121 +291,6 @@ impl EventId {
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-/// The packet type of a stanza, derived from it (PROTOCOL.md §2), never declared.
-#[derive(Copy, Clone, Eq, PartialEq, Hash, Debug)]
-pub enum PacketType {
-    Iq,
-    Message,
-    Presence,
-    /// A presence of type subscribe, subscribed, unsubscribe or unsubscribed.
-    Subscription,
-}
-
-impl PacketType {
-    pub const ALL: [PacketType; 4] = [
-        PacketType::Iq,
-        PacketType::Message,
-        PacketType::Presence,
-        PacketType::Subscription,
-    ];
-
-    /// Classifies a stanza by its local name and `type` attribute; `None` for anything that is
-    /// not one of the three stanza kinds.
-    pub fn classify(local_name: &[u8], type_attr: Option<&[u8]>) -> Option<PacketType> {
-        match local_name {
-            b"message" => Some(PacketType::Message),
-            b"iq" => Some(PacketType::Iq),
-            b"presence" => match type_attr {
-                Some(b"subscribe" | b"subscribed" | b"unsubscribe" | b"unsubscribed") => {
-                    Some(PacketType::Subscription)
-                }
-                _ => Some(PacketType::Presence),
-            },
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PacketType::Iq => "iq",
-            PacketType::Message => "message",
-            PacketType::Presence => "presence",
-            PacketType::Subscription => "subscription",
-        }
-    }
-
-    /// A dense index 0..4, for tables.
-    pub fn index(self) -> usize {
-        match self {
-            PacketType::Iq => 0,
-            PacketType::Message => 1,
-            PacketType::Presence => 2,
-            PacketType::Subscription => 3,
-        }
-    }
-}
-
-impl fmt::Display for PacketType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The `packet` of a JSM profile entry: which packet types the entry applies to.
-#[derive(Copy, Clone, Eq, PartialEq, Hash, Debug, Default)]
-pub enum PacketFilter {
-    #[default]
-    All,
-    Iq,
-    Message,
-    Presence,
-    Subscription,
-}
-
-impl PacketFilter {
-    /// The spellings accepted in configuration, in the order the seed lists them.
-    pub const NAMES: [&'static str; 5] = ["all", "iq", "message", "presence", "subscription"];
-
-    /// `presence` and `subscription` are distinct: a subscription request is not matched by a
-    /// `presence` entry, as the seed lists them as separate packet types.
-    pub fn matches(self, packet: PacketType) -> bool {
-        match self {
-            PacketFilter::All => true,
-            PacketFilter::Iq => packet == PacketType::Iq,
-            PacketFilter::Message => packet == PacketType::Message,
-            PacketFilter::Presence => packet == PacketType::Presence,
-            PacketFilter::Subscription => packet == PacketType::Subscription,
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<PacketFilter> {
-        match text {
-            "all" => Some(PacketFilter::All),
-            "iq" => Some(PacketFilter::Iq),
-            "message" => Some(PacketFilter::Message),
-            "presence" => Some(PacketFilter::Presence),
-            "subscription" => Some(PacketFilter::Subscription),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PacketFilter::All => "all",
-            PacketFilter::Iq => "iq",
-            PacketFilter::Message => "message",
-            PacketFilter::Presence => "presence",
-            PacketFilter::Subscription => "subscription",
-        }
-    }
-}
-
-impl fmt::Display for PacketFilter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -678,7 +450,9 @@ mod tests {
     fn permits_follows_protocol_section_4() {
         use AnswerKind::*;
         let all = [Pass, PassModified, Handle, Error];
-        let allowed = |r: AnswerRule| all.iter().filter(|a| r.permits(**a)).copied().collect();
+        let allowed = |r: AnswerRule| -> Vec<AnswerKind> {
+            all.iter().filter(|a| r.permits(**a)).copied().collect()
+        };
         assert_eq!(allowed(AnswerRule::Any), Vec::from(all));
         assert_eq!(allowed(AnswerRule::PassOnly), vec![Pass, PassModified]);
         assert_eq!(allowed(AnswerRule::PassUnmodified), vec![Pass]);
@@ -715,48 +489,6 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), EventId::COUNT);
-    }
-
-    #[test]
-    fn classify_packets() {
-        use PacketType::*;
-        assert_eq!(
-            PacketType::classify(b"message", Some(b"chat")),
-            Some(Message)
-        );
-        assert_eq!(PacketType::classify(b"iq", Some(b"get")), Some(Iq));
-        assert_eq!(PacketType::classify(b"presence", None), Some(Presence));
-        assert_eq!(
-            PacketType::classify(b"presence", Some(b"unavailable")),
-            Some(Presence)
-        );
-        for t in ["subscribe", "subscribed", "unsubscribe", "unsubscribed"] {
-            assert_eq!(
-                PacketType::classify(b"presence", Some(t.as_bytes())),
-                Some(Subscription)
-            );
-        }
-        assert_eq!(
-            PacketType::classify(b"message", Some(b"subscribe")),
-            Some(Message)
-        );
-        assert_eq!(PacketType::classify(b"handshake", None), None);
-        assert_eq!(PacketType::classify(b"Message", None), None);
-    }
-
-    #[test]
-    fn filters_match_only_their_type() {
-        for filter in PacketFilter::NAMES
-            .iter()
-            .filter_map(|n| PacketFilter::parse(n))
-        {
-            for packet in PacketType::ALL {
-                let want = filter == PacketFilter::All || filter.as_str() == packet.as_str();
-                assert_eq!(filter.matches(packet), want, "{filter} vs {packet}");
-            }
-        }
-        assert_eq!(PacketFilter::parse("Message"), None);
-        assert_eq!(PacketFilter::default(), PacketFilter::All);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod duration;
 pub mod jid;
 pub mod key;
 pub mod matcher;
+pub mod packet;
 pub mod profile;
 
 pub use catalog::{

@@ -7,6 +7,8 @@
 
 mod diagnostic;
 mod load;
+mod profiles;
+mod servers;
 mod validate;
 
 pub use diagnostic::{did_you_mean, nearest, Diagnostic, Severity};

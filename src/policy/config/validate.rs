@@ -1,32 +1,21 @@
 //! Turns the located raw configuration into a [`Config`], checking what every value means:
 //! names, references, durations, addresses, and the relations between timers.
 //!
-//! This file owns every semantic rule of the configuration and its message. It reports each
-//! problem it finds and carries on with a harmless stand-in value, so one run lists them all;
-//! it must not read files or parse TOML (load.rs does).
+//! This file owns the rules for the gateway, listeners, timers, limits and routers, and calls
+//! profiles.rs and servers.rs for the rest. Every check reports its problem and carries on with
+//! a harmless stand-in value, so one run lists them all; nothing here reads files or parses
+//! TOML (load.rs does).
 
-use super::diagnostic::{did_you_mean, nearest, Diags};
-use super::load::{Raw, RawEntry, RawProfile, RawRouter, RawServer, Sp};
-use super::{
-    generated_component_name, Config, GatewayConfig, Limits, ListenConfig, RouterConfig,
-    ServerConfig, ServerMode, Timers,
-};
-use crate::policy::catalog::{AnswerRule, EventId, EventKind, PacketFilter, CATALOG};
+use super::diagnostic::Diags;
+use super::load::{Raw, RawRouter, Sp};
+use super::profiles::{priority, profiles};
+use super::servers::{servers, Context};
+use super::{Config, GatewayConfig, Limits, ListenConfig, RouterConfig, Timers};
 use crate::policy::duration::{format_duration, parse_duration};
 use crate::policy::jid::Jid;
-use crate::policy::profile::{
-    check_profile_name, Entry, Handling, Profile, ProfileId, SYSTEM_DEFAULT_PROFILE,
-};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
-
-/// The seed's caution about bounce with fire-and-forget, verbatim.
-pub(crate) const BOUNCE_FORGET_CAUTION: &str =
-    "If a combination of Bounce, and Fire and Forget is \
-selected, an event to which this applies will be passed to the compliance server and then \
-discarded. This means it will not be processed further by IM and Presence Service. Use this \
-combination with care.";
 
 const DEFAULT_ROUTER_LISTEN: &str = "127.0.0.1:5275";
 
@@ -37,7 +26,13 @@ pub(super) fn validate(raw: Raw, d: &mut Diags<'_>) -> Option<Config> {
     let limits = limits(&raw, d);
     let routers = routers(&raw.routers, d);
     let profiles = profiles(&raw.profiles, d);
-    let servers = servers(&raw.servers, &gateway, &listen, &routers, &profiles, d);
+    let cx = Context {
+        gateway: &gateway,
+        listen: &listen,
+        routers: &routers,
+        profiles: &profiles,
+    };
+    let servers = servers(&raw.servers, &cx, d);
     let priority = priority(raw.priority.as_deref(), &profiles, d);
     if raw.routers.is_empty() {
         d.warning(
@@ -66,7 +61,7 @@ pub(super) fn validate(raw: Raw, d: &mut Diags<'_>) -> Option<Config> {
 }
 
 /// Checks a component or host name that must be a bare JID domain.
-fn check_domain(d: &mut Diags<'_>, key: &str, value: &Sp<String>) {
+pub(super) fn check_domain(d: &mut Diags<'_>, key: &str, value: &Sp<String>) {
     match Jid::parse(&value.v) {
         Ok(jid) if jid.is_domain() => {}
         Ok(_) => d.error_hint(
@@ -268,21 +263,18 @@ fn valid_node(node: &str) -> bool {
 }
 
 fn routers(raw: &[RawRouter], d: &mut Diags<'_>) -> Vec<RouterConfig> {
-    let mut names: HashMap<String, usize> = HashMap::new();
-    let mut nodes: HashMap<String, (usize, String)> = HashMap::new();
+    let mut names = FirstSeen::default();
+    let mut nodes = FirstSeen::default();
     let mut out = Vec::with_capacity(raw.len());
     for r in raw {
         let name = r.name.as_ref().map_or_else(String::new, |n| n.v.clone());
         if let Some(n) = &r.name {
             check_domain(d, "name", n);
-            if let Some(&first) = names.get(&n.v.to_ascii_lowercase()) {
-                let line = d.position(first).0;
+            if let Some(line) = names.earlier_line(d, &n.v.to_ascii_lowercase(), n.at) {
                 d.error(
                     n.at,
                     format!("duplicate router `{}` (first defined on line {line})", n.v),
                 );
-            } else {
-                names.insert(n.v.to_ascii_lowercase(), n.at);
             }
         }
         let secret = r.secret.as_ref().map_or_else(String::new, |s| s.v.clone());
@@ -292,13 +284,11 @@ fn routers(raw: &[RawRouter], d: &mut Diags<'_>) -> Vec<RouterConfig> {
         let node = match &r.node {
             Some(n) => {
                 if !valid_node(&n.v) {
-                    d.error(
-                        n.at,
-                        format!(
-                            "invalid node {:?}: use letters, digits, '-', '_' and '.'",
-                            n.v
-                        ),
+                    let message = format!(
+                        "invalid node {:?}: use letters, digits, '-', '_' and '.'",
+                        n.v
                     );
+                    d.error(n.at, message);
                 }
                 n.v.clone()
             }
@@ -306,15 +296,12 @@ fn routers(raw: &[RawRouter], d: &mut Diags<'_>) -> Vec<RouterConfig> {
         };
         let node_at = r.node.as_ref().or(r.name.as_ref()).map_or(r.at, |s| s.at);
         if !node.is_empty() {
-            if let Some((first, other)) = nodes.get(&node.to_ascii_lowercase()) {
-                let line = d.position(*first).0;
+            if let Some(line) = nodes.earlier_line(d, &node.to_ascii_lowercase(), node_at) {
                 d.error_hint(
                     node_at,
-                    format!("node `{node}` is already used by router `{other}` (line {line})"),
+                    format!("node `{node}` is already used by the router on line {line}"),
                     "each [[router]] is one IM node; set a distinct `node`",
                 );
-            } else {
-                nodes.insert(node.to_ascii_lowercase(), (node_at, name.clone()));
             }
         }
         let connect = r.connect.as_ref().map(|c| {
@@ -350,371 +337,21 @@ fn check_connect(d: &mut Diags<'_>, c: &Sp<String>) {
     }
 }
 
-fn profiles(raw: &[RawProfile], d: &mut Diags<'_>) -> Vec<Profile> {
-    let mut out = vec![Profile::system_default()];
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    for p in raw {
-        let Some(name) = &p.name else { continue };
-        if name.v.eq_ignore_ascii_case(SYSTEM_DEFAULT_PROFILE) {
-            d.error_hint(
-                name.at,
-                format!("`{SYSTEM_DEFAULT_PROFILE}` is built in and cannot be redefined"),
-                format!("choose another name; assign the built-in one with profile = \"{SYSTEM_DEFAULT_PROFILE}\""),
-            );
-            continue;
-        }
-        if let Err(e) = check_profile_name(&name.v) {
-            d.error(name.at, format!("invalid profile name {:?}: {e}", name.v));
-        }
-        if let Some(&first) = seen.get(name.v.as_str()) {
-            let line = d.position(first).0;
-            d.error(
-                name.at,
-                format!(
-                    "duplicate profile `{}` (first defined on line {line})",
-                    name.v
-                ),
-            );
-        } else {
-            seen.insert(&name.v, name.at);
-        }
-        if out.len() > usize::from(u16::MAX) {
-            d.error(name.at, format!("too many profiles: at most {}", u16::MAX));
-            continue;
-        }
-        let entries = entries(&name.v, &p.events, d);
-        if p.events.is_empty() {
-            d.warning(
-                name.at,
-                format!("profile `{}` has no events: it matches nothing", name.v),
-                None,
-            );
-        }
-        let description = p
-            .description
-            .as_ref()
-            .map_or_else(String::new, |s| s.v.clone());
-        out.push(Profile {
-            name: name.v.clone(),
-            description,
-            entries,
-        });
-    }
-    out
+/// Remembers where each name was first defined, so a later duplicate can say which line.
+#[derive(Default)]
+pub(super) struct FirstSeen {
+    at: HashMap<String, usize>,
 }
 
-fn entries(profile: &str, raw: &[RawEntry], d: &mut Diags<'_>) -> Vec<Entry> {
-    let mut out: Vec<Entry> = Vec::with_capacity(raw.len());
-    let mut seen: HashMap<(EventId, PacketFilter), usize> = HashMap::new();
-    for e in raw {
-        let Some(event_sp) = &e.event else { continue };
-        let Some(event) = EventId::lookup(event_sp.v.as_bytes()) else {
-            let close = nearest(&event_sp.v, CATALOG.iter().map(|s| s.name)).unwrap_or("es_OUT");
-            d.error_hint(
-                event_sp.at,
-                format!("unknown event `{}`", event_sp.v),
-                format!("did you mean `{close}`? (`palisade events` lists every event)"),
-            );
-            continue;
-        };
-        let packet = match (&e.packet, event.kind()) {
-            (None, _) => PacketFilter::All,
-            (Some(p), EventKind::Tc) => {
-                d.error_hint(
-                    p.at,
-                    format!("`packet` applies to JSM events only; `{event}` is a TC event"),
-                    "remove `packet` from this entry",
-                );
-                PacketFilter::All
-            }
-            (Some(p), EventKind::Jsm) => PacketFilter::parse(&p.v).unwrap_or_else(|| {
-                let mut hint = format!("expected one of {}", PacketFilter::NAMES.join(", "));
-                if let Some(close) = did_you_mean(&p.v, PacketFilter::NAMES) {
-                    hint.push_str(&format!("; did you mean `{close}`?"));
-                }
-                d.error_hint(p.at, format!("unknown packet type {:?}", p.v), hint);
-                PacketFilter::All
-            }),
-        };
-        let handling = match &e.handling {
-            None => Handling::Bounce,
-            Some(h) => Handling::parse(&h.v).unwrap_or_else(|| {
-                d.error_hint(
-                    h.at,
-                    format!("unknown handling {:?}", h.v),
-                    "expected bounce or pass",
-                );
-                Handling::Bounce
-            }),
-        };
-        let fire_and_forget = e.fire_and_forget.as_ref().is_some_and(|f| f.v);
-        let entry = Entry::new(event, packet, handling, fire_and_forget);
-        if let Some(&first) = seen.get(&(event, packet)) {
-            let line = d.position(first).0;
-            d.error(
-                event_sp.at,
-                format!("`{event}` for packet `{packet}` is already in profile `{profile}` (line {line})"),
-            );
-            continue;
-        }
-        seen.insert((event, packet), event_sp.at);
-        let explicit_handling = e.handling.is_some();
-        if event.answer() == AnswerRule::NotifyOnly {
-            let contradicts = (explicit_handling && handling == Handling::Bounce)
-                || e.fire_and_forget.as_ref().is_some_and(|f| !f.v);
-            if contradicts {
-                d.warning(
-                    event_sp.at,
-                    format!("`{event}` is a notification only: it is always sent fire-and-forget and always passes"),
-                    Some("its handling and fire_and_forget settings are ignored".to_string()),
-                );
-            }
-        } else if entry.drops_event() {
-            let at = e.fire_and_forget.as_ref().map_or(e.at, |f| f.at);
-            d.warning(
-                at,
-                format!("`{event}` in profile `{profile}` combines bounce with fire-and-forget: {BOUNCE_FORGET_CAUTION}"),
-                Some("every such event is dropped after the notification; use handling = \"pass\" to let it through".to_string()),
-            );
-        }
-        out.push(entry);
-    }
-    out
-}
-
-fn host_char_ok(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '.' | '\\' | '-' | '_')
-}
-
-fn servers(
-    raw: &[RawServer],
-    gateway: &GatewayConfig,
-    listen: &ListenConfig,
-    routers: &[RouterConfig],
-    profiles: &[Profile],
-    d: &mut Diags<'_>,
-) -> Vec<ServerConfig> {
-    let mut names: HashMap<String, usize> = HashMap::new();
-    let mut components: HashMap<String, (usize, String)> = HashMap::new();
-    let router_nodes: Vec<&str> = routers.iter().map(|r| r.node.as_str()).collect();
-    let mut out = Vec::with_capacity(raw.len());
-    for s in raw {
-        let name = s.name.as_ref().map_or_else(String::new, |n| n.v.clone());
-        let name_at = s.name.as_ref().map_or(s.at, |n| n.at);
-        if let Some(n) = &s.name {
-            if let Some(ch) =
-                n.v.chars()
-                    .find(|c| !c.is_ascii_alphanumeric())
-                    .or(n.v.is_empty().then_some(' '))
-            {
-                d.error(
-                    n.at,
-                    format!(
-                        "invalid server name {:?}: use letters and digits only, not {ch:?}",
-                        n.v
-                    ),
-                );
-            }
-            if let Some(&first) = names.get(&n.v.to_ascii_lowercase()) {
-                let line = d.position(first).0;
-                d.error(
-                    n.at,
-                    format!("duplicate server `{}` (first defined on line {line})", n.v),
-                );
-            } else {
-                names.insert(n.v.to_ascii_lowercase(), n.at);
-            }
-        }
-        if out.len() >= usize::from(u16::MAX) {
-            d.error(name_at, format!("too many servers: at most {}", u16::MAX));
-            continue;
-        }
-        let mode = match &s.mode {
-            None => ServerMode::Outbound,
-            Some(m) => ServerMode::parse(&m.v).unwrap_or_else(|| {
-                d.error_hint(
-                    m.at,
-                    format!("unknown mode {:?}", m.v),
-                    "expected outbound or inbound",
-                );
-                ServerMode::Outbound
-            }),
-        };
-        if mode == ServerMode::Inbound && listen.compliance.is_none() {
-            let at = s.mode.as_ref().map_or(s.at, |m| m.at);
-            d.error_hint(
-                at,
-                format!("server `{name}` is inbound but [listen] has no `compliance` address"),
-                "add compliance = \"127.0.0.1:5276\" under [listen] for compliance servers to dial",
-            );
-        }
-        let host = s.host.as_ref().map_or_else(String::new, |h| h.v.clone());
-        if let Some(h) = &s.host {
-            if let Some(ch) =
-                h.v.chars()
-                    .find(|&c| !host_char_ok(c))
-                    .or(h.v.is_empty().then_some(' '))
-            {
-                let hint = if ch == ':' {
-                    "put the port in `port`"
-                } else {
-                    "allowed: a-z A-Z 0-9 . \\ - _"
-                };
-                d.error_hint(
-                    h.at,
-                    format!("invalid host {:?}: character {ch:?} is not allowed", h.v),
-                    hint,
-                );
-            }
-        } else if mode == ServerMode::Outbound {
-            d.error(
-                s.at,
-                format!("missing `host` in [[server]] `{name}`: an outbound server is dialled"),
-            );
-        }
-        let port = match &s.port {
-            Some(p) => u16::try_from(p.v)
-                .ok()
-                .filter(|&p| p > 0)
-                .unwrap_or_else(|| {
-                    d.error(p.at, "`port` must be between 1 and 65535");
-                    0
-                }),
+impl FirstSeen {
+    /// The line of the earlier definition when `key` was seen before; otherwise records `at`.
+    pub(super) fn earlier_line(&mut self, d: &Diags<'_>, key: &str, at: usize) -> Option<usize> {
+        match self.at.get(key) {
+            Some(&first) => Some(d.position(first).0),
             None => {
-                if mode == ServerMode::Outbound {
-                    d.error(
-                        s.at,
-                        format!(
-                            "missing `port` in [[server]] `{name}`: an outbound server is dialled"
-                        ),
-                    );
-                }
-                0
+                self.at.insert(key.to_string(), at);
+                None
             }
-        };
-        let password = s
-            .password
-            .as_ref()
-            .map_or_else(String::new, |p| p.v.clone());
-        if let Some(p) = s.password.as_ref().filter(|p| p.v.is_empty()) {
-            d.error(p.at, format!("the password of server `{name}` is empty"));
-        }
-        let profile = s
-            .profile
-            .as_ref()
-            .map_or(SYSTEM_DEFAULT_PROFILE, |p| p.v.as_str())
-            .to_string();
-        let profile_id = match profiles.iter().position(|p| p.name == profile) {
-            Some(i) => ProfileId(u16::try_from(i).unwrap_or(0)),
-            None => {
-                let at = s.profile.as_ref().map_or(s.at, |p| p.at);
-                let hint = match did_you_mean(&profile, profiles.iter().map(|p| p.name.as_str())) {
-                    Some(close) => format!("did you mean `{close}`?"),
-                    None => "define it with [[profile]] or use SystemDefaultComplianceProfile"
-                        .to_string(),
-                };
-                d.error_hint(
-                    at,
-                    format!("server `{name}` is assigned unknown profile `{profile}`"),
-                    hint,
-                );
-                ProfileId::SYSTEM_DEFAULT
-            }
-        };
-        let nodes: Vec<String> = s.nodes.iter().flatten().map(|n| n.v.clone()).collect();
-        for n in s.nodes.iter().flatten() {
-            if !router_nodes.iter().any(|r| r.eq_ignore_ascii_case(&n.v)) {
-                let hint = if router_nodes.is_empty() {
-                    "no [[router]] is configured".to_string()
-                } else {
-                    format!("router nodes: {}", router_nodes.join(", "))
-                };
-                d.warning(
-                    n.at,
-                    format!(
-                        "server `{name}` serves node `{}`, which no [[router]] has",
-                        n.v
-                    ),
-                    Some(hint),
-                );
-            }
-        }
-        let component = match &s.component {
-            Some(c) => {
-                check_domain(d, "component", c);
-                c.v.clone()
-            }
-            None => generated_component_name(&name, &gateway.name, &gateway.domain),
-        };
-        let component_at = s.component.as_ref().map_or(name_at, |c| c.at);
-        if let Some((first, other)) = components.get(&component.to_ascii_lowercase()) {
-            let line = d.position(*first).0;
-            d.error(component_at, format!("component name `{component}` is already used by server `{other}` (line {line})"));
-        } else {
-            components.insert(component.to_ascii_lowercase(), (component_at, name.clone()));
-        }
-        let connections = s.connections.as_ref().map(|c| {
-            usize::try_from(c.v)
-                .ok()
-                .filter(|&n| n > 0)
-                .unwrap_or_else(|| {
-                    d.error(c.at, "`connections` must be greater than zero");
-                    1
-                })
-        });
-        out.push(ServerConfig {
-            name,
-            host,
-            port,
-            password,
-            mode,
-            profile,
-            profile_id,
-            nodes,
-            component,
-            connections,
-        });
-    }
-    out
-}
-
-fn priority(raw: Option<&[Sp<String>]>, profiles: &[Profile], d: &mut Diags<'_>) -> Vec<ProfileId> {
-    let id = |i: usize| ProfileId(u16::try_from(i).unwrap_or(0));
-    let mut order: Vec<ProfileId> = Vec::with_capacity(profiles.len());
-    let mut listed_at: HashMap<usize, usize> = HashMap::new();
-    for item in raw.unwrap_or_default() {
-        let Some(index) = profiles.iter().position(|p| p.name == item.v) else {
-            let hint = match did_you_mean(&item.v, profiles.iter().map(|p| p.name.as_str())) {
-                Some(close) => format!("did you mean `{close}`?"),
-                None => "list profiles defined with [[profile]], or SystemDefaultComplianceProfile"
-                    .to_string(),
-            };
-            d.error_hint(
-                item.at,
-                format!("routing priority names unknown profile `{}`", item.v),
-                hint,
-            );
-            continue;
-        };
-        if let Some(&first) = listed_at.get(&index) {
-            let line = d.position(first).0;
-            d.error(
-                item.at,
-                format!(
-                    "profile `{}` is listed twice in the routing priority (first on line {line})",
-                    item.v
-                ),
-            );
-            continue;
-        }
-        listed_at.insert(index, item.at);
-        order.push(id(index));
-    }
-    // Profiles the list leaves out keep their definition order after the listed ones.
-    for index in 0..profiles.len() {
-        if !listed_at.contains_key(&index) {
-            order.push(id(index));
         }
     }
-    order
 }
