@@ -139,6 +139,18 @@ impl<'s> Diags<'s> {
         self.push(Severity::Warning, at, message, hint);
     }
 
+    /// A warning about the file as a whole, shown without a position.
+    pub(crate) fn file_warning(&mut self, message: impl Into<String>) {
+        self.items.push(Diagnostic {
+            severity: Severity::Warning,
+            file: self.file.to_string(),
+            line: 0,
+            col: 0,
+            message: message.into(),
+            hint: None,
+        });
+    }
+
     pub(crate) fn has_errors(&self) -> bool {
         self.items.iter().any(Diagnostic::is_error)
     }

@@ -35,18 +35,10 @@ pub(super) fn validate(raw: Raw, d: &mut Diags<'_>) -> Option<Config> {
     let servers = servers(&raw.servers, &cx, d);
     let priority = priority(raw.priority.as_deref(), &profiles, d);
     if raw.routers.is_empty() {
-        d.warning(
-            0,
-            "no [[router]] is configured: no router can connect",
-            None,
-        );
+        d.file_warning("no [[router]] is configured: no router can connect");
     }
     if raw.servers.is_empty() {
-        d.warning(
-            0,
-            "no [[server]] is configured: every event passes unchecked",
-            None,
-        );
+        d.file_warning("no [[server]] is configured: every event passes unchecked");
     }
     Some(Config {
         gateway,
@@ -268,9 +260,11 @@ fn routers(raw: &[RawRouter], d: &mut Diags<'_>) -> Vec<RouterConfig> {
     let mut out = Vec::with_capacity(raw.len());
     for r in raw {
         let name = r.name.as_ref().map_or_else(String::new, |n| n.v.clone());
+        let mut duplicate = false;
         if let Some(n) = &r.name {
             check_domain(d, "name", n);
             if let Some(line) = names.earlier_line(d, &n.v.to_ascii_lowercase(), n.at) {
+                duplicate = true;
                 d.error(
                     n.at,
                     format!("duplicate router `{}` (first defined on line {line})", n.v),
@@ -295,7 +289,8 @@ fn routers(raw: &[RawRouter], d: &mut Diags<'_>) -> Vec<RouterConfig> {
             None => name.split('.').next().unwrap_or_default().to_string(),
         };
         let node_at = r.node.as_ref().or(r.name.as_ref()).map_or(r.at, |s| s.at);
-        if !node.is_empty() {
+        // A duplicate name already explains a duplicate default node.
+        if !node.is_empty() && !(duplicate && r.node.is_none()) {
             if let Some(line) = nodes.earlier_line(d, &node.to_ascii_lowercase(), node_at) {
                 d.error_hint(
                     node_at,
