@@ -53,6 +53,10 @@ pub(super) struct RawServer {
     pub nodes: Option<Vec<Sp<String>>>,
     pub component: Option<Sp<String>>,
     pub connections: Option<Sp<i64>>,
+    /// Whether `host` / `port` are written at all (a mistyped one is reported as such, not as
+    /// missing).
+    pub host_written: bool,
+    pub port_written: bool,
 }
 
 #[derive(Debug)]
@@ -66,6 +70,8 @@ pub(super) struct RawEntry {
 
 #[derive(Debug)]
 pub(super) struct RawProfile {
+    /// How many entries `events` holds as written, readable or not.
+    pub events_written: usize,
     pub name: Option<Sp<String>>,
     pub description: Option<Sp<String>>,
     pub events: Vec<RawEntry>,
@@ -83,6 +89,9 @@ pub(super) struct Raw {
     pub servers: Vec<RawServer>,
     pub profiles: Vec<RawProfile>,
     pub priority: Option<Vec<Sp<String>>>,
+    /// Whether `router` / `server` appear at all (a mistyped section is not "no section").
+    pub router_written: bool,
+    pub server_written: bool,
 }
 
 pub(super) const TIMER_KEYS: [&str; 8] = [
@@ -181,6 +190,8 @@ pub(super) fn parse(text: &str, d: &mut Diags<'_>) -> Option<Raw> {
             .filter_map(|&k| Some((k, t.integer(d, k)?)))
             .collect();
     }
+    raw.router_written = top.table.contains_key("router");
+    raw.server_written = top.table.contains_key("server");
     raw.routers = top
         .tables(d, "router")
         .into_iter()
@@ -230,6 +241,8 @@ fn read_server(t: &Fields<'_>, d: &mut Diags<'_>) -> RawServer {
         nodes: t.strings(d, "nodes"),
         component: t.string(d, "component"),
         connections: t.integer(d, "connections"),
+        host_written: t.table.contains_key("host"),
+        port_written: t.table.contains_key("port"),
     };
     t.require(d, "name", server.name.is_some());
     t.require(d, "password", server.password.is_some());
@@ -254,7 +267,14 @@ fn read_profile(t: &Fields<'_>, d: &mut Diags<'_>) -> RawProfile {
             entry
         })
         .collect();
+    let events_written = match t.table.get("events") {
+        Some(Item::ArrayOfTables(a)) => a.len(),
+        Some(Item::Value(Value::Array(a))) => a.len(),
+        Some(_) => 1,
+        None => 0,
+    };
     let profile = RawProfile {
+        events_written,
         name: t.string(d, "name"),
         description: t.string(d, "description"),
         events,

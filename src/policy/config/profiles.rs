@@ -52,7 +52,7 @@ pub(super) fn profiles(raw: &[RawProfile], d: &mut Diags<'_>) -> Vec<Profile> {
             d.error(name.at, format!("too many profiles: at most {}", u16::MAX));
             continue;
         }
-        if p.events.is_empty() {
+        if p.events_written == 0 {
             let message = format!("profile `{}` has no events: it matches nothing", name.v);
             d.warning(name.at, message, None);
         }

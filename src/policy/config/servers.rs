@@ -26,23 +26,7 @@ pub(super) fn servers(raw: &[RawServer], cx: &Context<'_>, d: &mut Diags<'_>) ->
     let mut components = FirstSeen::default();
     let mut out = Vec::with_capacity(raw.len());
     for s in raw {
-        let name = s.name.as_ref().map_or_else(String::new, |n| n.v.clone());
-        if let Some(n) = &s.name {
-            let bad = n.v.chars().find(|c| !c.is_ascii_alphanumeric());
-            if let Some(ch) = bad.or(n.v.is_empty().then_some(' ')) {
-                let message = format!(
-                    "invalid server name {:?}: use letters and digits only, not {ch:?}",
-                    n.v
-                );
-                d.error(n.at, message);
-            }
-            if let Some(line) = names.earlier_line(d, &n.v.to_ascii_lowercase(), n.at) {
-                d.error(
-                    n.at,
-                    format!("duplicate server `{}` (first defined on line {line})", n.v),
-                );
-            }
-        }
+        let (name, duplicate) = server_name(s, &mut names, d);
         if out.len() >= usize::from(u16::MAX) {
             d.error(s.at, format!("too many servers: at most {}", u16::MAX));
             continue;
@@ -70,13 +54,16 @@ pub(super) fn servers(raw: &[RawServer], cx: &Context<'_>, d: &mut Diags<'_>) ->
             .as_ref()
             .or(s.name.as_ref())
             .map_or(s.at, |c| c.at);
-        if let Some(line) =
-            components.earlier_line(d, &component.to_ascii_lowercase(), component_at)
-        {
-            let message = format!(
-                "component name `{component}` is already used by the server on line {line}"
-            );
-            d.error(component_at, message);
+        // A duplicate server name already explains a duplicate generated component name.
+        let explained = duplicate && s.component.is_none();
+        let key = component.to_ascii_lowercase();
+        if let Some(line) = components.earlier_line(d, &key, component_at) {
+            if !explained {
+                let message = format!(
+                    "component name `{component}` is already used by the server on line {line}"
+                );
+                d.error(component_at, message);
+            }
         }
         let connections = s.connections.as_ref().map(|c| {
             usize::try_from(c.v)
@@ -101,6 +88,31 @@ pub(super) fn servers(raw: &[RawServer], cx: &Context<'_>, d: &mut Diags<'_>) ->
         });
     }
     out
+}
+
+/// The server's name, checked, and whether it repeats an earlier one.
+fn server_name(s: &RawServer, names: &mut FirstSeen, d: &mut Diags<'_>) -> (String, bool) {
+    let Some(n) = &s.name else {
+        return (String::new(), false);
+    };
+    let bad = n.v.chars().find(|c| !c.is_ascii_alphanumeric());
+    if let Some(ch) = bad.or(n.v.is_empty().then_some(' ')) {
+        let message = format!(
+            "invalid server name {:?}: use letters and digits only, not {ch:?}",
+            n.v
+        );
+        d.error(n.at, message);
+    }
+    match names.earlier_line(d, &n.v.to_ascii_lowercase(), n.at) {
+        Some(line) => {
+            d.error(
+                n.at,
+                format!("duplicate server `{}` (first defined on line {line})", n.v),
+            );
+            (n.v.clone(), true)
+        }
+        None => (n.v.clone(), false),
+    }
 }
 
 fn mode(s: &RawServer, name: &str, listen: &ListenConfig, d: &mut Diags<'_>) -> ServerMode {
@@ -146,7 +158,7 @@ fn address(s: &RawServer, name: &str, mode: ServerMode, d: &mut Diags<'_>) -> (S
                 d.error_hint(h.at, message, hint);
             }
         }
-        None if dialled => d.error(
+        None if dialled && !s.host_written => d.error(
             s.at,
             format!("missing `host` in [[server]] `{name}`: an outbound server is dialled"),
         ),
@@ -161,7 +173,7 @@ fn address(s: &RawServer, name: &str, mode: ServerMode, d: &mut Diags<'_>) -> (S
                 0
             }),
         None => {
-            if dialled {
+            if dialled && !s.port_written {
                 let message =
                     format!("missing `port` in [[server]] `{name}`: an outbound server is dialled");
                 d.error(s.at, message);

@@ -34,10 +34,10 @@ pub(super) fn validate(raw: Raw, d: &mut Diags<'_>) -> Option<Config> {
     };
     let servers = servers(&raw.servers, &cx, d);
     let priority = priority(raw.priority.as_deref(), &profiles, d);
-    if raw.routers.is_empty() {
+    if !raw.router_written {
         d.file_warning("no [[router]] is configured: no router can connect");
     }
-    if raw.servers.is_empty() {
+    if !raw.server_written {
         d.file_warning("no [[server]] is configured: every event passes unchecked");
     }
     Some(Config {
