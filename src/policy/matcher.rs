@@ -264,3 +264,253 @@ impl CompiledPolicy {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::config::load_str;
+
+    const HEAD: &str = r#"
+[gateway]
+name = "palisade.example.com"
+[listen]
+compliance = "127.0.0.1:5276"
+[[router]]
+name = "imp1.example.com"
+secret = "s"
+[[router]]
+name = "imp2.example.com"
+secret = "s"
+"#;
+
+    fn compile(body: &str) -> CompiledPolicy {
+        match load_str(&format!("{HEAD}{body}"), "t.toml") {
+            Ok(loaded) => CompiledPolicy::compile(&loaded.config),
+            Err(d) => panic!(
+                "{}",
+                d.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        }
+    }
+
+    fn event(name: &str) -> EventId {
+        EventId::lookup(name.as_bytes()).unwrap_or_else(|| panic!("{name}"))
+    }
+
+    /// A chain as "Profile@server+server" strings, for readable assertions.
+    fn chain(
+        p: &CompiledPolicy,
+        name: &str,
+        packet: Option<PacketType>,
+        node: &str,
+    ) -> Vec<String> {
+        p.chain(event(name), packet, p.node_id(node.as_bytes()))
+            .iter()
+            .map(|step| {
+                let servers: Vec<_> = step
+                    .servers(p)
+                    .iter()
+                    .filter_map(|&id| p.server(id).map(|s| s.name.as_str()))
+                    .collect();
+                format!("{}@{}", p.profile_name(step.profile), servers.join("+"))
+            })
+            .collect()
+    }
+
+    fn server(name: &str, profile: &str, extra: &str) -> String {
+        format!(
+            "[[server]]\nname = \"{name}\"\nhost = \"h\"\nport = 1\npassword = \"p\"\nprofile = \"{profile}\"\n{extra}"
+        )
+    }
+
+    const MSG: Option<PacketType> = Some(PacketType::Message);
+
+    #[test]
+    fn node_ids_by_name_alias_and_case() {
+        let p = compile("");
+        let imp1 = p.node_id(b"imp1");
+        assert_eq!(p.node_name(imp1), Some("imp1"));
+        assert_eq!(p.node_id(b"IMP1"), imp1);
+        assert_eq!(p.node_id(b"imp1.example.com"), imp1);
+        assert_ne!(p.node_id(b"imp2"), imp1);
+        assert_eq!(p.node_id(b"imp9"), p.unknown_node());
+        assert_eq!(p.node_id(b""), p.unknown_node());
+        assert_eq!(p.node_name(p.unknown_node()), None);
+    }
+
+    #[test]
+    fn default_profile_on_one_server() {
+        let p = compile(&server("cs1", "SystemDefaultComplianceProfile", ""));
+        let default = ["SystemDefaultComplianceProfile@cs1"];
+        assert_eq!(chain(&p, "es_OUT", MSG, "imp1"), default);
+        assert_eq!(chain(&p, "es_IN", MSG, "imp2"), default);
+        assert_eq!(
+            chain(&p, "es_OUT", MSG, "elsewhere"),
+            default,
+            "no nodes = every node"
+        );
+        assert!(chain(&p, "es_OUT", Some(PacketType::Presence), "imp1").is_empty());
+        assert!(chain(&p, "es_OUT", None, "imp1").is_empty());
+        assert_eq!(
+            chain(&p, "e_SESSION", Some(PacketType::Iq), "imp1"),
+            default
+        );
+        assert_eq!(chain(&p, "e_SESSION", None, "imp1"), default);
+        assert_eq!(
+            chain(&p, "onBeforeJoin", Some(PacketType::Presence), "imp1"),
+            default
+        );
+        assert!(chain(&p, "onPacket", MSG, "imp1").is_empty());
+        let step = p.chain(event("e_SESSION"), None, p.node_id(b"imp1"))[0];
+        assert_eq!(
+            (step.handling, step.fire_and_forget),
+            (Handling::Pass, false)
+        );
+    }
+
+    #[test]
+    fn unassigned_profiles_contribute_nothing() {
+        let p = compile(&format!(
+            "[[profile]]\nname = \"Unused\"\nevents = [{{ event = \"es_OUT\" }}]\n{}",
+            server("cs1", "SystemDefaultComplianceProfile", "")
+        ));
+        assert_eq!(
+            chain(&p, "es_OUT", MSG, "imp1"),
+            ["SystemDefaultComplianceProfile@cs1"]
+        );
+        let none = compile("[[profile]]\nname = \"Unused\"\nevents = [{ event = \"es_OUT\" }]\n");
+        assert!(chain(&none, "es_OUT", MSG, "imp1").is_empty());
+    }
+
+    #[test]
+    fn one_profile_on_several_servers_is_one_balanced_step() {
+        let p = compile(&format!(
+            "{}{}",
+            server("cs1", "SystemDefaultComplianceProfile", ""),
+            server("cs2", "SystemDefaultComplianceProfile", "")
+        ));
+        assert_eq!(
+            chain(&p, "es_OUT", MSG, "imp1"),
+            ["SystemDefaultComplianceProfile@cs1+cs2"]
+        );
+        assert_eq!(p.profile_servers(ProfileId::SYSTEM_DEFAULT).len(), 2);
+    }
+
+    #[test]
+    fn servers_restricted_to_nodes() {
+        let p = compile(&format!(
+            "{}{}{}",
+            server(
+                "cs1",
+                "SystemDefaultComplianceProfile",
+                "nodes = [\"imp1\"]\n"
+            ),
+            server(
+                "cs2",
+                "SystemDefaultComplianceProfile",
+                "nodes = [\"IMP2\"]\n"
+            ),
+            server("cs3", "SystemDefaultComplianceProfile", "")
+        ));
+        assert_eq!(
+            chain(&p, "es_OUT", MSG, "imp1"),
+            ["SystemDefaultComplianceProfile@cs1+cs3"]
+        );
+        assert_eq!(
+            chain(&p, "es_OUT", MSG, "imp2.example.com"),
+            ["SystemDefaultComplianceProfile@cs2+cs3"]
+        );
+        assert_eq!(
+            chain(&p, "es_OUT", MSG, "imp7"),
+            ["SystemDefaultComplianceProfile@cs3"]
+        );
+    }
+
+    #[test]
+    fn a_profile_whose_servers_skip_the_node_is_left_out() {
+        let p = compile(&format!(
+            "[[profile]]\nname = \"Wall\"\nevents = [{{ event = \"es_OUT\" }}]\n{}{}",
+            server("cs1", "Wall", "nodes = [\"imp1\"]\n"),
+            server("cs2", "SystemDefaultComplianceProfile", "")
+        ));
+        assert_eq!(
+            chain(&p, "es_OUT", MSG, "imp1"),
+            ["SystemDefaultComplianceProfile@cs2", "Wall@cs1"],
+            "default priority: the built-in profile was added first"
+        );
+        assert_eq!(
+            chain(&p, "es_OUT", MSG, "imp2"),
+            ["SystemDefaultComplianceProfile@cs2"]
+        );
+    }
+
+    #[test]
+    fn specific_packet_entry_wins_within_a_profile() {
+        let p = compile(&format!(
+            "[[profile]]\nname = \"P\"\nevents = [\n{{ event = \"es_OUT\", handling = \"pass\" }},\n{{ event = \"es_OUT\", packet = \"message\", fire_and_forget = true, handling = \"pass\" }},\n]\n{}",
+            server("cs1", "P", "")
+        ));
+        let node = p.node_id(b"imp1");
+        let msg = p.chain(event("es_OUT"), MSG, node);
+        let iq = p.chain(event("es_OUT"), Some(PacketType::Iq), node);
+        assert_eq!((msg.len(), msg[0].fire_and_forget), (1, true));
+        assert_eq!((iq.len(), iq[0].fire_and_forget), (1, false));
+        let subscription = p.chain(event("es_OUT"), Some(PacketType::Subscription), node);
+        assert_eq!(subscription.len(), 1);
+    }
+
+    #[test]
+    fn notify_only_event_is_always_fire_and_forget_pass() {
+        let p = compile(&format!(
+            "[[profile]]\nname = \"P\"\nevents = [{{ event = \"onServiceReconfig\" }}]\n{}",
+            server("cs1", "P", "")
+        ));
+        let steps = p.chain(
+            event("onServiceReconfig"),
+            Some(PacketType::Iq),
+            p.node_id(b"imp1"),
+        );
+        assert_eq!(steps.len(), 1);
+        assert_eq!(
+            (steps[0].handling, steps[0].fire_and_forget),
+            (Handling::Pass, true)
+        );
+    }
+
+    #[test]
+    fn tc_events_ignore_the_packet_type() {
+        let p = compile(&server("cs1", "SystemDefaultComplianceProfile", ""));
+        for packet in [
+            None,
+            MSG,
+            Some(PacketType::Iq),
+            Some(PacketType::Subscription),
+        ] {
+            assert_eq!(
+                chain(&p, "onBeforeSend", packet, "imp1").len(),
+                1,
+                "{packet:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn server_info_for_the_engine() {
+        let p = compile(&server(
+            "cs1",
+            "SystemDefaultComplianceProfile",
+            "mode = \"inbound\"\n",
+        ));
+        let info = p.server(ServerId(0)).unwrap_or_else(|| panic!("cs1"));
+        assert_eq!(info.component, "op-cs1.palisade-example-com");
+        assert_eq!(
+            (info.mode, info.profile),
+            (ServerMode::Inbound, ProfileId::SYSTEM_DEFAULT)
+        );
+        assert_eq!(p.servers().len(), 1);
+        assert!(p.server(ServerId(1)).is_none());
+    }
+}
