@@ -220,6 +220,11 @@ impl<'a> ParsedJid<'a> {
         self.local.as_ref().map_or(0, |l| l.len() + 1) + self.domain.len()
     }
 
+    /// Length in bytes of the folded domainpart.
+    pub fn domain_len(&self) -> usize {
+        self.domain.len()
+    }
+
     fn bare_bytes(&self) -> impl Iterator<Item = u8> + '_ {
         let local = self
             .local

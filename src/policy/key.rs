@@ -94,7 +94,7 @@ fn jsm_key(from: Option<&str>, to: Option<&str>) -> Result<String, KeyError> {
     let to_user = to.as_ref().filter(|j| j.has_localpart());
     match (from_user, to_user) {
         (Some(a), Some(b)) => {
-            let (low, high) = match a.bare_cmp(&b) {
+            let (low, high) = match a.bare_cmp(b) {
                 Ordering::Equal => return Ok(a.bare()),
                 Ordering::Less => (a, b),
                 Ordering::Greater => (b, a),
@@ -108,7 +108,7 @@ fn jsm_key(from: Option<&str>, to: Option<&str>) -> Result<String, KeyError> {
         (Some(one), None) | (None, Some(one)) => Ok(one.bare()),
         (None, None) => {
             let server = to.as_ref().or(from.as_ref()).ok_or(KeyError::NoAddress)?;
-            let mut key = String::new();
+            let mut key = String::with_capacity(server.domain_len());
             server.write_domain(&mut key);
             Ok(key)
         }
@@ -118,6 +118,7 @@ fn jsm_key(from: Option<&str>, to: Option<&str>) -> Result<String, KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use EventKind::{Jsm, Tc};
 
     fn key(kind: EventKind, from: Option<&str>, to: Option<&str>, room: Option<&str>) -> String {
@@ -287,5 +288,33 @@ mod tests {
             conversation_key(Jsm, Some("Zed@X.org/r"), Some("amy@x.org"), None).unwrap_or_default();
         assert_eq!(k, "amy@x.org|zed@x.org");
         assert_eq!(k.capacity(), k.len());
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(
+            from in proptest::option::of(any::<String>()),
+            to in proptest::option::of(any::<String>()),
+            room in proptest::option::of(any::<String>()),
+        ) {
+            for kind in [Jsm, Tc] {
+                let _ = conversation_key(kind, from.as_deref(), to.as_deref(), room.as_deref());
+            }
+        }
+
+        #[test]
+        fn jsm_key_ignores_direction(
+            a in "[a-zA-Z0-9äÖ]{1,6}@[a-zA-Z]{1,5}\\.(com|org)(/[a-z]{1,4})?",
+            b in "[a-zA-Z0-9äÖ]{1,6}@[a-zA-Z]{1,5}\\.(com|org)(/[a-z]{1,4})?",
+        ) {
+            let ab = conversation_key(Jsm, Some(&a), Some(&b), None);
+            let ba = conversation_key(Jsm, Some(&b), Some(&a), None);
+            prop_assert!(ab.is_ok());
+            prop_assert_eq!(&ab, &ba);
+            let key = ab.unwrap_or_default();
+            if let Some((low, high)) = key.split_once('|') {
+                prop_assert!(low < high);
+            }
+        }
     }
 }

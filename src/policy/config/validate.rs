@@ -290,7 +290,8 @@ fn routers(raw: &[RawRouter], d: &mut Diags<'_>) -> Vec<RouterConfig> {
         };
         let node_at = r.node.as_ref().or(r.name.as_ref()).map_or(r.at, |s| s.at);
         // A duplicate name already explains a duplicate default node.
-        if !node.is_empty() && !(duplicate && r.node.is_none()) {
+        let explained = duplicate && r.node.is_none();
+        if !node.is_empty() && !explained {
             if let Some(line) = nodes.earlier_line(d, &node.to_ascii_lowercase(), node_at) {
                 d.error_hint(
                     node_at,
