@@ -6,7 +6,7 @@
 //! one run reports every problem. It parses with `toml_edit` (the parser under the `toml` crate)
 //! rather than serde derive, because serde stops at the first error and loses key positions.
 
-use super::diagnostic::{did_you_mean, Diags};
+use super::diagnostic::{did_you_mean, Diags, Severity};
 use toml_edit::{ImDocument, Item, TableLike, Value};
 
 /// A value and the byte offset where it starts in the source.
@@ -141,14 +141,12 @@ pub(super) fn parse(text: &str, d: &mut Diags<'_>) -> Option<Raw> {
         Ok(doc) => doc,
         Err(e) => {
             let at = e.span().map_or(0, |s| s.start);
-            let message = e
-                .message()
-                .trim()
-                .lines()
-                .next()
-                .unwrap_or("malformed TOML")
-                .to_string();
-            d.error(at, format!("TOML syntax: {message}"));
+            // toml_edit puts the problem on the first line and what it expected after it.
+            let mut lines = e.message().lines().map(str::trim).filter(|l| !l.is_empty());
+            let message = lines.next().unwrap_or("malformed TOML");
+            let rest: Vec<&str> = lines.collect();
+            let hint = (!rest.is_empty()).then(|| rest.join("; "));
+            d.push(Severity::Error, at, format!("TOML syntax: {message}"), hint);
             return None;
         }
     };
@@ -353,7 +351,7 @@ impl<'t> Fields<'t> {
     ) {
         let at = self.get(key).map_or(self.at, |(_, at)| at);
         let message = format!("`{key}` must be {want}, found {}", describe(item));
-        d.push(super::Severity::Error, at, message, hint);
+        d.push(Severity::Error, at, message, hint);
     }
 
     fn string(&self, d: &mut Diags<'_>, key: &str) -> Option<Sp<String>> {

@@ -259,15 +259,17 @@ pub struct Loaded {
 /// problem found is returned (errors and warnings, in file order).
 pub fn load_str(text: &str, origin: &str) -> Result<Loaded, Vec<Diagnostic>> {
     let mut diags = diagnostic::Diags::new(origin, text);
-    let raw = load::parse(text, &mut diags);
-    let config = raw.and_then(|raw| validate::validate(raw, &mut diags));
-    match config {
-        Some(config) if !diags.has_errors() => Ok(Loaded {
-            config,
-            warnings: diags.into_sorted(),
-        }),
-        _ => Err(diags.into_sorted()),
+    let Some(raw) = load::parse(text, &mut diags) else {
+        return Err(diags.into_sorted());
+    };
+    let config = validate::validate(raw, &mut diags);
+    if diags.has_errors() {
+        return Err(diags.into_sorted());
     }
+    Ok(Loaded {
+        config,
+        warnings: diags.into_sorted(),
+    })
 }
 
 /// Reads and loads a configuration file.

@@ -95,8 +95,9 @@ fn server_name(s: &RawServer, names: &mut FirstSeen, d: &mut Diags<'_>) -> (Stri
     let Some(n) = &s.name else {
         return (String::new(), false);
     };
-    let bad = n.v.chars().find(|c| !c.is_ascii_alphanumeric());
-    if let Some(ch) = bad.or(n.v.is_empty().then_some(' ')) {
+    if n.v.is_empty() {
+        d.error(n.at, "a server name cannot be empty");
+    } else if let Some(ch) = n.v.chars().find(|c| !c.is_ascii_alphanumeric()) {
         let message = format!(
             "invalid server name {:?}: use letters and digits only, not {ch:?}",
             n.v
@@ -147,8 +148,9 @@ fn address(s: &RawServer, name: &str, mode: ServerMode, d: &mut Diags<'_>) -> (S
     let dialled = mode == ServerMode::Outbound;
     match &s.host {
         Some(h) => {
-            let bad = h.v.chars().find(|&c| !host_char_ok(c));
-            if let Some(ch) = bad.or(h.v.is_empty().then_some(' ')) {
+            if h.v.is_empty() && dialled {
+                d.error(h.at, format!("the host of server `{name}` is empty"));
+            } else if let Some(ch) = h.v.chars().find(|&c| !host_char_ok(c)) {
                 let hint = if ch == ':' {
                     "put the port in `port`"
                 } else {

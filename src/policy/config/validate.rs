@@ -19,7 +19,7 @@ use std::time::Duration;
 
 const DEFAULT_ROUTER_LISTEN: &str = "127.0.0.1:5275";
 
-pub(super) fn validate(raw: Raw, d: &mut Diags<'_>) -> Option<Config> {
+pub(super) fn validate(raw: Raw, d: &mut Diags<'_>) -> Config {
     let gateway = gateway(&raw, d);
     let listen = listen(&raw, d);
     let timers = timers(&raw, d);
@@ -40,7 +40,7 @@ pub(super) fn validate(raw: Raw, d: &mut Diags<'_>) -> Option<Config> {
     if !raw.server_written {
         d.file_warning("no [[server]] is configured: every event passes unchecked");
     }
-    Some(Config {
+    Config {
         gateway,
         listen,
         timers,
@@ -49,7 +49,7 @@ pub(super) fn validate(raw: Raw, d: &mut Diags<'_>) -> Option<Config> {
         servers,
         profiles,
         priority,
-    })
+    }
 }
 
 /// Checks a component or host name that must be a bare JID domain.

@@ -139,3 +139,15 @@ fn zero_connections() {
     let d = on_base(&format!("{SERVER}connections = 0\n"));
     assert_eq!(d, ["16:15: error: `connections` must be greater than zero"]);
 }
+
+#[test]
+fn empty_server_name_and_host() {
+    let d = on_base("[[server]]\nname = \"\"\nhost = \"\"\nport = 1\npassword = \"p\"\n");
+    assert_eq!(
+        d,
+        [
+            "12:8: error: a server name cannot be empty",
+            "13:8: error: the host of server `` is empty",
+        ]
+    );
+}

@@ -7,6 +7,9 @@ fn toml_syntax_error_is_located() {
     let d = diags("[gateway]\nname = \"x.y\"\nshards = = 2\n");
     assert_eq!(d.len(), 1, "{d:?}");
     assert!(d[0].starts_with("3:10: error: TOML syntax: "), "{d:?}");
+    let text = "[gateway]\nname = palisade\n";
+    assert_eq!(diags(text), ["2:8: error: TOML syntax: invalid string"]);
+    assert_eq!(hints(text), [Some("expected `\"`, `'`".to_string())]);
 }
 
 #[test]
