@@ -144,3 +144,20 @@ fn priority_listing_a_profile_twice() {
     let d = on_base("[routing]\npriority = [\n  \"SystemDefaultComplianceProfile\",\n  \"SystemDefaultComplianceProfile\",\n]\n");
     assert_eq!(d, ["14:3: error: profile `SystemDefaultComplianceProfile` is listed twice in the routing priority (first on line 13)"]);
 }
+
+#[test]
+#[ignore = "slow in debug builds (parses 65536 tables): run with --ignored"]
+fn profile_ids_fit_in_u16() {
+    let mut text = String::from(BASE);
+    for i in 0..=u16::MAX as usize {
+        text.push_str(&format!(
+            "[[profile]]\nname = \"P{i}\"\nevents = [{{ event = \"es_IN\" }}]\n"
+        ));
+    }
+    let d = diags(&text);
+    let line = BASE.lines().count() + 3 * usize::from(u16::MAX) + 2;
+    assert_eq!(
+        d,
+        [format!("{line}:8: error: too many profiles: at most 65535")]
+    );
+}

@@ -151,3 +151,20 @@ fn empty_server_name_and_host() {
         ]
     );
 }
+
+#[test]
+#[ignore = "slow in debug builds (parses 65536 tables): run with --ignored"]
+fn server_ids_fit_in_u16() {
+    let mut text = String::from(GATEWAY_ROUTER);
+    for i in 0..=u16::MAX as usize {
+        text.push_str(&format!(
+            "[[server]]\nname = \"s{i}\"\nhost = \"h\"\nport = 1\npassword = \"p\"\n"
+        ));
+    }
+    let d = diags(&text);
+    let line = GATEWAY_ROUTER.lines().count() + 5 * usize::from(u16::MAX) + 1;
+    assert_eq!(
+        d,
+        [format!("{line}:1: error: too many servers: at most 65535")]
+    );
+}
