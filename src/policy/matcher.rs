@@ -6,7 +6,7 @@
 //! send, time or judge anything.
 
 use super::catalog::{AnswerRule, EventId, PacketType};
-use super::config::{Config, ServerId, ServerMode};
+use super::config::{Config, ServerConfig, ServerId, ServerMode};
 use super::profile::{Handling, ProfileId};
 
 /// An IM node as the matcher knows it; every node the configuration never names shares one id.
@@ -74,34 +74,53 @@ pub struct CompiledPolicy {
     profile_servers: Vec<(u32, u32)>,
 }
 
+/// Node names from the routers, then any other name a server's `nodes` lists, without
+/// case-insensitive repeats; capped so that every id (and the unknown one) fits in a u16.
+fn known_nodes(config: &Config) -> Vec<String> {
+    let from_routers = config.routers.iter().map(|r| r.node.as_str());
+    let from_servers = config
+        .servers
+        .iter()
+        .flat_map(|s| s.nodes.iter().map(String::as_str));
+    let mut nodes: Vec<String> = Vec::new();
+    for node in from_routers.chain(from_servers) {
+        let known = nodes.iter().any(|n| n.eq_ignore_ascii_case(node));
+        if !known && nodes.len() < usize::from(u16::MAX) {
+            nodes.push(node.to_string());
+        }
+    }
+    nodes
+}
+
+impl From<&ServerConfig> for ServerInfo {
+    fn from(s: &ServerConfig) -> ServerInfo {
+        ServerInfo {
+            name: s.name.clone(),
+            component: s.component.clone(),
+            profile: s.profile_id,
+            mode: s.mode,
+            host: s.host.clone(),
+            port: s.port,
+            connections: s.connections,
+        }
+    }
+}
+
 fn as_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 impl CompiledPolicy {
     pub fn compile(config: &Config) -> CompiledPolicy {
-        let mut nodes: Vec<String> = Vec::new();
-        let candidates = config.routers.iter().map(|r| r.node.as_str()).chain(
-            config
-                .servers
-                .iter()
-                .flat_map(|s| s.nodes.iter().map(String::as_str)),
-        );
-        for node in candidates {
-            let known = nodes.iter().any(|n| n.eq_ignore_ascii_case(node));
-            if !known && nodes.len() < usize::from(u16::MAX) {
-                nodes.push(node.to_string());
-            }
-        }
+        let nodes = known_nodes(config);
         let node_ids = nodes.len() + 1;
-        let unknown = NodeId(u16::try_from(nodes.len()).unwrap_or(u16::MAX));
         let mut policy = CompiledPolicy {
             aliases: Vec::new(),
             nodes,
             table: Vec::with_capacity(EventId::COUNT * SLOTS * node_ids),
             steps: Vec::new(),
             server_ids: Vec::new(),
-            servers: Vec::new(),
+            servers: config.servers.iter().map(ServerInfo::from).collect(),
             profile_names: config.profiles.iter().map(|p| p.name.clone()).collect(),
             profile_servers: Vec::new(),
         };
@@ -110,93 +129,90 @@ impl CompiledPolicy {
             .iter()
             .map(|r| (r.name.clone(), policy.node_id(r.node.as_bytes())))
             .collect();
-        policy.servers = config
-            .servers
-            .iter()
-            .map(|s| ServerInfo {
-                name: s.name.clone(),
-                component: s.component.clone(),
-                profile: s.profile_id,
-                mode: s.mode,
-                host: s.host.clone(),
-                port: s.port,
-                connections: s.connections,
-            })
-            .collect();
-
-        // Server lists per (profile, node), shared by every step that uses them.
-        let mut by_profile_node = vec![(0u32, 0u32); config.profiles.len() * node_ids];
-        for profile in 0..config.profiles.len() {
-            let start = policy.server_ids.len();
-            policy.server_ids.extend(
-                config
-                    .servers
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, s)| s.profile_id.index() == profile)
-                    .filter_map(|(i, _)| u16::try_from(i).ok().map(ServerId)),
-            );
-            policy
-                .profile_servers
-                .push((as_u32(start), as_u32(policy.server_ids.len() - start)));
-            for node in 0..node_ids {
-                let start = policy.server_ids.len();
-                let name = policy.nodes.get(node);
-                policy
-                    .server_ids
-                    .extend(config.servers.iter().enumerate().filter_map(|(i, s)| {
-                        let serves = match name {
-                            Some(name) => s.serves_node(name),
-                            None => s.nodes.is_empty(),
-                        };
-                        let id = u16::try_from(i).ok().map(ServerId)?;
-                        (s.profile_id.index() == profile && serves).then_some(id)
-                    }));
-                by_profile_node[profile * node_ids + node] =
-                    (as_u32(start), as_u32(policy.server_ids.len() - start));
-            }
-        }
-
+        let by_profile_node = policy.index_servers(config);
         for event in EventId::all() {
             for slot in 0..SLOTS {
                 let packet = PacketType::ALL.get(slot).copied();
                 for node in 0..node_ids {
                     let start = policy.steps.len();
                     for &profile in &config.priority {
-                        let Some(entry) = config
-                            .profile(profile)
-                            .and_then(|p| p.entry_for(event, packet))
-                        else {
-                            continue;
-                        };
-                        let (servers_start, servers_len) = by_profile_node
+                        let servers = by_profile_node
                             .get(profile.index() * node_ids + node)
                             .copied()
                             .unwrap_or_default();
-                        if servers_len == 0 {
-                            continue;
-                        }
-                        let notify_only = event.answer() == AnswerRule::NotifyOnly;
-                        policy.steps.push(Step {
-                            profile,
-                            handling: if notify_only {
-                                Handling::Pass
-                            } else {
-                                entry.handling
-                            },
-                            fire_and_forget: notify_only || entry.fire_and_forget,
-                            servers_start,
-                            servers_len,
-                        });
+                        policy.push_step(config, event, packet, profile, servers);
                     }
-                    policy
-                        .table
-                        .push((as_u32(start), as_u32(policy.steps.len() - start)));
+                    let len = policy.steps.len() - start;
+                    policy.table.push((as_u32(start), as_u32(len)));
                 }
             }
         }
-        debug_assert_eq!(unknown.index(), policy.nodes.len());
         policy
+    }
+
+    /// Fills `server_ids` with each profile's servers, then with its servers per node (the last
+    /// node id standing for unknown nodes, served only by servers without a `nodes` list).
+    /// Returns the `[profile][node]` ranges, shared by every step that uses them.
+    fn index_servers(&mut self, config: &Config) -> Vec<(u32, u32)> {
+        let node_ids = self.nodes.len() + 1;
+        let ids = |keep: &dyn Fn(&ServerConfig) -> bool| -> Vec<ServerId> {
+            let servers = config.servers.iter().enumerate();
+            let kept = servers.filter(|(_, s)| keep(s));
+            kept.filter_map(|(i, _)| u16::try_from(i).ok().map(ServerId))
+                .collect()
+        };
+        let mut ranges = vec![(0u32, 0u32); config.profiles.len() * node_ids];
+        for profile in 0..config.profiles.len() {
+            let of_profile = |s: &ServerConfig| s.profile_id.index() == profile;
+            let all = ids(&of_profile);
+            let range = self.push_servers(all);
+            self.profile_servers.push(range);
+            for node in 0..node_ids {
+                let name = self.nodes.get(node).cloned();
+                let serves = |s: &ServerConfig| match &name {
+                    Some(name) => s.serves_node(name),
+                    None => s.nodes.is_empty(),
+                };
+                let on_node = ids(&|s: &ServerConfig| of_profile(s) && serves(s));
+                ranges[profile * node_ids + node] = self.push_servers(on_node);
+            }
+        }
+        ranges
+    }
+
+    fn push_servers(&mut self, ids: Vec<ServerId>) -> (u32, u32) {
+        let start = self.server_ids.len();
+        self.server_ids.extend(ids);
+        (as_u32(start), as_u32(self.server_ids.len() - start))
+    }
+
+    /// Adds `profile`'s step for this event if it has an entry for it and a server for the node.
+    fn push_step(
+        &mut self,
+        config: &Config,
+        event: EventId,
+        packet: Option<PacketType>,
+        profile: ProfileId,
+        (servers_start, servers_len): (u32, u32),
+    ) {
+        let entry = config
+            .profile(profile)
+            .and_then(|p| p.entry_for(event, packet));
+        let Some(entry) = entry.filter(|_| servers_len > 0) else {
+            return;
+        };
+        let notify_only = event.answer() == AnswerRule::NotifyOnly;
+        self.steps.push(Step {
+            profile,
+            handling: if notify_only {
+                Handling::Pass
+            } else {
+                entry.handling
+            },
+            fire_and_forget: notify_only || entry.fire_and_forget,
+            servers_start,
+            servers_len,
+        });
     }
 
     /// The id of an IM node by name or by its router's component name (ASCII case-insensitive);
