@@ -26,7 +26,7 @@ pub enum Command {
     },
     /// Validate a configuration file: prints `ok`, warnings and errors as FILE:LINE:COL: message.
     CheckConfig { file: PathBuf },
-    /// List the 39 JSM and TC events with their answer rules.
+    /// List the 12 JSM and 28 TC events of the seed with their answer rules.
     Events,
     /// Tuning calculators (high-availability re-login limits).
     Tuning {
@@ -39,7 +39,12 @@ pub enum Command {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { .. } | Command::CheckConfig { .. } | Command::Events => {
+        Command::CheckConfig { file } => crate::policy::check_config_command(&file),
+        Command::Events => {
+            print!("{}", crate::policy::events_command());
+            0
+        }
+        Command::Run { .. } => {
             eprintln!("palisade: this command is not built yet");
             2
         }

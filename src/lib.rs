@@ -3,5 +3,6 @@
 //! See `ARCHITECTURE.md` at the repository root for the layers and their invariants.
 
 pub mod cli;
+pub mod policy;
 pub mod tuning;
 pub mod wire;

@@ -1,0 +1,320 @@
+//! The conversation key of PROTOCOL.md §2: the string that keeps one conversation (or one room)
+//! on one compliance server and in arrival order.
+//!
+//! This file owns only the derivation from an event's addresses. It must not hash, pick servers
+//! or order events; for ASCII addresses it allocates nothing but the returned `String`.
+
+use super::catalog::EventKind;
+use super::jid::{JidError, ParsedJid};
+use std::cmp::Ordering;
+use std::fmt;
+
+/// Which address of the event a [`KeyError`] is about.
+#[derive(Copy, Clone, Debug, Eq, PartialEq)]
+pub enum Address {
+    From,
+    To,
+    Room,
+}
+
+impl Address {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Address::From => "from",
+            Address::To => "to",
+            Address::Room => "room",
+        }
+    }
+}
+
+/// Why an event has no key; the event is unreadable and the router's fault (`bad-request`).
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum KeyError {
+    /// A JSM event whose stanza has neither `from` nor `to`.
+    NoAddress,
+    /// A TC event with neither a `room` attribute nor a stanza `to`.
+    NoRoom,
+    BadJid {
+        address: Address,
+        error: JidError,
+    },
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyError::NoAddress => f.write_str("the stanza has neither 'from' nor 'to'"),
+            KeyError::NoRoom => f.write_str("a TC event needs a 'room' attribute or a stanza 'to'"),
+            KeyError::BadJid { address, error } => {
+                write!(
+                    f,
+                    "the '{}' address is not a valid JID: {error}",
+                    address.as_str()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+fn parse(text: &str, address: Address) -> Result<ParsedJid<'_>, KeyError> {
+    ParsedJid::parse(text).map_err(|error| KeyError::BadJid { address, error })
+}
+
+/// The conversation key of an event, from its kind, its stanza's `from` and `to`, and the
+/// event's `room` attribute.
+///
+/// JSM: the folded bare JIDs of `from` and `to` that have a localpart; two different ones give
+/// `a|b` with `a < b` (both directions share the key); one gives that JID; none gives the domain
+/// of `to`, or of `from` when there is no `to`. TC: bare(room), else bare(to).
+pub fn conversation_key(
+    kind: EventKind,
+    from: Option<&str>,
+    to: Option<&str>,
+    room: Option<&str>,
+) -> Result<String, KeyError> {
+    match kind {
+        EventKind::Jsm => jsm_key(from, to),
+        EventKind::Tc => {
+            let jid = match (room, to) {
+                (Some(room), _) => parse(room, Address::Room)?,
+                (None, Some(to)) => parse(to, Address::To)?,
+                (None, None) => return Err(KeyError::NoRoom),
+            };
+            Ok(jid.bare())
+        }
+    }
+}
+
+fn jsm_key(from: Option<&str>, to: Option<&str>) -> Result<String, KeyError> {
+    let from = from.map(|f| parse(f, Address::From)).transpose()?;
+    let to = to.map(|t| parse(t, Address::To)).transpose()?;
+    let from_user = from.as_ref().filter(|j| j.has_localpart());
+    let to_user = to.as_ref().filter(|j| j.has_localpart());
+    match (from_user, to_user) {
+        (Some(a), Some(b)) => {
+            let (low, high) = match a.bare_cmp(b) {
+                Ordering::Equal => return Ok(a.bare()),
+                Ordering::Less => (a, b),
+                Ordering::Greater => (b, a),
+            };
+            let mut key = String::with_capacity(low.bare_len() + 1 + high.bare_len());
+            low.write_bare(&mut key);
+            key.push('|');
+            high.write_bare(&mut key);
+            Ok(key)
+        }
+        (Some(one), None) | (None, Some(one)) => Ok(one.bare()),
+        (None, None) => {
+            let server = to.as_ref().or(from.as_ref()).ok_or(KeyError::NoAddress)?;
+            let mut key = String::with_capacity(server.domain_len());
+            server.write_domain(&mut key);
+            Ok(key)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use EventKind::{Jsm, Tc};
+
+    fn key(kind: EventKind, from: Option<&str>, to: Option<&str>, room: Option<&str>) -> String {
+        conversation_key(kind, from, to, room).unwrap_or_else(|e| format!("ERR {e}"))
+    }
+
+    #[test]
+    fn jsm_pair_is_ordered_and_direction_free() {
+        let ab = key(
+            Jsm,
+            Some("alice@example.com/laptop"),
+            Some("bob@example.com"),
+            None,
+        );
+        let ba = key(
+            Jsm,
+            Some("bob@example.com/phone"),
+            Some("alice@example.com/x"),
+            None,
+        );
+        assert_eq!(ab, "alice@example.com|bob@example.com");
+        assert_eq!(ba, ab);
+    }
+
+    #[test]
+    fn jsm_pair_is_case_insensitive() {
+        let k = key(
+            Jsm,
+            Some("Bob@Example.COM/R"),
+            Some("ALICE@example.com"),
+            None,
+        );
+        assert_eq!(k, "alice@example.com|bob@example.com");
+    }
+
+    #[test]
+    fn jsm_pair_folds_non_ascii() {
+        let a = key(
+            Jsm,
+            Some("ÄLICE@Example.com"),
+            Some("bob@example.com"),
+            None,
+        );
+        let b = key(
+            Jsm,
+            Some("bob@example.com"),
+            Some("älice@example.com/r"),
+            None,
+        );
+        assert_eq!(a, "bob@example.com|älice@example.com");
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn jsm_one_user_gives_that_user() {
+        assert_eq!(
+            key(Jsm, Some("Alice@Example.com/r"), None, None),
+            "alice@example.com"
+        );
+        assert_eq!(
+            key(Jsm, None, Some("alice@example.com"), None),
+            "alice@example.com"
+        );
+        assert_eq!(
+            key(Jsm, Some("alice@example.com/r"), Some("example.com"), None),
+            "alice@example.com"
+        );
+        assert_eq!(
+            key(Jsm, Some("example.com"), Some("Alice@example.com"), None),
+            "alice@example.com"
+        );
+    }
+
+    #[test]
+    fn jsm_same_user_both_sides_gives_that_user() {
+        let k = key(
+            Jsm,
+            Some("alice@example.com/a"),
+            Some("ALICE@example.com/b"),
+            None,
+        );
+        assert_eq!(k, "alice@example.com");
+    }
+
+    #[test]
+    fn jsm_no_user_gives_the_domain_of_to_then_from() {
+        assert_eq!(
+            key(Jsm, Some("other.org"), Some("Example.COM/x"), None),
+            "example.com"
+        );
+        assert_eq!(key(Jsm, Some("Example.com/x"), None, None), "example.com");
+        assert_eq!(
+            conversation_key(Jsm, None, None, None),
+            Err(KeyError::NoAddress)
+        );
+    }
+
+    #[test]
+    fn jsm_ignores_room() {
+        let k = key(Jsm, Some("a@x"), None, Some("room@conference.x"));
+        assert_eq!(k, "a@x");
+    }
+
+    #[test]
+    fn tc_uses_room_then_to() {
+        let k = key(
+            Tc,
+            Some("alice@x/r"),
+            Some("Room@Conference.X/nick"),
+            Some("Lobby@Conference.x"),
+        );
+        assert_eq!(k, "lobby@conference.x");
+        assert_eq!(
+            key(Tc, Some("alice@x/r"), Some("Room@Conference.X/nick"), None),
+            "room@conference.x"
+        );
+        assert_eq!(
+            key(Tc, Some("alice@x/r"), Some("Conference.X"), None),
+            "conference.x"
+        );
+        assert_eq!(
+            conversation_key(Tc, Some("a@x"), None, None),
+            Err(KeyError::NoRoom)
+        );
+    }
+
+    #[test]
+    fn tc_does_not_parse_the_unused_from() {
+        assert_eq!(key(Tc, Some("bad@@"), Some("room@c.x"), None), "room@c.x");
+    }
+
+    #[test]
+    fn unparsable_jids_are_errors_naming_the_address() {
+        assert_eq!(
+            conversation_key(Jsm, Some("a b@x"), Some("bob@x"), None),
+            Err(KeyError::BadJid {
+                address: Address::From,
+                error: JidError::ForbiddenInLocalpart { ch: ' ' }
+            })
+        );
+        assert_eq!(
+            conversation_key(Jsm, Some("bob@x"), Some(""), None),
+            Err(KeyError::BadJid {
+                address: Address::To,
+                error: JidError::Empty
+            })
+        );
+        assert_eq!(
+            conversation_key(Tc, None, Some("room@x"), Some("@x")),
+            Err(KeyError::BadJid {
+                address: Address::Room,
+                error: JidError::EmptyLocalpart
+            })
+        );
+        let text = conversation_key(Jsm, Some("a<b@x"), None, None)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            text.as_deref(),
+            Some("the 'from' address is not a valid JID: the JID's localpart contains the forbidden character '<'")
+        );
+    }
+
+    #[test]
+    fn ascii_key_fits_its_exact_capacity() {
+        let k =
+            conversation_key(Jsm, Some("Zed@X.org/r"), Some("amy@x.org"), None).unwrap_or_default();
+        assert_eq!(k, "amy@x.org|zed@x.org");
+        assert_eq!(k.capacity(), k.len());
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(
+            from in proptest::option::of(any::<String>()),
+            to in proptest::option::of(any::<String>()),
+            room in proptest::option::of(any::<String>()),
+        ) {
+            for kind in [Jsm, Tc] {
+                let _ = conversation_key(kind, from.as_deref(), to.as_deref(), room.as_deref());
+            }
+        }
+
+        #[test]
+        fn jsm_key_ignores_direction(
+            a in "[a-zA-Z0-9äÖ]{1,6}@[a-zA-Z]{1,5}\\.(com|org)(/[a-z]{1,4})?",
+            b in "[a-zA-Z0-9äÖ]{1,6}@[a-zA-Z]{1,5}\\.(com|org)(/[a-z]{1,4})?",
+        ) {
+            let ab = conversation_key(Jsm, Some(&a), Some(&b), None);
+            let ba = conversation_key(Jsm, Some(&b), Some(&a), None);
+            prop_assert!(ab.is_ok());
+            prop_assert_eq!(&ab, &ba);
+            let key = ab.unwrap_or_default();
+            if let Some((low, high)) = key.split_once('|') {
+                prop_assert!(low < high);
+            }
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! The compliance policy: the event catalog, profiles, compliance servers and routers as the
+//! administrator configures them, the conversation key, and the matcher that turns all of it
+//! into per-event chains at load time.
+//!
+//! This module is pure: it performs no I/O other than reading the configuration file it is
+//! asked to load, and uses no clock, executor or thread. The engine calls it on the hot path
+//! through [`EventId::lookup`], [`PacketType::classify`], [`conversation_key`],
+//! [`CompiledPolicy::node_id`] and [`CompiledPolicy::chain`], none of which allocates beyond the
+//! key it returns.
+
+pub mod catalog;
+pub mod config;
+pub mod duration;
+pub mod jid;
+pub mod key;
+pub mod matcher;
+pub mod packet;
+pub mod profile;
+
+pub use catalog::{
+    render_catalog, AnswerKind, AnswerRule, EventId, EventKind, EventSpec, PacketFilter,
+    PacketType, CATALOG,
+};
+pub use config::{
+    check_config_report, default_config, generated_component_name, load_file, load_str, Config,
+    Diagnostic, GatewayConfig, Limits, ListenConfig, Loaded, RouterConfig, ServerConfig, ServerId,
+    ServerMode, Severity, Timers, DEFAULT_TOML,
+};
+pub use duration::{format_duration, parse_duration, DurationError};
+pub use jid::{Jid, JidError, ParsedJid};
+pub use key::{conversation_key, Address, KeyError};
+pub use matcher::{CompiledPolicy, NodeId, ServerInfo, Step};
+pub use profile::{
+    check_profile_name, Entry, Handling, Profile, ProfileId, ProfileNameError,
+    SYSTEM_DEFAULT_PROFILE,
+};
+
+use std::path::Path;
+
+/// What `palisade events` prints.
+pub fn events_command() -> String {
+    render_catalog()
+}
+
+/// Runs `palisade check-config FILE`: prints the report on stdout and returns the exit code.
+pub fn check_config_command(path: &Path) -> i32 {
+    let (report, code) = check_config_report(path);
+    print!("{report}");
+    code
+}
