@@ -4,5 +4,6 @@
 
 pub mod cli;
 pub mod policy;
+pub mod protocol;
 pub mod tuning;
 pub mod wire;

@@ -1,0 +1,266 @@
+//! Reading a router's event (PROTOCOL.md §2): `<iq type='set'><event name=...>STANZA</event></iq>`
+//! into an [`InboundEvent`] that can cross to its owner shard without copying the stanza.
+//!
+//! Decides nothing about routing; an event it cannot read is a [`BadEvent`] that says what is
+//! wrong, for the `bad-request` answer.
+
+use super::NS;
+use crate::policy::{conversation_key, EventId, KeyError, NodeId, PacketType};
+use crate::wire::{AttrSpan, Stanza};
+use bytes::Bytes;
+use std::borrow::Cow;
+use std::fmt;
+
+/// Where and how to answer a router's iq: its raw `from` (our `to`) and `id`, spliced back
+/// unchanged with their original quotes.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub to: Bytes,
+    pub to_quote: u8,
+    pub id: Bytes,
+    pub id_quote: u8,
+}
+
+impl Reply {
+    /// The reply address and id of any stanza, if it has both.
+    pub fn of(stanza: &Stanza) -> Option<Reply> {
+        let take = |a: Option<AttrSpan>| a.map(|a| (stanza.slice(a.value), a.quote));
+        let (to, to_quote) = take(stanza.attrs().from)?;
+        let (id, id_quote) = take(stanza.attrs().id)?;
+        Some(Reply {
+            to,
+            to_quote,
+            id,
+            id_quote,
+        })
+    }
+}
+
+/// A readable event. Everything in it is owned (`Bytes`, `String`) so it is `Send`.
+#[derive(Clone, Debug)]
+pub struct InboundEvent {
+    pub event: EventId,
+    /// Derived from the inner stanza, never declared.
+    pub packet: PacketType,
+    pub node: NodeId,
+    /// The conversation key of PROTOCOL.md §2.
+    pub key: String,
+    /// The inner stanza, exactly as the router sent it.
+    pub stanza: Bytes,
+    pub reply: Reply,
+}
+
+/// Why an event cannot be read: always the router's fault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BadEvent {
+    NotSet,
+    NoEventElement,
+    ExtraElements,
+    NoName,
+    UnknownEvent(String),
+    NoStanza,
+    TwoStanzas,
+    NotAStanza(String),
+    Key(KeyError),
+}
+
+impl fmt::Display for BadEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BadEvent::NotSet => f.write_str("an event must be an iq of type 'set'"),
+            BadEvent::NoEventElement => write!(f, "the iq holds no <event xmlns='{NS}'/>"),
+            BadEvent::ExtraElements => f.write_str("the iq holds more than the <event/> element"),
+            BadEvent::NoName => f.write_str("the event has no 'name' attribute"),
+            BadEvent::UnknownEvent(n) => write!(f, "unknown event name '{n}'"),
+            BadEvent::NoStanza => f.write_str("the event holds no stanza"),
+            BadEvent::TwoStanzas => f.write_str("the event holds more than one stanza"),
+            BadEvent::NotAStanza(n) => {
+                write!(
+                    f,
+                    "the event holds <{n}/>, which is not a message, iq or presence"
+                )
+            }
+            BadEvent::Key(e) => write!(f, "no conversation key: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BadEvent {}
+
+/// True when `stanza` is meant as an event (an iq carrying our `<event/>`), whether or not it
+/// can be read; other iqs are not ours to refuse with `bad-request`.
+pub fn is_event(stanza: &Stanza) -> bool {
+    stanza.name() == b"iq"
+        && stanza.children().any(|c| {
+            stanza.element_local_name(c) == b"event"
+                && stanza.element_attr(c, "xmlns").as_deref() == Some(NS)
+        })
+}
+
+/// Reads an event iq. `node_of` maps the event's `node` attribute (or, without one, `None`)
+/// to the node the matcher knows.
+pub fn parse_event(
+    iq: &Stanza,
+    reply: Reply,
+    node_of: impl FnOnce(Option<&str>) -> NodeId,
+) -> Result<InboundEvent, BadEvent> {
+    if iq.raw(iq.attrs().type_) != Some(b"set") {
+        return Err(BadEvent::NotSet);
+    }
+    let mut children = iq.children();
+    let event = children.next().ok_or(BadEvent::NoEventElement)?;
+    if children.next().is_some() {
+        return Err(BadEvent::ExtraElements);
+    }
+    if iq.element_local_name(event) != b"event" {
+        return Err(BadEvent::NoEventElement);
+    }
+    let mut name = None;
+    let mut room = None;
+    let mut node = None;
+    let mut ns_ok = false;
+    for (attr, raw) in iq.element_attrs(event) {
+        match attr {
+            "name" => name = Some(raw),
+            "room" => room = Some(crate::wire::xml::unescape(raw)),
+            "node" => node = Some(crate::wire::xml::unescape(raw)),
+            "xmlns" => ns_ok = raw == NS,
+            _ => {}
+        }
+    }
+    if !ns_ok {
+        return Err(BadEvent::NoEventElement);
+    }
+    let name = name.ok_or(BadEvent::NoName)?;
+    let id = EventId::lookup(name.as_bytes())
+        .ok_or_else(|| BadEvent::UnknownEvent(crate::wire::xml::unescape(name).into_owned()))?;
+    let mut inner_elements = iq.children_of(event);
+    let inner = inner_elements.next().ok_or(BadEvent::NoStanza)?;
+    if inner_elements.next().is_some() {
+        return Err(BadEvent::TwoStanzas);
+    }
+    let (mut from, mut to, mut type_) = (None, None, None);
+    for (attr, raw) in iq.element_attrs(inner) {
+        match attr {
+            "from" => from = Some(raw),
+            "to" => to = Some(raw),
+            "type" => type_ = Some(raw),
+            _ => {}
+        }
+    }
+    let local = iq.element_local_name(inner);
+    let packet = PacketType::classify(local, type_.map(str::as_bytes))
+        .ok_or_else(|| BadEvent::NotAStanza(String::from_utf8_lossy(local).into_owned()))?;
+    let from: Option<Cow<str>> = from.map(crate::wire::xml::unescape);
+    let to: Option<Cow<str>> = to.map(crate::wire::xml::unescape);
+    let key = conversation_key(id.kind(), from.as_deref(), to.as_deref(), room.as_deref())
+        .map_err(BadEvent::Key)?;
+    Ok(InboundEvent {
+        event: id,
+        packet,
+        node: node_of(node.as_deref()),
+        key,
+        stanza: iq.slice(inner.span),
+        reply,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Frame, Framer, Limits};
+
+    fn stanza(xml: &str) -> Stanza {
+        let mut f = Framer::new(Limits::default());
+        f.feed(
+            b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>",
+        );
+        f.feed(xml.as_bytes());
+        let _header = f.next_frame();
+        match f.next_frame() {
+            Ok(Some(Frame::Stanza(s))) => s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn parse(xml: &str) -> Result<InboundEvent, BadEvent> {
+        let iq = stanza(xml);
+        let reply = Reply::of(&iq).expect("reply");
+        parse_event(&iq, reply, |_| {
+            crate::policy::CompiledPolicy::compile(&crate::policy::default_config()).unknown_node()
+        })
+    }
+
+    fn event(name: &str, attrs: &str, inner: &str) -> String {
+        format!(
+            "<iq type='set' id='R1' from='imp1.example.com' to='palisade.example.com'>\
+             <event xmlns='urn:palisade:compliance:0' name='{name}'{attrs}>{inner}</event></iq>"
+        )
+    }
+
+    #[test]
+    fn reads_the_protocol_example() {
+        let ev = parse(&event(
+            "es_OUT",
+            "",
+            "<message xmlns='jabber:client' from='alice@example.com/laptop' to='bob@example.com' \
+             type='chat' id='m1'><body>hello</body></message>",
+        ))
+        .unwrap();
+        assert_eq!(ev.event.name(), "es_OUT");
+        assert_eq!(ev.packet, PacketType::Message);
+        assert_eq!(ev.key, "alice@example.com|bob@example.com");
+        assert!(ev.stanza.starts_with(b"<message xmlns='jabber:client'"));
+        assert!(ev.stanza.ends_with(b"</message>"));
+        assert_eq!(&ev.reply.id[..], b"R1");
+        assert_eq!(&ev.reply.to[..], b"imp1.example.com");
+    }
+
+    #[test]
+    fn subscription_presence_and_room_key() {
+        let ev = parse(&event(
+            "es_IN",
+            "",
+            "<presence from='Bob@Example.com' to='alice@example.com' type='subscribe'/>",
+        ))
+        .unwrap();
+        assert_eq!(ev.packet, PacketType::Subscription);
+        assert_eq!(ev.key, "alice@example.com|bob@example.com");
+        let ev = parse(&event(
+            "onBeforeSend",
+            " room='Trading@conference.example.com'",
+            "<message from='alice@example.com/x' to='trading@conference.example.com/alice' type='groupchat'/>",
+        ))
+        .unwrap();
+        assert_eq!(ev.key, "trading@conference.example.com");
+    }
+
+    #[test]
+    fn unreadable_events_say_why() {
+        let cases = [
+            (event("es_BOGUS", "", "<message to='a@b'/>"), BadEvent::UnknownEvent("es_BOGUS".into())),
+            (event("es_OUT", "", ""), BadEvent::NoStanza),
+            (event("es_OUT", "", "<message to='a@b'/><message to='a@b'/>"), BadEvent::TwoStanzas),
+            (event("es_OUT", "", "<foo to='a@b'/>"), BadEvent::NotAStanza("foo".into())),
+            (
+                "<iq type='get' id='1' from='r' to='g'><event xmlns='urn:palisade:compliance:0' name='es_OUT'/></iq>".into(),
+                BadEvent::NotSet,
+            ),
+            (
+                "<iq type='set' id='1' from='r' to='g'><event name='es_OUT'><message to='a@b'/></event></iq>".into(),
+                BadEvent::NoEventElement,
+            ),
+            (
+                "<iq type='set' id='1' from='r' to='g'><event xmlns='urn:palisade:compliance:0'><message to='a@b'/></event></iq>".into(),
+                BadEvent::NoName,
+            ),
+        ];
+        for (xml, expected) in cases {
+            assert_eq!(parse(&xml).unwrap_err(), expected, "{xml}");
+        }
+        assert!(matches!(
+            parse(&event("es_OUT", "", "<message from='@bad' to='a@b'/>")),
+            Err(BadEvent::Key(_))
+        ));
+    }
+}

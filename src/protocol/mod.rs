@@ -1,0 +1,22 @@
+//! The Palisade compliance protocol (`urn:palisade:compliance:0`, PROTOCOL.md §§2-4), sans-IO:
+//! reading a router's event, writing the request a compliance server judges, reading its
+//! answer, and writing the router's verdict.
+//!
+//! Owns the XML shapes of those four messages and nothing else: which server, which step,
+//! when and whether to send are the engine's. Never does I/O or reads a clock (the stamp's wall
+//! time is a parameter).
+
+pub mod answer;
+pub mod event;
+pub mod request;
+pub mod service;
+pub mod stamp;
+pub mod verdict;
+
+pub use answer::{parse_answer, Answer, AnswerError, ParsedAnswer};
+pub use event::{parse_event, BadEvent, InboundEvent, Reply};
+pub use request::{write_request, Mode, RequestFields, RequestId};
+pub use verdict::{write_bad_request, write_verdict, BounceCause, Verdict};
+
+/// The namespace of `<event/>` and `<verdict/>`.
+pub const NS: &str = "urn:palisade:compliance:0";

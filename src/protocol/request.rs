@@ -1,0 +1,251 @@
+//! Writing what a compliance server judges (PROTOCOL.md §4): `<iq type='set'>` for wait mode,
+//! `<message>` for fire-and-forget, both carrying `<event/>` around the stanza's original bytes.
+//!
+//! Also owns the request id, which tells an answer's arrival back to the shard, slot and
+//! generation of the event it answers.
+
+use super::NS;
+use crate::policy::{EventId, Handling, PacketType};
+use crate::wire::write::{close, Element};
+use bytes::{BufMut, BytesMut};
+use std::fmt;
+
+/// Identifies one request: the owner shard, the event's slot there, and the slot's generation
+/// (so a late answer to a reused slot is recognised and ignored).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RequestId {
+    pub shard: u16,
+    pub slot: u32,
+    pub generation: u32,
+}
+
+impl RequestId {
+    /// The longest encoded form: `g` + 4 + `.` + 8 + `.` + 8 hex digits.
+    pub const MAX_LEN: usize = 23;
+
+    /// Writes the `Display` form into `buf` without allocating.
+    pub fn encode(self, buf: &mut [u8; Self::MAX_LEN]) -> &[u8] {
+        fn hex(mut v: u32, out: &mut [u8], at: &mut usize) {
+            let mut digits = [0u8; 8];
+            let mut n = 0;
+            loop {
+                digits[n] = b"0123456789abcdef"[(v & 15) as usize];
+                n += 1;
+                v >>= 4;
+                if v == 0 {
+                    break;
+                }
+            }
+            for d in digits[..n].iter().rev() {
+                out[*at] = *d;
+                *at += 1;
+            }
+        }
+        let mut at = 1;
+        buf[0] = b'g';
+        hex(u32::from(self.shard), buf, &mut at);
+        buf[at] = b'.';
+        at += 1;
+        hex(self.slot, buf, &mut at);
+        buf[at] = b'.';
+        at += 1;
+        hex(self.generation, buf, &mut at);
+        &buf[..at]
+    }
+
+    /// Parses the form written by `Display`: `g{shard}.{slot}.{generation}` in hex.
+    pub fn parse(raw: &[u8]) -> Option<RequestId> {
+        let rest = raw.strip_prefix(b"g")?;
+        let mut parts = rest.split(|&b| b == b'.');
+        let mut next = |max_digits: usize| -> Option<u32> {
+            let p = parts.next()?;
+            if p.is_empty() || p.len() > max_digits {
+                return None;
+            }
+            u32::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok()
+        };
+        let shard = u16::try_from(next(4)?).ok()?;
+        let slot = next(8)?;
+        let generation = next(8)?;
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(RequestId {
+            shard,
+            slot,
+            generation,
+        })
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "g{:x}.{:x}.{:x}", self.shard, self.slot, self.generation)
+    }
+}
+
+/// Wait for an answer, or notify and go on.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Wait,
+    Notify,
+}
+
+/// The attributes of one request's `<event/>`.
+#[derive(Clone, Debug)]
+pub struct RequestFields<'a> {
+    pub id: RequestId,
+    pub event: EventId,
+    /// Written for JSM events only.
+    pub packet: Option<PacketType>,
+    pub profile: &'a str,
+    pub handling: Handling,
+    pub mode: Mode,
+    pub node: &'a str,
+    pub key: &'a str,
+    pub stamp: &'a str,
+}
+
+/// Appends one request from `from` (the gateway) to `to` (the server's component name) around
+/// `stanza`, which is spliced unchanged.
+pub fn write_request(out: &mut BytesMut, from: &str, to: &str, f: &RequestFields, stanza: &[u8]) {
+    let outer = match f.mode {
+        Mode::Wait => "iq",
+        Mode::Notify => "message",
+    };
+    let mut id_buf = [0u8; RequestId::MAX_LEN];
+    let id = f.id.encode(&mut id_buf);
+    let mut el = Element::open(out, outer);
+    if f.mode == Mode::Wait {
+        el = el.attr("type", "set");
+    }
+    let body = el
+        .attr_bytes("id", id)
+        .attr("from", from)
+        .attr("to", to)
+        .start_content();
+    let mut event = Element::open(body, "event")
+        .attr("xmlns", NS)
+        .attr("name", f.event.name());
+    if let Some(p) = f.packet {
+        event = event.attr("packet", p.as_str());
+    }
+    let inner = event
+        .attr("profile", f.profile)
+        .attr(
+            "handling",
+            match f.handling {
+                Handling::Bounce => "bounce",
+                Handling::Pass => "pass",
+            },
+        )
+        .attr(
+            "mode",
+            match f.mode {
+                Mode::Wait => "wait",
+                Mode::Notify => "notify",
+            },
+        )
+        .attr("node", f.node)
+        .attr("key", f.key)
+        .attr("stamp", f.stamp)
+        .start_content();
+    inner.put_slice(stanza);
+    close(inner, "event");
+    close(inner, outer);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_round_trip_and_reject_junk() {
+        let id = RequestId {
+            shard: 3,
+            slot: 0xdead_beef,
+            generation: 7,
+        };
+        assert_eq!(id.to_string(), "g3.deadbeef.7");
+        let mut buf = [0; RequestId::MAX_LEN];
+        assert_eq!(id.encode(&mut buf), b"g3.deadbeef.7");
+        let max = RequestId {
+            shard: u16::MAX,
+            slot: u32::MAX,
+            generation: u32::MAX,
+        };
+        assert_eq!(max.encode(&mut buf).len(), RequestId::MAX_LEN);
+        assert_eq!(RequestId::parse(max.encode(&mut buf)), Some(max));
+        assert_eq!(RequestId::parse(b"g3.deadbeef.7"), Some(id));
+        for junk in [
+            &b""[..],
+            b"g",
+            b"3.1.1",
+            b"g1.2",
+            b"g1.2.3.4",
+            b"gx.1.1",
+            b"g10000.1.1",
+            b"g1.123456789.1",
+        ] {
+            assert_eq!(
+                RequestId::parse(junk),
+                None,
+                "{}",
+                String::from_utf8_lossy(junk)
+            );
+        }
+    }
+
+    #[test]
+    fn writes_the_protocol_shape_around_the_original_bytes() {
+        let mut out = BytesMut::new();
+        let stanza = b"<message xmlns='jabber:client' from='alice@example.com/laptop' to='bob@example.com'><body>a &amp; b</body></message>";
+        let fields = RequestFields {
+            id: RequestId {
+                shard: 0,
+                slot: 7,
+                generation: 1,
+            },
+            event: EventId::lookup(b"es_OUT").unwrap(),
+            packet: Some(PacketType::Message),
+            profile: "EthicalWall",
+            handling: Handling::Bounce,
+            mode: Mode::Wait,
+            node: "imp1",
+            key: "alice@example.com|bob@example.com",
+            stamp: "2026-11-21T10:00:00.123Z",
+        };
+        write_request(
+            &mut out,
+            "palisade.example.com",
+            "op-cs1.palisade-example-com",
+            &fields,
+            stanza,
+        );
+        let text = std::str::from_utf8(&out).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "<iq type='set' id='g0.7.1' from='palisade.example.com' to='op-cs1.palisade-example-com'>\
+                 <event xmlns='urn:palisade:compliance:0' name='es_OUT' packet='message' profile='EthicalWall' \
+                 handling='bounce' mode='wait' node='imp1' key='alice@example.com|bob@example.com' \
+                 stamp='2026-11-21T10:00:00.123Z'>{}</event></iq>",
+                std::str::from_utf8(stanza).unwrap()
+            )
+        );
+        let mut out = BytesMut::new();
+        let notify = RequestFields {
+            mode: Mode::Notify,
+            packet: None,
+            ..fields
+        };
+        write_request(&mut out, "gw", "cs", &notify, b"<presence/>");
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(
+            text.starts_with("<message id='g0.7.1' from='gw' to='cs'><event "),
+            "{text}"
+        );
+        assert!(text.contains("mode='notify'") && !text.contains("packet="));
+        assert!(text.ends_with("<presence/></event></message>"));
+    }
+}

@@ -1,0 +1,49 @@
+//! XEP-0082 timestamps (`2026-11-21T10:00:00.123Z`) from a wall-clock time the caller read.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Formats `t` as UTC with milliseconds. Times before 1970 print as the epoch.
+pub fn format(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn known_instants() {
+        assert_eq!(format(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        // `date -u -d @1795255200.123` = 2026-11-21T10:00:00.123Z
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_255_200_123);
+        assert_eq!(format(t), "2026-11-21T10:00:00.123Z");
+        // A leap day.
+        let t = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(format(t), "2000-02-29T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,231 @@
+//! Writing the router's answer (PROTOCOL.md §3): a `<verdict/>` in an iq result, or
+//! `bad-request` for an event that could not be read.
+//!
+//! Splices the router's own `id` and `from`, a modified stanza and a server's `<error/>`
+//! unchanged; generates only the verdict element and the gateway's own errors.
+
+use super::event::Reply;
+use super::NS;
+use crate::wire::write::{close, stanza_error, text, Element, STANZAS_ERROR_NS};
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Why an event bounced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BounceCause {
+    /// The compliance server's own `<error/>`.
+    ServerError(Bytes),
+    /// No answer within the event timer.
+    Timeout,
+    /// No server could take the event (none routable, queue full, shutting down).
+    Unavailable,
+}
+
+/// The verdict of a walk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go on; use the stanza instead of the original when there is one.
+    Pass(Option<Bytes>),
+    Handle,
+    Bounce(BounceCause),
+    Drop,
+}
+
+impl Verdict {
+    pub fn action(&self) -> &'static str {
+        match self {
+            Verdict::Pass(_) => "pass",
+            Verdict::Handle => "handle",
+            Verdict::Bounce(_) => "bounce",
+            Verdict::Drop => "drop",
+        }
+    }
+}
+
+/// Which step a verdict came from, for the router's (and the auditor's) benefit.
+#[derive(Copy, Clone, Debug)]
+pub struct Origin<'a> {
+    pub profile: &'a str,
+    pub server: Option<&'a str>,
+}
+
+/// Appends `<iq type='result'>` with the verdict, from `from` (the gateway) to the router.
+pub fn write_verdict(
+    out: &mut BytesMut,
+    from: &str,
+    reply: &Reply,
+    verdict: &Verdict,
+    origin: Option<Origin>,
+) {
+    let body = Element::open(out, "iq")
+        .attr("type", "result")
+        .attr_raw("id", &reply.id, reply.id_quote)
+        .attr("from", from)
+        .attr_raw("to", &reply.to, reply.to_quote)
+        .start_content();
+    let mut v = Element::open(body, "verdict")
+        .attr("xmlns", NS)
+        .attr("action", verdict.action());
+    if let (Some(o), false) = (origin, matches!(verdict, Verdict::Pass(_))) {
+        v = v.attr("profile", o.profile).attr_opt("server", o.server);
+    }
+    match verdict {
+        Verdict::Pass(None) | Verdict::Handle | Verdict::Drop => v.empty(),
+        Verdict::Pass(Some(stanza)) => {
+            let inner = v.start_content();
+            inner.put_slice(stanza);
+            close(inner, "verdict");
+        }
+        Verdict::Bounce(cause) => {
+            let inner = v.start_content();
+            let note = origin.map(|o| match o.server {
+                Some(s) => format!("blocked by compliance profile {} on server {s}", o.profile),
+                None => format!("blocked by compliance profile {}", o.profile),
+            });
+            match cause {
+                BounceCause::ServerError(error) => {
+                    splice_error_with_text(inner, error, note.as_deref())
+                }
+                BounceCause::Timeout => {
+                    let note = note.map(|n| format!("{n}: no answer in time"));
+                    stanza_error(inner, "wait", "remote-server-timeout", note.as_deref())
+                }
+                BounceCause::Unavailable => {
+                    let note = note.map(|n| format!("{n}: no compliance server available"));
+                    stanza_error(inner, "cancel", "service-unavailable", note.as_deref())
+                }
+            }
+            close(inner, "verdict");
+        }
+    }
+    close(body, "iq");
+}
+
+/// Splices a server's `<error/>`; when it has no `<text/>`, ours goes in before its end tag.
+fn splice_error_with_text(out: &mut BytesMut, error: &[u8], note: Option<&str>) {
+    let has_text = memchr::memmem::find(error, b"<text").is_some();
+    let Some(note) = note.filter(|_| !has_text) else {
+        out.put_slice(error);
+        return;
+    };
+    let (open, rest): (&[u8], &[u8]) = if error.ends_with(b"/>") {
+        (&error[..error.len() - 2], b"</error>")
+    } else {
+        let close_at = memchr::memrchr(b'<', error).unwrap_or(error.len());
+        (&error[..close_at], &error[close_at..])
+    };
+    out.put_slice(open);
+    if error.ends_with(b"/>") {
+        out.put_u8(b'>');
+    }
+    let t = Element::open(out, "text")
+        .attr("xmlns", STANZAS_ERROR_NS)
+        .start_content();
+    text(t, note);
+    close(t, "text");
+    out.put_slice(rest);
+}
+
+/// Appends `<iq type='error'>` with `bad-request` and a text saying what is wrong.
+pub fn write_bad_request(out: &mut BytesMut, from: &str, reply: &Reply, reason: &str) {
+    let body = Element::open(out, "iq")
+        .attr("type", "error")
+        .attr_raw("id", &reply.id, reply.id_quote)
+        .attr("from", from)
+        .attr_raw("to", &reply.to, reply.to_quote)
+        .start_content();
+    stanza_error(body, "modify", "bad-request", Some(reason));
+    close(body, "iq");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply() -> Reply {
+        Reply {
+            to: Bytes::from_static(b"imp1.example.com"),
+            to_quote: b'\'',
+            id: Bytes::from_static(b"R\"1"),
+            id_quote: b'\'',
+        }
+    }
+
+    fn verdict(v: &Verdict, origin: Option<Origin>) -> String {
+        let mut out = BytesMut::new();
+        write_verdict(&mut out, "palisade.example.com", &reply(), v, origin);
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    const ORIGIN: Origin = Origin {
+        profile: "EthicalWall",
+        server: Some("cs1"),
+    };
+
+    #[test]
+    fn pass_matches_the_protocol_example() {
+        assert_eq!(
+            verdict(&Verdict::Pass(None), None),
+            "<iq type='result' id='R\"1' from='palisade.example.com' to='imp1.example.com'>\
+             <verdict xmlns='urn:palisade:compliance:0' action='pass'/></iq>"
+        );
+        let modified = verdict(
+            &Verdict::Pass(Some(Bytes::from_static(
+                b"<message><body>x</body></message>",
+            ))),
+            None,
+        );
+        assert!(modified.contains("action='pass'><message><body>x</body></message></verdict></iq>"));
+    }
+
+    #[test]
+    fn bounces_carry_an_error_with_origin_text() {
+        let t = verdict(&Verdict::Bounce(BounceCause::Timeout), Some(ORIGIN));
+        assert!(t.contains("action='bounce' profile='EthicalWall' server='cs1'><error type='wait'><remote-server-timeout "), "{t}");
+        assert!(t.contains(
+            "blocked by compliance profile EthicalWall on server cs1: no answer in time</text>"
+        ));
+        let t = verdict(
+            &Verdict::Bounce(BounceCause::Unavailable),
+            Some(Origin {
+                profile: "P",
+                server: None,
+            }),
+        );
+        assert!(
+            t.contains("<error type='cancel'><service-unavailable "),
+            "{t}"
+        );
+        let server_error = Bytes::from_static(b"<error type='cancel'><not-allowed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>");
+        let t = verdict(
+            &Verdict::Bounce(BounceCause::ServerError(server_error)),
+            Some(ORIGIN),
+        );
+        assert!(t.contains("<error type='cancel'><not-allowed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text "), "{t}");
+        assert!(t.ends_with("</text></error></verdict></iq>"), "{t}");
+        let empty = Bytes::from_static(b"<error type='auth'/>");
+        let t = verdict(
+            &Verdict::Bounce(BounceCause::ServerError(empty)),
+            Some(ORIGIN),
+        );
+        assert!(t.contains("<error type='auth'><text "), "{t}");
+        let with_text = Bytes::from_static(b"<error type='cancel'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>wall</text></error>");
+        let t = verdict(
+            &Verdict::Bounce(BounceCause::ServerError(with_text.clone())),
+            Some(ORIGIN),
+        );
+        assert!(t.contains(std::str::from_utf8(&with_text).unwrap()));
+    }
+
+    #[test]
+    fn handle_drop_and_bad_request() {
+        assert!(verdict(&Verdict::Handle, Some(ORIGIN))
+            .contains("action='handle' profile='EthicalWall' server='cs1'/>"));
+        assert!(verdict(&Verdict::Drop, Some(ORIGIN))
+            .contains("action='drop' profile='EthicalWall' server='cs1'/>"));
+        let mut out = BytesMut::new();
+        write_bad_request(&mut out, "gw", &reply(), "unknown event name 'x'");
+        let t = std::str::from_utf8(&out).unwrap();
+        assert!(t.starts_with("<iq type='error' id='R\"1' from='gw' to='imp1.example.com'><error type='modify'><bad-request "), "{t}");
+        assert!(t.contains(">unknown event name 'x'</text>"));
+    }
+}
