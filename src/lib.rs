@@ -3,7 +3,9 @@
 //! See `ARCHITECTURE.md` at the repository root for the layers and their invariants.
 
 pub mod cli;
+pub mod engine;
 pub mod policy;
 pub mod protocol;
+pub mod routing;
 pub mod tuning;
 pub mod wire;

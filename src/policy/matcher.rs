@@ -261,6 +261,11 @@ impl CompiledPolicy {
         &self.servers
     }
 
+    /// How many profiles exist (the built-in default included); ids are `0..profile_count()`.
+    pub fn profile_count(&self) -> usize {
+        self.profile_names.len()
+    }
+
     pub fn profile_name(&self, id: ProfileId) -> &str {
         self.profile_names
             .get(id.index())

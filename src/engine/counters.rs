@@ -1,0 +1,162 @@
+//! What a shard counts: every event's terminal state (overall, per event name, per deciding
+//! profile and server), per-server step outcomes, and per-server answer latency.
+//!
+//! Plain data with `merge` so shards' copies can be summed for status and metrics; counting is
+//! the engine's job, formatting the admin layer's.
+
+use crate::policy::EventId;
+use hdrhistogram::Histogram;
+
+/// How an event ended (PROTOCOL.md §5).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Terminal {
+    Pass,
+    Handle,
+    Bounce,
+    Drop,
+    /// A pass that came from an error or a timeout.
+    FailedOpen,
+}
+
+impl Terminal {
+    pub const ALL: [Terminal; 5] = [
+        Terminal::Pass,
+        Terminal::Handle,
+        Terminal::Bounce,
+        Terminal::Drop,
+        Terminal::FailedOpen,
+    ];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Terminal::Pass => "pass",
+            Terminal::Handle => "handle",
+            Terminal::Bounce => "bounce",
+            Terminal::Drop => "drop",
+            Terminal::FailedOpen => "failed_open",
+        }
+    }
+}
+
+/// Counts indexed by [`Terminal::index`].
+pub type TerminalCounts = [u64; 5];
+
+/// Outcomes of steps on one server.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerCounters {
+    /// Wait-mode requests written.
+    pub sent: u64,
+    /// Fire-and-forget notifications written.
+    pub notified: u64,
+    pub passed: u64,
+    pub modified: u64,
+    pub handled: u64,
+    pub errors: u64,
+    pub timeouts: u64,
+    /// Answers refused by the PASS-only rules (treated as a plain PASS) or unreadable.
+    pub protocol_violations: u64,
+    /// Answers to requests no longer waiting (after a timeout or a move).
+    pub late_answers: u64,
+    /// Steps that failed at once because the server's queue was full.
+    pub queue_full: u64,
+    /// Requests sent again after the stream they went out on was lost.
+    pub resent: u64,
+    /// Requests moved to another server after this one left the ring.
+    pub moved_away: u64,
+    /// Notifications lost because the server stayed away past their timer.
+    pub notifications_lost: u64,
+    /// Requests the runtime could not write (stream gone or its buffer full).
+    pub rejected_sends: u64,
+}
+
+impl ServerCounters {
+    fn merge(&mut self, o: &ServerCounters) {
+        self.sent += o.sent;
+        self.notified += o.notified;
+        self.passed += o.passed;
+        self.modified += o.modified;
+        self.handled += o.handled;
+        self.errors += o.errors;
+        self.timeouts += o.timeouts;
+        self.protocol_violations += o.protocol_violations;
+        self.late_answers += o.late_answers;
+        self.queue_full += o.queue_full;
+        self.resent += o.resent;
+        self.moved_away += o.moved_away;
+        self.notifications_lost += o.notifications_lost;
+        self.rejected_sends += o.rejected_sends;
+    }
+}
+
+/// Everything one shard counted. See the module documentation.
+#[derive(Clone, Debug)]
+pub struct Counters {
+    /// Events accepted by this shard's engine.
+    pub received: u64,
+    pub terminal: TerminalCounts,
+    /// Per event name.
+    pub by_event: Vec<TerminalCounts>,
+    /// `[profile][server + 1]`: the step that decided. Server column 0 is "no server" (the
+    /// step had none routable); the last row, past every profile, counts events no step decided
+    /// (an empty chain, or a pass through every step).
+    pub by_decider: Vec<Vec<TerminalCounts>>,
+    pub servers: Vec<ServerCounters>,
+    /// Answer latency per server, microseconds.
+    pub latency: Vec<Histogram<u64>>,
+    /// Gateway residence time of every released verdict, microseconds.
+    pub residence: Histogram<u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs to 1 h at 3 significant digits: constant, valid bounds.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant histogram bounds are valid")
+}
+
+impl Counters {
+    pub fn new(profiles: usize, servers: usize) -> Counters {
+        Counters {
+            received: 0,
+            terminal: [0; 5],
+            by_event: vec![[0; 5]; EventId::COUNT],
+            by_decider: vec![vec![[0; 5]; servers + 1]; profiles + 1],
+            servers: vec![ServerCounters::default(); servers],
+            latency: (0..servers).map(|_| histogram()).collect(),
+            residence: histogram(),
+        }
+    }
+
+    pub fn terminal_total(&self) -> u64 {
+        self.terminal.iter().sum()
+    }
+
+    /// Adds another shard's counts.
+    pub fn merge(&mut self, o: &Counters) {
+        self.received += o.received;
+        add(&mut self.terminal, &o.terminal);
+        for (a, b) in self.by_event.iter_mut().zip(&o.by_event) {
+            add(a, b);
+        }
+        for (pa, pb) in self.by_decider.iter_mut().zip(&o.by_decider) {
+            for (a, b) in pa.iter_mut().zip(pb) {
+                add(a, b);
+            }
+        }
+        for (a, b) in self.servers.iter_mut().zip(&o.servers) {
+            a.merge(b);
+        }
+        for (a, b) in self.latency.iter_mut().zip(&o.latency) {
+            let _ = a.add(b);
+        }
+        let _ = self.residence.add(&o.residence);
+    }
+}
+
+fn add(a: &mut TerminalCounts, b: &TerminalCounts) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}

@@ -1,0 +1,159 @@
+//! Per-event timers without one runtime timer per event.
+//!
+//! Every event timer on a shard has one of a handful of durations (the event timeout, mostly),
+//! and `now` only moves forward, so the deadlines of one duration arrive already sorted: each
+//! duration gets a FIFO lane, arming is a push to its lane's back, expiry pops from fronts, and
+//! the next deadline is the smallest lane front. Cancelling is lazy (an expired entry whose
+//! reference went stale is skipped); a lane compacts itself when stale entries outnumber live
+//! ones, so memory stays proportional to the timers that matter. Cost per operation does not
+//! grow with the number of pending events.
+//!
+//! Owns deadlines only; never reads a clock (`now` is a parameter) and never wakes anything.
+
+use super::slots::SlotRef;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+struct Lane {
+    duration: Duration,
+    entries: VecDeque<(Instant, SlotRef)>,
+}
+
+/// See the module documentation.
+#[derive(Debug, Default)]
+pub struct Deadlines {
+    lanes: Vec<Lane>,
+    /// Entries pushed since the last compaction check, to amortize `compact`.
+    pushes: usize,
+}
+
+impl Deadlines {
+    /// Arms a timer for `r` at `now + duration`.
+    pub fn arm(&mut self, now: Instant, duration: Duration, r: SlotRef) -> Instant {
+        let deadline = now + duration;
+        let lane = match self.lanes.iter().position(|l| l.duration == duration) {
+            Some(i) => i,
+            None => {
+                self.lanes.push(Lane {
+                    duration,
+                    entries: VecDeque::new(),
+                });
+                self.lanes.len() - 1
+            }
+        };
+        let entries = &mut self.lanes[lane].entries;
+        // A clock that stepped backwards would break the order; clamp to keep it sorted.
+        let deadline = entries
+            .back()
+            .map_or(deadline, |(last, _)| deadline.max(*last));
+        entries.push_back((deadline, r));
+        self.pushes += 1;
+        deadline
+    }
+
+    /// The earliest deadline, live or stale (a stale one only causes an early, empty wake-up).
+    pub fn next(&self) -> Option<Instant> {
+        self.lanes
+            .iter()
+            .filter_map(|l| l.entries.front().map(|e| e.0))
+            .min()
+    }
+
+    /// Pops the earliest entry due at `now`, if any; the caller checks whether it is current.
+    pub fn pop_due(&mut self, now: Instant) -> Option<SlotRef> {
+        let lane = self
+            .lanes
+            .iter_mut()
+            .filter(|l| l.entries.front().is_some_and(|e| e.0 <= now))
+            .min_by_key(|l| l.entries.front().map(|e| e.0))?;
+        lane.entries.pop_front().map(|(_, r)| r)
+    }
+
+    /// Entries held, stale ones included.
+    pub fn len(&self) -> usize {
+        self.lanes.iter().map(|l| l.entries.len()).sum()
+    }
+
+    /// Drops stale entries when they are more than half of a large lane. `live` says whether a
+    /// reference is still armed. Call it now and then (after pushes); it runs at most once per
+    /// `len` pushes, so its cost is amortized O(1) per timer.
+    pub fn compact(&mut self, live: impl Fn(SlotRef) -> bool) {
+        let total = self.len();
+        if self.pushes < total.max(4096) {
+            return;
+        }
+        self.pushes = 0;
+        for lane in &mut self.lanes {
+            lane.entries.retain(|(_, r)| live(*r));
+        }
+        self.lanes.retain(|l| !l.entries.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn r(slot: u32) -> SlotRef {
+        SlotRef {
+            slot,
+            generation: 0,
+        }
+    }
+
+    #[test]
+    fn fires_in_deadline_order_across_lanes() {
+        let t = Instant::now();
+        let mut d = Deadlines::default();
+        d.arm(t, Duration::from_millis(30), r(1));
+        d.arm(t, Duration::from_millis(10), r(2));
+        d.arm(
+            t + Duration::from_millis(5),
+            Duration::from_millis(30),
+            r(3),
+        );
+        assert_eq!(d.next(), Some(t + Duration::from_millis(10)));
+        assert_eq!(d.pop_due(t + Duration::from_millis(9)), None);
+        assert_eq!(d.pop_due(t + Duration::from_millis(40)), Some(r(2)));
+        assert_eq!(d.pop_due(t + Duration::from_millis(40)), Some(r(1)));
+        assert_eq!(d.pop_due(t + Duration::from_millis(40)), Some(r(3)));
+        assert_eq!(d.pop_due(t + Duration::from_millis(40)), None);
+    }
+
+    #[test]
+    fn compaction_keeps_live_entries_only() {
+        let t = Instant::now();
+        let mut d = Deadlines::default();
+        for i in 0..10_000 {
+            d.arm(t, Duration::from_secs(30), r(i));
+        }
+        d.compact(|x| x.slot % 100 == 0);
+        assert_eq!(d.len(), 100);
+        assert_eq!(d.pop_due(t + Duration::from_secs(30)), Some(r(0)));
+    }
+
+    proptest! {
+        /// Whatever the arming order and durations, entries come out sorted by deadline and none
+        /// is lost.
+        #[test]
+        fn never_out_of_order(ops in proptest::collection::vec((0u64..50, 0usize..3), 1..200)) {
+            let t = Instant::now();
+            let durations = [Duration::from_millis(10), Duration::from_millis(25), Duration::from_millis(40)];
+            let mut d = Deadlines::default();
+            let mut now = t;
+            let mut deadline_of = std::collections::HashMap::new();
+            for (i, (advance, lane)) in ops.iter().enumerate() {
+                now += Duration::from_millis(*advance);
+                deadline_of.insert(i as u32, d.arm(now, durations[*lane], r(i as u32)));
+            }
+            let mut fired = Vec::new();
+            while let Some(x) = d.pop_due(now + Duration::from_secs(1)) {
+                fired.push(deadline_of[&x.slot]);
+            }
+            prop_assert_eq!(fired.len(), ops.len());
+            prop_assert!(fired.windows(2).all(|w| w[0] <= w[1]));
+        }
+    }
+}

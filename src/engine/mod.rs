@@ -1,0 +1,21 @@
+//! The sharded engine's per-shard core, sans-IO: events owned by this shard, their chain walks,
+//! their timers, per-key ordering, each server's reachability and queue, and the counters.
+//!
+//! Must not: perform I/O, read a clock, spawn tasks, or share state with another shard. The
+//! runtime feeds it inputs (with `now`) and carries its [`Action`]s out.
+
+mod counters;
+mod deadlines;
+mod order;
+mod outage;
+mod servers;
+mod shard;
+mod slots;
+mod walk;
+
+pub use counters::{Counters, ServerCounters, Terminal, TerminalCounts};
+pub use servers::Reach;
+pub use shard::{Action, Alarm, EngineConfig, RouterRef, ShardEngine};
+
+#[cfg(test)]
+mod tests;

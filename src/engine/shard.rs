@@ -1,0 +1,372 @@
+//! The per-shard engine: the state of every event this shard owns, and its inputs and outputs.
+//!
+//! Sans-IO in the quinn-proto style: the runtime feeds it events, answers, link changes and the
+//! time, and polls it for [`Action`]s (requests to write, verdicts to deliver, alarms). It
+//! never blocks, never reads a clock, and never touches a socket or another shard: everything
+//! that crosses a shard is an input or an action the runtime carries over a bounded channel.
+//!
+//! The walk itself (choosing servers, stepping, finishing, releasing in key order) is in
+//! `walk.rs`; link changes and outages in `outage.rs`.
+
+use super::counters::{Counters, Terminal};
+use super::deadlines::Deadlines;
+use super::order::KeyOrder;
+use super::servers::ServerView;
+use super::slots::{SlotRef, Slots};
+use crate::policy::{CompiledPolicy, EventId, NodeId, PacketType, ProfileId, ServerId};
+use crate::protocol::{InboundEvent, ParsedAnswer, Reply, RequestId, Verdict};
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// A router connection, as the runtime names it: its shard and its number there.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RouterRef {
+    pub shard: u16,
+    pub conn: u32,
+}
+
+/// The engine's settings.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub shard: u16,
+    pub shards: u16,
+    /// The gateway's component name (`from` of everything it writes).
+    pub gateway_name: String,
+    pub event_timeout: Duration,
+    pub outage_window: Duration,
+    /// Bound of each server's queue on this shard.
+    pub queue_bound: usize,
+}
+
+/// What the runtime must do.
+#[derive(Debug)]
+pub enum Action {
+    /// Write `bytes` on the stream to `server` held by shard `link`. If it cannot, report
+    /// [`ShardEngine::on_send_rejected`] with `request` (wait-mode requests only).
+    Send {
+        server: ServerId,
+        link: u16,
+        request: Option<RequestId>,
+        bytes: Bytes,
+    },
+    /// Deliver a verdict (or `bad-request`) to a router connection.
+    Verdict { router: RouterRef, bytes: Bytes },
+    /// Raise or clear a named alarm.
+    Alarm(Alarm),
+    /// A compliance server broke the protocol; log it.
+    ProtocolViolation {
+        server: ServerId,
+        event: EventId,
+        detail: &'static str,
+    },
+}
+
+/// Named alarms (PROTOCOL.md §5 and issue 5), raised and cleared by the engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Alarm {
+    /// A server lost its last active stream (raised) or has one again (cleared).
+    ConnectionLost { server: ServerId, raised: bool },
+    /// A server left the hash ring (raised) or is routable again (cleared).
+    LeftRing { server: ServerId, raised: bool },
+    /// A server's queue on this shard reached its bound (raised) or drained (cleared).
+    QueueFull { server: ServerId, raised: bool },
+}
+
+impl Alarm {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Alarm::ConnectionLost { .. } => "ComplianceServerConnectionLost",
+            Alarm::LeftRing { .. } => "ComplianceServerLeftRing",
+            Alarm::QueueFull { .. } => "ComplianceServerQueueFull",
+        }
+    }
+
+    pub fn raised(&self) -> bool {
+        match self {
+            Alarm::ConnectionLost { raised, .. }
+            | Alarm::LeftRing { raised, .. }
+            | Alarm::QueueFull { raised, .. } => *raised,
+        }
+    }
+
+    pub fn server(&self) -> ServerId {
+        match self {
+            Alarm::ConnectionLost { server, .. }
+            | Alarm::LeftRing { server, .. }
+            | Alarm::QueueFull { server, .. } => *server,
+        }
+    }
+}
+
+/// Where an event is in its walk.
+#[derive(Debug)]
+pub(super) enum Phase {
+    /// Between steps (only while the engine is working on it).
+    Walking,
+    /// Waiting for `server`'s answer; `link` is the shard whose stream carried the request, or
+    /// `None` while it waits in the server's queue.
+    Waiting {
+        server: ServerId,
+        link: Option<u16>,
+        sent_at: Instant,
+    },
+    /// Walk over; waiting for earlier events of its key to leave.
+    Done {
+        verdict: Verdict,
+        terminal: Terminal,
+        decider: Option<(ProfileId, Option<ServerId>)>,
+    },
+}
+
+/// One event in flight.
+#[derive(Debug)]
+pub(super) struct EventState {
+    pub event: EventId,
+    pub packet: PacketType,
+    pub node: NodeId,
+    pub key: String,
+    pub key_hash: u64,
+    pub stable_key: u64,
+    /// The stanza as the walk has it now (modified by a PASS, or the original).
+    pub stanza: Bytes,
+    pub modified: bool,
+    pub reply: Reply,
+    pub router: RouterRef,
+    pub received_at: Instant,
+    pub stamp: [u8; 24],
+    pub step: u16,
+    pub failed_open: bool,
+    pub phase: Phase,
+    /// The next event of the same key, for [`KeyOrder`].
+    pub next_same_key: Option<u32>,
+}
+
+/// See the module documentation.
+pub struct ShardEngine {
+    pub(super) cfg: EngineConfig,
+    pub(super) policy: Arc<CompiledPolicy>,
+    pub(super) events: Slots<EventState>,
+    pub(super) order: KeyOrder,
+    pub(super) timers: Deadlines,
+    pub(super) servers: Vec<ServerView>,
+    pub(super) counters: Counters,
+    pub(super) actions: VecDeque<Action>,
+    /// Shutting down: every remaining step fails at once.
+    pub(super) draining: bool,
+    /// The latest `now` any input brought, for measuring residence at release.
+    pub(super) now: Instant,
+    stamp_cache: (u128, [u8; 24]),
+}
+
+impl ShardEngine {
+    pub fn new(cfg: EngineConfig, policy: Arc<CompiledPolicy>, now: Instant) -> ShardEngine {
+        let servers = policy
+            .servers()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                ServerView::new(
+                    ServerId(i as u16),
+                    s.name.clone(),
+                    s.component.clone(),
+                    usize::from(cfg.shards),
+                    now,
+                )
+            })
+            .collect::<Vec<_>>();
+        let profiles = policy.profile_count();
+        ShardEngine {
+            counters: Counters::new(profiles, servers.len()),
+            cfg,
+            policy,
+            events: Slots::default(),
+            order: KeyOrder::default(),
+            timers: Deadlines::default(),
+            servers,
+            actions: VecDeque::new(),
+            draining: false,
+            now,
+            stamp_cache: (u128::MAX, [b'0'; 24]),
+        }
+    }
+
+    /// Takes an event this shard owns. `key_hash` is the [`crate::routing::KeyHasher`] hash of
+    /// its key (already computed to pick this shard).
+    pub fn submit(
+        &mut self,
+        ev: InboundEvent,
+        key_hash: u64,
+        router: RouterRef,
+        now: Instant,
+        wall: SystemTime,
+    ) {
+        self.now = now;
+        self.counters.received += 1;
+        let stamp = self.stamp(wall);
+        let state = EventState {
+            event: ev.event,
+            packet: ev.packet,
+            node: ev.node,
+            stable_key: crate::routing::stable_hash(ev.key.as_bytes()),
+            key: ev.key,
+            key_hash,
+            stanza: ev.stanza,
+            modified: false,
+            reply: ev.reply,
+            router,
+            received_at: now,
+            stamp,
+            step: 0,
+            failed_open: false,
+            phase: Phase::Walking,
+            next_same_key: None,
+        };
+        let r = self.events.insert(state);
+        if let Some(prev_tail) = self.order.push(key_hash, r.slot) {
+            if let Some(prev) = self.events.by_slot_mut(prev_tail) {
+                prev.next_same_key = Some(r.slot);
+            }
+        }
+        self.advance(r.slot, now);
+    }
+
+    /// An answer from `server` (read on whichever shard holds its stream).
+    pub fn on_answer(&mut self, server: ServerId, answer: ParsedAnswer, now: Instant) {
+        self.now = now;
+        let r = SlotRef {
+            slot: answer.id.slot,
+            generation: answer.id.generation,
+        };
+        let waiting = match self.events.get(r).map(|e| &e.phase) {
+            Some(Phase::Waiting {
+                server: s,
+                link: Some(_),
+                sent_at,
+            }) if *s == server => Some(*sent_at),
+            _ => None,
+        };
+        let Some(sent_at) = waiting else {
+            if let Some(c) = self.counters.servers.get_mut(server.index()) {
+                c.late_answers += 1;
+            }
+            return;
+        };
+        let micros = now.saturating_duration_since(sent_at).as_micros() as u64;
+        if let Some(h) = self.counters.latency.get_mut(server.index()) {
+            h.saturating_record(micros.max(1));
+        }
+        self.apply_answer(r.slot, server, answer.answer, now);
+    }
+
+    /// The runtime could not write a request (its stream is gone or its buffer is full).
+    pub fn on_send_rejected(&mut self, id: RequestId, now: Instant) {
+        self.now = now;
+        let r = SlotRef {
+            slot: id.slot,
+            generation: id.generation,
+        };
+        let server = match self.events.get(r).map(|e| &e.phase) {
+            Some(Phase::Waiting { server, .. }) => *server,
+            _ => return,
+        };
+        if let Some(c) = self.counters.servers.get_mut(server.index()) {
+            c.rejected_sends += 1;
+        }
+        self.step_failed(r.slot, crate::protocol::BounceCause::Unavailable, now);
+    }
+
+    /// Runs the timers due at `now`: event timers and outage windows.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        while let Some(r) = self.timers.pop_due(now) {
+            if let Some(Phase::Waiting { .. }) = self.events.get(r).map(|e| &e.phase) {
+                self.timed_out(r.slot, now);
+            }
+        }
+        self.expire_outages(now);
+        let events = &self.events;
+        self.timers.compact(|r| {
+            events
+                .get(r)
+                .is_some_and(|e| matches!(e.phase, Phase::Waiting { .. }))
+        });
+    }
+
+    /// When [`ShardEngine::handle_timeout`] should next run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let window = self.cfg.outage_window;
+        let outage = self
+            .servers
+            .iter()
+            .filter_map(|s| s.outage_deadline(window))
+            .min();
+        match (self.timers.next(), outage) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Events owned and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Conversation keys with events in flight.
+    pub fn keys_in_flight(&self) -> usize {
+        self.order.keys()
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn servers(&self) -> &[ServerView] {
+        &self.servers
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Starts the shutdown: every event still walking gets the verdict its handling gives when
+    /// no server can take it, and so does every event submitted from now on.
+    pub fn drain(&mut self, now: Instant) {
+        self.now = now;
+        self.draining = true;
+        let waiting: Vec<u32> = self
+            .events
+            .occupied()
+            .filter(|&s| {
+                matches!(
+                    self.events.by_slot(s).map(|e| &e.phase),
+                    Some(Phase::Waiting { .. })
+                )
+            })
+            .collect();
+        for slot in waiting {
+            self.step_failed(slot, crate::protocol::BounceCause::Unavailable, now);
+        }
+    }
+
+    /// XEP-0082 stamp of `wall`, formatted once per millisecond.
+    fn stamp(&mut self, wall: SystemTime) -> [u8; 24] {
+        let ms = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        if ms != self.stamp_cache.0 {
+            let text = crate::protocol::stamp::format(wall);
+            let mut buf = [b'0'; 24];
+            let n = text.len().min(24);
+            buf[..n].copy_from_slice(&text.as_bytes()[..n]);
+            self.stamp_cache = (ms, buf);
+        }
+        self.stamp_cache.1
+    }
+}

@@ -1,0 +1,781 @@
+//! Engine tests: every row of PROTOCOL.md §3 and §5 against the sans-IO engine, outages, key
+//! order, and a property test of the terminal-state invariant under random schedules.
+
+use super::*;
+use crate::policy::{load_str, CompiledPolicy, ServerId};
+use crate::protocol::{parse_answer, parse_event, Reply};
+use crate::wire::{Frame, Framer, Limits, Stanza};
+use proptest::prelude::*;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+const TIMEOUT: Duration = Duration::from_millis(100);
+const WINDOW: Duration = Duration::from_millis(1000);
+
+/// Two profiles: `Wall` (es_OUT message bounce, onBeforeJoin, e_SESSION pass, es_IN
+/// fire-and-forget bounce, onAfterJoin, onServiceReconfig) on cs1 and cs2, and `Log` (es_OUT
+/// message pass) on cs3; Wall first.
+const TWO_PROFILES: &str = r#"
+[gateway]
+name = "gw.example.com"
+[[router]]
+name = "imp1.example.com"
+secret = "s"
+[[profile]]
+name = "Wall"
+events = [
+  { event = "es_OUT", packet = "message", handling = "bounce" },
+  { event = "onBeforeJoin" },
+  { event = "e_SESSION", handling = "pass" },
+  { event = "es_IN", packet = "message", handling = "bounce", fire_and_forget = true },
+  { event = "onAfterJoin" },
+  { event = "onServiceReconfig", handling = "pass", fire_and_forget = true },
+]
+[[profile]]
+name = "Log"
+events = [ { event = "es_OUT", packet = "message", handling = "pass" } ]
+[[server]]
+name = "cs1"
+host = "127.0.0.1"
+port = 1
+password = "p"
+profile = "Wall"
+[[server]]
+name = "cs2"
+host = "127.0.0.1"
+port = 2
+password = "p"
+profile = "Wall"
+[[server]]
+name = "cs3"
+host = "127.0.0.1"
+port = 3
+password = "p"
+profile = "Log"
+[routing]
+priority = ["Wall", "Log"]
+"#;
+
+const CS1: ServerId = ServerId(0);
+const CS2: ServerId = ServerId(1);
+const CS3: ServerId = ServerId(2);
+const ROUTER: RouterRef = RouterRef { shard: 0, conn: 1 };
+
+struct Sent {
+    server: ServerId,
+    request: Option<crate::protocol::RequestId>,
+    xml: String,
+}
+
+struct Harness {
+    engine: ShardEngine,
+    policy: Arc<CompiledPolicy>,
+    now: Instant,
+    sent: Vec<Sent>,
+    verdicts: Vec<String>,
+    alarms: Vec<Alarm>,
+    violations: usize,
+    next_id: u32,
+}
+
+fn frame(xml: &str) -> Stanza {
+    let mut f = Framer::new(Limits::default());
+    f.feed(b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>");
+    f.feed(xml.as_bytes());
+    let _ = f.next_frame();
+    match f.next_frame() {
+        Ok(Some(Frame::Stanza(s))) => s,
+        other => panic!("{other:?} for {xml}"),
+    }
+}
+
+impl Harness {
+    fn new(toml: &str, queue_bound: usize) -> Harness {
+        let config = load_str(toml, "test.toml")
+            .unwrap_or_else(|d| panic!("{d:?}"))
+            .config;
+        let policy = Arc::new(CompiledPolicy::compile(&config));
+        let now = Instant::now();
+        let cfg = EngineConfig {
+            shard: 0,
+            shards: 2,
+            gateway_name: "gw.example.com".into(),
+            event_timeout: TIMEOUT,
+            outage_window: WINDOW,
+            queue_bound,
+        };
+        Harness {
+            engine: ShardEngine::new(cfg, policy.clone(), now),
+            policy,
+            now,
+            sent: Vec::new(),
+            verdicts: Vec::new(),
+            alarms: Vec::new(),
+            violations: 0,
+            next_id: 0,
+        }
+    }
+
+    fn up(&mut self, server: ServerId) {
+        self.engine.on_link_up(server, 0, self.now);
+        self.collect();
+    }
+
+    fn collect(&mut self) {
+        while let Some(a) = self.engine.poll_action() {
+            match a {
+                Action::Send {
+                    server,
+                    link,
+                    request,
+                    bytes,
+                } => self.sent.push(Sent {
+                    server,
+                    link,
+                    request,
+                    xml: String::from_utf8(bytes.to_vec()).unwrap(),
+                }),
+                Action::Verdict { router, bytes } => {
+                    assert_eq!(router, ROUTER);
+                    self.verdicts
+                        .push(String::from_utf8(bytes.to_vec()).unwrap());
+                }
+                Action::Alarm(a) => self.alarms.push(a),
+                Action::ProtocolViolation { .. } => self.violations += 1,
+            }
+        }
+        let c = self.engine.counters();
+        assert_eq!(
+            c.received,
+            c.terminal_total() + self.engine.in_flight() as u64,
+            "received = terminal states + in flight"
+        );
+    }
+
+    /// Submits an event; returns its router id (`R0`, `R1`...).
+    fn event(&mut self, name: &str, extra: &str, inner: &str) -> String {
+        let id = format!("R{}", self.next_id);
+        self.next_id += 1;
+        let xml = format!(
+            "<iq type='set' id='{id}' from='imp1.example.com' to='gw.example.com'>\
+             <event xmlns='urn:palisade:compliance:0' name='{name}'{extra}>{inner}</event></iq>"
+        );
+        let iq = frame(&xml);
+        let policy = self.policy.clone();
+        let ev = parse_event(&iq, Reply::of(&iq).unwrap(), |n| {
+            policy.node_id(n.unwrap_or("imp1").as_bytes())
+        })
+        .unwrap();
+        let hash = crate::routing::KeyHasher::new().hash(&ev.key);
+        self.engine
+            .submit(ev, hash, ROUTER, self.now, SystemTime::now());
+        self.collect();
+        id
+    }
+
+    fn chat(&mut self, from: &str, to: &str) -> String {
+        self.event(
+            "es_OUT",
+            "",
+            &format!("<message from='{from}@example.com/r' to='{to}@example.com' type='chat'><body>hi</body></message>"),
+        )
+    }
+
+    /// Answers the `i`th sent request with `body` (an iq type and payload).
+    fn answer(&mut self, i: usize, iq_type: &str, payload: &str) {
+        let s = &self.sent[i];
+        let id = s.request.expect("a wait-mode request").to_string();
+        let server = s.server;
+        let xml =
+            format!("<iq type='{iq_type}' id='{id}' from='cs' to='gw.example.com'>{payload}</iq>");
+        let parsed = parse_answer(&frame(&xml)).unwrap();
+        self.engine.on_answer(server, parsed, self.now);
+        self.collect();
+    }
+
+    fn pass(&mut self, i: usize) {
+        self.answer(i, "result", "");
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.engine.handle_timeout(self.now);
+        self.collect();
+    }
+
+    fn verdict_for(&self, id: &str) -> &str {
+        self.verdicts
+            .iter()
+            .find(|v| v.contains(&format!("id='{id}'")))
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("no verdict for {id}: {:?}", self.verdicts))
+    }
+}
+
+fn all_up() -> Harness {
+    let mut h = Harness::new(TWO_PROFILES, 100);
+    for s in [CS1, CS2, CS3] {
+        h.up(s);
+    }
+    h
+}
+
+#[test]
+fn empty_chain_passes_at_once() {
+    let mut h = all_up();
+    let id = h.event(
+        "es_OUT",
+        "",
+        "<presence from='a@example.com' to='b@example.com'/>",
+    );
+    assert!(h.sent.is_empty());
+    assert!(h.verdict_for(&id).contains("action='pass'/>"));
+    assert_eq!(h.engine.counters().terminal[Terminal::Pass.index()], 1);
+}
+
+#[test]
+fn two_profiles_walk_in_priority_order_then_pass() {
+    let mut h = all_up();
+    let id = h.chat("alice", "bob");
+    assert_eq!(h.sent.len(), 1);
+    assert!(h.sent[0].server == CS1 || h.sent[0].server == CS2);
+    assert!(h.sent[0]
+        .xml
+        .contains("profile='Wall' handling='bounce' mode='wait'"));
+    assert!(h.sent[0]
+        .xml
+        .contains("key='alice@example.com|bob@example.com'"));
+    h.pass(0);
+    assert_eq!(
+        h.sent.len(),
+        2,
+        "the second profile's step follows the first's PASS"
+    );
+    assert_eq!(h.sent[1].server, CS3);
+    assert!(h.verdicts.is_empty());
+    h.pass(1);
+    assert!(h.verdict_for(&id).contains("action='pass'/>"));
+}
+
+#[test]
+fn handle_ends_the_walk() {
+    let mut h = all_up();
+    let id = h.chat("alice", "bob");
+    h.answer(
+        0,
+        "result",
+        "<verdict xmlns='urn:palisade:compliance:0' action='handle'/>",
+    );
+    assert!(h
+        .verdict_for(&id)
+        .contains("action='handle' profile='Wall' server='cs"));
+    assert_eq!(h.sent.len(), 1, "later profiles never see a handled event");
+}
+
+#[test]
+fn bounce_carries_the_servers_error_and_stops_the_chain() {
+    let mut h = all_up();
+    let id = h.chat("alice", "bob");
+    h.answer(
+        0,
+        "error",
+        "<error type='cancel'><not-allowed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>",
+    );
+    let v = h.verdict_for(&id);
+    assert!(v.contains("action='bounce' profile='Wall'"), "{v}");
+    assert!(
+        v.contains("<not-allowed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"),
+        "{v}"
+    );
+    assert_eq!(h.sent.len(), 1, "the Log profile never sees it");
+    assert_eq!(h.engine.counters().terminal[Terminal::Bounce.index()], 1);
+}
+
+#[test]
+fn error_with_handling_pass_is_discarded_and_fails_open() {
+    let mut h = all_up();
+    let id = h.chat("alice", "bob");
+    h.pass(0);
+    h.answer(1, "error", "<error type='wait'><internal-server-error xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>");
+    assert!(h.verdict_for(&id).contains("action='pass'/>"));
+    assert_eq!(
+        h.engine.counters().terminal[Terminal::FailedOpen.index()],
+        1
+    );
+}
+
+#[test]
+fn timeout_bounces_with_remote_server_timeout() {
+    let mut h = all_up();
+    let id = h.chat("alice", "bob");
+    h.advance(TIMEOUT - Duration::from_millis(1));
+    assert!(h.verdicts.is_empty());
+    h.advance(Duration::from_millis(1));
+    assert!(h
+        .verdict_for(&id)
+        .contains("<error type='wait'><remote-server-timeout "));
+    let late = h.sent.len() - 1;
+    h.pass(late);
+    assert_eq!(h.verdicts.len(), 1, "a late answer changes nothing");
+    assert_eq!(
+        h.engine.counters().servers[h.sent[0].server.index()].late_answers,
+        1
+    );
+}
+
+#[test]
+fn fire_and_forget_pass_goes_on_and_bounce_drops() {
+    let mut h = all_up();
+    // es_IN message: Wall has it fire-and-forget with bounce: notify, then drop.
+    let id = h.event(
+        "es_IN",
+        "",
+        "<message from='b@example.com' to='a@example.com'><body>x</body></message>",
+    );
+    assert_eq!(h.sent.len(), 1);
+    assert!(h.sent[0].xml.starts_with("<message id='g0."));
+    assert!(h.sent[0].xml.contains("mode='notify'"));
+    assert!(h.verdict_for(&id).contains("action='drop' profile='Wall'"));
+    // onServiceReconfig: notify-only; handling pass: notified and passed at once.
+    let id = h.event(
+        "onServiceReconfig",
+        "",
+        "<iq type='set' from='x@example.com' to='conference.example.com'/>",
+    );
+    assert!(
+        h.sent[1].xml.contains("name='onServiceReconfig'")
+            && h.sent[1].xml.contains("mode='notify'")
+    );
+    assert!(h.verdict_for(&id).contains("action='pass'/>"));
+    assert_eq!(h.engine.counters().terminal[Terminal::Drop.index()], 1);
+}
+
+#[test]
+fn pass_only_events_refuse_handle_and_modification() {
+    let mut h = all_up();
+    // onAfterJoin: "PASS with nothing in it": HANDLE and a modified stanza count as plain PASS.
+    let join = "<presence from='a@example.com/r' to='room@conf.example.com/a'/>";
+    let id = h.event("onAfterJoin", " room='room@conf.example.com'", join);
+    h.answer(
+        0,
+        "result",
+        "<verdict xmlns='urn:palisade:compliance:0' action='handle'/>",
+    );
+    assert!(h.verdict_for(&id).contains("action='pass'/>"));
+    let id = h.event("onAfterJoin", " room='room@conf.example.com'", join);
+    h.answer(
+        1,
+        "result",
+        "<verdict xmlns='urn:palisade:compliance:0' action='pass'><presence to='x'/></verdict>",
+    );
+    assert!(
+        h.verdict_for(&id).contains("action='pass'/>"),
+        "modification refused"
+    );
+    let id = h.event("onAfterJoin", " room='room@conf.example.com'", join);
+    h.answer(
+        2,
+        "error",
+        "<error type='cancel'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>",
+    );
+    assert!(
+        h.verdict_for(&id).contains("action='pass'/>"),
+        "errors refused too"
+    );
+    assert_eq!(h.violations, 3);
+    let cs = h.sent[0].server.index();
+    assert_eq!(
+        h.engine.counters().servers[cs].protocol_violations
+            + h.engine.counters().servers[1 - cs].protocol_violations,
+        3
+    );
+}
+
+#[test]
+fn modification_is_carried_to_later_steps_and_the_verdict() {
+    let mut h = all_up();
+    let id = h.chat("alice", "bob");
+    let modified = "<message from='alice@example.com/r' to='bob@example.com' type='chat'><body>hi [disclaimer]</body></message>";
+    h.answer(
+        0,
+        "result",
+        &format!("<verdict xmlns='urn:palisade:compliance:0' action='pass'>{modified}</verdict>"),
+    );
+    assert!(
+        h.sent[1].xml.contains(modified),
+        "the next profile judges the modified stanza"
+    );
+    h.pass(1);
+    assert!(h
+        .verdict_for(&id)
+        .contains(&format!("action='pass'>{modified}</verdict>")));
+}
+
+#[test]
+fn verdicts_leave_in_arrival_order_per_key() {
+    let mut h = all_up();
+    let first = h.chat("alice", "bob");
+    let second = h.chat("bob", "alice");
+    let other = h.chat("carol", "dave");
+    assert_eq!(h.sent.len(), 3);
+    h.answer(
+        2,
+        "result",
+        "<verdict xmlns='urn:palisade:compliance:0' action='handle'/>",
+    );
+    assert_eq!(h.verdicts.len(), 1);
+    assert!(h.verdicts[0].contains(&format!("id='{other}'")));
+    // The second alice/bob event finishes its walk first, but waits for the first.
+    h.answer(
+        1,
+        "result",
+        "<verdict xmlns='urn:palisade:compliance:0' action='handle'/>",
+    );
+    assert_eq!(h.verdicts.len(), 1);
+    h.answer(
+        0,
+        "result",
+        "<verdict xmlns='urn:palisade:compliance:0' action='handle'/>",
+    );
+    assert_eq!(h.verdicts.len(), 3);
+    assert!(h.verdicts[1].contains(&format!("id='{first}'")));
+    assert!(h.verdicts[2].contains(&format!("id='{second}'")));
+}
+
+#[test]
+fn affinity_both_directions_and_rooms_land_on_one_server() {
+    let mut h = all_up();
+    h.chat("alice", "bob");
+    h.chat("bob", "alice");
+    assert_eq!(h.sent[0].server, h.sent[1].server);
+    for who in ["a", "b", "c", "d"] {
+        h.event(
+            "onBeforeJoin",
+            " room='trading@conf.example.com'",
+            &format!("<presence from='{who}@example.com/r' to='trading@conf.example.com/{who}'/>"),
+        );
+    }
+    let room: Vec<ServerId> = h.sent[2..].iter().map(|s| s.server).collect();
+    assert!(room.windows(2).all(|w| w[0] == w[1]), "{room:?}");
+}
+
+#[test]
+fn graceful_loss_moves_the_share_including_unanswered_events() {
+    let mut h = all_up();
+    // Find a conversation that cs1 takes.
+    let mut n = 0;
+    let id = loop {
+        let id = h.chat(&format!("u{n}"), "bob");
+        n += 1;
+        if h.sent.last().unwrap().server == CS1 {
+            break id;
+        }
+    };
+    let before = h.sent.len();
+    h.engine.on_link_down(CS1, 0, true, h.now);
+    h.collect();
+    assert_eq!(h.engine.reach(CS1), Some(Reach::Down));
+    assert!(h.alarms.contains(&Alarm::ConnectionLost {
+        server: CS1,
+        raised: true
+    }));
+    assert!(h.alarms.contains(&Alarm::LeftRing {
+        server: CS1,
+        raised: true
+    }));
+    assert_eq!(
+        h.sent.len(),
+        before + 1,
+        "the unanswered event went to cs2 at once"
+    );
+    assert_eq!(h.sent.last().unwrap().server, CS2);
+    let moved = h.sent.len() - 1;
+    h.pass(moved);
+    h.pass(h.sent.len() - 1);
+    assert!(h.verdict_for(&id).contains("action='pass'"));
+    // cs1 back: it takes its share again.
+    h.up(CS1);
+    assert!(h.alarms.contains(&Alarm::LeftRing {
+        server: CS1,
+        raised: false
+    }));
+    h.chat(&format!("u{}", n - 1), "bob");
+    assert_eq!(h.sent.last().unwrap().server, CS1);
+}
+
+#[test]
+fn graceful_loss_of_the_only_server_fails_steps_at_once() {
+    let mut h = all_up();
+    h.engine.on_link_down(CS3, 0, true, h.now);
+    h.collect();
+    // e_SESSION (Wall, pass) still goes to cs1/cs2; the Log step (pass) has no server: fails open.
+    let id = h.chat("alice", "bob");
+    h.pass(0);
+    assert!(h.verdict_for(&id).contains("action='pass'/>"));
+    assert_eq!(
+        h.engine.counters().terminal[Terminal::FailedOpen.index()],
+        1
+    );
+    h.engine.on_link_down(CS1, 0, true, h.now);
+    h.engine.on_link_down(CS2, 0, true, h.now);
+    h.collect();
+    let id = h.chat("alice", "bob");
+    assert!(
+        h.verdict_for(&id).contains("<service-unavailable "),
+        "IMs bounce at once"
+    );
+    let login = h.event("e_SESSION", "", "<presence from='alice@example.com/r'/>");
+    assert!(
+        h.verdict_for(&login).contains("action='pass'/>"),
+        "logins pass at once"
+    );
+}
+
+#[test]
+fn ungraceful_loss_queues_until_each_timer_then_delivers_on_return() {
+    let mut h = Harness::new(TWO_PROFILES, 100);
+    h.up(CS3);
+    // cs1 and cs2 have never connected: they are in their start-up outage window.
+    let a = h.chat("alice", "bob");
+    assert!(h.sent.is_empty(), "queued, not sent");
+    h.advance(TIMEOUT);
+    assert!(
+        h.verdict_for(&a).contains("remote-server-timeout"),
+        "bounced when its own timer fired"
+    );
+    let b = h.chat("carol", "dave");
+    h.advance(TIMEOUT / 2);
+    h.up(CS1);
+    h.up(CS2);
+    assert_eq!(
+        h.sent.len(),
+        1,
+        "the queued event is delivered when the server returns"
+    );
+    h.pass(0);
+    h.pass(1);
+    assert!(h.verdict_for(&b).contains("action='pass'/>"));
+    // An established server dropping ungracefully: its unanswered event goes back in the queue.
+    let c = h.chat("erin", "frank");
+    let server = h.sent.last().unwrap().server;
+    h.engine.on_link_down(server, 0, false, h.now);
+    h.collect();
+    assert_eq!(h.engine.reach(server), Some(Reach::Outage { since: h.now }));
+    assert!(h.alarms.contains(&Alarm::ConnectionLost {
+        server,
+        raised: true
+    }));
+    assert!(!h.alarms.contains(&Alarm::LeftRing {
+        server,
+        raised: true
+    }));
+    let sent = h.sent.len();
+    h.up(server);
+    assert_eq!(h.sent.len(), sent + 1, "resent on the new stream");
+    assert_eq!(h.sent.last().unwrap().request, h.sent[sent - 1].request);
+    h.pass(sent);
+    h.pass(sent + 1);
+    assert!(h.verdict_for(&c).contains("action='pass'"));
+}
+
+#[test]
+fn after_the_outage_window_the_queue_fails_and_the_share_moves() {
+    let mut h = all_up();
+    h.engine.on_link_down(CS1, 0, false, h.now);
+    h.collect();
+    let mut queued = None;
+    for n in 0..40 {
+        let id = h.chat(&format!("u{n}"), "bob");
+        if h.verdicts.is_empty() && h.sent.iter().all(|s| s.server != CS1) && queued.is_none() {
+            // Nothing sent for this one and no verdict: it waits in cs1's queue.
+            if h.engine.servers()[CS1.index()].queue.len() == 1 {
+                queued = Some((id, n));
+            }
+        }
+    }
+    let (queued_id, n) = queued.expect("some conversation belongs to cs1");
+    // Keep the queued event alive past the window: the window is longer than the timer, so
+    // use a fresh event just before the window ends.
+    h.advance(WINDOW - TIMEOUT / 2);
+    assert!(h.verdict_for(&queued_id).contains("remote-server-timeout"));
+    let late = h.chat(&format!("u{n}"), "bob");
+    h.advance(TIMEOUT / 2);
+    assert_eq!(h.engine.reach(CS1), Some(Reach::Down));
+    assert!(h.alarms.contains(&Alarm::LeftRing {
+        server: CS1,
+        raised: true
+    }));
+    assert!(
+        h.verdict_for(&late).contains("service-unavailable"),
+        "its queue fails at once"
+    );
+    h.chat(&format!("u{n}"), "bob");
+    assert_eq!(
+        h.sent.last().unwrap().server,
+        CS2,
+        "new events go to the remaining server"
+    );
+}
+
+#[test]
+fn seed_two_profile_example_first_server_down_bounces_and_second_never_sees_it() {
+    let mut h = Harness::new(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/configs/seed_outage_two_profiles.toml"
+        ))
+        .unwrap(),
+        100,
+    );
+    h.up(ServerId(1)); // Compliance Server 2 is up; Server 1 fails ungracefully (never up).
+    let id = h.chat("a", "b");
+    h.advance(TIMEOUT);
+    assert!(h
+        .verdict_for(&id)
+        .contains("action='bounce' profile='Profile1'"));
+    assert!(
+        h.sent.is_empty(),
+        "the es_OUT for Profile 2 is never sent to Compliance Server 2"
+    );
+}
+
+#[test]
+fn a_full_queue_fails_the_step_at_once_and_raises_its_alarm() {
+    let mut h = Harness::new(TWO_PROFILES, 2);
+    h.up(CS3);
+    let ids: Vec<String> = (0..30).map(|n| h.chat(&format!("u{n}"), "v")).collect();
+    let full =
+        h.engine.counters().servers[0].queue_full + h.engine.counters().servers[1].queue_full;
+    assert_eq!(full, 26, "two queued per server, the rest refused");
+    assert_eq!(h.verdicts.len(), 26);
+    assert!(h.verdicts.iter().all(|v| v.contains("service-unavailable")));
+    assert!(h
+        .alarms
+        .iter()
+        .any(|a| matches!(a, Alarm::QueueFull { raised: true, .. })));
+    h.up(CS1);
+    h.up(CS2);
+    assert!(h
+        .alarms
+        .iter()
+        .any(|a| matches!(a, Alarm::QueueFull { raised: false, .. })));
+    assert_eq!(h.sent.len(), 4);
+    drop(ids);
+}
+
+#[test]
+fn drain_answers_everything_in_flight() {
+    let mut h = all_up();
+    let a = h.chat("alice", "bob");
+    let b = h.event("e_SESSION", "", "<presence from='carol@example.com/r'/>");
+    h.engine.drain(h.now);
+    h.collect();
+    assert!(h.verdict_for(&a).contains("service-unavailable"));
+    assert!(h.verdict_for(&b).contains("action='pass'/>"));
+    let c = h.chat("x", "y");
+    assert!(h.verdict_for(&c).contains("service-unavailable"));
+    assert_eq!(h.engine.in_flight(), 0);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Chat(u8, u8),
+    Login(u8),
+    Answer(usize, u8),
+    Advance(u16),
+    LinkDown(u8, bool),
+    LinkUp(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u8..6, 0u8..6).prop_map(|(a, b)| Op::Chat(a, b)),
+        1 => (0u8..6).prop_map(Op::Login),
+        5 => (0usize..64, 0u8..5).prop_map(|(i, k)| Op::Answer(i, k)),
+        2 => (1u16..150).prop_map(Op::Advance),
+        1 => (0u8..3, any::<bool>()).prop_map(|(s, g)| Op::LinkDown(s, g)),
+        1 => (0u8..3).prop_map(Op::LinkUp),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+
+    /// Under any schedule of events, answers, timers and link changes: received = terminal
+    /// states + in flight after every step (checked in `collect`), every event gets exactly one
+    /// verdict, and once time runs out nothing is left in flight.
+    #[test]
+    fn every_event_ends_exactly_once(ops in proptest::collection::vec(op(), 1..120)) {
+        let mut h = all_up();
+        let mut ids = Vec::new();
+        for op in ops {
+            match op {
+                Op::Chat(a, b) => ids.push(h.chat(&format!("u{a}"), &format!("u{b}"))),
+                Op::Login(a) => ids.push(h.event("e_SESSION", "", &format!("<presence from='u{a}@example.com/r'/>"))),
+                Op::Answer(i, kind) => {
+                    if h.sent.is_empty() { continue; }
+                    let i = i % h.sent.len();
+                    if h.sent[i].request.is_none() { continue; }
+                    match kind {
+                        0 => h.answer(i, "result", ""),
+                        1 => h.answer(i, "result", "<verdict xmlns='urn:palisade:compliance:0' action='handle'/>"),
+                        2 => h.answer(i, "error", "<error type='cancel'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>"),
+                        3 => h.answer(i, "result", "<verdict xmlns='urn:palisade:compliance:0' action='pass'><message to='x@example.com'/></verdict>"),
+                        _ => h.answer(i, "result", "<verdict xmlns='urn:palisade:compliance:0' action='nonsense'/>"),
+                    }
+                }
+                Op::Advance(ms) => h.advance(Duration::from_millis(u64::from(ms))),
+                Op::LinkDown(s, graceful) => {
+                    h.engine.on_link_down(ServerId(u16::from(s)), 0, graceful, h.now);
+                    h.collect();
+                }
+                Op::LinkUp(s) => h.up(ServerId(u16::from(s))),
+            }
+        }
+        // Let every timer and window run out.
+        for _ in 0..30 {
+            h.advance(TIMEOUT);
+        }
+        prop_assert_eq!(h.engine.in_flight(), 0);
+        for id in &ids {
+            let n = h.verdicts.iter().filter(|v| v.contains(&format!("id='{id}'"))).count();
+            prop_assert_eq!(n, 1, "event {} got {} verdicts", id, n);
+        }
+        prop_assert_eq!(h.verdicts.len(), ids.len());
+    }
+}
+
+#[test]
+fn many_pending_events_cost_no_runtime_timers() {
+    let mut h = all_up();
+    for n in 0..50_000 {
+        h.engine.submit(
+            {
+                let iq = frame(&format!(
+                    "<iq type='set' id='X{n}' from='imp1.example.com' to='gw'><event xmlns='urn:palisade:compliance:0' name='es_OUT'>\
+                     <message from='u{n}@example.com' to='v@example.com'/></event></iq>"
+                ));
+                let policy = h.policy.clone();
+                parse_event(&iq, Reply::of(&iq).unwrap(), |_| policy.node_id(b"imp1")).unwrap()
+            },
+            n,
+            ROUTER,
+            h.now,
+            SystemTime::now(),
+        );
+    }
+    while h.engine.poll_action().is_some() {}
+    assert_eq!(h.engine.in_flight(), 50_000);
+    assert!(h.engine.poll_timeout().is_some());
+    h.now += TIMEOUT;
+    h.engine.handle_timeout(h.now);
+    let mut verdicts = 0;
+    while let Some(a) = h.engine.poll_action() {
+        if matches!(a, Action::Verdict { .. }) {
+            verdicts += 1;
+        }
+    }
+    assert_eq!(verdicts, 50_000);
+    assert_eq!(h.engine.in_flight(), 0);
+    let _ = CS3;
+}

@@ -1,0 +1,537 @@
+//! The chain walk of PROTOCOL.md §5, one step at a time: choose the step's server by
+//! rendezvous hashing over its routable servers, notify and go on or send and wait, apply the
+//! answer (PASS-only rules included), fail a step as its handling says, and finish the event in
+//! exactly one terminal state, released in key order.
+
+use super::counters::Terminal;
+use super::servers::{Queued, Reach};
+use super::shard::{Action, Alarm, Phase, ShardEngine};
+use crate::policy::{AnswerRule, Handling, ProfileId, ServerId, Step};
+use crate::protocol::request::{write_request, Mode, RequestFields};
+use crate::protocol::verdict::{write_verdict, Origin};
+use crate::protocol::{Answer, BounceCause, RequestId, Verdict};
+use bytes::{Bytes, BytesMut};
+use std::time::Instant;
+
+/// Used for an unreadable answer: it counts as an error from the server.
+const MALFORMED_ANSWER_ERROR: &[u8] = b"<error type='cancel'><undefined-condition \
+    xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>";
+
+impl ShardEngine {
+    /// Walks `slot` from its current step until it waits for an answer or finishes.
+    pub(super) fn advance(&mut self, slot: u32, now: Instant) {
+        loop {
+            let Some(ev) = self.events.by_slot(slot) else {
+                return;
+            };
+            let policy = self.policy.clone();
+            let chain = policy.chain(ev.event, Some(ev.packet), ev.node);
+            let Some(step) = chain.get(usize::from(ev.step)).copied() else {
+                let (verdict, terminal) = match (ev.modified, ev.failed_open) {
+                    (true, fo) => (Verdict::Pass(Some(ev.stanza.clone())), pass_or_failed(fo)),
+                    (false, fo) => (Verdict::Pass(None), pass_or_failed(fo)),
+                };
+                return self.finish(slot, verdict, terminal, None);
+            };
+            let notify = step.fire_and_forget || !ev.event.answer().expects_answer();
+            let Some(server) = self.choose(&step, ev.stable_key) else {
+                // No server can take the step: it fails at once, as its handling says.
+                if self.fail_or_continue(slot, &step, None, BounceCause::Unavailable) {
+                    return;
+                }
+                continue;
+            };
+            if notify {
+                self.notify(slot, server, now);
+                if step.handling == Handling::Bounce {
+                    // The seed's caution: bounce + fire-and-forget discards the event.
+                    return self.finish(
+                        slot,
+                        Verdict::Drop,
+                        Terminal::Drop,
+                        Some((step.profile, Some(server))),
+                    );
+                }
+                if let Some(ev) = self.events.by_slot_mut(slot) {
+                    ev.step += 1;
+                }
+                continue;
+            }
+            let Some(r) = self.events.bump(slot) else {
+                return;
+            };
+            self.timers.arm(now, self.cfg.event_timeout, r);
+            if let Some(ev) = self.events.by_slot_mut(slot) {
+                ev.phase = Phase::Waiting {
+                    server,
+                    link: None,
+                    sent_at: now,
+                };
+            }
+            self.dispatch(slot, now);
+            return;
+        }
+    }
+
+    /// Fails the current step without an answer. Returns true when that ended the walk; with
+    /// handling `pass` the event moves to its next step (the caller goes on walking).
+    fn fail_or_continue(
+        &mut self,
+        slot: u32,
+        step: &Step,
+        server: Option<ServerId>,
+        cause: BounceCause,
+    ) -> bool {
+        match step.handling {
+            Handling::Bounce => {
+                self.finish(
+                    slot,
+                    Verdict::Bounce(cause),
+                    Terminal::Bounce,
+                    Some((step.profile, server)),
+                );
+                true
+            }
+            Handling::Pass => {
+                if let Some(ev) = self.events.by_slot_mut(slot) {
+                    ev.failed_open = true;
+                    ev.step += 1;
+                    ev.phase = Phase::Walking;
+                }
+                false
+            }
+        }
+    }
+
+    /// The step's server for this key among the routable ones (none while draining).
+    pub(super) fn choose(&self, step: &Step, stable_key: u64) -> Option<ServerId> {
+        if self.draining {
+            return None;
+        }
+        let candidates = step
+            .servers(&self.policy)
+            .iter()
+            .filter_map(|id| self.servers.get(id.index()))
+            .filter(|s| s.routable())
+            .map(|s| (s.id, s.seed));
+        crate::routing::rendezvous(stable_key, candidates)
+    }
+
+    /// Writes the current request of a waiting event, or queues it while its server has no
+    /// stream; a full queue fails the step at once.
+    pub(super) fn dispatch(&mut self, slot: u32, now: Instant) {
+        let Some(server) = self.waiting_server(slot) else {
+            return;
+        };
+        let shard = usize::from(self.cfg.shard);
+        let Some(view) = self.servers.get_mut(server.index()) else {
+            return;
+        };
+        if let Some(link) = view.link(shard) {
+            return self.send_request(slot, server, link as u16, now);
+        }
+        if view.queue.len() >= self.cfg.queue_bound {
+            // Entries whose events timed out or moved on still sit in the queue: drop them
+            // before calling it full.
+            let events = &self.events;
+            view.queue.retain(|q| match q {
+                Queued::Wait(r) => matches!(
+                    events.get(*r).map(|e| &e.phase),
+                    Some(Phase::Waiting { link: None, .. })
+                ),
+                Queued::Notify { expires, .. } => *expires > now,
+            });
+        }
+        if view.queue.len() >= self.cfg.queue_bound {
+            if !view.queue_alarm {
+                view.queue_alarm = true;
+                self.actions.push_back(Action::Alarm(Alarm::QueueFull {
+                    server,
+                    raised: true,
+                }));
+            }
+            if let Some(c) = self.counters.servers.get_mut(server.index()) {
+                c.queue_full += 1;
+            }
+            return self.step_failed(slot, BounceCause::Unavailable, now);
+        }
+        if let Some(r) = self.events.current(slot) {
+            view.queue.push_back(Queued::Wait(r));
+        }
+    }
+
+    fn waiting_server(&self, slot: u32) -> Option<ServerId> {
+        match self.events.by_slot(slot)?.phase {
+            Phase::Waiting { server, .. } => Some(server),
+            _ => None,
+        }
+    }
+
+    /// Builds and emits the wait-mode request of `slot` on `server`'s stream at shard `link`.
+    pub(super) fn send_request(&mut self, slot: u32, server: ServerId, link: u16, now: Instant) {
+        let Some(r) = self.events.current(slot) else {
+            return;
+        };
+        let id = RequestId {
+            shard: self.cfg.shard,
+            slot: r.slot,
+            generation: r.generation,
+        };
+        let Some(bytes) = self.request_bytes(slot, server, id, Mode::Wait) else {
+            return;
+        };
+        if let Some(ev) = self.events.by_slot_mut(slot) {
+            ev.phase = Phase::Waiting {
+                server,
+                link: Some(link),
+                sent_at: now,
+            };
+        }
+        if let Some(c) = self.counters.servers.get_mut(server.index()) {
+            c.sent += 1;
+        }
+        self.actions.push_back(Action::Send {
+            server,
+            link,
+            request: Some(id),
+            bytes,
+        });
+    }
+
+    /// A fire-and-forget notification of the current step, written now or queued for the
+    /// server's return.
+    fn notify(&mut self, slot: u32, server: ServerId, now: Instant) {
+        let Some(r) = self.events.current(slot) else {
+            return;
+        };
+        let id = RequestId {
+            shard: self.cfg.shard,
+            slot: r.slot,
+            generation: r.generation,
+        };
+        let Some(bytes) = self.request_bytes(slot, server, id, Mode::Notify) else {
+            return;
+        };
+        let shard = usize::from(self.cfg.shard);
+        let Some(view) = self.servers.get_mut(server.index()) else {
+            return;
+        };
+        match view.link(shard) {
+            Some(link) => {
+                if let Some(c) = self.counters.servers.get_mut(server.index()) {
+                    c.notified += 1;
+                }
+                self.actions.push_back(Action::Send {
+                    server,
+                    link: link as u16,
+                    request: None,
+                    bytes,
+                });
+            }
+            None if view.queue.len() < self.cfg.queue_bound => {
+                let expires = now + self.cfg.event_timeout;
+                view.queue.push_back(Queued::Notify { bytes, expires });
+            }
+            None => {
+                if let Some(c) = self.counters.servers.get_mut(server.index()) {
+                    c.queue_full += 1;
+                    c.notifications_lost += 1;
+                }
+            }
+        }
+    }
+
+    fn request_bytes(
+        &self,
+        slot: u32,
+        server: ServerId,
+        id: RequestId,
+        mode: Mode,
+    ) -> Option<Bytes> {
+        let ev = self.events.by_slot(slot)?;
+        let step = *self
+            .policy
+            .chain(ev.event, Some(ev.packet), ev.node)
+            .get(usize::from(ev.step))?;
+        let view = self.servers.get(server.index())?;
+        let stamp = std::str::from_utf8(&ev.stamp).unwrap_or("");
+        let fields = RequestFields {
+            id,
+            event: ev.event,
+            packet: (ev.event.kind() == crate::policy::EventKind::Jsm).then_some(ev.packet),
+            profile: self.policy.profile_name(step.profile),
+            handling: step.handling,
+            mode,
+            node: self.policy.node_name(ev.node).unwrap_or(""),
+            key: &ev.key,
+            stamp,
+        };
+        let mut out = BytesMut::with_capacity(ev.stanza.len() + 384);
+        write_request(
+            &mut out,
+            &self.cfg.gateway_name,
+            &view.component,
+            &fields,
+            &ev.stanza,
+        );
+        Some(out.freeze())
+    }
+
+    /// Applies a server's answer to the waiting event in `slot`.
+    pub(super) fn apply_answer(
+        &mut self,
+        slot: u32,
+        server: ServerId,
+        answer: Answer,
+        now: Instant,
+    ) {
+        let Some(ev) = self.events.by_slot(slot) else {
+            return;
+        };
+        let event = ev.event;
+        let Some(step) = self
+            .policy
+            .chain(ev.event, Some(ev.packet), ev.node)
+            .get(usize::from(ev.step))
+            .copied()
+        else {
+            return;
+        };
+        let (judged, violation) = judge(answer, event.answer());
+        if let Some(detail) = violation {
+            self.counters.servers[server.index()].protocol_violations += 1;
+            self.actions.push_back(Action::ProtocolViolation {
+                server,
+                event,
+                detail,
+            });
+        }
+        let counters = &mut self.counters.servers[server.index()];
+        match judged {
+            Judged::Pass => {
+                counters.passed += 1;
+                self.next_step(slot, now);
+            }
+            Judged::Modified(stanza) => {
+                counters.modified += 1;
+                if let Some(ev) = self.events.by_slot_mut(slot) {
+                    ev.stanza = stanza;
+                    ev.modified = true;
+                }
+                self.next_step(slot, now);
+            }
+            Judged::Handle => {
+                counters.handled += 1;
+                let decider = Some((step.profile, Some(server)));
+                self.finish(slot, Verdict::Handle, Terminal::Handle, decider);
+            }
+            Judged::Error(error) => {
+                counters.errors += 1;
+                let cause = BounceCause::ServerError(error);
+                self.step_failed_with(slot, step, Some(server), cause, now);
+            }
+        }
+    }
+
+    fn next_step(&mut self, slot: u32, now: Instant) {
+        if let Some(ev) = self.events.by_slot_mut(slot) {
+            ev.step += 1;
+            ev.phase = Phase::Walking;
+        }
+        self.advance(slot, now);
+    }
+
+    /// The event's timer fired while it waited.
+    pub(super) fn timed_out(&mut self, slot: u32, now: Instant) {
+        if let Some(server) = self.waiting_server(slot) {
+            if let Some(c) = self.counters.servers.get_mut(server.index()) {
+                c.timeouts += 1;
+            }
+        }
+        self.step_failed(slot, BounceCause::Timeout, now);
+    }
+
+    /// Fails the current step of a waiting event, as its handling says.
+    pub(super) fn step_failed(&mut self, slot: u32, cause: BounceCause, now: Instant) {
+        let Some(ev) = self.events.by_slot(slot) else {
+            return;
+        };
+        let server = match ev.phase {
+            Phase::Waiting { server, .. } => Some(server),
+            _ => None,
+        };
+        let Some(step) = self
+            .policy
+            .chain(ev.event, Some(ev.packet), ev.node)
+            .get(usize::from(ev.step))
+            .copied()
+        else {
+            return;
+        };
+        self.step_failed_with(slot, step, server, cause, now);
+    }
+
+    fn step_failed_with(
+        &mut self,
+        slot: u32,
+        step: Step,
+        server: Option<ServerId>,
+        cause: BounceCause,
+        now: Instant,
+    ) {
+        // The request is over: stale its timer and any queue entry.
+        self.events.bump(slot);
+        if !self.fail_or_continue(slot, &step, server, cause) {
+            self.advance(slot, now);
+        }
+    }
+
+    /// Records the verdict and releases whatever its key's order allows.
+    pub(super) fn finish(
+        &mut self,
+        slot: u32,
+        verdict: Verdict,
+        terminal: Terminal,
+        decider: Option<(ProfileId, Option<ServerId>)>,
+    ) {
+        let Some(ev) = self.events.by_slot_mut(slot) else {
+            return;
+        };
+        ev.phase = Phase::Done {
+            verdict,
+            terminal,
+            decider,
+        };
+        let key_hash = ev.key_hash;
+        // Stale the slot's timers and queue entries.
+        self.events.bump(slot);
+        self.release(key_hash);
+    }
+
+    /// Emits the verdicts at the head of a key's order that are done.
+    fn release(&mut self, key_hash: u64) {
+        while let Some(head) = self.order.head(key_hash) {
+            let done = matches!(
+                self.events.by_slot(head).map(|e| &e.phase),
+                Some(Phase::Done { .. })
+            );
+            if !done {
+                return;
+            }
+            let Some(ev) = self.events.remove(head) else {
+                return;
+            };
+            self.order.pop(key_hash, ev.next_same_key);
+            let Phase::Done {
+                verdict,
+                terminal,
+                decider,
+            } = ev.phase
+            else {
+                continue;
+            };
+            let origin = decider.map(|(profile, server)| Origin {
+                profile: self.policy.profile_name(profile),
+                server: server
+                    .and_then(|s| self.servers.get(s.index()))
+                    .map(|s| s.name.as_str()),
+            });
+            let mut out = BytesMut::with_capacity(256);
+            write_verdict(
+                &mut out,
+                &self.cfg.gateway_name,
+                &ev.reply,
+                &verdict,
+                origin,
+            );
+            self.count_terminal(ev.event, terminal, decider);
+            let residence = self.now.saturating_duration_since(ev.received_at);
+            self.counters
+                .residence
+                .saturating_record((residence.as_micros() as u64).max(1));
+            self.actions.push_back(Action::Verdict {
+                router: ev.router,
+                bytes: out.freeze(),
+            });
+        }
+    }
+
+    fn count_terminal(
+        &mut self,
+        event: crate::policy::EventId,
+        terminal: Terminal,
+        decider: Option<(ProfileId, Option<ServerId>)>,
+    ) {
+        let t = terminal.index();
+        self.counters.terminal[t] += 1;
+        if let Some(e) = self.counters.by_event.get_mut(event.index()) {
+            e[t] += 1;
+        }
+        let (profile, server) = match decider {
+            Some((p, s)) => (p.index(), s.map_or(0, |s| s.index() + 1)),
+            // No step decided (an empty chain, or a pass through every step): the last row.
+            None => (self.counters.by_decider.len() - 1, 0),
+        };
+        if let Some(row) = self.counters.by_decider.get_mut(profile) {
+            if let Some(cell) = row.get_mut(server) {
+                cell[t] += 1;
+            }
+        }
+    }
+
+    /// The outage state of a server, for tests and status.
+    pub fn reach(&self, server: ServerId) -> Option<Reach> {
+        self.servers.get(server.index()).map(|s| s.reach())
+    }
+}
+
+/// An answer after the answer rules.
+enum Judged {
+    Pass,
+    Modified(Bytes),
+    Handle,
+    Error(Bytes),
+}
+
+/// Applies the event's answer rule: a refused answer is a plain PASS, an unreadable one an
+/// error; either way the second value names the protocol violation.
+fn judge(answer: Answer, rule: AnswerRule) -> (Judged, Option<&'static str>) {
+    if let Answer::Malformed(detail) = answer {
+        return (
+            Judged::Error(Bytes::from_static(MALFORMED_ANSWER_ERROR)),
+            Some(detail),
+        );
+    }
+    if !rule.permits(answer.kind()) {
+        return (Judged::Pass, Some(refusal(rule)));
+    }
+    let judged = match answer {
+        Answer::Pass => Judged::Pass,
+        Answer::PassModified(s) => Judged::Modified(s),
+        Answer::Handle => Judged::Handle,
+        Answer::Error(e) => Judged::Error(e),
+        Answer::Malformed(_) => Judged::Error(Bytes::from_static(MALFORMED_ANSWER_ERROR)),
+    };
+    (judged, None)
+}
+
+fn pass_or_failed(failed_open: bool) -> Terminal {
+    if failed_open {
+        Terminal::FailedOpen
+    } else {
+        Terminal::Pass
+    }
+}
+
+fn refusal(rule: AnswerRule) -> &'static str {
+    match rule {
+        AnswerRule::PassOnly => {
+            "answer other than PASS to an event whose only valid response is PASS"
+        }
+        AnswerRule::PassUnmodified => {
+            "answer other than an unmodified PASS to an event that allows only that"
+        }
+        AnswerRule::NotifyOnly => "answer to a notification-only event",
+        AnswerRule::Any => "refused answer",
+    }
+}
