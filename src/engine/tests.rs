@@ -130,8 +130,10 @@ impl Harness {
                     request,
                     bytes,
                 } => self.sent.push(Sent {
-                    server,
-                    link,
+                    server: {
+                        assert_eq!(link, 0, "the only stream is on shard 0");
+                        server
+                    },
                     request,
                     xml: String::from_utf8(bytes.to_vec()).unwrap(),
                 }),
