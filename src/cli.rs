@@ -44,10 +44,36 @@ pub fn main() -> i32 {
             print!("{}", crate::policy::events_command());
             0
         }
-        Command::Run { .. } => {
-            eprintln!("palisade: this command is not built yet");
-            2
-        }
+        Command::Run { config } => run(config.as_deref()),
         Command::Tuning { command } => crate::tuning::cli::run(command),
+    }
+}
+
+/// `palisade run`: loads the configuration (reporting every problem at once) and runs.
+fn run(path: Option<&std::path::Path>) -> i32 {
+    let config = match path {
+        None => crate::policy::default_config(),
+        Some(path) => match crate::policy::load_file(path) {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    eprintln!("{w}");
+                }
+                loaded.config
+            }
+            Err(diagnostics) => {
+                for d in &diagnostics {
+                    eprintln!("{d}");
+                }
+                eprintln!("palisade: not starting: the configuration is invalid");
+                return 1;
+            }
+        },
+    };
+    match crate::runtime::run(config) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("palisade: {e}");
+            1
+        }
     }
 }

@@ -7,5 +7,6 @@ pub mod engine;
 pub mod policy;
 pub mod protocol;
 pub mod routing;
+pub mod runtime;
 pub mod tuning;
 pub mod wire;

@@ -54,6 +54,9 @@ mod tests {
     #[test]
     fn os_errors_read_like_the_seed() {
         let e = std::io::Error::from_raw_os_error(111);
-        assert_eq!(super::os_error_text(&e), (111, "Connection refused".to_owned()));
+        assert_eq!(
+            super::os_error_text(&e),
+            (111, "Connection refused".to_owned())
+        );
     }
 }

@@ -91,7 +91,12 @@ impl Outbox {
 
     /// The longest queue.
     pub fn longest(&self) -> usize {
-        self.queues.borrow().iter().map(VecDeque::len).max().unwrap_or(0)
+        self.queues
+            .borrow()
+            .iter()
+            .map(VecDeque::len)
+            .max()
+            .unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -144,6 +144,8 @@ pub struct ComponentStream {
     namespace: String,
     /// The NAME of the stream (announced by the initiator).
     name: Option<String>,
+    /// The name the peer's `from` is checked against, when it is not the stream's NAME.
+    peer_name: Option<String>,
     /// Initiator: the secret to prove. Receiver: the secret to check against.
     secret: Vec<u8>,
     stream_id: Option<String>,
@@ -197,6 +199,7 @@ impl ComponentStream {
             events: VecDeque::new(),
             namespace: NS_ACCEPT.to_owned(),
             name: None,
+            peer_name: None,
             secret: Vec::new(),
             stream_id: None,
             header_sent: false,
@@ -228,6 +231,17 @@ impl ComponentStream {
 
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed
+    }
+
+    /// True once our end tag (or a stream error) has been queued: nothing more will be sent.
+    pub fn is_ending(&self) -> bool {
+        matches!(self.state, State::Closing | State::Closed)
+    }
+
+    /// Checks the peer's `from` against `name` instead of the stream's NAME (an initiator
+    /// announces its own NAME; the peer it reaches may be a server named otherwise).
+    pub fn expect_peer(&mut self, name: &str) {
+        self.peer_name = Some(name.to_owned());
     }
 
     /// Receiver: NAME is known and this is its secret; answers the initiator's header.
@@ -584,7 +598,12 @@ impl ComponentStream {
             self.refuse(Condition::ImproperAddressing, "stanza without a to address");
             return None;
         }
-        let name = self.name.as_deref().unwrap_or("").as_bytes();
+        let name = self
+            .peer_name
+            .as_deref()
+            .or(self.name.as_deref())
+            .unwrap_or("")
+            .as_bytes();
         let domain = domain_of(from);
         let ok = match self.from_check {
             FromCheck::None => true,

@@ -1,0 +1,326 @@
+//! Compliance server streams: the outbound "open port" leg (the gateway dials the server, logs
+//! the seed's `Connecting on fd N...` / `Unable to connect...` / `Component NAME is
+//! CONNECTED|ACTIVE|GONE` lines verbatim, and redials with jittered exponential backoff) and
+//! the inbound leg (the server dials the gateway's compliance port). An active stream is this
+//! shard's link to that server; its coming and going is broadcast to every shard's engine.
+
+use super::conn::{self, Conn, ConnRef};
+use super::log::{os_error_text, Level};
+use super::shard::ShardCtx;
+use crate::policy::{ServerId, ServerInfo, ServerMode};
+use crate::protocol::{parse_answer, service, AnswerError};
+use crate::wire::{Closed, ComponentStream, Condition, FromCheck, Stanza, StreamEvent};
+use bytes::BytesMut;
+use glommio::net::TcpStream;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::cell::Cell;
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Keeps this shard's outbound stream to `server` up for as long as the gateway runs.
+pub async fn dial(ctx: Rc<ShardCtx>, server: ServerId) {
+    let Some(info) = ctx.policy.server(server).cloned() else {
+        return;
+    };
+    let t = ctx.config.timers.clone();
+    let mut backoff = t.reconnect_min;
+    while !ctx.shutting_down.get() {
+        match connect_logged(&ctx, &info, t.handshake_timeout).await {
+            Err(e) => {
+                let (code, text) = os_error_text(&e);
+                ctx.log(
+                    Level::Warn,
+                    &format!(
+                        "Unable to connect to host '{}', port {}: ({code}) {text}",
+                        info.host, info.port
+                    ),
+                );
+                ctx.log(
+                    Level::Warn,
+                    &format!("Component {} is GONE", info.component),
+                );
+            }
+            Ok(tcp) => {
+                ctx.log(
+                    Level::Info,
+                    &format!("Component {} is CONNECTED", info.component),
+                );
+                let stream = ComponentStream::initiator(
+                    ctx.stream_config(),
+                    &info.component,
+                    info_password(&ctx, server).as_bytes(),
+                    crate::wire::stream::NS_ACCEPT,
+                    FromCheck::PeerDomain,
+                    Instant::now(),
+                );
+                if serve(&ctx, server, &info, tcp, stream).await {
+                    backoff = t.reconnect_min;
+                }
+            }
+        }
+        if ctx.shutting_down.get() {
+            break;
+        }
+        glommio::timer::sleep(super::backoff::jittered(backoff)).await;
+        backoff = (backoff * 2).min(t.reconnect_max);
+    }
+}
+
+fn info_password(ctx: &ShardCtx, server: ServerId) -> String {
+    ctx.config
+        .servers
+        .get(server.index())
+        .map(|s| s.password.clone())
+        .unwrap_or_default()
+}
+
+/// Serves one accepted connection on the compliance port until it closes.
+pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream) {
+    let mut random = [0u8; 16];
+    if getrandom::getrandom(&mut random).is_err() {
+        ctx.log(
+            Level::Error,
+            "no randomness for a stream id: refusing a compliance connection",
+        );
+        return;
+    }
+    let stream = ComponentStream::receiver(
+        ctx.stream_config(),
+        random,
+        FromCheck::PeerDomain,
+        Instant::now(),
+    );
+    let conn = Conn::new(stream);
+    let server: Rc<Cell<Option<ServerId>>> = Rc::new(Cell::new(None));
+    let active = Rc::new(Cell::new(false));
+    let (ctx2, server2, active2) = (ctx.clone(), server.clone(), active.clone());
+    let closed = conn::drive(
+        tcp,
+        conn,
+        move |conn, event| {
+            if let StreamEvent::NameAnnounced { name } = &event {
+                server2.set(admit_inbound(&ctx2, conn, name));
+                return;
+            }
+            if let Some(id) = server2.get() {
+                on_event(&ctx2, id, &active2, conn, event);
+            }
+        },
+        || false,
+    )
+    .await;
+    if let Some(id) = server.get() {
+        lost(&ctx, id, active.get(), &closed);
+    }
+}
+
+/// Finds the inbound server announcing `name` and accepts it, unless it is unknown or already
+/// has all the streams it may have (`conflict`).
+fn admit_inbound(ctx: &ShardCtx, conn: &ConnRef, name: &str) -> Option<ServerId> {
+    let found = ctx
+        .policy
+        .servers()
+        .iter()
+        .position(|s| s.mode == ServerMode::Inbound && s.component.eq_ignore_ascii_case(name));
+    let Some(index) = found else {
+        ctx.log(
+            Level::Warn,
+            &format!("Refused a compliance stream for unknown component '{name}'"),
+        );
+        conn.stream.borrow_mut().refuse(
+            Condition::HostUnknown,
+            "no inbound compliance server of that name",
+        );
+        return None;
+    };
+    let id = ServerId(index as u16);
+    let allowed = ctx.policy.servers()[index]
+        .connections
+        .unwrap_or(usize::from(ctx.shards));
+    let here = ctx.links.borrow().get(index).is_some_and(Option::is_some);
+    let everywhere = ctx
+        .engine
+        .borrow()
+        .servers()
+        .get(index)
+        .map_or(0, |s| s.active_links());
+    if here || everywhere >= allowed {
+        ctx.log(
+            Level::Warn,
+            &format!("Refused a second stream for component '{name}'"),
+        );
+        conn.stream.borrow_mut().refuse(
+            Condition::Conflict,
+            "this component already has its streams",
+        );
+        return None;
+    }
+    let password = info_password(ctx, id);
+    conn.stream.borrow_mut().accept_name(password.as_bytes());
+    Some(id)
+}
+
+/// Runs an outbound stream; true if it became active.
+async fn serve(
+    ctx: &Rc<ShardCtx>,
+    server: ServerId,
+    info: &ServerInfo,
+    tcp: TcpStream,
+    stream: ComponentStream,
+) -> bool {
+    let conn = Conn::new(stream);
+    let active = Rc::new(Cell::new(false));
+    let (ctx2, active2) = (ctx.clone(), active.clone());
+    let closed = conn::drive(
+        tcp,
+        conn,
+        move |conn, event| on_event(&ctx2, server, &active2, conn, event),
+        || false,
+    )
+    .await;
+    let was_active = active.get();
+    lost(ctx, server, was_active, &closed);
+    if !was_active {
+        ctx.log(
+            Level::Warn,
+            &format!("Component {} is GONE ({closed:?})", info.component),
+        );
+    }
+    was_active
+}
+
+fn lost(ctx: &ShardCtx, server: ServerId, was_active: bool, closed: &Closed) {
+    if !was_active {
+        return;
+    }
+    if let Some(slot) = ctx.links.borrow_mut().get_mut(server.index()) {
+        *slot = None;
+    }
+    let component = ctx
+        .policy
+        .server(server)
+        .map_or("?", |s| s.component.as_str());
+    let how = if closed.is_graceful() {
+        "gracefully"
+    } else {
+        "ungracefully"
+    };
+    ctx.log(
+        Level::Warn,
+        &format!("Component {component} is GONE ({how}: {closed:?})"),
+    );
+    ctx.link_changed(server, false, closed.is_graceful());
+}
+
+fn on_event(
+    ctx: &ShardCtx,
+    server: ServerId,
+    active: &Cell<bool>,
+    conn: &ConnRef,
+    event: StreamEvent,
+) {
+    match event {
+        StreamEvent::Active => {
+            let component = ctx
+                .policy
+                .server(server)
+                .map_or("?", |s| s.component.as_str());
+            ctx.log(Level::Info, &format!("Component {component} is ACTIVE"));
+            active.set(true);
+            if let Some(slot) = ctx.links.borrow_mut().get_mut(server.index()) {
+                *slot = Some(conn.clone());
+            }
+            ctx.link_changed(server, true, false);
+        }
+        StreamEvent::Stanza(stanza) => on_stanza(ctx, server, conn, &stanza),
+        StreamEvent::NameAnnounced { .. } | StreamEvent::Closed(_) => {}
+    }
+}
+
+fn on_stanza(ctx: &ShardCtx, server: ServerId, conn: &ConnRef, stanza: &Stanza) {
+    match parse_answer(stanza) {
+        Ok(answer) => ctx.route_answer(server, answer, Instant::now()),
+        Err(AnswerError::UnknownId) => ctx.counters.borrow_mut().unknown_answers += 1,
+        Err(AnswerError::NotAnAnswer) => {
+            let mut out = BytesMut::new();
+            if service::answer(&mut out, &ctx.config.gateway.name, stanza)
+                != service::ServiceOutcome::Ignored
+            {
+                ctx.counters.borrow_mut().service_requests += 1;
+                conn.send(&out, usize::MAX);
+            }
+        }
+    }
+}
+
+/// Resolves the server's address (off the executor thread for host names) and connects,
+/// logging the fd first as the seed's log does.
+async fn connect_logged(
+    ctx: &ShardCtx,
+    info: &ServerInfo,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    let addr = resolve(&info.host, info.port).await?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    ctx.log(
+        Level::Info,
+        &format!(
+            "Connecting on fd {} to host '{}', port {}",
+            socket.as_raw_fd(),
+            info.host,
+            info.port
+        ),
+    );
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
+            wait_connected(&socket, timeout).await?
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from(socket))
+}
+
+async fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let target = format!("{host}:{port}");
+    glommio::executor()
+        .spawn_blocking(move || target.to_socket_addrs().map(|mut a| a.next()))
+        .await?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "host name has no address"))
+}
+
+/// Waits for a non-blocking connect to finish, polling its socket without blocking the shard.
+async fn wait_connected(socket: &Socket, timeout: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_micros(200);
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: socket.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, zero timeout; poll only reads and writes that struct.
+        let ready = unsafe { libc::poll(&mut pfd, 1, 0) };
+        if ready < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if ready > 0 {
+            return match socket.take_error()? {
+                Some(e) => Err(e),
+                None => Ok(()),
+            };
+        }
+        if Instant::now() >= deadline {
+            return Err(io::Error::from_raw_os_error(libc::ETIMEDOUT));
+        }
+        glommio::timer::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,327 @@
+//! The thin runtime: glommio executors (one per shard, pinned), the channel mesh between them,
+//! listeners (SO_REUSEPORT on every shard), dialers, the per-shard timer task, and graceful
+//! shutdown on SIGTERM/SIGINT.
+//!
+//! Owns sockets, tasks and the clock; all protocol and policy decisions are the wire core's,
+//! the protocol layer's and the engine's. Shards share nothing but the immutable configuration;
+//! everything else crosses shards as messages (see `mesh.rs`).
+
+mod backoff;
+mod conn;
+mod link;
+pub mod log;
+mod mesh;
+mod notify;
+mod router;
+mod shard;
+pub mod status;
+
+use crate::engine::{EngineConfig, ShardEngine};
+use crate::policy::{CompiledPolicy, Config, ServerId, ServerMode};
+use glommio::channels::channel_mesh::{MeshBuilder, Senders};
+use glommio::channels::shared_channel::ConnectedReceiver;
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+use log::Level;
+use mesh::ShardMsg;
+use shard::ShardCtx;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Messages each cross-shard channel holds before senders wait.
+const MESH_CAPACITY: usize = 4096;
+/// How long shutdown waits for in-flight events to be answered.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+/// Why the gateway could not run.
+#[derive(Debug)]
+pub enum RunError {
+    /// The executors could not be created (CPU placement, io_uring, locked memory).
+    Executors(String),
+    /// A shard could not start (a listener could not bind...).
+    Shard(String),
+    /// Signal handlers could not be installed.
+    Signals(std::io::Error),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Executors(e) => write!(f, "cannot start the executors: {e}"),
+            RunError::Shard(e) => write!(f, "{e}"),
+            RunError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// Runs the gateway until SIGTERM or SIGINT, then shuts it down gracefully.
+pub fn run(config: Config) -> Result<(), RunError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone()).map_err(RunError::Signals)?;
+    }
+    run_until(config, stop)
+}
+
+/// Runs the gateway until `stop` is set.
+pub fn run_until(config: Config, stop: Arc<AtomicBool>) -> Result<(), RunError> {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let shards = match config.gateway.shards {
+        0 => cpus,
+        n => n,
+    };
+    let placement = if shards <= cpus {
+        PoolPlacement::MaxSpread(shards, None)
+    } else {
+        PoolPlacement::Unbound(shards)
+    };
+    let policy = Arc::new(CompiledPolicy::compile(&config));
+    let config = Arc::new(config);
+    let mesh: MeshBuilder<ShardMsg, _> = MeshBuilder::full(shards, MESH_CAPACITY);
+    log::record(
+        Level::Info,
+        None,
+        &format!(
+            "Palisade {} starting: {shards} shard(s), gateway {}, routers on {}",
+            env!("CARGO_PKG_VERSION"),
+            config.gateway.name,
+            config.listen.routers
+        ),
+    );
+    let handles = LocalExecutorPoolBuilder::new(placement)
+        .name("palisade")
+        .io_memory(1 << 20)
+        .on_all_shards(move || {
+            let (config, policy, mesh, stop) =
+                (config.clone(), policy.clone(), mesh.clone(), stop.clone());
+            async move {
+                let result = shard_main(config, policy, mesh, shards, stop.clone()).await;
+                if result.is_err() {
+                    // One shard failing to start stops them all.
+                    stop.store(true, Ordering::SeqCst);
+                }
+                result
+            }
+        })
+        .map_err(|e| RunError::Executors(e.to_string()))?;
+    let mut first_error = None;
+    for result in handles.join_all() {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_error.get_or_insert(RunError::Shard(e));
+            }
+            Err(e) => {
+                first_error.get_or_insert(RunError::Executors(e.to_string()));
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => {
+            log::record(Level::Info, None, "Palisade stopped");
+            Ok(())
+        }
+    }
+}
+
+async fn shard_main(
+    config: Arc<Config>,
+    policy: Arc<CompiledPolicy>,
+    mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
+    shards: usize,
+    stop: Arc<AtomicBool>,
+) -> Result<(), String> {
+    let (senders, mut receivers) = mesh
+        .join()
+        .await
+        .map_err(|_| "cannot join the channel mesh".to_owned())?;
+    let id = senders.peer_id() as u16;
+    let engine = ShardEngine::new(
+        EngineConfig {
+            shard: id,
+            shards: shards as u16,
+            gateway_name: config.gateway.name.clone(),
+            event_timeout: config.timers.event_timeout,
+            outage_window: config.timers.outage_window,
+            queue_bound: config.limits.queue_per_server.div_ceil(shards).max(1),
+        },
+        policy.clone(),
+        Instant::now(),
+    );
+    let ctx = Rc::new(ShardCtx::new(
+        id,
+        shards as u16,
+        config.clone(),
+        policy.clone(),
+        engine,
+    ));
+    let senders = Rc::new(senders);
+    for (_, rx) in receivers.streams() {
+        glommio::spawn_local(consume(ctx.clone(), rx)).detach();
+    }
+    for peer in (0..shards).filter(|&p| p != usize::from(id)) {
+        glommio::spawn_local(forward(ctx.clone(), senders.clone(), peer)).detach();
+    }
+    glommio::spawn_local(engine_timers(ctx.clone())).detach();
+
+    let routers = bind(config.listen.routers, "routers")?;
+    glommio::spawn_local(accept(ctx.clone(), routers, Leg::Router)).detach();
+    let inbound = policy
+        .servers()
+        .iter()
+        .any(|s| s.mode == ServerMode::Inbound);
+    if let (true, Some(addr)) = (inbound, config.listen.compliance) {
+        let listener = bind(addr, "compliance servers")?;
+        glommio::spawn_local(accept(ctx.clone(), listener, Leg::Compliance)).detach();
+    }
+    for (i, server) in policy.servers().iter().enumerate() {
+        let streams = server.connections.unwrap_or(shards).clamp(1, shards);
+        if server.mode == ServerMode::Outbound && usize::from(id) < streams {
+            glommio::spawn_local(link::dial(ctx.clone(), ServerId(i as u16))).detach();
+        }
+    }
+    for (i, r) in config.routers.iter().enumerate() {
+        if let (Some(addr), true) = (&r.connect, i % shards == usize::from(id)) {
+            glommio::spawn_local(router::dial_outbound(ctx.clone(), r.clone(), addr.clone()))
+                .detach();
+        }
+    }
+    if id == 0 {
+        ctx.log(
+            Level::Info,
+            &format!("Listening for routers on {}", config.listen.routers),
+        );
+    }
+    while !stop.load(Ordering::SeqCst) {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown(&ctx).await;
+    Ok(())
+}
+
+fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
+    TcpListener::bind(addr).map_err(|e| format!("cannot listen for {what} on {addr}: {e}"))
+}
+
+#[derive(Copy, Clone)]
+enum Leg {
+    Router,
+    Compliance,
+}
+
+/// Accepts connections until shutdown; checks the flag at least every 100 ms.
+async fn accept(ctx: Rc<ShardCtx>, listener: TcpListener, leg: Leg) {
+    while !ctx.shutting_down.get() {
+        let tick = async {
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+            None
+        };
+        let next = async { Some(listener.accept().await) };
+        match futures_lite::future::or(next, tick).await {
+            Some(Ok(tcp)) => {
+                let ctx = ctx.clone();
+                let task = match leg {
+                    Leg::Router => glommio::spawn_local(router::serve_inbound(ctx, tcp)),
+                    Leg::Compliance => glommio::spawn_local(link::serve_inbound(ctx, tcp)),
+                };
+                task.detach();
+            }
+            Some(Err(e)) => {
+                ctx.log(Level::Warn, &format!("accept failed: {e}"));
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            None => {}
+        }
+    }
+}
+
+/// Takes messages from one peer shard.
+async fn consume(ctx: Rc<ShardCtx>, rx: ConnectedReceiver<ShardMsg>) {
+    let max = ctx.config.limits.max_in_flight;
+    while let Some(msg) = rx.recv().await {
+        if matches!(msg, ShardMsg::Event { .. }) {
+            // Back-pressure: the sender's outbox grows and its router reads pause.
+            while ctx.engine.borrow().in_flight() >= max && !ctx.shutting_down.get() {
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        ctx.on_message(msg);
+    }
+}
+
+/// Moves this shard's outbox for `peer` into the bounded channel, waiting while it is full.
+async fn forward(ctx: Rc<ShardCtx>, senders: Rc<Senders<ShardMsg>>, peer: usize) {
+    loop {
+        match ctx.outbox.pop(peer) {
+            Some(msg) => {
+                if let Err(msg) = senders.send_to(peer, msg).await {
+                    // The peer is gone (shutting down): nothing more can reach it.
+                    drop(msg);
+                    return;
+                }
+            }
+            None => ctx.outbox.wake[peer].wait().await,
+        }
+    }
+}
+
+/// Runs the engine's timers. Sleeps until the next deadline, but never longer than a tick, so
+/// that a timer armed while it sleeps is late by at most one tick.
+async fn engine_timers(ctx: Rc<ShardCtx>) {
+    let t = &ctx.config.timers;
+    let tick = (t.event_timeout.min(t.outage_window) / 20)
+        .clamp(Duration::from_millis(1), Duration::from_millis(100));
+    loop {
+        let next = ctx.engine.borrow().poll_timeout();
+        let now = Instant::now();
+        let wait = next.map_or(tick, |at| at.saturating_duration_since(now).min(tick));
+        glommio::timer::sleep(wait.max(Duration::from_micros(100))).await;
+        ctx.engine.borrow_mut().handle_timeout(Instant::now());
+        ctx.pump();
+    }
+}
+
+/// Graceful shutdown: stop accepting, answer every event in flight as its handling says when no
+/// server can take it, let the verdicts reach their routers, then close every stream with
+/// `</stream:stream>`.
+async fn shutdown(ctx: &Rc<ShardCtx>) {
+    ctx.shutting_down.set(true);
+    if ctx.id == 0 {
+        ctx.log(Level::Info, "Shutting down: answering events in flight");
+    }
+    ctx.engine.borrow_mut().drain(Instant::now());
+    ctx.pump();
+    let start = Instant::now();
+    let mut quiet_since: Option<Instant> = None;
+    while start.elapsed() < DRAIN_LIMIT {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+        let busy = ctx.engine.borrow().in_flight() > 0 || !ctx.outbox.is_empty();
+        let now = Instant::now();
+        if busy {
+            quiet_since = None;
+        } else if now.duration_since(*quiet_since.get_or_insert(now)) >= Duration::from_millis(150)
+        {
+            break;
+        }
+    }
+    let conns: Vec<_> = ctx
+        .routers
+        .borrow()
+        .values()
+        .map(|r| r.conn.clone())
+        .chain(ctx.links.borrow().iter().flatten().cloned())
+        .collect();
+    for c in &conns {
+        c.close();
+    }
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(1) && !conns.iter().all(|c| c.finished.get()) {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+}

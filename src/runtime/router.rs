@@ -1,0 +1,189 @@
+//! Router connections: the inbound leg (a router dials the gateway's router port and proves its
+//! secret) and the outbound leg (the gateway dials an XMPP server's component port as an
+//! ordinary external component). Either way, stanzas are events to route, or plain requests
+//! (ping, disco) to answer; verdicts come back through the shard's router table.
+
+use super::conn::{self, Conn, ConnRef};
+use super::log::Level;
+use super::shard::{RouterConn, ShardCtx};
+use crate::engine::RouterRef;
+use crate::policy::RouterConfig;
+use crate::protocol::event::is_event;
+use crate::protocol::{parse_event, service, write_bad_request, Reply};
+use crate::wire::{Closed, ComponentStream, Condition, FromCheck, Stanza, StreamEvent};
+use bytes::BytesMut;
+use glommio::net::TcpStream;
+use std::rc::Rc;
+use std::time::Instant;
+
+/// Serves one accepted router connection until it closes.
+pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream) {
+    let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let mut random = [0u8; 16];
+    if getrandom::getrandom(&mut random).is_err() {
+        ctx.log(
+            Level::Error,
+            "no randomness for a stream id: refusing a router connection",
+        );
+        return;
+    }
+    let stream = ComponentStream::receiver(
+        ctx.stream_config(),
+        random,
+        FromCheck::PeerDomain,
+        Instant::now(),
+    );
+    let conn = Conn::new(stream);
+    let id = ctx.next_conn_id();
+    let ctx2 = ctx.clone();
+    let closed = conn::drive(
+        tcp,
+        conn,
+        move |conn, event| on_event(&ctx2, id, conn, event, None),
+        || ctx.must_pause_reads(),
+    )
+    .await;
+    finish(&ctx, id, &peer, &closed);
+}
+
+/// Keeps a connection to an XMPP server's component port (`[[router]] connect`), redialing
+/// with backoff.
+pub async fn dial_outbound(ctx: Rc<ShardCtx>, router: RouterConfig, addr: String) {
+    let t = &ctx.config.timers;
+    let mut backoff = t.reconnect_min;
+    while !ctx.shutting_down.get() {
+        match TcpStream::connect(addr.as_str()).await {
+            Ok(tcp) => {
+                ctx.log(
+                    Level::Info,
+                    &format!("Connected to router {} at {addr}", router.name),
+                );
+                let mut stream = ComponentStream::initiator(
+                    ctx.stream_config(),
+                    &ctx.config.gateway.name,
+                    router.secret.as_bytes(),
+                    crate::wire::stream::NS_ACCEPT,
+                    FromCheck::PeerDomainOrSubdomain,
+                    Instant::now(),
+                );
+                stream.expect_peer(&router.name);
+                let conn = Conn::new(stream);
+                let id = ctx.next_conn_id();
+                let ctx2 = ctx.clone();
+                let name = router.name.clone();
+                let closed = conn::drive(
+                    tcp,
+                    conn,
+                    move |conn, event| on_event(&ctx2, id, conn, event, Some(&name)),
+                    || ctx.must_pause_reads(),
+                )
+                .await;
+                finish(&ctx, id, &addr, &closed);
+                backoff = t.reconnect_min;
+            }
+            Err(e) => ctx.log(
+                Level::Warn,
+                &format!("Unable to connect to router {} at {addr}: {e}", router.name),
+            ),
+        }
+        glommio::timer::sleep(super::backoff::jittered(backoff)).await;
+        backoff = (backoff * 2).min(t.reconnect_max);
+    }
+}
+
+fn finish(ctx: &ShardCtx, id: u32, peer: &str, closed: &Closed) {
+    if let Some(r) = ctx.routers.borrow_mut().remove(&id) {
+        ctx.log(
+            Level::Info,
+            &format!("Router {} ({peer}) disconnected: {closed:?}", r.name),
+        );
+    }
+}
+
+/// `outbound`: the router's name when we dialed it (its stream NAME is ours then).
+fn on_event(ctx: &ShardCtx, id: u32, conn: &ConnRef, event: StreamEvent, outbound: Option<&str>) {
+    match event {
+        StreamEvent::NameAnnounced { name } => {
+            let router = ctx.config.routers.iter().find(|r| r.name == name);
+            let mut stream = conn.stream.borrow_mut();
+            match router {
+                Some(r) => stream.accept_name(r.secret.as_bytes()),
+                None => {
+                    drop(stream);
+                    ctx.log(
+                        Level::Warn,
+                        &format!("Refused a router stream for unknown name '{name}'"),
+                    );
+                    conn.stream
+                        .borrow_mut()
+                        .refuse(Condition::HostUnknown, "no router of that name");
+                }
+            }
+        }
+        StreamEvent::Active => {
+            let name = match outbound {
+                Some(n) => n.to_owned(),
+                None => conn.stream.borrow().name().unwrap_or("").to_owned(),
+            };
+            let node_name = ctx
+                .config
+                .routers
+                .iter()
+                .find(|r| r.name == name)
+                .map_or(name.as_str(), |r| r.node.as_str())
+                .to_owned();
+            let node = ctx.policy.node_id(node_name.as_bytes());
+            ctx.log(Level::Info, &format!("Router {name} is ACTIVE"));
+            ctx.routers.borrow_mut().insert(
+                id,
+                RouterConn {
+                    conn: conn.clone(),
+                    name,
+                    node,
+                },
+            );
+        }
+        StreamEvent::Stanza(stanza) => on_stanza(ctx, id, conn, &stanza),
+        StreamEvent::Closed(_) => {}
+    }
+}
+
+fn on_stanza(ctx: &ShardCtx, id: u32, conn: &ConnRef, stanza: &Stanza) {
+    if !is_event(stanza) {
+        let mut out = BytesMut::new();
+        if service::answer(&mut out, &ctx.config.gateway.name, stanza)
+            != service::ServiceOutcome::Ignored
+        {
+            ctx.counters.borrow_mut().service_requests += 1;
+            conn.send(&out, usize::MAX);
+        }
+        return;
+    }
+    let Some(reply) = Reply::of(stanza) else {
+        // An event without an id cannot be answered; the stream's checks ensured a from.
+        ctx.counters.borrow_mut().bad_requests += 1;
+        return;
+    };
+    let router_node = ctx.routers.borrow().get(&id).map(|r| r.node);
+    let policy = &ctx.policy;
+    let parsed = parse_event(stanza, reply.clone(), |node| match node {
+        Some(n) => policy.node_id(n.as_bytes()),
+        None => router_node.unwrap_or_else(|| policy.unknown_node()),
+    });
+    match parsed {
+        Ok(ev) => ctx.route_event(
+            ev,
+            RouterRef {
+                shard: ctx.id,
+                conn: id,
+            },
+            Instant::now(),
+        ),
+        Err(bad) => {
+            ctx.counters.borrow_mut().bad_requests += 1;
+            let mut out = BytesMut::new();
+            write_bad_request(&mut out, &ctx.config.gateway.name, &reply, &bad.to_string());
+            conn.send(&out, usize::MAX);
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! One shard's runtime context: its engine, its connections, its outbox, and `pump`, which
+//! carries the engine's actions to sockets on this shard or to other shards.
+//!
+//! Everything here is single-threaded (`Rc`/`RefCell` on one executor); nothing is shared with
+//! another shard except through the channel mesh. No borrow is held across an await.
+
+use super::conn::ConnRef;
+use super::log::{self, Level};
+use super::mesh::{Outbox, ShardMsg};
+use crate::engine::{Action, Alarm, RouterRef, ShardEngine};
+use crate::policy::{CompiledPolicy, Config, NodeId, ServerId};
+use crate::protocol::{InboundEvent, ParsedAnswer, RequestId};
+use crate::routing::{owner_shard, KeyHasher};
+use crate::wire::StreamConfig;
+use ahash::AHashMap;
+use bytes::Bytes;
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+/// Unwritten output one stream may hold before sends to it are refused.
+pub const STREAM_BUFFER_LIMIT: usize = 32 * 1024 * 1024;
+
+/// A router connection on this shard.
+pub struct RouterConn {
+    pub conn: ConnRef,
+    pub name: String,
+    pub node: NodeId,
+}
+
+/// Counts the runtime keeps beside the engine's.
+#[derive(Clone, Debug, Default)]
+pub struct RuntimeCounters {
+    /// Events answered `bad-request`.
+    pub bad_requests: u64,
+    /// Other requests from routers or servers answered (ping, disco) or refused.
+    pub service_requests: u64,
+    /// Verdicts whose router connection was gone.
+    pub undeliverable_verdicts: u64,
+    /// Answers whose id is not ours.
+    pub unknown_answers: u64,
+    /// Router reads paused for flow control.
+    pub read_pauses: u64,
+}
+
+/// See the module documentation.
+pub struct ShardCtx {
+    pub id: u16,
+    pub shards: u16,
+    pub config: Arc<Config>,
+    pub policy: Arc<CompiledPolicy>,
+    pub hasher: KeyHasher,
+    pub engine: RefCell<ShardEngine>,
+    pub outbox: Outbox,
+    pub routers: RefCell<AHashMap<u32, RouterConn>>,
+    /// This shard's active stream to each server.
+    pub links: RefCell<Vec<Option<ConnRef>>>,
+    pub counters: RefCell<RuntimeCounters>,
+    /// Alarms currently raised, by (name, server), as this shard saw them.
+    pub alarms: RefCell<Vec<Alarm>>,
+    pub shutting_down: Cell<bool>,
+    /// Snapshots gathered from other shards, by request token (see `status.rs`).
+    pub snapshots: RefCell<AHashMap<u64, Vec<super::status::ShardSnapshot>>>,
+    next_conn: Cell<u32>,
+    /// Protocol violations logged in the current second, to rate-limit the log.
+    violations_logged: Cell<(u64, u32)>,
+}
+
+impl ShardCtx {
+    pub fn new(
+        id: u16,
+        shards: u16,
+        config: Arc<Config>,
+        policy: Arc<CompiledPolicy>,
+        engine: ShardEngine,
+    ) -> ShardCtx {
+        let servers = policy.servers().len();
+        ShardCtx {
+            id,
+            shards,
+            config,
+            policy,
+            hasher: KeyHasher::new(),
+            engine: RefCell::new(engine),
+            outbox: Outbox::new(usize::from(shards)),
+            routers: RefCell::new(AHashMap::new()),
+            links: RefCell::new(vec![None; servers]),
+            counters: RefCell::new(RuntimeCounters::default()),
+            alarms: RefCell::new(Vec::new()),
+            shutting_down: Cell::new(false),
+            snapshots: RefCell::new(AHashMap::new()),
+            next_conn: Cell::new(0),
+            violations_logged: Cell::new((0, 0)),
+        }
+    }
+
+    pub fn log(&self, level: Level, message: &str) {
+        log::record(level, Some(self.id), message);
+    }
+
+    pub fn stream_config(&self) -> StreamConfig {
+        let t = &self.config.timers;
+        let l = &self.config.limits;
+        StreamConfig {
+            limits: crate::wire::Limits {
+                max_stanza_bytes: l.max_stanza_bytes,
+                max_depth: l.max_depth,
+                max_attributes: l.max_attributes,
+            },
+            handshake_timeout: t.handshake_timeout,
+            stanza_timeout: t.stanza_timeout,
+            keepalive: Some(t.keepalive),
+            dead_interval: Some(t.dead_interval),
+        }
+    }
+
+    pub fn next_conn_id(&self) -> u32 {
+        let id = self.next_conn.get();
+        self.next_conn.set(id.wrapping_add(1));
+        id
+    }
+
+    /// Router reads pause while this shard's engine or outbox is too full.
+    pub fn must_pause_reads(&self) -> bool {
+        let max = self.config.limits.max_in_flight;
+        let full = self.engine.borrow().in_flight() >= max || self.outbox.longest() >= max;
+        if full {
+            self.counters.borrow_mut().read_pauses += 1;
+        }
+        full
+    }
+
+    /// Sends an event read on this shard to its owner.
+    pub fn route_event(&self, ev: InboundEvent, router: RouterRef, now: Instant) {
+        let key_hash = self.hasher.hash(&ev.key);
+        let owner = owner_shard(key_hash, usize::from(self.shards));
+        if owner == usize::from(self.id) {
+            self.engine
+                .borrow_mut()
+                .submit(ev, key_hash, router, now, SystemTime::now());
+            self.pump();
+        } else {
+            self.outbox.push(
+                owner,
+                ShardMsg::Event {
+                    ev,
+                    key_hash,
+                    router,
+                    received: now,
+                },
+            );
+        }
+    }
+
+    /// Sends an answer read on this shard to the shard that owns its event.
+    pub fn route_answer(&self, server: ServerId, answer: ParsedAnswer, now: Instant) {
+        let owner = usize::from(answer.id.shard);
+        if owner == usize::from(self.id) {
+            self.engine.borrow_mut().on_answer(server, answer, now);
+            self.pump();
+        } else if owner < usize::from(self.shards) {
+            self.outbox.push(owner, ShardMsg::Answer { server, answer });
+        } else {
+            self.counters.borrow_mut().unknown_answers += 1;
+        }
+    }
+
+    /// Handles a message from another shard.
+    pub fn on_message(&self, msg: ShardMsg) {
+        let now = Instant::now();
+        match msg {
+            ShardMsg::Event {
+                ev,
+                key_hash,
+                router,
+                received,
+            } => {
+                // Timers and residence count from when the router's shard read the event.
+                self.engine
+                    .borrow_mut()
+                    .submit(ev, key_hash, router, received, SystemTime::now());
+            }
+            ShardMsg::Verdict { conn, bytes } => self.deliver_verdict(conn, &bytes),
+            ShardMsg::Send {
+                server,
+                request,
+                bytes,
+            } => {
+                if !self.write_to_link(server, &bytes) {
+                    if let Some(id) = request {
+                        self.outbox
+                            .push(usize::from(id.shard), ShardMsg::SendRejected { id });
+                    }
+                }
+            }
+            ShardMsg::SendRejected { id } => self.engine.borrow_mut().on_send_rejected(id, now),
+            ShardMsg::Answer { server, answer } => {
+                self.engine.borrow_mut().on_answer(server, answer, now)
+            }
+            ShardMsg::Link {
+                server,
+                link,
+                up,
+                graceful,
+            } => {
+                let mut engine = self.engine.borrow_mut();
+                if up {
+                    engine.on_link_up(server, link, now);
+                } else {
+                    engine.on_link_down(server, link, graceful, now);
+                }
+            }
+            ShardMsg::SnapshotRequest { reply_to, token } => {
+                let snapshot = Box::new(super::status::ShardSnapshot::of(self));
+                self.outbox.push(
+                    usize::from(reply_to),
+                    ShardMsg::Snapshot { token, snapshot },
+                );
+            }
+            ShardMsg::Snapshot { token, snapshot } => {
+                super::status::collected(self, token, *snapshot)
+            }
+        }
+        self.pump();
+    }
+
+    /// A stream of this shard to `server` came up or went away: tell every engine.
+    pub fn link_changed(&self, server: ServerId, up: bool, graceful: bool) {
+        let now = Instant::now();
+        {
+            let mut engine = self.engine.borrow_mut();
+            if up {
+                engine.on_link_up(server, self.id, now);
+            } else {
+                engine.on_link_down(server, self.id, graceful, now);
+            }
+        }
+        for peer in 0..usize::from(self.shards) {
+            if peer != usize::from(self.id) {
+                self.outbox.push(
+                    peer,
+                    ShardMsg::Link {
+                        server,
+                        link: self.id,
+                        up,
+                        graceful,
+                    },
+                );
+            }
+        }
+        self.pump();
+    }
+
+    /// Carries out everything the engine asked for.
+    pub fn pump(&self) {
+        loop {
+            let action = self.engine.borrow_mut().poll_action();
+            let Some(action) = action else {
+                return;
+            };
+            match action {
+                Action::Send {
+                    server,
+                    link,
+                    request,
+                    bytes,
+                } => self.send(server, link, request, bytes),
+                Action::Verdict { router, bytes } => {
+                    if router.shard == self.id {
+                        self.deliver_verdict(router.conn, &bytes);
+                    } else {
+                        self.outbox.push(
+                            usize::from(router.shard),
+                            ShardMsg::Verdict {
+                                conn: router.conn,
+                                bytes,
+                            },
+                        );
+                    }
+                }
+                Action::Alarm(alarm) => self.alarm(alarm),
+                Action::ProtocolViolation {
+                    server,
+                    event,
+                    detail,
+                } => self.protocol_violation(server, event.name(), detail),
+            }
+        }
+    }
+
+    fn send(&self, server: ServerId, link: u16, request: Option<RequestId>, bytes: Bytes) {
+        if link != self.id {
+            self.outbox.push(
+                usize::from(link),
+                ShardMsg::Send {
+                    server,
+                    request,
+                    bytes,
+                },
+            );
+            return;
+        }
+        if !self.write_to_link(server, &bytes) {
+            if let Some(id) = request {
+                self.engine
+                    .borrow_mut()
+                    .on_send_rejected(id, Instant::now());
+            }
+        }
+    }
+
+    fn write_to_link(&self, server: ServerId, bytes: &[u8]) -> bool {
+        let links = self.links.borrow();
+        match links.get(server.index()).and_then(Option::as_ref) {
+            Some(conn) => conn.send(bytes, STREAM_BUFFER_LIMIT),
+            None => false,
+        }
+    }
+
+    fn deliver_verdict(&self, conn: u32, bytes: &[u8]) {
+        let delivered = self
+            .routers
+            .borrow()
+            .get(&conn)
+            .is_some_and(|r| r.conn.send(bytes, usize::MAX));
+        if !delivered {
+            self.counters.borrow_mut().undeliverable_verdicts += 1;
+        }
+    }
+
+    fn alarm(&self, alarm: Alarm) {
+        if self.shutting_down.get() {
+            // Streams closing because we are stopping are not outages.
+            return;
+        }
+        let server = self
+            .policy
+            .server(alarm.server())
+            .map_or("?", |s| s.name.as_str());
+        let mut raised = self.alarms.borrow_mut();
+        let same = |a: &Alarm| a.name() == alarm.name() && a.server() == alarm.server();
+        if alarm.raised() {
+            if !raised.iter().any(same) {
+                raised.push(alarm.clone());
+                let level = match alarm {
+                    Alarm::QueueFull { .. } => Level::Warn,
+                    _ => Level::Error,
+                };
+                self.log(
+                    level,
+                    &format!("alarm {} raised: compliance server {server}", alarm.name()),
+                );
+            }
+        } else if raised.iter().any(same) {
+            raised.retain(|a| !same(a));
+            self.log(
+                Level::Info,
+                &format!("alarm {} cleared: compliance server {server}", alarm.name()),
+            );
+        }
+    }
+
+    fn protocol_violation(&self, server: ServerId, event: &str, detail: &str) {
+        let second = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let (window, count) = self.violations_logged.get();
+        let count = if window == second { count + 1 } else { 1 };
+        self.violations_logged.set((second, count));
+        if count <= 10 {
+            let name = self.policy.server(server).map_or("?", |s| s.name.as_str());
+            self.log(
+                Level::Warn,
+                &format!("protocol violation by compliance server {name} on {event}: {detail}"),
+            );
+        }
+    }
+}

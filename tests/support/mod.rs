@@ -1,0 +1,752 @@
+//! Test support: the real `palisade` binary started on loopback with a generated configuration,
+//! plus in-process test routers and compliance servers that speak the wire contract through the
+//! crate's own sans-IO stream (over blocking std sockets, one thread each).
+#![allow(dead_code)]
+
+use palisade::protocol::NS;
+use palisade::wire::{ComponentStream, FromCheck, Stanza, StreamConfig, StreamEvent};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const ROUTER: &str = "imp1.example.com";
+pub const ROUTER_SECRET: &str = "router-secret";
+pub const GATEWAY: &str = "palisade.example.com";
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn stream_config() -> StreamConfig {
+    StreamConfig {
+        keepalive: None,
+        dead_interval: None,
+        ..StreamConfig::default()
+    }
+}
+
+/// Lines the gateway wrote on stderr, shared with the thread that reads them.
+#[derive(Clone, Default)]
+pub struct LogLines(Arc<(Mutex<Vec<String>>, Condvar)>);
+
+impl LogLines {
+    fn push(&self, line: String) {
+        let (lock, cv) = &*self.0;
+        lock.lock().unwrap().push(line);
+        cv.notify_all();
+    }
+
+    /// Waits until a line contains `needle`.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
+        self.wait_count(needle, 1, timeout)
+    }
+
+    /// Waits until `n` lines contain `needle`.
+    pub fn wait_count(&self, needle: &str, n: usize, timeout: Duration) -> bool {
+        let (lock, cv) = &*self.0;
+        let deadline = Instant::now() + timeout;
+        let mut lines = lock.lock().unwrap();
+        loop {
+            if lines.iter().filter(|l| l.contains(needle)).count() >= n {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            lines = cv.wait_timeout(lines, deadline - now).unwrap().0;
+        }
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.0
+             .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    pub fn all(&self) -> String {
+        self.0 .0.lock().unwrap().join("\n")
+    }
+}
+
+/// The gateway under test.
+pub struct Gateway {
+    child: Option<Child>,
+    pub router_addr: SocketAddr,
+    pub compliance_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub log: LogLines,
+    pub config_path: std::path::PathBuf,
+}
+
+impl Gateway {
+    /// Starts `palisade run` with `config` after replacing `{ROUTER_PORT}`, `{COMPLIANCE_PORT}`
+    /// and `{ADMIN_PORT}`; waits until it accepts router connections.
+    pub fn start(config: &str) -> Gateway {
+        let (rp, cp, ap) = (free_port(), free_port(), free_port());
+        let config = config
+            .replace("{ROUTER_PORT}", &rp.to_string())
+            .replace("{COMPLIANCE_PORT}", &cp.to_string())
+            .replace("{ADMIN_PORT}", &ap.to_string());
+        let dir = std::env::temp_dir().join(format!("palisade-test-{}-{rp}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config_path = dir.join("palisade.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("palisade starts");
+        let log = LogLines::default();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("PALISADE_TEST_LOG").is_some() {
+                    eprintln!("[gateway] {line}");
+                }
+                sink.push(line);
+            }
+        });
+        let router_addr: SocketAddr = format!("127.0.0.1:{rp}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(router_addr).is_err() {
+            if Instant::now() > deadline {
+                panic!("the gateway never listened; log:\n{}", log.all());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        Gateway {
+            child: Some(child),
+            router_addr,
+            compliance_addr: format!("127.0.0.1:{cp}").parse().unwrap(),
+            admin_addr: format!("127.0.0.1:{ap}").parse().unwrap(),
+            log,
+            config_path,
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        unsafe_kill(child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "the gateway did not stop on SIGTERM; log:\n{}",
+                    self.log.all()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+}
+
+fn unsafe_kill(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs a stream over a blocking socket: reads until `want` returns something or time runs out.
+struct Wire {
+    tcp: TcpStream,
+    stream: ComponentStream,
+    buf: Vec<u8>,
+}
+
+impl Wire {
+    fn flush(&mut self) -> std::io::Result<()> {
+        while let Some(out) = self.stream.take_output() {
+            self.tcp.write_all(&out)?;
+        }
+        Ok(())
+    }
+
+    /// The next stream event, waiting up to `timeout`.
+    fn next(&mut self, timeout: Duration) -> Option<StreamEvent> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.stream.poll_event() {
+                let _ = self.flush();
+                return Some(e);
+            }
+            let _ = self.flush();
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            self.tcp
+                .set_read_timeout(Some((deadline - now).max(Duration::from_millis(1))))
+                .ok();
+            match self.tcp.read(&mut self.buf) {
+                Ok(0) => {
+                    self.stream.transport_closed();
+                }
+                Ok(n) => {
+                    let data = self.buf[..n].to_vec();
+                    self.stream.receive(&data, Instant::now());
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => self.stream.transport_closed(),
+            }
+        }
+    }
+}
+
+/// A verdict as a router sees it.
+#[derive(Clone, Debug)]
+pub struct Verdict {
+    pub id: String,
+    /// `pass`, `handle`, `bounce`, `drop`, or `error` for an iq error (bad-request).
+    pub action: String,
+    pub xml: String,
+}
+
+impl Verdict {
+    pub fn is(&self, action: &str) -> bool {
+        self.action == action
+    }
+}
+
+/// A router connected to the gateway (the inbound router leg).
+pub struct TestRouter {
+    wire: Wire,
+    next_id: usize,
+    pending: VecDeque<Verdict>,
+    pub name: String,
+}
+
+impl TestRouter {
+    pub fn connect(gw: &Gateway) -> TestRouter {
+        Self::connect_as(gw.router_addr, ROUTER, ROUTER_SECRET).expect("router handshake")
+    }
+
+    /// Connects and completes the handshake; `Err` carries the stream's close reason.
+    pub fn connect_as(addr: SocketAddr, name: &str, secret: &str) -> Result<TestRouter, String> {
+        let tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+        tcp.set_nodelay(true).ok();
+        let stream = ComponentStream::initiator(
+            stream_config(),
+            name,
+            secret.as_bytes(),
+            palisade::wire::stream::NS_ACCEPT,
+            FromCheck::None,
+            Instant::now(),
+        );
+        let mut wire = Wire {
+            tcp,
+            stream,
+            buf: vec![0; 65536],
+        };
+        wire.flush().map_err(|e| e.to_string())?;
+        match wire.next(Duration::from_secs(5)) {
+            Some(StreamEvent::Active) => Ok(TestRouter {
+                wire,
+                next_id: 0,
+                pending: VecDeque::new(),
+                name: name.to_owned(),
+            }),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
+    /// Sends raw stanza bytes.
+    pub fn send_raw(&mut self, xml: &str) {
+        self.wire
+            .stream
+            .writer()
+            .expect("active")
+            .extend_from_slice(xml.as_bytes());
+        self.wire.flush().expect("write");
+    }
+
+    /// Sends an event; returns its iq id.
+    pub fn event(&mut self, name: &str, attrs: &str, inner: &str) -> String {
+        let id = format!("R{}", self.next_id);
+        self.next_id += 1;
+        let xml = format!(
+            "<iq type='set' id='{id}' from='{}' to='{GATEWAY}'><event xmlns='{NS}' name='{name}'{attrs}>{inner}</event></iq>",
+            self.name
+        );
+        self.send_raw(&xml);
+        id
+    }
+
+    /// An es_OUT chat message from `from` to `to` (local parts at example.com).
+    pub fn chat(&mut self, from: &str, to: &str, body: &str) -> String {
+        self.event(
+            "es_OUT",
+            "",
+            &format!(
+                "<message xmlns='jabber:client' from='{from}@example.com/desk' to='{to}@example.com' type='chat'><body>{body}</body></message>"
+            ),
+        )
+    }
+
+    /// The next verdict (or iq error) from the gateway.
+    pub fn verdict(&mut self, timeout: Duration) -> Option<Verdict> {
+        if let Some(v) = self.pending.pop_front() {
+            return Some(v);
+        }
+        self.read_verdict(timeout)
+    }
+
+    /// The next verdict read from the wire (not from those already set aside).
+    fn read_verdict(&mut self, timeout: Duration) -> Option<Verdict> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            match self.wire.next(left)? {
+                StreamEvent::Stanza(s) => {
+                    if let Some(v) = to_verdict(&s) {
+                        return Some(v);
+                    }
+                }
+                StreamEvent::Closed(_) => return None,
+                _ => {}
+            }
+        }
+    }
+
+    /// Waits for the verdict of `id` (keeping others for later).
+    pub fn verdict_for(&mut self, id: &str, timeout: Duration) -> Verdict {
+        if let Some(i) = self.pending.iter().position(|v| v.id == id) {
+            return self.pending.remove(i).unwrap();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = self
+                .read_verdict(left)
+                .unwrap_or_else(|| panic!("no verdict for {id}"));
+            if v.id == id {
+                return v;
+            }
+            self.pending.push_back(v);
+        }
+    }
+
+    /// Expects no stanza for `wait`.
+    pub fn expect_silence(&mut self, wait: Duration) {
+        if let Some(v) = self.verdict(wait) {
+            panic!("unexpected {v:?}");
+        }
+    }
+
+    /// Reads until the stream closes; returns the close reason.
+    pub fn closed(&mut self, timeout: Duration) -> Option<palisade::wire::Closed> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.wire.next(left)? {
+                StreamEvent::Closed(c) => return Some(c),
+                StreamEvent::Stanza(s) => {
+                    if let Some(v) = to_verdict(&s) {
+                        self.pending.push_back(v);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn to_verdict(s: &Stanza) -> Option<Verdict> {
+    if s.name() != b"iq" {
+        return None;
+    }
+    let id = s.id()?.into_owned();
+    let xml = String::from_utf8_lossy(s.bytes()).into_owned();
+    let action = if s.type_().as_deref() == Some("error") {
+        "error".to_owned()
+    } else {
+        let v = s
+            .children()
+            .find(|c| s.element_local_name(c) == b"verdict")?;
+        s.element_attr(v, "action")?.into_owned()
+    };
+    Some(Verdict { id, action, xml })
+}
+
+/// A request as a test compliance server received it.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub id: String,
+    pub mode: String,
+    pub event: String,
+    pub profile: String,
+    pub handling: String,
+    pub key: String,
+    pub packet: Option<String>,
+    pub stanza: String,
+    pub xml: String,
+    pub at: Instant,
+}
+
+/// How a test compliance server answers a request.
+#[derive(Clone, Debug)]
+pub enum Answer {
+    Pass,
+    Modify(String),
+    Handle,
+    Error(String),
+    /// Never answer.
+    Silent,
+    /// Answer after a delay (the connection keeps serving others meanwhile).
+    Later(Duration, Box<Answer>),
+}
+
+type Policy = Arc<dyn Fn(&Request) -> Answer + Send + Sync>;
+
+/// A compliance server listening on an open port (the gateway dials it).
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub component: String,
+    pub password: String,
+    requests: Arc<Mutex<Vec<Request>>>,
+    policy: Arc<Mutex<Policy>>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    accepting: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    pub streams: Arc<AtomicUsize>,
+    graceful: Arc<AtomicBool>,
+}
+
+impl TestServer {
+    /// Listens on `port` for component `component` with `password`; answers PASS by default.
+    pub fn start(port: u16, component: &str, password: &str) -> TestServer {
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let listener = TcpListener::bind(addr).expect("test server binds");
+        listener.set_nonblocking(true).unwrap();
+        let server = TestServer {
+            addr,
+            component: component.to_owned(),
+            password: password.to_owned(),
+            requests: Arc::default(),
+            policy: Arc::new(Mutex::new(Arc::new(|_: &Request| Answer::Pass))),
+            conns: Arc::default(),
+            accepting: Arc::new(AtomicBool::new(true)),
+            stop: Arc::new(AtomicBool::new(false)),
+            streams: Arc::default(),
+            graceful: Arc::new(AtomicBool::new(false)),
+        };
+        let (requests, policy, conns, accepting, stop, streams, graceful) = (
+            server.requests.clone(),
+            server.policy.clone(),
+            server.conns.clone(),
+            server.accepting.clone(),
+            server.stop.clone(),
+            server.streams.clone(),
+            server.graceful.clone(),
+        );
+        let (component, password) = (component.to_owned(), password.to_owned());
+        thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((tcp, _)) => {
+                        if !accepting.load(Ordering::SeqCst) {
+                            drop(tcp);
+                            continue;
+                        }
+                        conns.lock().unwrap().push(tcp.try_clone().unwrap());
+                        let ctx = (
+                            requests.clone(),
+                            policy.clone(),
+                            component.clone(),
+                            password.clone(),
+                            stop.clone(),
+                            streams.clone(),
+                            graceful.clone(),
+                        );
+                        thread::spawn(move || serve(tcp, ctx));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        server
+    }
+
+    pub fn set_policy(&self, f: impl Fn(&Request) -> Answer + Send + Sync + 'static) {
+        *self.policy.lock().unwrap() = Arc::new(f);
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+
+    /// Waits until `n` requests arrived.
+    pub fn wait_requests(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.request_count() < n {
+            if Instant::now() > deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+        true
+    }
+
+    /// Waits until `n` streams are active.
+    pub fn wait_streams(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.streams.load(Ordering::SeqCst) < n {
+            if Instant::now() > deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+        true
+    }
+
+    /// Graceful outage: every stream ends with `</stream:stream>`; new connections are refused.
+    pub fn shutdown_gracefully(&self) {
+        self.accepting.store(false, Ordering::SeqCst);
+        self.graceful.store(true, Ordering::SeqCst);
+    }
+
+    /// Ungraceful outage: every connection is reset; new connections are refused.
+    pub fn crash(&self) {
+        self.accepting.store(false, Ordering::SeqCst);
+        // EOF without a stream close: what a crash or a cut cable looks like to the gateway.
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Accepts (and answers) again.
+    pub fn recover(&self) {
+        self.graceful.store(false, Ordering::SeqCst);
+        self.accepting.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+type ServeCtx = (
+    Arc<Mutex<Vec<Request>>>,
+    Arc<Mutex<Policy>>,
+    String,
+    String,
+    Arc<AtomicBool>,
+    Arc<AtomicUsize>,
+    Arc<AtomicBool>,
+);
+
+fn serve(
+    tcp: TcpStream,
+    (requests, policy, component, password, stop, streams, graceful): ServeCtx,
+) {
+    tcp.set_nodelay(true).ok();
+    let mut random = [0u8; 16];
+    random[..8]
+        .copy_from_slice(&(Instant::now().elapsed().as_nanos() as u64 ^ 0x5eed).to_le_bytes());
+    let stream =
+        ComponentStream::receiver(stream_config(), random, FromCheck::None, Instant::now());
+    let wire = Arc::new(Mutex::new(Wire {
+        tcp: tcp.try_clone().unwrap(),
+        stream,
+        buf: vec![0; 65536],
+    }));
+    let mut active = false;
+    let mut closed_gracefully = false;
+    while !stop.load(Ordering::SeqCst) {
+        if graceful.load(Ordering::SeqCst) && !closed_gracefully {
+            closed_gracefully = true;
+            let mut w = wire.lock().unwrap();
+            w.stream.close();
+            let _ = w.flush();
+        }
+        let event = wire.lock().unwrap().next(Duration::from_millis(5));
+        match event {
+            Some(StreamEvent::NameAnnounced { name }) => {
+                let mut w = wire.lock().unwrap();
+                if name == component {
+                    w.stream.accept_name(password.as_bytes());
+                } else {
+                    w.stream
+                        .refuse(palisade::wire::Condition::HostUnknown, "unknown component");
+                }
+                let _ = w.flush();
+            }
+            Some(StreamEvent::Active) => {
+                active = true;
+                streams.fetch_add(1, Ordering::SeqCst);
+            }
+            Some(StreamEvent::Stanza(s)) => {
+                let Some(req) = to_request(&s) else { continue };
+                requests.lock().unwrap().push(req.clone());
+                if req.mode != "wait" {
+                    continue;
+                }
+                let answer = (policy.lock().unwrap())(&req);
+                let (wire, component) = (wire.clone(), component.clone());
+                let reply_to = s.from().map(|f| f.into_owned()).unwrap_or_default();
+                let respond = move |answer: &Answer| {
+                    if let Some(xml) = answer_xml(answer, &req.id, &component, &reply_to) {
+                        let mut w = wire.lock().unwrap();
+                        if let Some(out) = w.stream.writer() {
+                            out.extend_from_slice(xml.as_bytes());
+                        }
+                        let _ = w.flush();
+                    }
+                };
+                match answer {
+                    Answer::Later(delay, inner) => {
+                        thread::spawn(move || {
+                            thread::sleep(delay);
+                            respond(&inner);
+                        });
+                    }
+                    other => respond(&other),
+                }
+            }
+            Some(StreamEvent::Closed(_)) => break,
+            None => {}
+        }
+    }
+    if active {
+        streams.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn to_request(s: &Stanza) -> Option<Request> {
+    let event = s.children().find(|c| s.element_local_name(c) == b"event")?;
+    let attr = |n: &str| s.element_attr(event, n).map(|v| v.into_owned());
+    let inner = s.children_of(event).next()?;
+    Some(Request {
+        id: s.id()?.into_owned(),
+        mode: attr("mode")?,
+        event: attr("name")?,
+        profile: attr("profile").unwrap_or_default(),
+        handling: attr("handling").unwrap_or_default(),
+        key: attr("key").unwrap_or_default(),
+        packet: attr("packet"),
+        stanza: String::from_utf8_lossy(&s.slice(inner.span)).into_owned(),
+        xml: String::from_utf8_lossy(s.bytes()).into_owned(),
+        at: Instant::now(),
+    })
+}
+
+fn answer_xml(answer: &Answer, id: &str, from: &str, to: &str) -> Option<String> {
+    let head = |t: &str| format!("<iq type='{t}' id='{id}' from='{from}' to='{to}'>");
+    Some(match answer {
+        Answer::Pass => format!("{}</iq>", head("result")),
+        Answer::Modify(stanza) => format!(
+            "{}<verdict xmlns='{NS}' action='pass'>{stanza}</verdict></iq>",
+            head("result")
+        ),
+        Answer::Handle => format!("{}<verdict xmlns='{NS}' action='handle'/></iq>", head("result")),
+        Answer::Error(condition) => format!(
+            "{}<error type='cancel'><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+            head("error")
+        ),
+        Answer::Silent => return None,
+        Answer::Later(_, inner) => return answer_xml(inner, id, from, to),
+    })
+}
+
+/// A configuration with one router and the given servers and profiles; `timers` overrides
+/// `[timers]` (milliseconds-scale for tests).
+pub fn config(shards: usize, timers: &str, rest: &str) -> String {
+    format!(
+        r#"
+[gateway]
+name = "{GATEWAY}"
+domain = "example.com"
+shards = {shards}
+admin = "127.0.0.1:{{ADMIN_PORT}}"
+
+[listen]
+routers = "127.0.0.1:{{ROUTER_PORT}}"
+compliance = "127.0.0.1:{{COMPLIANCE_PORT}}"
+
+[timers]
+{timers}
+
+[[router]]
+name = "{ROUTER}"
+secret = "{ROUTER_SECRET}"
+
+{rest}
+"#
+    )
+}
+
+/// A `[[server]]` block for an outbound test server on `port`.
+pub fn server_block(name: &str, port: u16, profile: &str) -> String {
+    format!(
+        "[[server]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\npassword = \"pw-{name}\"\nprofile = \"{profile}\"\n"
+    )
+}
+
+/// The component name the gateway announces to server `name`.
+pub fn component(name: &str) -> String {
+    format!("op-{name}.palisade-example-com")
+}
+
+pub const FAST_TIMERS: &str = r#"
+event_timeout = "400ms"
+outage_window = "2s"
+reconnect_min = "20ms"
+reconnect_max = "100ms"
+keepalive = "1s"
+dead_interval = "3s"
+handshake_timeout = "2s"
+"#;
+
+pub const SECOND: Duration = Duration::from_secs(1);
