@@ -48,7 +48,7 @@ pub async fn dial(ctx: Rc<ShardCtx>, server: ServerId) {
                     Level::Info,
                     &format!("Component {} is CONNECTED", info.component),
                 );
-                let stream = ComponentStream::initiator(
+                let mut stream = ComponentStream::initiator(
                     ctx.stream_config(),
                     &info.component,
                     info_password(&ctx, server).as_bytes(),
@@ -56,6 +56,7 @@ pub async fn dial(ctx: Rc<ShardCtx>, server: ServerId) {
                     FromCheck::PeerDomain,
                     Instant::now(),
                 );
+                stream.enable_pings(&ctx.config.gateway.name, &info.component);
                 if serve(&ctx, server, &info, tcp, stream).await {
                     backoff = t.reconnect_min;
                 }
@@ -229,6 +230,9 @@ fn on_event(
                 .server(server)
                 .map_or("?", |s| s.component.as_str());
             ctx.log(Level::Info, &format!("Component {component} is ACTIVE"));
+            conn.stream
+                .borrow_mut()
+                .enable_pings(&ctx.config.gateway.name, component);
             active.set(true);
             if let Some(slot) = ctx.links.borrow_mut().get_mut(server.index()) {
                 *slot = Some(conn.clone());

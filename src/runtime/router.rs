@@ -133,6 +133,9 @@ fn on_event(ctx: &ShardCtx, id: u32, conn: &ConnRef, event: StreamEvent, outboun
                 .map_or(name.as_str(), |r| r.node.as_str())
                 .to_owned();
             let node = ctx.policy.node_id(node_name.as_bytes());
+            conn.stream
+                .borrow_mut()
+                .enable_pings(&ctx.config.gateway.name, &name);
             ctx.log(Level::Info, &format!("Router {name} is ACTIVE"));
             ctx.routers.borrow_mut().insert(
                 id,

@@ -156,7 +156,15 @@ pub struct ComponentStream {
     last_rx: Instant,
     last_tx: Instant,
     partial_since: Option<Instant>,
+    /// `(from, to)` of the liveness pings this side sends, once set.
+    ping_addresses: Option<(String, String)>,
+    /// A liveness ping was sent since the peer last said anything.
+    ping_outstanding: bool,
+    pings_sent: u64,
 }
+
+/// Ids of liveness pings start with this; their answers are consumed by the stream.
+const PING_ID_PREFIX: &[u8] = b"palisade-ka-";
 
 impl ComponentStream {
     /// The side that dialed: announces `name` (in `to`) and will prove `secret`.
@@ -209,7 +217,18 @@ impl ComponentStream {
             last_rx: now,
             last_tx: now,
             partial_since: None,
+            ping_addresses: None,
+            ping_outstanding: false,
+            pings_sent: 0,
         }
+    }
+
+    /// Enables liveness pings (XEP-0199) from `from` to `to`: after half the dead interval of
+    /// silence the stream asks the peer for a sign of life, so a quiet but healthy peer that
+    /// sends no whitespace keepalives is never taken for a dead one. Any answer, even an error,
+    /// counts; the answer itself is consumed here.
+    pub fn enable_pings(&mut self, from: &str, to: &str) {
+        self.ping_addresses = Some((from.to_owned(), to.to_owned()));
     }
 
     pub fn role(&self) -> Role {
@@ -314,6 +333,7 @@ impl ComponentStream {
     fn received(&mut self, now: Instant) {
         self.now = now;
         self.last_rx = now;
+        self.ping_outstanding = false;
     }
 
     /// Bytes to write to the peer, if any.
@@ -385,11 +405,18 @@ impl ComponentStream {
         }
         if let Some(dead) = self.config.dead_interval {
             consider(self.last_rx + dead);
+            if self.ping_due_enabled() {
+                consider(self.last_rx + dead / 2);
+            }
         }
         if let (Some(k), State::Active) = (self.config.keepalive, self.state) {
             consider(self.last_tx + k);
         }
         next
+    }
+
+    fn ping_due_enabled(&self) -> bool {
+        self.state == State::Active && self.ping_addresses.is_some() && !self.ping_outstanding
     }
 
     /// Runs whatever timers are due at `now`.
@@ -421,6 +448,9 @@ impl ComponentStream {
                 write::stream_end(&mut self.out);
                 return self.finish(Closed::PeerSilent);
             }
+            if self.ping_due_enabled() && now >= self.last_rx + dead / 2 {
+                self.send_ping();
+            }
         }
         if let (Some(k), State::Active) = (self.config.keepalive, self.state) {
             if now >= self.last_tx + k {
@@ -428,6 +458,30 @@ impl ComponentStream {
                 self.last_tx = now;
             }
         }
+    }
+
+    fn send_ping(&mut self) {
+        let Some((from, to)) = &self.ping_addresses else {
+            return;
+        };
+        let id = format!(
+            "{}{}",
+            std::str::from_utf8(PING_ID_PREFIX).unwrap_or(""),
+            self.pings_sent
+        );
+        let body = write::Element::open(&mut self.out, "iq")
+            .attr("type", "get")
+            .attr("id", &id)
+            .attr("from", from)
+            .attr("to", to)
+            .start_content();
+        write::Element::open(body, "ping")
+            .attr("xmlns", "urn:xmpp:ping")
+            .empty();
+        write::close(body, "iq");
+        self.pings_sent += 1;
+        self.ping_outstanding = true;
+        self.last_tx = self.now;
     }
 
     fn finish(&mut self, how: Closed) {
@@ -478,7 +532,7 @@ impl ComponentStream {
                         self.on_handshake_stage(&s);
                         None
                     }
-                    State::Active => self.check_active_stanza(s),
+                    State::Active => self.check_active_stanza(s).filter(|s| !is_ping_answer(s)),
                     // Stanzas that cross our end tag are dropped: we are closing.
                     _ => None,
                 }
@@ -624,6 +678,14 @@ impl ComponentStream {
         }
         Some(s)
     }
+}
+
+/// An answer to one of our liveness pings.
+fn is_ping_answer(s: &Stanza) -> bool {
+    s.name() == b"iq"
+        && matches!(s.raw(s.attrs().type_), Some(b"result" | b"error"))
+        && s.raw(s.attrs().id)
+            .is_some_and(|id| id.starts_with(PING_ID_PREFIX))
 }
 
 /// The domain part of a raw JID: between any `@` (before the first `/`) and the first `/`.

@@ -628,7 +628,17 @@ fn serve(
                 streams.fetch_add(1, Ordering::SeqCst);
             }
             Some(StreamEvent::Stanza(s)) => {
-                let Some(req) = to_request(&s) else { continue };
+                let Some(req) = to_request(&s) else {
+                    // Pings and other requests get their standard answers.
+                    let mut out = bytes::BytesMut::new();
+                    palisade::protocol::service::answer(&mut out, &component, &s);
+                    let mut w = wire.lock().unwrap();
+                    if let Some(o) = w.stream.writer() {
+                        o.extend_from_slice(&out);
+                    }
+                    let _ = w.flush();
+                    continue;
+                };
                 requests.lock().unwrap().push(req.clone());
                 if req.mode != "wait" {
                     continue;

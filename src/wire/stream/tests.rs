@@ -445,3 +445,29 @@ proptest! {
         ]);
     }
 }
+
+#[test]
+fn quiet_peers_are_pinged_before_being_declared_dead() {
+    let now = t0();
+    let (mut i, mut r) = active_pair(now);
+    i.enable_pings("gw", NAME);
+    // Half the dead interval (90 s) of silence: one ping, not two.
+    let half = now + Duration::from_secs(45);
+    i.handle_timeout(half);
+    let out = output_str(&mut i);
+    assert!(out.contains("<iq type='get' id='palisade-ka-0' from='gw' to='imp1.example.com'><ping xmlns='urn:xmpp:ping'/></iq>"), "{out}");
+    i.handle_timeout(half + Duration::from_secs(1));
+    assert!(!output_str(&mut i).contains("<iq"), "one ping per silence");
+    // The peer answers (even with an error): the answer is consumed and the peer is alive.
+    r.receive(out.as_bytes(), half);
+    let _ = events(&mut r);
+    i.receive(
+        b"<iq type='error' id='palisade-ka-0' from='imp1.example.com' to='gw'/>",
+        half + Duration::from_secs(2),
+    );
+    assert!(events(&mut i).is_empty(), "ping answers are not passed on");
+    i.handle_timeout(now + Duration::from_secs(91));
+    assert!(!i.is_closed(), "the answer reset the dead timer");
+    i.handle_timeout(half + Duration::from_secs(2 + 90));
+    assert_eq!(events(&mut i), vec!["closed:PeerSilent"]);
+}
