@@ -28,6 +28,22 @@ pub enum Command {
     CheckConfig { file: PathBuf },
     /// List the 12 JSM and 28 TC events of the seed with their answer rules.
     Events,
+    /// Print a summary of a running gateway (from its admin endpoint).
+    Status {
+        /// The admin endpoint; default: `[gateway] admin` of --config.
+        #[arg(long)]
+        admin: Option<std::net::SocketAddr>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the raw /status JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every compliance server: resolve, connect, handshake, a test event.
+    Troubleshoot {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Tuning calculators (high-availability re-login limits).
     Tuning {
         #[command(subcommand)]
@@ -45,29 +61,92 @@ pub fn main() -> i32 {
             0
         }
         Command::Run { config } => run(config.as_deref()),
+        Command::Status {
+            admin,
+            config,
+            json,
+        } => status(admin, config.as_deref(), json),
+        Command::Troubleshoot { config } => troubleshoot(config.as_deref()),
         Command::Tuning { command } => crate::tuning::cli::run(command),
     }
 }
 
-/// `palisade run`: loads the configuration (reporting every problem at once) and runs.
-fn run(path: Option<&std::path::Path>) -> i32 {
-    let config = match path {
-        None => crate::policy::default_config(),
+/// Loads `--config` (or the embedded default), printing warnings; `None` after printing every
+/// problem of an invalid file.
+fn load_config(path: Option<&std::path::Path>) -> Option<crate::policy::Config> {
+    match path {
+        None => Some(crate::policy::default_config()),
         Some(path) => match crate::policy::load_file(path) {
             Ok(loaded) => {
                 for w in &loaded.warnings {
                     eprintln!("{w}");
                 }
-                loaded.config
+                Some(loaded.config)
             }
             Err(diagnostics) => {
                 for d in &diagnostics {
                     eprintln!("{d}");
                 }
-                eprintln!("palisade: not starting: the configuration is invalid");
+                eprintln!("palisade: the configuration is invalid");
+                None
+            }
+        },
+    }
+}
+
+/// `palisade status`.
+fn status(
+    admin: Option<std::net::SocketAddr>,
+    config: Option<&std::path::Path>,
+    json: bool,
+) -> i32 {
+    let admin = match admin {
+        Some(a) => a,
+        None => match load_config(config).and_then(|c| c.gateway.admin) {
+            Some(a) => a,
+            None => {
+                eprintln!("palisade: no admin endpoint: pass --admin ADDR or a --config with [gateway] admin");
                 return 1;
             }
         },
+    };
+    match crate::ops::status::run(admin, json) {
+        Ok(text) => {
+            print!("{text}");
+            0
+        }
+        Err(e) => {
+            eprintln!("palisade: {e}");
+            1
+        }
+    }
+}
+
+/// `palisade troubleshoot`: exit 0 only when every server is green.
+fn troubleshoot(path: Option<&std::path::Path>) -> i32 {
+    let Some(config) = load_config(path) else {
+        return 1;
+    };
+    let admin = config
+        .gateway
+        .admin
+        .and_then(|a| crate::ops::http_get::get(a, "/status").ok())
+        .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok());
+    let outcomes = crate::ops::troubleshoot::run(&config, admin.as_ref());
+    if outcomes.is_empty() {
+        println!("no compliance servers configured");
+    }
+    for o in &outcomes {
+        println!("{o}");
+    }
+    i32::from(outcomes.iter().any(|o| !o.green))
+}
+
+/// `palisade run`: loads the configuration (reporting every problem at once) and runs.
+fn run(path: Option<&std::path::Path>) -> i32 {
+    let Some(config) = load_config(path) else {
+        eprintln!("palisade: not starting");
+        return 1;
     };
     match crate::runtime::run(config) {
         Ok(()) => 0,

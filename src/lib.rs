@@ -2,8 +2,10 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the layers and their invariants.
 
+pub mod admin;
 pub mod cli;
 pub mod engine;
+pub mod ops;
 pub mod policy;
 pub mod protocol;
 pub mod routing;

@@ -51,7 +51,7 @@ pub enum ShardMsg {
     SnapshotRequest { reply_to: u16, token: u64 },
     Snapshot {
         token: u64,
-        snapshot: Box<super::status::ShardSnapshot>,
+        snapshot: Box<crate::admin::ShardSnapshot>,
     },
 }
 

@@ -6,6 +6,7 @@
 //! the protocol layer's and the engine's. Shards share nothing but the immutable configuration;
 //! everything else crosses shards as messages (see `mesh.rs`).
 
+mod admin;
 mod backoff;
 mod conn;
 mod link;
@@ -193,6 +194,14 @@ async fn shard_main(
         }
     }
     if id == 0 {
+        if let Some(addr) = config.gateway.admin {
+            let listener = bind(addr, "the admin endpoint")?;
+            glommio::spawn_local(admin::serve(ctx.clone(), listener, Instant::now())).detach();
+            ctx.log(
+                Level::Info,
+                &format!("Status and metrics on http://{addr}/status and /metrics"),
+            );
+        }
         ctx.log(
             Level::Info,
             &format!("Listening for routers on {}", config.listen.routers),

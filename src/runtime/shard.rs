@@ -28,20 +28,7 @@ pub struct RouterConn {
     pub node: NodeId,
 }
 
-/// Counts the runtime keeps beside the engine's.
-#[derive(Clone, Debug, Default)]
-pub struct RuntimeCounters {
-    /// Events answered `bad-request`.
-    pub bad_requests: u64,
-    /// Other requests from routers or servers answered (ping, disco) or refused.
-    pub service_requests: u64,
-    /// Verdicts whose router connection was gone.
-    pub undeliverable_verdicts: u64,
-    /// Answers whose id is not ours.
-    pub unknown_answers: u64,
-    /// Router reads paused for flow control.
-    pub read_pauses: u64,
-}
+pub use crate::admin::RuntimeCounters;
 
 /// See the module documentation.
 pub struct ShardCtx {
@@ -60,7 +47,7 @@ pub struct ShardCtx {
     pub alarms: RefCell<Vec<Alarm>>,
     pub shutting_down: Cell<bool>,
     /// Snapshots gathered from other shards, by request token (see `status.rs`).
-    pub snapshots: RefCell<AHashMap<u64, Vec<super::status::ShardSnapshot>>>,
+    pub snapshots: RefCell<AHashMap<u64, Vec<crate::admin::ShardSnapshot>>>,
     next_conn: Cell<u32>,
     /// Protocol violations logged in the current second, to rate-limit the log.
     violations_logged: Cell<(u64, u32)>,
@@ -211,7 +198,7 @@ impl ShardCtx {
                 }
             }
             ShardMsg::SnapshotRequest { reply_to, token } => {
-                let snapshot = Box::new(super::status::ShardSnapshot::of(self));
+                let snapshot = Box::new(super::status::snapshot(self));
                 self.outbox.push(
                     usize::from(reply_to),
                     ShardMsg::Snapshot { token, snapshot },
@@ -342,6 +329,7 @@ impl ShardCtx {
         if alarm.raised() {
             if !raised.iter().any(same) {
                 raised.push(alarm.clone());
+                self.counters.borrow_mut().count_alarm(alarm.name());
                 let level = match alarm {
                     Alarm::QueueFull { .. } => Level::Warn,
                     _ => Level::Error,

@@ -1,82 +1,53 @@
-//! What a shard reports about itself for status and metrics: a snapshot of its counters and of
-//! its view of routers, servers and alarms, gathered on request through the channel mesh.
-//!
-//! Plain data; rendering (JSON, Prometheus text) is the admin layer's.
+//! Gathering status: a shard's own snapshot, and collecting every shard's through the mesh
+//! (each shard answers `SnapshotRequest` with its `ShardSnapshot`).
 
-use super::shard::{RuntimeCounters, ShardCtx};
-use crate::engine::{Counters, Reach};
+use super::mesh::ShardMsg;
+use super::shard::ShardCtx;
+use crate::admin::{ServerState, ShardSnapshot};
+use std::time::{Duration, Instant};
 
-/// One server as one shard sees it.
-#[derive(Clone, Debug)]
-pub struct ServerState {
-    pub name: String,
-    pub component: String,
-    pub reach: Reach,
-    /// Streams active across all shards (this shard's replica).
-    pub active_links: usize,
-    /// Whether this shard holds an active stream to it.
-    pub local_link: bool,
-    pub queued: usize,
-}
-
-/// One shard's state.
-#[derive(Clone, Debug)]
-pub struct ShardSnapshot {
-    pub shard: u16,
-    pub counters: Counters,
-    pub runtime: RuntimeCounters,
-    pub in_flight: usize,
-    pub keys_in_flight: usize,
-    pub outbox: usize,
-    pub routers: Vec<String>,
-    pub servers: Vec<ServerState>,
-    /// Raised alarms: (name, server name).
-    pub alarms: Vec<(String, String)>,
-}
-
-impl ShardSnapshot {
-    pub fn of(ctx: &ShardCtx) -> ShardSnapshot {
-        let engine = ctx.engine.borrow();
-        let links = ctx.links.borrow();
-        ShardSnapshot {
-            shard: ctx.id,
-            counters: engine.counters().clone(),
-            runtime: ctx.counters.borrow().clone(),
-            in_flight: engine.in_flight(),
-            keys_in_flight: engine.keys_in_flight(),
-            outbox: ctx.outbox.longest(),
-            routers: ctx
-                .routers
-                .borrow()
-                .values()
-                .map(|r| r.name.clone())
-                .collect(),
-            servers: engine
-                .servers()
-                .iter()
-                .enumerate()
-                .map(|(i, s)| ServerState {
-                    name: s.name.clone(),
-                    component: s.component.clone(),
-                    reach: s.reach(),
-                    active_links: s.active_links(),
-                    local_link: links.get(i).is_some_and(Option::is_some),
-                    queued: s.queue.len(),
-                })
-                .collect(),
-            alarms: ctx
-                .alarms
-                .borrow()
-                .iter()
-                .map(|a| {
-                    let server = ctx
-                        .policy
-                        .server(a.server())
-                        .map_or(String::new(), |s| s.name.clone());
-                    (a.name().to_owned(), server)
-                })
-                .collect(),
-        }
+/// This shard's snapshot.
+pub fn snapshot(ctx: &ShardCtx) -> ShardSnapshot {
+    let engine = ctx.engine.borrow();
+    let links = ctx.links.borrow();
+    ShardSnapshot {
+        shard: ctx.id,
+        counters: engine.counters().clone(),
+        runtime: ctx.counters.borrow().clone(),
+        in_flight: engine.in_flight(),
+        keys_in_flight: engine.keys_in_flight(),
+        outbox: ctx.outbox.longest(),
+        routers: ctx
+            .routers
+            .borrow()
+            .values()
+            .map(|r| r.name.clone())
+            .collect(),
+        servers: engine
+            .servers()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ServerState {
+                name: s.name.clone(),
+                component: s.component.clone(),
+                reach: s.reach(),
+                active_links: s.active_links(),
+                local_link: links.get(i).is_some_and(Option::is_some),
+                queued: s.queue.len(),
+            })
+            .collect(),
+        alarms: ctx
+            .alarms
+            .borrow()
+            .iter()
+            .map(|a| {
+                let server = ctx
+                    .policy
+                    .server(a.server())
+                    .map_or(String::new(), |s| s.name.clone());
+                (a.name().to_owned(), server)
+            })
+            .collect(),
     }
 }
 
@@ -87,4 +58,33 @@ pub fn collected(ctx: &ShardCtx, token: u64, snapshot: ShardSnapshot) {
         .entry(token)
         .or_default()
         .push(snapshot);
+}
+
+/// Every shard's snapshot (this one's first); shards that do not answer within half a second
+/// are left out.
+pub async fn gather(ctx: &ShardCtx, token: u64) -> Vec<ShardSnapshot> {
+    for peer in (0..ctx.shards).filter(|&p| p != ctx.id) {
+        ctx.outbox.push(
+            usize::from(peer),
+            ShardMsg::SnapshotRequest {
+                reply_to: ctx.id,
+                token,
+            },
+        );
+    }
+    let want = usize::from(ctx.shards) - 1;
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < deadline && ctx.snapshots.borrow().get(&token).map_or(0, Vec::len) < want
+    {
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+    let mut all = vec![snapshot(ctx)];
+    all.extend(
+        ctx.snapshots
+            .borrow_mut()
+            .remove(&token)
+            .unwrap_or_default(),
+    );
+    all.sort_by_key(|s| s.shard);
+    all
 }

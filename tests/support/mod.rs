@@ -453,6 +453,7 @@ pub struct TestServer {
     stop: Arc<AtomicBool>,
     pub streams: Arc<AtomicUsize>,
     graceful: Arc<AtomicBool>,
+    hung: Arc<AtomicBool>,
 }
 
 impl TestServer {
@@ -472,8 +473,9 @@ impl TestServer {
             stop: Arc::new(AtomicBool::new(false)),
             streams: Arc::default(),
             graceful: Arc::new(AtomicBool::new(false)),
+            hung: Arc::new(AtomicBool::new(false)),
         };
-        let (requests, policy, conns, accepting, stop, streams, graceful) = (
+        let (requests, policy, conns, accepting, stop, streams, graceful, hung) = (
             server.requests.clone(),
             server.policy.clone(),
             server.conns.clone(),
@@ -481,6 +483,7 @@ impl TestServer {
             server.stop.clone(),
             server.streams.clone(),
             server.graceful.clone(),
+            server.hung.clone(),
         );
         let (component, password) = (component.to_owned(), password.to_owned());
         thread::spawn(move || {
@@ -492,15 +495,16 @@ impl TestServer {
                             continue;
                         }
                         conns.lock().unwrap().push(tcp.try_clone().unwrap());
-                        let ctx = (
-                            requests.clone(),
-                            policy.clone(),
-                            component.clone(),
-                            password.clone(),
-                            stop.clone(),
-                            streams.clone(),
-                            graceful.clone(),
-                        );
+                        let ctx = ServeCtx {
+                            requests: requests.clone(),
+                            policy: policy.clone(),
+                            component: component.clone(),
+                            password: password.clone(),
+                            stop: stop.clone(),
+                            streams: streams.clone(),
+                            graceful: graceful.clone(),
+                            hung: hung.clone(),
+                        };
                         thread::spawn(move || serve(tcp, ctx));
                     }
                     Err(_) => thread::sleep(Duration::from_millis(2)),
@@ -561,9 +565,15 @@ impl TestServer {
         }
     }
 
+    /// Hang: streams stay open but nothing is read or answered any more.
+    pub fn hang(&self) {
+        self.hung.store(true, Ordering::SeqCst);
+    }
+
     /// Accepts (and answers) again.
     pub fn recover(&self) {
         self.graceful.store(false, Ordering::SeqCst);
+        self.hung.store(false, Ordering::SeqCst);
         self.accepting.store(true, Ordering::SeqCst);
     }
 }
@@ -577,20 +587,29 @@ impl Drop for TestServer {
     }
 }
 
-type ServeCtx = (
-    Arc<Mutex<Vec<Request>>>,
-    Arc<Mutex<Policy>>,
-    String,
-    String,
-    Arc<AtomicBool>,
-    Arc<AtomicUsize>,
-    Arc<AtomicBool>,
-);
+/// What one served connection shares with its server.
+struct ServeCtx {
+    requests: Arc<Mutex<Vec<Request>>>,
+    policy: Arc<Mutex<Policy>>,
+    component: String,
+    password: String,
+    stop: Arc<AtomicBool>,
+    streams: Arc<AtomicUsize>,
+    graceful: Arc<AtomicBool>,
+    hung: Arc<AtomicBool>,
+}
 
-fn serve(
-    tcp: TcpStream,
-    (requests, policy, component, password, stop, streams, graceful): ServeCtx,
-) {
+fn serve(tcp: TcpStream, ctx: ServeCtx) {
+    let ServeCtx {
+        requests,
+        policy,
+        component,
+        password,
+        stop,
+        streams,
+        graceful,
+        hung,
+    } = ctx;
     tcp.set_nodelay(true).ok();
     let mut random = [0u8; 16];
     random[..8]
@@ -605,6 +624,10 @@ fn serve(
     let mut active = false;
     let mut closed_gracefully = false;
     while !stop.load(Ordering::SeqCst) {
+        if hung.load(Ordering::SeqCst) {
+            thread::sleep(Duration::from_millis(5));
+            continue;
+        }
         if graceful.load(Ordering::SeqCst) && !closed_gracefully {
             closed_gracefully = true;
             let mut w = wire.lock().unwrap();

@@ -1,0 +1,14 @@
+//! Status and metrics, rendered from the shards' snapshots: Prometheus text for `/metrics`,
+//! JSON for `/status`, and the tiny HTTP/1.1 request parsing the admin endpoint needs.
+//!
+//! Pure: no sockets, no clock (uptime comes in as a parameter). The runtime gathers the
+//! snapshots and serves the bytes.
+
+pub mod http;
+pub mod metrics;
+pub mod snapshot;
+pub mod status;
+
+pub use metrics::render_metrics;
+pub use snapshot::{RuntimeCounters, ServerState, ShardSnapshot};
+pub use status::{render_status, ServerSummary, Summary};

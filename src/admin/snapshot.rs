@@ -1,0 +1,73 @@
+//! What one shard reports about itself (gathered through the channel mesh by the runtime), and
+//! the counts the runtime keeps beside the engine's. Plain data.
+
+use crate::engine::{Counters, Reach};
+
+/// Counts the runtime keeps beside the engine's.
+#[derive(Clone, Debug, Default)]
+pub struct RuntimeCounters {
+    /// Events answered `bad-request`.
+    pub bad_requests: u64,
+    /// Other requests from routers or servers answered (ping, disco) or refused.
+    pub service_requests: u64,
+    /// Verdicts whose router connection was gone.
+    pub undeliverable_verdicts: u64,
+    /// Answers whose id is not ours.
+    pub unknown_answers: u64,
+    /// Times router reads paused for flow control.
+    pub read_pauses: u64,
+    /// Alarms raised, by name.
+    pub alarms_raised: Vec<(String, u64)>,
+}
+
+impl RuntimeCounters {
+    pub fn merge(&mut self, o: &RuntimeCounters) {
+        self.bad_requests += o.bad_requests;
+        self.service_requests += o.service_requests;
+        self.undeliverable_verdicts += o.undeliverable_verdicts;
+        self.unknown_answers += o.unknown_answers;
+        self.read_pauses += o.read_pauses;
+        for (name, n) in &o.alarms_raised {
+            self.count_alarm_by(name, *n);
+        }
+    }
+
+    pub fn count_alarm(&mut self, name: &str) {
+        self.count_alarm_by(name, 1);
+    }
+
+    fn count_alarm_by(&mut self, name: &str, n: u64) {
+        match self.alarms_raised.iter_mut().find(|(a, _)| a == name) {
+            Some((_, c)) => *c += n,
+            None => self.alarms_raised.push((name.to_owned(), n)),
+        }
+    }
+}
+
+/// One server as one shard sees it.
+#[derive(Clone, Debug)]
+pub struct ServerState {
+    pub name: String,
+    pub component: String,
+    pub reach: Reach,
+    /// Streams active across all shards (this shard's replica).
+    pub active_links: usize,
+    /// Whether this shard holds an active stream to it.
+    pub local_link: bool,
+    pub queued: usize,
+}
+
+/// One shard's state.
+#[derive(Clone, Debug)]
+pub struct ShardSnapshot {
+    pub shard: u16,
+    pub counters: Counters,
+    pub runtime: RuntimeCounters,
+    pub in_flight: usize,
+    pub keys_in_flight: usize,
+    pub outbox: usize,
+    pub routers: Vec<String>,
+    pub servers: Vec<ServerState>,
+    /// Raised alarms: (name, server name).
+    pub alarms: Vec<(String, String)>,
+}

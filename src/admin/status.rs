@@ -1,0 +1,155 @@
+//! The gateway-wide summary merged from every shard's snapshot, and its JSON form (`/status`).
+
+use super::snapshot::{RuntimeCounters, ShardSnapshot};
+use crate::engine::{Counters, Reach, ServerCounters, Terminal};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// One server, across shards.
+#[derive(Clone, Debug)]
+pub struct ServerSummary {
+    pub name: String,
+    pub component: String,
+    /// `up` if any shard sees it up, else `outage` if any sees an outage, else `down`.
+    pub state: &'static str,
+    pub streams: usize,
+    pub queued: usize,
+    pub counters: ServerCounters,
+    /// Answer latency percentiles (p50, p90, p99, p99.9) in microseconds, and the count.
+    pub latency_us: [u64; 4],
+    pub answers: u64,
+}
+
+/// The gateway as a whole.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub gateway: String,
+    pub shards: usize,
+    pub uptime: Duration,
+    pub counters: Counters,
+    pub runtime: RuntimeCounters,
+    pub in_flight: usize,
+    pub keys_in_flight: usize,
+    pub servers: Vec<ServerSummary>,
+    pub routers: Vec<String>,
+    /// Raised alarms (name, server), each once.
+    pub alarms: Vec<(String, String)>,
+    pub profiles: Vec<String>,
+}
+
+impl Summary {
+    /// Merges shard snapshots (any order). `profiles` names the rows of `by_decider`.
+    pub fn merge(
+        gateway: &str,
+        uptime: Duration,
+        profiles: Vec<String>,
+        snaps: &[ShardSnapshot],
+    ) -> Summary {
+        let mut counters = snaps[0].counters.clone();
+        let mut runtime = snaps[0].runtime.clone();
+        for s in &snaps[1..] {
+            counters.merge(&s.counters);
+            runtime.merge(&s.runtime);
+        }
+        let servers = (0..snaps[0].servers.len())
+            .map(|i| {
+                let views: Vec<_> = snaps.iter().filter_map(|s| s.servers.get(i)).collect();
+                let state = if views.iter().any(|v| v.reach == Reach::Up) {
+                    "up"
+                } else if views
+                    .iter()
+                    .any(|v| matches!(v.reach, Reach::Outage { .. }))
+                {
+                    "outage"
+                } else {
+                    "down"
+                };
+                let h = &counters.latency[i];
+                ServerSummary {
+                    name: views[0].name.clone(),
+                    component: views[0].component.clone(),
+                    state,
+                    streams: views.iter().map(|v| v.active_links).max().unwrap_or(0),
+                    queued: views.iter().map(|v| v.queued).sum(),
+                    counters: counters.servers[i].clone(),
+                    latency_us: [50.0, 90.0, 99.0, 99.9].map(|q| h.value_at_quantile(q / 100.0)),
+                    answers: h.len(),
+                }
+            })
+            .collect();
+        let mut alarms: Vec<(String, String)> =
+            snaps.iter().flat_map(|s| s.alarms.clone()).collect();
+        alarms.sort();
+        alarms.dedup();
+        Summary {
+            gateway: gateway.to_owned(),
+            shards: snaps.len(),
+            uptime,
+            in_flight: snaps.iter().map(|s| s.in_flight).sum(),
+            keys_in_flight: snaps.iter().map(|s| s.keys_in_flight).sum(),
+            routers: snaps.iter().flat_map(|s| s.routers.clone()).collect(),
+            counters,
+            runtime,
+            servers,
+            alarms,
+            profiles,
+        }
+    }
+}
+
+fn terminal_json(t: &[u64; 5]) -> Value {
+    let mut m = serde_json::Map::new();
+    for state in Terminal::ALL {
+        m.insert(state.as_str().to_owned(), json!(t[state.index()]));
+    }
+    Value::Object(m)
+}
+
+/// The `/status` document.
+pub fn render_status(s: &Summary) -> String {
+    let servers: Vec<Value> = s
+        .servers
+        .iter()
+        .map(|v| {
+            let c = &v.counters;
+            json!({
+                "name": v.name,
+                "component": v.component,
+                "state": v.state,
+                "streams": v.streams,
+                "queued": v.queued,
+                "requests": {
+                    "sent": c.sent, "notified": c.notified, "passed": c.passed,
+                    "modified": c.modified, "handled": c.handled, "errors": c.errors,
+                    "timeouts": c.timeouts, "protocol_violations": c.protocol_violations,
+                    "late_answers": c.late_answers, "queue_full": c.queue_full,
+                    "resent": c.resent, "moved_away": c.moved_away,
+                    "notifications_lost": c.notifications_lost, "rejected_sends": c.rejected_sends,
+                },
+                "latency_us": { "p50": v.latency_us[0], "p90": v.latency_us[1], "p99": v.latency_us[2], "p999": v.latency_us[3], "answers": v.answers },
+            })
+        })
+        .collect();
+    let alarms: Vec<Value> = s
+        .alarms
+        .iter()
+        .map(|(name, server)| json!({ "name": name, "server": server }))
+        .collect();
+    let doc = json!({
+        "gateway": s.gateway,
+        "shards": s.shards,
+        "uptime_seconds": s.uptime.as_secs_f64(),
+        "events": {
+            "received": s.counters.received,
+            "in_flight": s.in_flight,
+            "keys_in_flight": s.keys_in_flight,
+            "terminal": terminal_json(&s.counters.terminal),
+            "bad_requests": s.runtime.bad_requests,
+            "undeliverable_verdicts": s.runtime.undeliverable_verdicts,
+        },
+        "routers": s.routers,
+        "servers": servers,
+        "alarms": alarms,
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}

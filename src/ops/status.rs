@@ -1,0 +1,100 @@
+//! `palisade status`: a readable summary of a running gateway, from its `/status` document.
+
+use serde_json::Value;
+use std::fmt::Write;
+use std::net::SocketAddr;
+
+/// Fetches `/status` from `admin` and renders it (or returns the raw JSON with `json`).
+pub fn run(admin: SocketAddr, json: bool) -> Result<String, super::http_get::GetError> {
+    let body = super::http_get::get(admin, "/status")?;
+    if json {
+        return Ok(body);
+    }
+    let doc: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    Ok(render(&doc))
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+fn ms(us: &Value) -> String {
+    format!("{:.2}ms", n(us) as f64 / 1000.0)
+}
+
+/// The summary people read.
+pub fn render(doc: &Value) -> String {
+    let mut out = String::new();
+    let uptime = doc["uptime_seconds"].as_f64().unwrap_or(0.0) as u64;
+    let _ = writeln!(
+        out,
+        "Palisade {}: {} shard(s), up {}h{:02}m{:02}s",
+        doc["gateway"].as_str().unwrap_or("?"),
+        n(&doc["shards"]),
+        uptime / 3600,
+        uptime / 60 % 60,
+        uptime % 60
+    );
+    let e = &doc["events"];
+    let t = &e["terminal"];
+    let _ = writeln!(
+        out,
+        "Events: {} received, {} in flight ({} conversations); pass {}, handle {}, bounce {}, drop {}, failed-open {}; {} bad requests",
+        n(&e["received"]),
+        n(&e["in_flight"]),
+        n(&e["keys_in_flight"]),
+        n(&t["pass"]),
+        n(&t["handle"]),
+        n(&t["bounce"]),
+        n(&t["drop"]),
+        n(&t["failed_open"]),
+        n(&e["bad_requests"]),
+    );
+    let routers: Vec<&str> = doc["routers"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "Routers: {}",
+        if routers.is_empty() {
+            "none connected".to_owned()
+        } else {
+            routers.join(", ")
+        }
+    );
+    let _ = writeln!(out, "Compliance servers:");
+    for s in doc["servers"].as_array().into_iter().flatten() {
+        let r = &s["requests"];
+        let l = &s["latency_us"];
+        let _ = writeln!(
+            out,
+            "  {:<10} {:<7} streams {:<2} queued {:<5} sent {} notified {} timeouts {} errors {} | answer p50 {} p99 {}   ({})",
+            s["name"].as_str().unwrap_or("?"),
+            s["state"].as_str().unwrap_or("?").to_uppercase(),
+            n(&s["streams"]),
+            n(&s["queued"]),
+            n(&r["sent"]),
+            n(&r["notified"]),
+            n(&r["timeouts"]),
+            n(&r["errors"]),
+            ms(&l["p50"]),
+            ms(&l["p99"]),
+            s["component"].as_str().unwrap_or("?"),
+        );
+    }
+    let alarms = doc["alarms"].as_array().cloned().unwrap_or_default();
+    if alarms.is_empty() {
+        let _ = writeln!(out, "Alarms: none");
+    } else {
+        for a in alarms {
+            let _ = writeln!(
+                out,
+                "ALARM {} on compliance server {}",
+                a["name"].as_str().unwrap_or("?"),
+                a["server"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    out
+}
