@@ -49,7 +49,7 @@ fn red_when_refused() {
     let port = free_port();
     let (ok, out) = troubleshoot(&server_block("cs1", port, "SystemDefaultComplianceProfile"));
     assert!(!ok);
-    assert!(out.contains(&format!("RED   cs1")), "{out}");
+    assert!(out.contains("RED   cs1"), "{out}");
     assert!(
         out.contains(&format!(
             "Unable to connect to host '127.0.0.1', port {port}: (111) Connection refused"
