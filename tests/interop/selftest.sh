@@ -38,16 +38,16 @@ if [ $HAVE_SLIX = 1 ]; then
     python3 "$HERE/slixmpp/fake_receiver.py" --name palisade.test=s3cret --log "$WORK/fake_receiver.log" \
         > "$WORK/fake_receiver.out" 2>&1 &
     FR_PID=$!
-    for _ in $(seq 50); do grep -q '^PORT=' "$WORK/fake_receiver.out" 2>/dev/null && break; sleep 0.1; done
+    for _ in $(seq 300); do grep -q '^PORT=' "$WORK/fake_receiver.out" 2>/dev/null && break; sleep 0.1; done
     FP=$(sed -n 's/^PORT=//p' "$WORK/fake_receiver.out")
     echo "<message from='palisade.test' to='gw.test' id='e1'><body>echo me</body></message>" > "$WORK/echo.xml"
     if "$PY" "$HERE/slixmpp/component.py" --port "$FP" --name palisade.test --secret s3cret \
-        --send-file "$WORK/echo.xml" --expect "id=.e1" --timeout 10 > "$WORK/c1.out" 2>&1
+        --send-file "$WORK/echo.xml" --expect "id=.e1" --timeout 60 > "$WORK/c1.out" 2>&1
     then ok "slixmpp -> fake receiver: echo"; else bad "slixmpp -> fake receiver: echo ($(tail -3 "$WORK/c1.out"))"; fi
     "$PY" "$HERE/slixmpp/component.py" --port "$FP" --name palisade.test --secret wrong \
-        --expect-handshake-failure --expect-error not-authorized --timeout 10 > "$WORK/c2.out" 2>&1
+        --expect-handshake-failure --expect-error not-authorized --timeout 60 > "$WORK/c2.out" 2>&1
     [ $? -eq 0 ] && ok "slixmpp -> fake receiver: wrong secret refused" || bad "slixmpp wrong secret ($(tail -3 "$WORK/c2.out"))"
-    "$PY" "$HERE/slixmpp/component.py" --port "$FP" --name palisade.test --secret wrong --timeout 10 > "$WORK/c3.out" 2>&1
+    "$PY" "$HERE/slixmpp/component.py" --port "$FP" --name palisade.test --secret wrong --timeout 60 > "$WORK/c3.out" 2>&1
     [ $? -eq 3 ] && ok "slixmpp -> fake receiver: exit 3 on refusal" || bad "slixmpp exit 3 ($(tail -3 "$WORK/c3.out"))"
     kill "$FR_PID" 2>/dev/null; wait "$FR_PID" 2>/dev/null; FR_PID=
 fi
@@ -67,18 +67,18 @@ check_server() { # NAME START_DIR PEER
     if [ $HAVE_SLIX = 1 ]; then
         echo "<iq type='get' id='v1' from='$COMPONENT' to='$DOMAIN'><query xmlns='jabber:iq:version'/></iq>" > "$dir/v1.xml"
         if "$PY" "$HERE/slixmpp/component.py" --port "$COMPONENT_PORT" --name "$COMPONENT" --secret "$SECRET" \
-            --send-file "$dir/v1.xml" --expect "id=.v1" --timeout 10 > "$dir/s1.out" 2>&1
+            --send-file "$dir/v1.xml" --expect "id=.v1" --timeout 60 > "$dir/s1.out" 2>&1
         then ok "$name: slixmpp component, version iq answered"; else bad "$name: slixmpp version ($(tail -3 "$dir/s1.out"))"; fi
         "$PY" "$HERE/slixmpp/component.py" --port "$COMPONENT_PORT" --name "$COMPONENT" --secret "x$SECRET" \
-            --expect-handshake-failure --expect-error not-authorized --timeout 10 > "$dir/s2.out" 2>&1
+            --expect-handshake-failure --expect-error not-authorized --timeout 60 > "$dir/s2.out" 2>&1
         [ $? -eq 0 ] && ok "$name: slixmpp wrong secret -> not-authorized" || bad "$name: slixmpp wrong secret ($(tail -3 "$dir/s2.out"))"
         # client -> component: the component (slixmpp) must receive alice's message
         "$PY" "$HERE/slixmpp/component.py" --port "$COMPONENT_PORT" --name "$COMPONENT" --secret "$SECRET" \
-            --expect "<body>hello from c2s</body>" --timeout 15 > "$dir/s3.out" 2>&1 &
+            --expect "<body>hello from c2s</body>" --timeout 90 > "$dir/s3.out" 2>&1 &
         COMP_PID=$!
-        for _ in $(seq 100); do grep -q '^ACTIVE' "$dir/s3.out" 2>/dev/null && break; sleep 0.1; done
+        for _ in $(seq 600); do grep -q '^ACTIVE' "$dir/s3.out" 2>/dev/null && break; sleep 0.1; done
         if python3 "$HERE/prosody/client_send.py" --port "$C2S_PORT" --jid "$JID" --password "$PASSWORD" \
-            --to "$COMPONENT" --body "hello from c2s" > "$dir/cs.out" 2>&1 && wait "$COMP_PID"
+            --to "$COMPONENT" --body "hello from c2s" --timeout 60 > "$dir/cs.out" 2>&1 && wait "$COMP_PID"
         then ok "$name: c2s client -> component delivered"; else bad "$name: c2s -> component ($(cat "$dir/cs.out"; tail -3 "$dir/s3.out"))"; fi
         kill "$COMP_PID" 2>/dev/null; COMP_PID=
     else

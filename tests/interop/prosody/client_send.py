@@ -17,7 +17,9 @@ close (Prosody handles one session's stanzas in order).
 (serialized as received, top-level element) matching REGEX, print it, and exit
 0; exit 1 on timeout. Useful when the component answers the client.
 
-Exit codes: 0 sent (and matched, with --expect); 1 failure (message on stderr);
+Exit codes: 0 sent (and matched, with --expect); 1 failure (message on stderr),
+including the server bouncing the stanza with type='error' (e.g. the component
+is not connected: Prosody answers remote-server-timeout);
 2 usage.  --verbose prints every byte in both directions to stderr.
 """
 import argparse
@@ -162,9 +164,12 @@ def main():
             raise Fail("resource bind failed: %s" % serialize(r))
         full = r.find("{%s}bind/{%s}jid" % (BIND, BIND))
         full = full.text if full is not None else a.jid
+        mid = None
         if a.stanza_file:
             with open(a.stanza_file, encoding="utf-8") as f:
                 out = f.read().strip()
+            m = re.search(r"""\bid=(['"])(.*?)\1""", out)
+            mid = m.group(2) if m else None
         else:
             mid = a.id or "c2s-" + uuid.uuid4().hex[:12]
             out = "<message type='%s' id='%s' to='%s'><body>%s</body></message>" % (
@@ -172,14 +177,20 @@ def main():
         s.send(out)
         s.send("<iq type='get' id='sync1' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>" % xml_escape(domain))
         got = None
+        bounced = None
         rx = re.compile(a.expect, re.S) if a.expect else None
 
         def pred(e):
-            nonlocal got
-            if rx is not None and got is None and rx.search(serialize(e)):
+            nonlocal got, bounced
+            if mid is not None and e.get("id") == mid and e.get("type") == "error":
+                bounced = serialize(e)
+            elif rx is not None and got is None and rx.search(serialize(e)):
                 got = serialize(e)
             return e.get("id") == "sync1"
         s.wait_for(pred, "ping round-trip", a.timeout)
+        if bounced is not None:
+            # e.g. Prosody's "Component not connected" (remote-server-timeout)
+            raise Fail("the server bounced the stanza: %s" % bounced)
         print("SENT from=%s %s" % (full, out))
         if rx is not None and got is None:
             got = serialize(s.wait_for(lambda e: rx.search(serialize(e)) is not None,

@@ -15,7 +15,7 @@
 #   PROSODY_COMPONENT_STANZA_LIMIT  bytes (default: Prosody's, 512 KiB)
 #   PROSODY_COMPONENT_CONFLICT  kick_new (default) | kick_old
 #   PROSODY_LOG_LEVEL   debug (default) | info | warn
-#   PROSODY_START_TIMEOUT  seconds to wait for the ports (default 20)
+#   PROSODY_START_TIMEOUT  seconds to wait for the ports (default 60)
 #
 # stdout: KEY=VALUE lines (COMPONENT_PORT, C2S_PORT, SECRET, COMPONENT, DOMAIN,
 # USER, PASSWORD, JID, PID, CONFIG, LOG); the same lines are saved in DIR/env.
@@ -37,7 +37,7 @@ PASSWORD=${PROSODY_PASSWORD:-alice-pw}
 READ_TIMEOUT=${PROSODY_READ_TIMEOUT:-840}
 CONFLICT=${PROSODY_COMPONENT_CONFLICT:-kick_new}
 LOG_LEVEL=${PROSODY_LOG_LEVEL:-debug}
-START_TIMEOUT=${PROSODY_START_TIMEOUT:-20}
+START_TIMEOUT=${PROSODY_START_TIMEOUT:-60}
 
 if [ -f "$DIR/prosody.pid" ] && kill -0 "$(cat "$DIR/prosody.pid" 2>/dev/null)" 2>/dev/null; then
     echo "start.sh: a prosody is already running from $DIR (pid $(cat "$DIR/prosody.pid")); run stop.sh first" >&2
