@@ -91,6 +91,15 @@ pub struct Framer {
     utf8_valid: usize,
     /// Where the region handed out by [`Framer::spare`] starts.
     spare_from: Option<usize>,
+    /// Reused by every validation pass, so that none allocates once warmed up.
+    scratch: Scratch,
+}
+
+/// Working space of [`parse_element`].
+#[derive(Debug, Default)]
+struct Scratch {
+    stack: Vec<Open>,
+    attr_names: Vec<Span>,
 }
 
 impl Framer {
@@ -109,6 +118,7 @@ impl Framer {
             limits,
             utf8_valid: 0,
             spare_from: None,
+            scratch: Scratch::default(),
         }
     }
 
@@ -181,7 +191,7 @@ impl Framer {
             }
             Ok(Some(Boundary::Stanza(end))) => {
                 let bytes = self.take(end);
-                let stanza = validate_stanza(bytes, &self.limits);
+                let stanza = validate_stanza(bytes, &self.limits, &mut self.scratch);
                 stanza
                     .map(|s| Some(Frame::Stanza(s)))
                     .map_err(|e| self.fail(e))
@@ -246,7 +256,9 @@ impl Framer {
         // removes from its front (`take`, `discard`, which shift `utf8_valid` down), so those
         // bytes are unchanged since they were checked.
         let text = unsafe { std::str::from_utf8_unchecked(&self.buf[..window]) };
-        let parsed = parse_element(text, &self.limits).ok().flatten()?;
+        let parsed = parse_element(text, &self.limits, &mut self.scratch)
+            .ok()
+            .flatten()?;
         let bytes = self.take(parsed.end);
         Some(parsed.into_stanza(bytes))
     }
@@ -490,6 +502,7 @@ enum Boundary {
 }
 
 /// One open element during validation.
+#[derive(Debug)]
 struct Open {
     name: Span,
     /// Index in the stanza's element list, for depth 1 and 2.
@@ -517,9 +530,13 @@ impl Parsed {
 }
 
 /// The slow path's validation of one complete stanza found by the boundary scan.
-fn validate_stanza(bytes: Bytes, limits: &Limits) -> Result<Stanza, FrameError> {
+fn validate_stanza(
+    bytes: Bytes,
+    limits: &Limits,
+    scratch: &mut Scratch,
+) -> Result<Stanza, FrameError> {
     let text = std::str::from_utf8(&bytes).map_err(|_| FrameError::InvalidUtf8)?;
-    match parse_element(text, limits)? {
+    match parse_element(text, limits, scratch)? {
         Some(parsed) if parsed.end == text.len() => Ok(parsed.into_stanza(bytes)),
         _ => Err(FrameError::Malformed("invalid XML syntax")),
     }
@@ -528,11 +545,16 @@ fn validate_stanza(bytes: Bytes, limits: &Limits) -> Result<Stanza, FrameError> 
 /// One xmlparser pass over the element that starts `text`: checks well-formedness, the
 /// restricted-XML rules and the limits, and records the spans a [`Stanza`] exposes. Returns
 /// `Ok(None)` when `text` ends before the element does.
-fn parse_element(text: &str, limits: &Limits) -> Result<Option<Parsed>, FrameError> {
+fn parse_element(
+    text: &str,
+    limits: &Limits,
+    scratch: &mut Scratch,
+) -> Result<Option<Parsed>, FrameError> {
     let bytes = text.as_bytes();
-    let mut stack: SmallVec<[Open; 16]> = SmallVec::new();
+    let Scratch { stack, attr_names } = scratch;
+    stack.clear();
+    attr_names.clear();
     let mut elements: SmallVec<[ElementRef; 6]> = SmallVec::new();
-    let mut attr_names: SmallVec<[Span; 8]> = SmallVec::new();
     let mut root_name = Span::default();
     let mut root = RootAttrs::default();
     let base = text.as_ptr() as usize;
