@@ -28,6 +28,10 @@ pub enum Command {
     CheckConfig { file: PathBuf },
     /// List the 12 JSM and 28 TC events of the seed with their answer rules.
     Events,
+    /// The bundled compliance-server simulator (or, with --router-echo, a stand-in gateway).
+    Sim(crate::tools::sim::SimArgs),
+    /// The bundled router-side load generator.
+    Load(crate::tools::load::LoadArgs),
     /// Tuning calculators (high-availability re-login limits).
     Tuning {
         #[command(subcommand)]
@@ -49,5 +53,7 @@ pub fn main() -> i32 {
             2
         }
         Command::Tuning { command } => crate::tuning::cli::run(command),
+        Command::Sim(args) => crate::tools::sim::run(args),
+        Command::Load(args) => crate::tools::load::run(args),
     }
 }

@@ -7,5 +7,6 @@ pub mod engine;
 pub mod policy;
 pub mod protocol;
 pub mod routing;
+pub mod tools;
 pub mod tuning;
 pub mod wire;
