@@ -22,8 +22,14 @@ pub const READ_CHUNK: usize = 128 * 1024;
 #[derive(Debug)]
 pub enum NetError {
     /// No address to dial.
-    Resolve { addr: String, source: io::Error },
-    Connect { addr: String, source: io::Error },
+    Resolve {
+        addr: String,
+        source: io::Error,
+    },
+    Connect {
+        addr: String,
+        source: io::Error,
+    },
     Io(io::Error),
     /// The stream ended during the handshake (refused, peer error, timeout, EOF).
     Handshake(Closed),

@@ -80,10 +80,7 @@ mod tests {
             assert!((0.0..1.0).contains(&u));
             b.unit();
         }
-        assert_ne!(
-            Rng::derive(1, 0).next_u64(),
-            Rng::derive(1, 1).next_u64()
-        );
+        assert_ne!(Rng::derive(1, 0).next_u64(), Rng::derive(1, 1).next_u64());
     }
 
     #[test]

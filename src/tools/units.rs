@@ -68,8 +68,12 @@ pub fn human(d: Duration) -> String {
         format!("{ns}ns")
     } else if ns < 1_000_000 {
         format!("{:.0}us", ns as f64 / 1e3)
-    } else if ns < 1_000_000_000 {
+    } else if ns < 10_000_000 {
         format!("{:.2}ms", ns as f64 / 1e6)
+    } else if ns < 100_000_000 {
+        format!("{:.1}ms", ns as f64 / 1e6)
+    } else if ns < 1_000_000_000 {
+        format!("{:.0}ms", ns as f64 / 1e6)
     } else {
         format!("{:.2}s", ns as f64 / 1e9)
     }
@@ -142,5 +146,7 @@ mod tests {
         assert_eq!(human(Duration::from_micros(850)), "850us");
         assert_eq!(human(Duration::from_micros(2410)), "2.41ms");
         assert_eq!(human(Duration::from_millis(1200)), "1.20s");
+        assert_eq!(human(Duration::from_millis(500)), "500ms");
+        assert_eq!(human(Duration::from_micros(27_430)), "27.4ms");
     }
 }

@@ -89,7 +89,13 @@ mod tests {
         let mut out = BytesMut::new();
         write_id(&mut out, 3, 0x1a2b);
         assert_eq!(&out[..], b"e3.1a2b");
-        assert_eq!(parse_id(&out), Some(EventRef { conn: 3, seq: 0x1a2b }));
+        assert_eq!(
+            parse_id(&out),
+            Some(EventRef {
+                conn: 3,
+                seq: 0x1a2b
+            })
+        );
         out.clear();
         write_id(&mut out, u32::MAX, u64::MAX);
         assert_eq!(

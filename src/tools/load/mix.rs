@@ -173,21 +173,22 @@ impl Mix {
                 Some((e, p)) => (e, Some(p)),
                 None => (name, None),
             };
-            let event = EventId::lookup(event_name.as_bytes()).ok_or_else(|| {
-                MixError::UnknownEvent {
+            let event =
+                EventId::lookup(event_name.as_bytes()).ok_or_else(|| MixError::UnknownEvent {
                     name: event_name.to_string(),
                     suggestion: EventId::all()
                         .map(|e| e.name())
                         .min_by_key(|n| strsim::levenshtein(n, event_name))
                         .filter(|n| strsim::levenshtein(n, event_name) <= 3),
-                }
-            })?;
+                })?;
             let template = match packet {
                 None => Template::default_for(event),
-                Some(p) => Template::for_packet(event, p).ok_or_else(|| MixError::UnknownPacket {
-                    event: event_name.to_string(),
-                    packet: p.to_string(),
-                })?,
+                Some(p) => {
+                    Template::for_packet(event, p).ok_or_else(|| MixError::UnknownPacket {
+                        event: event_name.to_string(),
+                        packet: p.to_string(),
+                    })?
+                }
             };
             if weight > 0 {
                 entries.push(MixEntry {
@@ -305,13 +306,26 @@ mod tests {
         let ts: Vec<Template> = mix.entries().iter().map(|e| e.template).collect();
         assert_eq!(
             ts,
-            [Template::Presence, Template::Subscription, Template::RoomInfo]
+            [
+                Template::Presence,
+                Template::Subscription,
+                Template::RoomInfo
+            ]
         );
-        assert!(matches!("es_OUT".parse::<Mix>(), Err(MixError::NoWeight(_))));
-        assert!(matches!("es_OUT=x".parse::<Mix>(), Err(MixError::BadWeight(_))));
+        assert!(matches!(
+            "es_OUT".parse::<Mix>(),
+            Err(MixError::NoWeight(_))
+        ));
+        assert!(matches!(
+            "es_OUT=x".parse::<Mix>(),
+            Err(MixError::BadWeight(_))
+        ));
         assert!(matches!(
             "es_OTU=1".parse::<Mix>(),
-            Err(MixError::UnknownEvent { suggestion: Some("es_OUT"), .. })
+            Err(MixError::UnknownEvent {
+                suggestion: Some("es_OUT"),
+                ..
+            })
         ));
         assert!(matches!(
             "onLeave.subscription=1".parse::<Mix>(),

@@ -82,7 +82,10 @@ fn write_outputs(
     if let Some(path) = &settings.plot {
         let mode = match settings.rate {
             Rate::PerSecond(r) => format!("open loop at {r}/s"),
-            Rate::Max => format!("closed loop, {} in flight per connection", settings.in_flight),
+            Rate::Max => format!(
+                "closed loop, {} in flight per connection",
+                settings.in_flight
+            ),
         };
         let title = format!("palisade load: {} verdicts, {mode}", report.answered);
         let l = &report.latency_us;

@@ -64,7 +64,11 @@ pub fn render(hist: &Histogram<u64>, title: &str, subtitle: &str) -> String {
     // As many nines as the sample supports (at least one, at most six).
     let decades = ((count.max(10) as f64).log10().floor() as u32).clamp(1, 6);
     let max_ns = hist.max() as f64;
-    let (unit, div) = if max_ns >= 1e6 { ("ms", 1e6) } else { ("µs", 1e3) };
+    let (unit, div) = if max_ns >= 1e6 {
+        ("ms", 1e6)
+    } else {
+        ("µs", 1e3)
+    };
     let (y_max, y_step) = nice_axis(max_ns / div);
     let plot_w = W - LEFT - RIGHT;
     let plot_h = H - TOP - BOTTOM;
@@ -138,7 +142,12 @@ pub fn render(hist: &Histogram<u64>, title: &str, subtitle: &str) -> String {
             points.trim_end()
         );
         // Markers and values at the usual percentiles.
-        for (d, name) in [(0.30103, "p50"), (2.0, "p99"), (3.0, "p99.9")] {
+        // p50 is one factor of two away from 100%: -log10(0.5) = log10(2).
+        for (d, name) in [
+            (std::f64::consts::LOG10_2, "p50"),
+            (2.0, "p99"),
+            (3.0, "p99.9"),
+        ] {
             if d > f64::from(decades) {
                 continue;
             }
@@ -203,13 +212,28 @@ mod tests {
         let names = well_formed(&svg);
         assert_eq!(names.first().map(String::as_str), Some("svg"));
         assert_eq!(names.iter().filter(|n| *n == "polyline").count(), 1);
-        for label in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%", "latency (ms)", "p99 "] {
+        for label in [
+            "0%",
+            "90%",
+            "99%",
+            "99.9%",
+            "99.99%",
+            "99.999%",
+            "latency (ms)",
+            "p99 ",
+        ] {
             assert!(svg.contains(label), "missing {label}");
         }
         assert!(svg.contains("Palisade load &lt;rate max&gt; &amp; co"));
         // 100001 samples support five nines, not six.
         assert!(!svg.contains("99.9999%"));
-        let points = svg.split("points='").nth(1).unwrap().split('\'').next().unwrap();
+        let points = svg
+            .split("points='")
+            .nth(1)
+            .unwrap()
+            .split('\'')
+            .next()
+            .unwrap();
         assert_eq!(points.split(' ').count(), 401);
     }
 
@@ -229,7 +253,10 @@ mod tests {
     #[test]
     fn axis_steps_are_round() {
         let close = |(a, b): (f64, f64), (x, y): (f64, f64)| {
-            assert!((a - x).abs() < 1e-9 && (b - y).abs() < 1e-9, "{a},{b} vs {x},{y}")
+            assert!(
+                (a - x).abs() < 1e-9 && (b - y).abs() < 1e-9,
+                "{a},{b} vs {x},{y}"
+            )
         };
         close(nice_axis(7.3), (8.0, 2.0));
         close(nice_axis(0.42), (0.5, 0.1));

@@ -143,9 +143,18 @@ pub struct Profile {
 /// Why a run cannot be set up.
 #[derive(Debug)]
 pub enum SettingsError {
-    ReadProfile { path: PathBuf, source: std::io::Error },
-    ProfileSyntax { path: PathBuf, message: String },
-    Profile { key: &'static str, error: UnitError },
+    ReadProfile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    ProfileSyntax {
+        path: PathBuf,
+        message: String,
+    },
+    Profile {
+        key: &'static str,
+        error: UnitError,
+    },
     Mix(MixError),
     NoSecret,
     Zero(&'static str),

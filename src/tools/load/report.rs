@@ -153,8 +153,14 @@ impl Report {
             failures.push("no events were sent".to_string());
         }
         for (n, what) in [
-            (mismatches.unknown_id, "verdict(s) for ids that were never sent"),
-            (mismatches.duplicate, "second verdict(s) for an event already answered"),
+            (
+                mismatches.unknown_id,
+                "verdict(s) for ids that were never sent",
+            ),
+            (
+                mismatches.duplicate,
+                "second verdict(s) for an event already answered",
+            ),
             (mismatches.misrouted, "verdict(s) on the wrong connection"),
             (mismatches.malformed, "malformed answer(s)"),
         ] {
@@ -225,12 +231,24 @@ impl Report {
             (None, Some(w)) => format!("closed loop, {w} in flight per connection"),
             _ => String::new(),
         };
-        let _ = writeln!(t, "palisade load: {} as {} ({} connection(s), {mode})", self.target, self.router, self.connections);
+        let _ = writeln!(
+            t,
+            "palisade load: {} as {} ({} connection(s), {mode})",
+            self.target, self.router, self.connections
+        );
         if let Some(p) = &self.profile {
             let _ = writeln!(t, "  profile          {p}");
         }
-        let _ = writeln!(t, "  sent             {:>12}  in {:.2}s  ({:.0}/s)", self.sent, self.duration_s, self.sent_per_s);
-        let _ = writeln!(t, "  answered         {:>12}  in {:.2}s  ({:.0}/s)", self.answered, self.elapsed_s, self.answered_per_s);
+        let _ = writeln!(
+            t,
+            "  sent             {:>12}  in {:.2}s  ({:.0}/s)",
+            self.sent, self.duration_s, self.sent_per_s
+        );
+        let _ = writeln!(
+            t,
+            "  answered         {:>12}  in {:.2}s  ({:.0}/s)",
+            self.answered, self.elapsed_s, self.answered_per_s
+        );
         let l = &self.latency_us;
         let _ = writeln!(
             t,
@@ -256,7 +274,11 @@ impl Report {
             "  mismatches       unknown-id {}  duplicate {}  wrong-connection {}  malformed {}  unanswered {}",
             m.unknown_id, m.duplicate, m.misrouted, m.malformed, m.unanswered
         );
-        let events: Vec<String> = self.events.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let events: Vec<String> = self
+            .events
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
         let _ = writeln!(t, "  events sent      {}", events.join("  "));
         for n in &self.notes {
             let _ = writeln!(t, "  note: {n}");
@@ -294,7 +316,9 @@ mod tests {
             conn: 0,
             sent,
             unanswered,
-            unanswered_ids: (0..unanswered.min(5)).map(|i| format!("e0.{i:x}")).collect(),
+            unanswered_ids: (0..unanswered.min(5))
+                .map(|i| format!("e0.{i:x}"))
+                .collect(),
             lost: None,
             generation_ended: Duration::from_secs(2),
             last_verdict: Duration::from_millis(2100),
@@ -321,9 +345,26 @@ mod tests {
         assert!((r.latency_us.p50 - 500.0).abs() < 1.0);
         let json: serde_json::Value = serde_json::to_value(&r).unwrap();
         for key in [
-            "ok", "failures", "target", "router", "connections", "mode", "rate", "duration_s",
-            "elapsed_s", "sent", "answered", "sent_per_s", "answered_per_s", "latency_us",
-            "verdicts", "bad_request", "errors", "mismatches", "events", "notes",
+            "ok",
+            "failures",
+            "target",
+            "router",
+            "connections",
+            "mode",
+            "rate",
+            "duration_s",
+            "elapsed_s",
+            "sent",
+            "answered",
+            "sent_per_s",
+            "answered_per_s",
+            "latency_us",
+            "verdicts",
+            "bad_request",
+            "errors",
+            "mismatches",
+            "events",
+            "notes",
         ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }
@@ -332,18 +373,52 @@ mod tests {
         assert_eq!(json["mismatches"]["unanswered"], 0);
         assert_eq!(json["events"]["es_OUT"], 1000);
         assert_eq!(json["mode"], "open");
-        assert!(r.table().contains("OK: every event got exactly one verdict"));
+        assert!(r
+            .table()
+            .contains("OK: every event got exactly one verdict"));
     }
 
     #[test]
     fn unknown_duplicate_misrouted_and_missing_verdicts_fail() {
         let h = new_histogram();
         let cases = [
-            (Snapshot { unknown_id: 1, ..Snapshot::default() }, 0, "never sent"),
-            (Snapshot { duplicate: 2, ..Snapshot::default() }, 0, "2 second verdict"),
-            (Snapshot { misrouted: 1, ..Snapshot::default() }, 0, "wrong connection"),
-            (Snapshot { malformed: 1, ..Snapshot::default() }, 0, "malformed"),
-            (Snapshot::default(), 3, "3 event(s) unanswered after the 5.00s drain (first: e0.0, e0.1, e0.2)"),
+            (
+                Snapshot {
+                    unknown_id: 1,
+                    ..Snapshot::default()
+                },
+                0,
+                "never sent",
+            ),
+            (
+                Snapshot {
+                    duplicate: 2,
+                    ..Snapshot::default()
+                },
+                0,
+                "2 second verdict",
+            ),
+            (
+                Snapshot {
+                    misrouted: 1,
+                    ..Snapshot::default()
+                },
+                0,
+                "wrong connection",
+            ),
+            (
+                Snapshot {
+                    malformed: 1,
+                    ..Snapshot::default()
+                },
+                0,
+                "malformed",
+            ),
+            (
+                Snapshot::default(),
+                3,
+                "3 event(s) unanswered after the 5.00s drain (first: e0.0, e0.1, e0.2)",
+            ),
         ];
         for (counts, unanswered, expected) in cases {
             let r = Report::build(&settings(), &counts, &h, &[outcome(10, unanswered)], vec![]);
@@ -359,10 +434,20 @@ mod tests {
         lost.lost = Some("the stream ended".into());
         let r = Report::build(&settings(), &Snapshot::default(), &h, &[lost], vec![]);
         assert!(!r.ok && r.failures[0].contains("connection 0 lost"));
-        let r = Report::build(&settings(), &Snapshot::default(), &h, &[outcome(0, 0)], vec![]);
+        let r = Report::build(
+            &settings(),
+            &Snapshot::default(),
+            &h,
+            &[outcome(0, 0)],
+            vec![],
+        );
         assert_eq!(r.failures, ["no events were sent"]);
         // bad-request answers are counted, not failures.
-        let counts = Snapshot { answered: 10, bad_request: 10, ..Snapshot::default() };
+        let counts = Snapshot {
+            answered: 10,
+            bad_request: 10,
+            ..Snapshot::default()
+        };
         assert!(Report::build(&settings(), &counts, &h, &[outcome(10, 0)], vec![]).ok);
     }
 }

@@ -202,8 +202,20 @@ mod tests {
         let h = live.latency();
         assert_eq!(h.len(), 3);
         assert!(h.max() >= 2_990_000);
-        let line = progress_line(Duration::from_secs(2), &s, &Snapshot::default(), Duration::from_secs(1), Some(Duration::from_micros(1500)));
-        assert!(line.contains("sent 10 (10/s)") && line.contains("in flight 1") && line.contains("p99 1.50ms") && line.contains("mismatches 1"), "{line}");
+        let line = progress_line(
+            Duration::from_secs(2),
+            &s,
+            &Snapshot::default(),
+            Duration::from_secs(1),
+            Some(Duration::from_micros(1500)),
+        );
+        assert!(
+            line.contains("sent 10 (10/s)")
+                && line.contains("in flight 1")
+                && line.contains("p99 1.50ms")
+                && line.contains("mismatches 1"),
+            "{line}"
+        );
         for i in 0..20 {
             live.note(format!("n{i}"));
         }

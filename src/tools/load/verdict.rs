@@ -23,11 +23,18 @@ pub enum Action {
 /// What one stanza from the gateway is.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Reading {
-    Verdict { id: EventRef, action: Action },
+    Verdict {
+        id: EventRef,
+        action: Action,
+    },
     /// `<iq type='error'>` with `bad-request`: the gateway could not read the event.
-    BadRequest { id: EventRef },
+    BadRequest {
+        id: EventRef,
+    },
     /// Any other error iq for one of our ids.
-    Error { id: EventRef },
+    Error {
+        id: EventRef,
+    },
     /// A result or error that is not a well-formed answer; `id` when it names one of ours.
     Malformed {
         id: Option<EventRef>,
@@ -149,7 +156,9 @@ mod tests {
         let v = |action| Reading::Verdict { id: ID, action };
         assert_eq!(gateway_says(Verdict::Pass(None)), v(Action::Pass));
         assert_eq!(
-            gateway_says(Verdict::Pass(Some(Bytes::from_static(b"<message to='b@x'/>")))),
+            gateway_says(Verdict::Pass(Some(Bytes::from_static(
+                b"<message to='b@x'/>"
+            )))),
             v(Action::PassModified)
         );
         assert_eq!(gateway_says(Verdict::Handle), v(Action::Handle));
@@ -172,7 +181,10 @@ mod tests {
         );
         assert_eq!(
             r("<iq type='result' id='e2.2a' from='g' to='r'/>"),
-            Reading::Malformed { id: Some(ID), what: "a result without a <verdict/>" }
+            Reading::Malformed {
+                id: Some(ID),
+                what: "a result without a <verdict/>"
+            }
         );
         assert!(matches!(
             r("<iq type='result' id='e2.2a' from='g' to='r'><verdict xmlns='urn:palisade:compliance:0' action='maybe'/></iq>"),

@@ -84,7 +84,13 @@ pub fn run(
     go: Receiver<Option<Instant>>,
 ) -> Outcome {
     let config = net::tool_config(None);
-    let link = match net::dial(&plan.addr, &plan.name, &plan.secret, config, Duration::from_secs(5)) {
+    let link = match net::dial(
+        &plan.addr,
+        &plan.name,
+        &plan.secret,
+        config,
+        Duration::from_secs(5),
+    ) {
         Ok(l) => {
             let _ = ready.send(Ok(plan.conn));
             l
@@ -199,7 +205,9 @@ impl Worker<'_> {
                     let next_ns = (self.tracker.next_seq() as f64 * interval_ns) as u64;
                     Duration::from_nanos(next_ns.saturating_sub(t_ns)).min(IDLE)
                 }
-                (false, _) => drain_until.map_or(IDLE, |d| d.saturating_duration_since(now).min(IDLE)),
+                (false, _) => {
+                    drain_until.map_or(IDLE, |d| d.saturating_duration_since(now).min(IDLE))
+                }
                 _ => IDLE,
             };
             if let Err(e) = self.link.wait(true, timeout) {
@@ -231,9 +239,7 @@ impl Worker<'_> {
         let mut target = match self.plan.pacing {
             // Event k is due at k * interval: events 0..=t/interval are due by now.
             Pacing::Open { .. } => (t_ns as f64 / interval_ns) as u64 + 1,
-            Pacing::Closed { window } => {
-                sent + window.saturating_sub(self.tracker.outstanding())
-            }
+            Pacing::Closed { window } => sent + window.saturating_sub(self.tracker.outstanding()),
         };
         if let Some(limit) = self.plan.limit {
             target = target.min(limit);

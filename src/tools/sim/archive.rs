@@ -165,12 +165,30 @@ mod tests {
         assert_eq!(lines.len(), 2);
         let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
         for field in [
-            "sim_id", "t_ms", "conn", "component", "from", "id", "event", "mode", "packet",
-            "profile", "handling", "key", "stamp", "node", "stanza", "answer", "rule",
+            "sim_id",
+            "t_ms",
+            "conn",
+            "component",
+            "from",
+            "id",
+            "event",
+            "mode",
+            "packet",
+            "profile",
+            "handling",
+            "key",
+            "stamp",
+            "node",
+            "stanza",
+            "answer",
+            "rule",
         ] {
             assert!(v.get(field).is_some(), "missing {field}");
         }
-        assert_eq!(v["stanza"], "<message to='b@x'><body>a \"quoted\"\nline</body></message>");
+        assert_eq!(
+            v["stanza"],
+            "<message to='b@x'><body>a \"quoted\"\nline</body></message>"
+        );
         assert_eq!(v["rule"], serde_json::Value::Null);
         assert_eq!(v["event"], "es_OUT");
     }

@@ -105,7 +105,10 @@ mod tests {
         assert_eq!(b.text, "fish & chips");
         assert_eq!(&MSG[b.content.clone()], b"fish &amp; chips");
         assert_eq!(find_body(b"<presence from='a@x'/>"), None);
-        assert_eq!(find_body(b"<message><x><body>deep</body></x></message>"), None);
+        assert_eq!(
+            find_body(b"<message><x><body>deep</body></x></message>"),
+            None
+        );
         assert_eq!(find_body(b"<message><body>a<b/>c</body></message>"), None);
         assert_eq!(
             find_body(b"<message><body><![CDATA[<raw>]]></body></message>").map(|b| b.text),
@@ -118,8 +121,13 @@ mod tests {
         let b = find_body(MSG).unwrap();
         let out = append_to_body(MSG, &b, " [archived <1>]");
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("<body>fish &amp; chips [archived &lt;1&gt;]</body>"), "{text}");
-        assert!(text.starts_with("<message xmlns='jabber:client' from='a@x/r' to='b@x'><thread>t1</thread>"));
+        assert!(
+            text.contains("<body>fish &amp; chips [archived &lt;1&gt;]</body>"),
+            "{text}"
+        );
+        assert!(text.starts_with(
+            "<message xmlns='jabber:client' from='a@x/r' to='b@x'><thread>t1</thread>"
+        ));
         assert!(text.ends_with("<active xmlns='http://jabber.org/protocol/chatstates'/></message>"));
         let empty = b"<message to='b@x'><body/></message>";
         let b = find_body(empty).unwrap();

@@ -86,7 +86,10 @@ impl Answers {
 
     /// Moves the immediate answers and every delayed one due by `now` into `out`.
     pub fn release(&mut self, now: Instant, out: &mut BytesMut) {
-        if !self.now.is_empty() {
+        if out.is_empty() {
+            // Hand our buffer over instead of copying it; the stream's empty one comes back.
+            std::mem::swap(out, &mut self.now);
+        } else if !self.now.is_empty() {
             out.extend_from_slice(&self.now);
             self.now.clear();
         }

@@ -77,7 +77,9 @@ impl Handler for Echo<'_> {
         match parse_event(stanza, reply, |_| node) {
             Ok(ev) => {
                 let verdict = self.verdict();
-                answers.push(due, |out| write_verdict(out, name, &ev.reply, &verdict, None));
+                answers.push(due, |out| {
+                    write_verdict(out, name, &ev.reply, &verdict, None)
+                });
             }
             Err(bad) => {
                 self.counts.bad_events += 1;

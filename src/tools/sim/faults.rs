@@ -161,10 +161,7 @@ impl Schedule {
 
     /// When the next change after `elapsed` happens.
     pub fn next_after(&self, elapsed: Duration) -> Option<Duration> {
-        self.steps
-            .iter()
-            .map(|&(t, _)| t)
-            .find(|&t| t > elapsed)
+        self.steps.iter().map(|&(t, _)| t).find(|&t| t > elapsed)
     }
 }
 
@@ -249,7 +246,9 @@ mod tests {
 
     #[test]
     fn parses_the_documented_schedule() {
-        let sch: Schedule = "graceful@10s,hang@20s,crash@30s,recover@40s".parse().unwrap();
+        let sch: Schedule = "graceful@10s,hang@20s,crash@30s,recover@40s"
+            .parse()
+            .unwrap();
         assert_eq!(
             sch.steps(),
             &[
@@ -266,7 +265,10 @@ mod tests {
         assert_eq!(sch.mode_at(s(99)), Mode::Normal);
         assert_eq!(sch.next_after(s(10)), Some(s(20)));
         assert_eq!(sch.next_after(s(40)), None);
-        assert_eq!(sch.to_string(), "graceful@10.00s,hang@20.00s,crash@30.00s,recover@40.00s");
+        assert_eq!(
+            sch.to_string(),
+            "graceful@10.00s,hang@20.00s,crash@30.00s,recover@40.00s"
+        );
     }
 
     #[test]
@@ -274,15 +276,24 @@ mod tests {
         let sch: Schedule = "recover@2s, crash@500ms".parse().unwrap();
         assert_eq!(
             sch.steps(),
-            &[(Duration::from_millis(500), Fault::Crash), (s(2), Fault::Recover)]
+            &[
+                (Duration::from_millis(500), Fault::Crash),
+                (s(2), Fault::Recover)
+            ]
         );
         assert_eq!("".parse::<Schedule>().unwrap(), Schedule::default());
-        assert!(matches!("crash".parse::<Schedule>(), Err(FaultError::NoTime(_))));
+        assert!(matches!(
+            "crash".parse::<Schedule>(),
+            Err(FaultError::NoTime(_))
+        ));
         assert!(matches!(
             "explode@1s".parse::<Schedule>(),
             Err(FaultError::UnknownFault(_))
         ));
-        assert!(matches!("crash@1".parse::<Schedule>(), Err(FaultError::Time(_))));
+        assert!(matches!(
+            "crash@1".parse::<Schedule>(),
+            Err(FaultError::Time(_))
+        ));
         assert!(matches!(
             "crash@1s,hang@1000ms".parse::<Schedule>(),
             Err(FaultError::SameTime(_))

@@ -38,7 +38,10 @@ impl fmt::Display for LatencyError {
         match self {
             LatencyError::Span(e) => write!(f, "{e}"),
             LatencyError::NoRange(t) => {
-                write!(f, "bad latency {t:?}: write uniform:LOW..HIGH, e.g. uniform:1ms..5ms")
+                write!(
+                    f,
+                    "bad latency {t:?}: write uniform:LOW..HIGH, e.g. uniform:1ms..5ms"
+                )
             }
             LatencyError::Reversed(t) => {
                 write!(f, "bad latency {t:?}: the upper bound is below the lower")
@@ -151,10 +154,7 @@ mod tests {
             "normal:2ms".parse::<Latency>(),
             Err(LatencyError::UnknownKind(_))
         ));
-        assert!(matches!(
-            "2".parse::<Latency>(),
-            Err(LatencyError::Span(_))
-        ));
+        assert!(matches!("2".parse::<Latency>(), Err(LatencyError::Span(_))));
     }
 
     #[test]
@@ -169,7 +169,9 @@ mod tests {
             sum += d;
         }
         let mean = sum / 10_000;
-        assert!(mean > ms(2) + Duration::from_micros(800) && mean < ms(3) + Duration::from_micros(200));
+        assert!(
+            mean > ms(2) + Duration::from_micros(800) && mean < ms(3) + Duration::from_micros(200)
+        );
         let e = Latency::Exp(ms(2));
         let mut sum = Duration::ZERO;
         for _ in 0..20_000 {
@@ -178,6 +180,9 @@ mod tests {
             sum += d;
         }
         let mean = sum / 20_000;
-        assert!(mean > Duration::from_micros(1_900) && mean < Duration::from_micros(2_100), "{mean:?}");
+        assert!(
+            mean > Duration::from_micros(1_900) && mean < Duration::from_micros(2_100),
+            "{mean:?}"
+        );
     }
 }

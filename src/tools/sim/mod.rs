@@ -41,7 +41,7 @@ pub mod stats;
 
 use crate::tools::rng::Rng;
 use crate::tools::signal;
-use crate::tools::units::{parse_span, human};
+use crate::tools::units::{human, parse_span};
 use archive::Archive;
 use clap::Args;
 use crossbeam_channel::Sender;
@@ -58,7 +58,12 @@ use std::time::{Duration, Instant};
 #[derive(Args, Debug, Clone)]
 pub struct SimArgs {
     /// Open-port mode: listen on ADDR; the gateway dials in (any number of streams).
-    #[arg(long, value_name = "ADDR", conflicts_with = "connect", required_unless_present = "connect")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        conflicts_with = "connect",
+        required_unless_present = "connect"
+    )]
     pub listen: Option<String>,
     /// Inbound mode: dial the gateway's compliance port at ADDR (needs --name).
     #[arg(long, value_name = "ADDR", requires = "name")]
@@ -188,7 +193,9 @@ fn check_rate(flag: &str, p: f64) -> Result<f64, SimError> {
     if (0.0..=1.0).contains(&p) {
         Ok(p)
     } else {
-        Err(SimError::Usage(format!("{flag} must be between 0 and 1, not {p}")))
+        Err(SimError::Usage(format!(
+            "{flag} must be between 0 and 1, not {p}"
+        )))
     }
 }
 
@@ -281,7 +288,9 @@ fn run_sim(args: SimArgs) -> Result<(), SimError> {
                 args.duration,
             )
         }
-        (None, None) => Err(SimError::Usage("give --listen ADDR or --connect ADDR".into())),
+        (None, None) => Err(SimError::Usage(
+            "give --listen ADDR or --connect ADDR".into(),
+        )),
     };
     shared.stop();
     if let Ok(mut a) = shared.archive.lock() {

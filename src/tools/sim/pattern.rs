@@ -95,8 +95,12 @@ mod tests {
 
     #[test]
     fn globs_match_whole_bare_jids_case_insensitively() {
-        let set = JidSet::new(&["*@trading.example.com", "alice@example.com", "desk?@example.com"])
-            .unwrap();
+        let set = JidSet::new(&[
+            "*@trading.example.com",
+            "alice@example.com",
+            "desk?@example.com",
+        ])
+        .unwrap();
         assert!(set.contains("bob@trading.example.com"));
         assert!(set.contains("Bob@Trading.Example.com"));
         assert!(set.contains("alice@example.com"));

@@ -152,7 +152,10 @@ mod tests {
         assert_eq!(r.attr("key").as_deref(), Some("a@x|b@x"));
         assert_eq!(r.attr("mode").as_deref(), Some("wait"));
         assert_eq!(r.id_raw(), Some((&b"g1.2.3"[..], b'\'')));
-        assert_eq!(r.from_raw().map(|f| f.0), Some(&b"palisade.example.com"[..]));
+        assert_eq!(
+            r.from_raw().map(|f| f.0),
+            Some(&b"palisade.example.com"[..])
+        );
         assert_eq!(r.inner_name(), Some(&b"message"[..]));
         assert_eq!(r.inner_attr("to").as_deref(), Some("b@x"));
         assert!(r.inner().unwrap().ends_with(b"</body></message>"));
@@ -170,7 +173,11 @@ mod tests {
             b"<presence from='g' to='c'/>",
             b"<iq type='result' id='x' from='g' to='c'/>",
         ] {
-            assert!(Request::read(&frame(xml)).is_none(), "{}", String::from_utf8_lossy(xml));
+            assert!(
+                Request::read(&frame(xml)).is_none(),
+                "{}",
+                String::from_utf8_lossy(xml)
+            );
         }
     }
 }

@@ -339,8 +339,14 @@ pub struct Subject<'a> {
 pub enum Decision<'r> {
     Pass,
     /// PASS with this text appended to the body.
-    Append { text: &'r str, rule: &'r str },
-    Block { block: &'r Block, rule: &'r str },
+    Append {
+        text: &'r str,
+        rule: &'r str,
+    },
+    Block {
+        block: &'r Block,
+        rule: &'r str,
+    },
 }
 
 impl Rules {
@@ -528,9 +534,10 @@ fn compile_content(i: usize, spec: ContentSpec) -> Result<Content, RulesError> {
     })?;
     let action_name = spec.action.as_deref().unwrap_or("bounce");
     let (action, answer) = if action_name == "append" {
-        let text = spec.append.clone().ok_or_else(|| RulesError::MissingAppend {
-            rule: name.clone(),
-        })?;
+        let text = spec
+            .append
+            .clone()
+            .ok_or_else(|| RulesError::MissingAppend { rule: name.clone() })?;
         (ContentAction::Append(text), AnswerKind::PassModified)
     } else {
         let block = compile_block(
@@ -557,7 +564,12 @@ fn compile_content(i: usize, spec: ContentSpec) -> Result<Content, RulesError> {
         };
         (ContentAction::Block(block), answer)
     };
-    let events = event_set(&name, spec.events.as_deref(), &DEFAULT_CONTENT_EVENTS, answer)?;
+    let events = event_set(
+        &name,
+        spec.events.as_deref(),
+        &DEFAULT_CONTENT_EVENTS,
+        answer,
+    )?;
     Ok(Content {
         name,
         regex,
@@ -695,8 +707,12 @@ mod tests {
             Decision::Block { rule, block } => Some((rule.to_string(), block.clone())),
             _ => None,
         };
-        let (rule, block) = wall("es_OUT", "bob@trading.example.com", "carol@research.example.com")
-            .expect("trader to research");
+        let (rule, block) = wall(
+            "es_OUT",
+            "bob@trading.example.com",
+            "carol@research.example.com",
+        )
+        .expect("trader to research");
         assert_eq!(rule, "traders/research");
         assert_eq!(
             block,
@@ -714,16 +730,48 @@ mod tests {
             "research-desk@conference.example.com"
         )
         .is_some());
-        assert!(wall("onBeforeJoin", "alice@example.com", "lobby@conference.example.com").is_none());
+        assert!(wall(
+            "onBeforeJoin",
+            "alice@example.com",
+            "lobby@conference.example.com"
+        )
+        .is_none());
         // Not a covered event, or same side.
-        assert!(wall("e_SESSION", "bob@trading.example.com", "carol@research.example.com").is_none());
-        assert!(wall("es_OUT", "bob@trading.example.com", "dan@trading.example.com").is_none());
+        assert!(wall(
+            "e_SESSION",
+            "bob@trading.example.com",
+            "carol@research.example.com"
+        )
+        .is_none());
+        assert!(wall(
+            "es_OUT",
+            "bob@trading.example.com",
+            "dan@trading.example.com"
+        )
+        .is_none());
         // One way only.
-        let (rule, block) = wall("es_OUT", "bob@trading.example.com", "eve@compliance.example.com")
-            .expect("one way");
-        assert_eq!((rule.as_str(), block), ("no-dm-to-compliance", Block::Handle));
-        assert!(wall("es_OUT", "eve@compliance.example.com", "bob@trading.example.com").is_none());
-        assert!(wall("es_IN", "bob@trading.example.com", "eve@compliance.example.com").is_none());
+        let (rule, block) = wall(
+            "es_OUT",
+            "bob@trading.example.com",
+            "eve@compliance.example.com",
+        )
+        .expect("one way");
+        assert_eq!(
+            (rule.as_str(), block),
+            ("no-dm-to-compliance", Block::Handle)
+        );
+        assert!(wall(
+            "es_OUT",
+            "eve@compliance.example.com",
+            "bob@trading.example.com"
+        )
+        .is_none());
+        assert!(wall(
+            "es_IN",
+            "bob@trading.example.com",
+            "eve@compliance.example.com"
+        )
+        .is_none());
     }
 
     #[test]
@@ -731,12 +779,22 @@ mod tests {
         let r = Rules::parse(DEMO).unwrap();
         let d = r.decide(
             ev("es_OUT"),
-            &subject("x@example.com", "y@example.com", Some("this is INSIDER info")),
+            &subject(
+                "x@example.com",
+                "y@example.com",
+                Some("this is INSIDER info"),
+            ),
         );
-        assert!(matches!(d, Decision::Block { rule: "insider", block: Block::Bounce(e) } if e.condition == "policy-violation" && e.error_type == "modify"));
+        assert!(
+            matches!(d, Decision::Block { rule: "insider", block: Block::Bounce(e) } if e.condition == "policy-violation" && e.error_type == "modify")
+        );
         let d = r.decide(
             ev("onBeforeSend"),
-            &subject("x@example.com", "room@conference.example.com", Some("what price?")),
+            &subject(
+                "x@example.com",
+                "room@conference.example.com",
+                Some("what price?"),
+            ),
         );
         assert_eq!(
             d,
@@ -746,11 +804,17 @@ mod tests {
             }
         );
         assert_eq!(
-            r.decide(ev("es_OUT"), &subject("x@example.com", "y@example.com", Some("hello"))),
+            r.decide(
+                ev("es_OUT"),
+                &subject("x@example.com", "y@example.com", Some("hello"))
+            ),
             Decision::Pass
         );
         assert_eq!(
-            r.decide(ev("es_OUT"), &subject("x@example.com", "y@example.com", None)),
+            r.decide(
+                ev("es_OUT"),
+                &subject("x@example.com", "y@example.com", None)
+            ),
             Decision::Pass
         );
         // A wall wins over content.
@@ -759,7 +823,10 @@ mod tests {
                 ev("es_OUT"),
                 &subject("alice@example.com", "analyst1@example.com", Some("price"))
             ),
-            Decision::Block { rule: "traders/research", .. }
+            Decision::Block {
+                rule: "traders/research",
+                ..
+            }
         ));
         assert!(r.walls_cover(ev("onBeforeInvite")) && !r.walls_cover(ev("onLeave")));
         assert!(r.content_covers(ev("es_IN")) && !r.content_covers(ev("onBeforeJoin")));
@@ -772,21 +839,39 @@ mod tests {
         assert!(matches!(
             r.decide(
                 ev("es_OUT"),
-                &subject("user1@trading.example.com", "user2@research.example.com", None)
+                &subject(
+                    "user1@trading.example.com",
+                    "user2@research.example.com",
+                    None
+                )
             ),
-            Decision::Block { rule: "trading/research", .. }
+            Decision::Block {
+                rule: "trading/research",
+                ..
+            }
         ));
         assert!(matches!(
             r.decide(
                 ev("onBeforeJoin"),
-                &subject("user1@trading.example.com", "room3@conference.trading.example.com", None)
+                &subject(
+                    "user1@trading.example.com",
+                    "room3@conference.trading.example.com",
+                    None
+                )
             ),
-            Decision::Block { rule: "traders out of research rooms", .. }
+            Decision::Block {
+                rule: "traders out of research rooms",
+                ..
+            }
         ));
         assert_eq!(
             r.decide(
                 ev("onBeforeJoin"),
-                &subject("user1@trading.example.com", "room13@conference.trading.example.com", None)
+                &subject(
+                    "user1@trading.example.com",
+                    "room13@conference.trading.example.com",
+                    None
+                )
             ),
             Decision::Pass
         );
@@ -809,14 +894,20 @@ mod tests {
         assert!(err("[[wall]]\nbetween = [\"a\", \"b\"]").contains("no group named \"a\""));
         assert!(err("[groups]\na = []\n[[wall]]\nfrom = \"a\"").contains("either between"));
         assert!(err("[groups]\na = [\"re:(\"]").contains("group a: bad pattern"));
-        assert!(err("[groups]\na=[]\n[[wall]]\nbetween=[\"a\",\"a\"]\nevents=[\"es_OTU\"]")
-            .contains("did you mean es_OUT?"));
-        assert!(err("[groups]\na=[]\n[[wall]]\nbetween=[\"a\",\"a\"]\nevents=[\"onAfterJoin\"]")
-            .contains("onAfterJoin does not accept an error"));
+        assert!(
+            err("[groups]\na=[]\n[[wall]]\nbetween=[\"a\",\"a\"]\nevents=[\"es_OTU\"]")
+                .contains("did you mean es_OUT?")
+        );
+        assert!(
+            err("[groups]\na=[]\n[[wall]]\nbetween=[\"a\",\"a\"]\nevents=[\"onAfterJoin\"]")
+                .contains("onAfterJoin does not accept an error")
+        );
         assert!(err("[[content]]\npattern=\"x\"\naction=\"append\"").contains("needs append"));
         assert!(err("[[content]]\npattern=\"x\"\naction=\"append\"\nappend=\"!\"\nevents=[\"onAfterSubject\"]")
             .contains("does not accept a modified stanza"));
-        assert!(err("[[content]]\npattern=\"x\"\naction=\"zap\"").contains("bounce, handle or append"));
+        assert!(
+            err("[[content]]\npattern=\"x\"\naction=\"zap\"").contains("bounce, handle or append")
+        );
         assert!(err("[[content]]\npattern=\"x\"\ncondition=\"nope\"").contains("not an RFC 6120"));
         assert!(err("[[content]]\npattern=\"x\"\ntype=\"later\"").contains("error type"));
         assert!(err("[[content]]\npattern=\"(\"").contains("bad pattern"));

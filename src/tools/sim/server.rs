@@ -48,7 +48,10 @@ impl Accept {
 /// Prints a line on stderr, prefixed with the time since the start.
 pub fn log(shared: &Shared, message: &str) {
     if !shared.quiet {
-        eprintln!("sim {:>6.1}s: {message}", shared.start.elapsed().as_secs_f64());
+        eprintln!(
+            "sim {:>6.1}s: {message}",
+            shared.start.elapsed().as_secs_f64()
+        );
     }
 }
 
@@ -142,7 +145,10 @@ pub fn listen(
     while let Some(mode) = control.step() {
         if mode == Mode::Crash {
             if listener.take().is_some() {
-                log(&shared, "crash: listening socket closed, connections refused");
+                log(
+                    &shared,
+                    "crash: listening socket closed, connections refused",
+                );
             }
         } else if listener.is_none() {
             match bind(local) {
@@ -218,13 +224,24 @@ fn serve_accepted(shared: &Shared, sock: TcpStream, peer: SocketAddr, n: u32, ac
     if let Err(e) = handshake {
         return log(shared, &format!("stream {n} from {peer} ({name}): {e}"));
     }
-    shared.counters.streams_opened.fetch_add(1, Ordering::Relaxed);
+    shared
+        .counters
+        .streams_opened
+        .fetch_add(1, Ordering::Relaxed);
     log(shared, &format!("stream {n} from {peer}: {name} active"));
     let end = match accept.echo {
         Some(node) => serve(link, shared, epoch, &mut Echo::new(shared, n, node)),
-        None => serve(link, shared, epoch, &mut Comply::new(shared, n, name.clone())),
+        None => serve(
+            link,
+            shared,
+            epoch,
+            &mut Comply::new(shared, n, name.clone()),
+        ),
     };
-    shared.counters.streams_closed.fetch_add(1, Ordering::Relaxed);
+    shared
+        .counters
+        .streams_closed
+        .fetch_add(1, Ordering::Relaxed);
     log(shared, &format!("stream {n} ({name}): {end}"));
 }
 
@@ -275,10 +292,21 @@ fn dial_loop(shared: &Shared, addr: &str, name: &str, secret: &[u8], numbers: &A
                 backoff = MIN_BACKOFF;
                 last_error.clear();
                 let n = numbers.fetch_add(1, Ordering::Relaxed);
-                shared.counters.streams_opened.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .counters
+                    .streams_opened
+                    .fetch_add(1, Ordering::Relaxed);
                 log(shared, &format!("stream {n} to {addr}: {name} active"));
-                let end = serve(link, shared, epoch, &mut Comply::new(shared, n, name.to_string()));
-                shared.counters.streams_closed.fetch_add(1, Ordering::Relaxed);
+                let end = serve(
+                    link,
+                    shared,
+                    epoch,
+                    &mut Comply::new(shared, n, name.to_string()),
+                );
+                shared
+                    .counters
+                    .streams_closed
+                    .fetch_add(1, Ordering::Relaxed);
                 log(shared, &format!("stream {n} to {addr}: {end}"));
                 if matches!(end, End::Stopped) {
                     return;

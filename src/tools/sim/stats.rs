@@ -62,7 +62,8 @@ counters!(
 
 /// The periodic status line.
 pub fn status_line(now: &Local, before: &Local, interval: Duration) -> String {
-    let rate = now.requests.saturating_sub(before.requests) as f64 / interval.as_secs_f64().max(1e-9);
+    let rate =
+        now.requests.saturating_sub(before.requests) as f64 / interval.as_secs_f64().max(1e-9);
     format!(
         "streams {} | requests {} ({:.0}/s) notify {} | pass {} modified {} handle {} error {} | bad {} other {}",
         now.streams_opened.saturating_sub(now.streams_closed),
