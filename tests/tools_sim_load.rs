@@ -684,3 +684,53 @@ fn sim_faults_graceful_hang_and_crash_then_recover() {
     );
     sim.stop();
 }
+
+#[test]
+fn sim_dials_the_gateway_in_inbound_mode_answers_late_and_redials() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut child = Command::new(BIN)
+        .args(["sim", "--connect", &addr, "--name", "cs1.example.com"])
+        .args(["--secret", "s", "--latency", "150ms", "--quiet"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn palisade sim");
+    let (sock, _) = listener.accept().unwrap();
+    let mut peer = Peer::accept(sock, "s");
+    assert_eq!(peer.stream.name(), Some("cs1.example.com"));
+    let asked = Instant::now();
+    let mut out = BytesMut::new();
+    request(
+        &mut out,
+        1,
+        "es_OUT",
+        Mode::Wait,
+        "k",
+        &chat("a@x.example", "b@x.example", "hi"),
+    );
+    peer.send(&out);
+    let s = peer.next(Duration::from_secs(3)).expect("an answer");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(150),
+        "--latency not applied"
+    );
+    assert_eq!(s.from().as_deref(), Some("cs1.example.com"));
+    assert_eq!(parse_answer(&s).map(|a| a.answer), Ok(Answer::Pass));
+    // The gateway ends the stream: the simulator dials again.
+    peer.stream.close();
+    peer.flush();
+    drop(peer);
+    listener.set_nonblocking(false).unwrap();
+    let (sock, _) = listener.accept().unwrap();
+    let mut peer = Peer::accept(sock, "s");
+    assert_eq!(
+        ask(&mut peer, 2, Duration::from_secs(3)),
+        Some(Answer::Pass)
+    );
+    // SAFETY: signalling our own child by pid.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
