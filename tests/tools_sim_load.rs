@@ -734,3 +734,119 @@ fn sim_dials_the_gateway_in_inbound_mode_answers_late_and_redials() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
 }
+
+/// User + system CPU seconds a process has used so far (Linux `/proc/PID/stat`).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
+/// The simulator's own capacity as a compliance server: two streams (a two-shard gateway)
+/// each keeping 4000 plain wait-mode requests outstanding. Prints answers/s; run with
+/// `cargo test --release --test tools_sim_load -- --ignored --nocapture sim_throughput`.
+#[test]
+#[ignore = "a benchmark: run it in release mode on an otherwise idle machine"]
+fn sim_throughput_as_a_compliance_server() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let sim = Sim::start(&["--secret", "s"]);
+    const STREAMS: usize = 2;
+    const WINDOW: u64 = 4000;
+    const BATCH: u32 = 500;
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    for _ in 0..STREAMS {
+        let peer = Peer::dial(&sim.addr, CS_NAME, "s").expect("handshake");
+        let mut batch = BytesMut::new();
+        for slot in 0..BATCH {
+            let body = "Can you send me the deck before the 10:00? The client asked about the settlement date.";
+            request(
+                &mut batch,
+                slot,
+                "es_OUT",
+                Mode::Wait,
+                "alice@example.com|bob@example.com",
+                &chat("alice@example.com", "bob@example.com", body),
+            );
+        }
+        let mut writer = peer.sock.try_clone().unwrap();
+        let mut reader = peer.sock.try_clone().unwrap();
+        reader
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let sent = Arc::new(AtomicU64::new(0));
+        let got = Arc::new(AtomicU64::new(0));
+        let (s2, g2, stop2) = (sent.clone(), got.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                if s2.load(Ordering::Relaxed) - g2.load(Ordering::Relaxed) + u64::from(BATCH)
+                    > WINDOW
+                {
+                    std::thread::yield_now();
+                    continue;
+                }
+                if writer.write_all(&batch).is_err() {
+                    break;
+                }
+                s2.fetch_add(u64::from(BATCH), Ordering::Relaxed);
+            }
+        }));
+        let (stop3, total) = (stop.clone(), answered.clone());
+        threads.push(std::thread::spawn(move || {
+            // Counting `<iq` is enough to count answers; framing them here would measure us.
+            let mut buf = vec![0u8; 1 << 20];
+            let mut carry = 0usize;
+            while !stop3.load(Ordering::Relaxed) {
+                let n = match reader.read(&mut buf[carry..]) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(_) => continue,
+                };
+                let end = carry + n;
+                let count = memchr::memmem::find_iter(&buf[..end], b"<iq").count() as u64;
+                got.fetch_add(count, Ordering::Relaxed);
+                total.fetch_add(count, Ordering::Relaxed);
+                // Keep the last two bytes: a `<iq` cut by the read boundary is counted next time.
+                let keep = end.min(2);
+                buf.copy_within(end - keep..end, 0);
+                carry = keep;
+            }
+        }));
+        drop(peer);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let (t0, a0, c0) = (
+        Instant::now(),
+        answered.load(Ordering::Relaxed),
+        cpu_seconds(sim.child.id()),
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    let n = answered.load(Ordering::Relaxed) - a0;
+    let cpu = cpu_seconds(sim.child.id()) - c0;
+    let rate = n as f64 / t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let per_answer_us = cpu / n.max(1) as f64 * 1e6;
+    println!(
+        "palisade sim (compliance role, {STREAMS} streams, PASS): {rate:.0} answers/s, \
+         {:.0}% CPU, {per_answer_us:.2} us CPU per answer ({:.0} answers/s per core)",
+        cpu / t0.elapsed().as_secs_f64() * 100.0,
+        1e6 / per_answer_us
+    );
+    assert!(rate > 10_000.0);
+    drop(sim);
+    for t in threads {
+        let _ = t.join();
+    }
+}

@@ -192,6 +192,8 @@ impl Worker<'_> {
             if generating && self.link.backlog() < MAX_BACKLOG {
                 self.generate(gen, t_ns, interval_ns);
             }
+            // Whitespace keepalives when the run is quiet (a slow profile, a long drain).
+            self.link.tick(now);
             if let Err(e) = self.link.flush() {
                 return (generation_ended, Some(format!("write failed: {e}")));
             }
