@@ -51,7 +51,7 @@ pub struct LoadArgs {
     /// The gateway's router port [default: 127.0.0.1:5275].
     #[arg(long, value_name = "ADDR")]
     pub connect: Option<String>,
-    /// The router's component name, as the gateway's [[router]] name [default: imp1.example.com].
+    /// The router's component name, as the gateway's `[[router]]` name [default: imp1.example.com].
     #[arg(long)]
     pub name: Option<String>,
     /// The router's shared secret.
