@@ -44,6 +44,10 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// The bundled compliance-server simulator (or, with --router-echo, a stand-in gateway).
+    Sim(crate::tools::sim::SimArgs),
+    /// The bundled router-side load generator.
+    Load(crate::tools::load::LoadArgs),
     /// Tuning calculators (high-availability re-login limits).
     Tuning {
         #[command(subcommand)]
@@ -68,6 +72,8 @@ pub fn main() -> i32 {
         } => status(admin, config.as_deref(), json),
         Command::Troubleshoot { config } => troubleshoot(config.as_deref()),
         Command::Tuning { command } => crate::tuning::cli::run(command),
+        Command::Sim(args) => crate::tools::sim::run(args),
+        Command::Load(args) => crate::tools::load::run(args),
     }
 }
 

@@ -10,5 +10,6 @@ pub mod policy;
 pub mod protocol;
 pub mod routing;
 pub mod runtime;
+pub mod tools;
 pub mod tuning;
 pub mod wire;
