@@ -48,6 +48,8 @@ pub enum Command {
     Sim(crate::tools::sim::SimArgs),
     /// The bundled router-side load generator.
     Load(crate::tools::load::LoadArgs),
+    /// Gateway, simulator (with an ethical wall) and load generator together on loopback.
+    Demo(crate::tools::demo::DemoArgs),
     /// Tuning calculators (high-availability re-login limits).
     Tuning {
         #[command(subcommand)]
@@ -74,6 +76,13 @@ pub fn main() -> i32 {
         Command::Tuning { command } => crate::tuning::cli::run(command),
         Command::Sim(args) => crate::tools::sim::run(args),
         Command::Load(args) => crate::tools::load::run(args),
+        Command::Demo(args) => match crate::tools::demo::run(args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("palisade: {e}");
+                1
+            }
+        },
     }
 }
 

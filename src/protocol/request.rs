@@ -115,40 +115,38 @@ pub fn write_request(out: &mut BytesMut, from: &str, to: &str, f: &RequestFields
     };
     let mut id_buf = [0u8; RequestId::MAX_LEN];
     let id = f.id.encode(&mut id_buf);
+    // Constants, generated ids and stamps, catalog names and validated profile names need no
+    // escaping; addresses, node names and keys come from configuration or peers and do.
     let mut el = Element::open(out, outer);
     if f.mode == Mode::Wait {
-        el = el.attr("type", "set");
+        el = el.attr_trusted("type", "set");
     }
     let body = el
-        .attr_bytes("id", id)
+        .attr_raw("id", id, b'\'')
         .attr("from", from)
         .attr("to", to)
         .start_content();
     let mut event = Element::open(body, "event")
-        .attr("xmlns", NS)
-        .attr("name", f.event.name());
+        .attr_trusted("xmlns", NS)
+        .attr_trusted("name", f.event.name());
     if let Some(p) = f.packet {
-        event = event.attr("packet", p.as_str());
+        event = event.attr_trusted("packet", p.as_str());
     }
+    let handling = match f.handling {
+        Handling::Bounce => "bounce",
+        Handling::Pass => "pass",
+    };
+    let mode = match f.mode {
+        Mode::Wait => "wait",
+        Mode::Notify => "notify",
+    };
     let inner = event
         .attr("profile", f.profile)
-        .attr(
-            "handling",
-            match f.handling {
-                Handling::Bounce => "bounce",
-                Handling::Pass => "pass",
-            },
-        )
-        .attr(
-            "mode",
-            match f.mode {
-                Mode::Wait => "wait",
-                Mode::Notify => "notify",
-            },
-        )
+        .attr_trusted("handling", handling)
+        .attr_trusted("mode", mode)
         .attr("node", f.node)
         .attr("key", f.key)
-        .attr("stamp", f.stamp)
+        .attr_trusted("stamp", f.stamp)
         .start_content();
     inner.put_slice(stanza);
     close(inner, "event");

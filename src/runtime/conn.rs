@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 /// Read size: one read usually carries many stanzas.
 const READ_CHUNK: usize = 64 * 1024;
+/// Output buffer growth step.
+const WRITE_RESERVE: usize = 64 * 1024;
 
 /// A connection shared between its reader, its writer, and whoever writes stanzas to it.
 pub struct Conn {
@@ -48,6 +50,11 @@ impl Conn {
         }
         match stream.writer() {
             Some(w) => {
+                // Grow in big steps: the previous contents may still be in flight to the
+                // socket, so small reservations would reallocate and copy again and again.
+                if w.capacity() - w.len() < bytes.len() {
+                    w.reserve(bytes.len().max(WRITE_RESERVE));
+                }
                 w.extend_from_slice(bytes);
                 drop(stream);
                 self.wake_writer.notify();

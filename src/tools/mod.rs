@@ -1,5 +1,6 @@
-//! The bundled tools: `palisade sim` (a compliance server, or a stand-in for the gateway) and
-//! `palisade load` (a router-side load generator), plus the plumbing they share.
+//! The bundled tools: `palisade sim` (a compliance server, or a stand-in for the gateway),
+//! `palisade load` (a router-side load generator), `palisade demo` (both with the gateway), and
+//! the plumbing they share.
 //!
 //! The tools speak the wire contract through the crate's own layers ([`crate::wire`] for
 //! streams, [`crate::protocol`] for events, requests and verdicts, [`crate::policy`] for the
@@ -10,6 +11,7 @@
 //!
 //! Must not: be used by the gateway runtime, or depend on it.
 
+pub mod demo;
 pub mod load;
 pub mod net;
 pub mod rng;

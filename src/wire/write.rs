@@ -41,6 +41,12 @@ impl<'a> Element<'a> {
         self
     }
 
+    /// An attribute whose value is known to need no escaping (a constant, a validated name, or
+    /// a string escaped once in advance); written with single quotes.
+    pub fn attr_trusted(self, name: &str, value: &str) -> Self {
+        self.attr_raw(name, value.as_bytes(), b'\'')
+    }
+
     /// An attribute whose value is already escaped as it stood between `quote`s in a peer's
     /// stanza: spliced unchanged, with the same quote so the escaping stays right.
     pub fn attr_raw(self, name: &str, raw: &[u8], quote: u8) -> Self {

@@ -108,7 +108,23 @@ pub fn escape_text_into(out: &mut BytesMut, value: &[u8]) {
     escape_into(out, value, false);
 }
 
+/// Bytes that need escaping in an attribute value (`&`, `<`, `>`, `'`, `"`).
+static ESCAPED: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'&' as usize] = true;
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t[b'\'' as usize] = true;
+    t[b'"' as usize] = true;
+    t
+};
+
 fn escape_into(out: &mut BytesMut, value: &[u8], attr: bool) {
+    // Almost every value needs nothing: one table scan, then one copy.
+    if !value.iter().any(|&b| ESCAPED[b as usize]) {
+        out.put_slice(value);
+        return;
+    }
     let mut start = 0;
     for (i, &b) in value.iter().enumerate() {
         let rep: &[u8] = match b {
@@ -124,6 +140,13 @@ fn escape_into(out: &mut BytesMut, value: &[u8], attr: bool) {
         start = i + 1;
     }
     out.put_slice(&value[start..]);
+}
+
+/// `value` escaped for an attribute, as an owned string (for values escaped once in advance).
+pub fn escape_attr(value: &str) -> String {
+    let mut out = BytesMut::with_capacity(value.len());
+    escape_attr_into(&mut out, value.as_bytes());
+    String::from_utf8(out.to_vec()).unwrap_or_default()
 }
 
 /// True for the XML whitespace characters allowed between stanzas.

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Gateway benchmark: the real `palisade run` over loopback, fed by `palisade load` and judged by
+# `palisade sim`, all on this machine. Wait-mode es_OUT events of ~400 bytes through one chain
+# step. Reports, per scenario: events/s, latency percentiles (open loop: measured from the
+# intended send time, coordinated-omission corrected), and the gateway's own CPU per event
+# (user + sys of the gateway process, from /proc, divided by events answered).
+#
+#   perf/bench-gateway.sh [SHARDS] [OPEN_RATE] [DURATION]     (defaults: 1 50000 10s)
+#
+# Scenarios: `max` (closed loop, 2 connections x 2000 in flight), `open` (OPEN_RATE events/s),
+# and `stalled` (200,000 events left waiting on a server that reads but never answers: the
+# gateway's RSS while they wait). Build first: cargo build --release.
+set -euo pipefail
+
+shards=${1:-1}
+open_rate=${2:-50000}
+duration=${3:-10s}
+bin=${PALISADE:-$(cd "$(dirname "$0")/.." && pwd)/target/release/palisade}
+[ -x "$bin" ] || { echo "no binary at $bin: cargo build --release" >&2; exit 2; }
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"; }
+rss_mib() { awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+json() { sed -n "s/^ *\"$2\": \([0-9.]*\),*$/\1/p" "$1" | head -1; }
+
+# Starts a simulator and a gateway; sets $gw and $router_port. $1: extra sim flags, $2: timers.
+start() {
+  local sim_port router_port_
+  sim_port=$(free_port)
+  router_port=$(free_port)
+  "$bin" sim --listen "127.0.0.1:$sim_port" --secret bench --quiet $1 >"$work/sim.out" 2>"$work/sim.err" &
+  pids+=($!)
+  cat >"$work/gw.toml" <<EOF
+[gateway]
+name = "palisade.example.com"
+domain = "example.com"
+shards = $shards
+[listen]
+routers = "127.0.0.1:$router_port"
+[timers]
+$2
+[limits]
+max_in_flight = 300000
+queue_per_server = 300000
+[[router]]
+name = "imp1.example.com"
+secret = "bench"
+[[profile]]
+name = "Wall"
+events = [ { event = "es_OUT", packet = "message", handling = "bounce" } ]
+[[server]]
+name = "cs1"
+host = "127.0.0.1"
+port = $sim_port
+password = "bench"
+profile = "Wall"
+EOF
+  "$bin" run --config "$work/gw.toml" 2>"$work/gw.log" &
+  gw=$!
+  pids+=($gw)
+  for _ in $(seq 100); do grep -q "is ACTIVE" "$work/gw.log" 2>/dev/null && [ "$(grep -c 'is ACTIVE' "$work/gw.log")" -ge "$shards" ] && break; sleep 0.05; done
+}
+
+stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
+
+report() { # $1 name, $2 json, $3 cpu seconds
+  local n eps
+  n=$(json "$2" answered)
+  eps=$(json "$2" answered_per_s)
+  awk -v name="$1" -v n="$n" -v eps="$eps" -v c="$3" \
+      -v p50="$(json "$2" p50)" -v p99="$(json "$2" p99)" -v p999="$(json "$2" p999)" 'BEGIN {
+    printf "%-8s %9d events  %9.0f events/s  p50 %7.2f ms  p99 %7.2f ms  p99.9 %7.2f ms  gateway CPU %.2f us/event\n",
+      name, n, eps, p50 / 1000, p99 / 1000, p999 / 1000, (n > 0 ? c / n * 1e6 : 0) }'
+}
+
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); gateway shards: $shards"
+
+start "" 'event_timeout = "30s"'
+before=$(cpu "$gw")
+"$bin" load --connect "127.0.0.1:$router_port" --name imp1.example.com --secret bench --rate max \
+  --in-flight 2000 --connections 2 --mix es_OUT=100 --duration "$duration" --quiet --json "$work/max.json" >/dev/null
+report max "$work/max.json" "$(awk -v a="$(cpu "$gw")" -v b="$before" 'BEGIN { print a - b }')"
+before=$(cpu "$gw")
+"$bin" load --connect "127.0.0.1:$router_port" --name imp1.example.com --secret bench --rate "$open_rate" \
+  --connections 2 --mix es_OUT=100 --duration "$duration" --quiet --json "$work/open.json" >/dev/null
+report "open" "$work/open.json" "$(awk -v a="$(cpu "$gw")" -v b="$before" 'BEGIN { print a - b }')"
+stop
+
+# A server that reads everything and answers nothing for 10 minutes; events wait for it.
+start "--latency 600s" 'event_timeout = "10m"
+outage_window = "20m"'
+idle_rss=$(rss_mib "$gw")
+"$bin" load --connect "127.0.0.1:$router_port" --name imp1.example.com --secret bench --rate 40000 \
+  --connections 2 --mix es_OUT=100 --events 200000 --drain 1s --quiet --json "$work/stall.json" >/dev/null 2>&1 || true
+sleep 1
+echo "stalled  200000 events waiting: gateway RSS $(rss_mib "$gw") MiB (idle $idle_rss MiB)"
+stop
