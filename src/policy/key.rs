@@ -74,6 +74,21 @@ pub fn conversation_key(
     to: Option<&str>,
     room: Option<&str>,
 ) -> Result<String, KeyError> {
+    if kind == EventKind::Jsm {
+        if let Some(key) = jsm_key_ascii(from, to) {
+            return Ok(key);
+        }
+    }
+    general_key(kind, from, to, room)
+}
+
+/// The general path (any input, every error); [`conversation_key`] tries a fast path first.
+fn general_key(
+    kind: EventKind,
+    from: Option<&str>,
+    to: Option<&str>,
+    room: Option<&str>,
+) -> Result<String, KeyError> {
     match kind {
         EventKind::Jsm => jsm_key(from, to),
         EventKind::Tc => {
@@ -85,6 +100,109 @@ pub fn conversation_key(
             Ok(jid.bare())
         }
     }
+}
+
+/// A bare JID read by the ASCII fast path: the parts as written (folding happens on output).
+struct AsciiBare<'a> {
+    local: Option<&'a [u8]>,
+    domain: &'a [u8],
+}
+
+/// Reads a plain ASCII JID that the general path would accept unchanged apart from case;
+/// `None` for anything else (non-ASCII, IP literals, anything invalid), which then takes the
+/// general path and gets its exact result or error.
+fn ascii_bare(text: &str) -> Option<AsciiBare<'_>> {
+    use super::jid::{allowed_in_domain, forbidden_in_local, MAX_PART_BYTES};
+    let b = text.as_bytes();
+    if b.is_empty() || !text.is_ascii() {
+        return None;
+    }
+    let address_end = memchr::memchr(b'/', b).unwrap_or(b.len());
+    if address_end < b.len() {
+        let resource = &b[address_end + 1..];
+        if resource.is_empty()
+            || resource.len() > MAX_PART_BYTES
+            || resource.iter().any(|&c| c < b' ' || c == 0x7f)
+        {
+            return None;
+        }
+    }
+    let address = &b[..address_end];
+    let (local, domain) = match memchr::memchr(b'@', address) {
+        Some(i) => (Some(&address[..i]), &address[i + 1..]),
+        None => (None, address),
+    };
+    if let Some(l) = local {
+        if l.is_empty() || l.len() > MAX_PART_BYTES || l.iter().any(|&c| forbidden_in_local(c)) {
+            return None;
+        }
+    }
+    let domain = domain.strip_suffix(b".").unwrap_or(domain);
+    let labels_ok = !domain.is_empty()
+        && domain.len() <= MAX_PART_BYTES
+        && domain.iter().all(|&c| allowed_in_domain(c))
+        && domain[0] != b'.'
+        && domain[domain.len() - 1] != b'.'
+        && memchr::memmem::find(domain, b"..").is_none();
+    labels_ok.then_some(AsciiBare { local, domain })
+}
+
+impl AsciiBare<'_> {
+    fn folded(&self) -> impl Iterator<Item = u8> + '_ {
+        let local = self.local.unwrap_or_default();
+        let at = self.local.map(|_| b'@');
+        local
+            .iter()
+            .copied()
+            .chain(at)
+            .chain(self.domain.iter().copied())
+            .map(|c| c.to_ascii_lowercase())
+    }
+
+    fn len(&self) -> usize {
+        self.local.map_or(0, |l| l.len() + 1) + self.domain.len()
+    }
+
+    fn push_to(&self, out: &mut String) {
+        out.extend(self.folded().map(char::from));
+    }
+}
+
+/// The ASCII fast path of [`jsm_key`]; `None` sends the event to the general path.
+fn jsm_key_ascii(from: Option<&str>, to: Option<&str>) -> Option<String> {
+    let from = match from {
+        Some(f) => Some(ascii_bare(f)?),
+        None => None,
+    };
+    let to = match to {
+        Some(t) => Some(ascii_bare(t)?),
+        None => None,
+    };
+    let users = (
+        from.as_ref().filter(|j| j.local.is_some()),
+        to.as_ref().filter(|j| j.local.is_some()),
+    );
+    let mut key = String::new();
+    match users {
+        (Some(a), Some(b)) => {
+            let (low, high) = match a.folded().cmp(b.folded()) {
+                Ordering::Greater => (b, a),
+                _ => (a, b),
+            };
+            key.reserve(low.len() + 1 + high.len());
+            low.push_to(&mut key);
+            if low.folded().ne(high.folded()) {
+                key.push('|');
+                high.push_to(&mut key);
+            }
+        }
+        (Some(one), None) | (None, Some(one)) => one.push_to(&mut key),
+        (None, None) => {
+            let server = to.as_ref().or(from.as_ref())?;
+            key.extend(server.domain.iter().map(|c| char::from(c.to_ascii_lowercase())));
+        }
+    }
+    Some(key)
 }
 
 fn jsm_key(from: Option<&str>, to: Option<&str>) -> Result<String, KeyError> {
@@ -120,6 +238,32 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use EventKind::{Jsm, Tc};
+
+    proptest! {
+        /// The ASCII fast path gives exactly what the general path gives, or stands aside.
+        #[test]
+        fn ascii_fast_path_agrees_with_the_general_path(
+            a in "[a-zA-Z0-9@./&'_ -]{0,12}",
+            b in "[a-zA-Z0-9@./&'_ -]{0,12}",
+            has_from in any::<bool>(),
+            has_to in any::<bool>(),
+        ) {
+            let (from, to) = (has_from.then_some(a.as_str()), has_to.then_some(b.as_str()));
+            if let Some(fast) = jsm_key_ascii(from, to) {
+                prop_assert_eq!(Ok(fast), jsm_key(from, to));
+            }
+        }
+
+        #[test]
+        fn ascii_fast_path_takes_ordinary_addresses(
+            a in "[a-zA-Z0-9]{1,8}@[a-z]{1,6}\\.(com|org)(/[a-zA-Z0-9 ]{1,6})?",
+            b in "[a-zA-Z0-9]{1,8}@[a-z]{1,6}\\.(com|org)",
+        ) {
+            let fast = jsm_key_ascii(Some(&a), Some(&b));
+            prop_assert!(fast.is_some());
+            prop_assert_eq!(Ok(fast.unwrap()), jsm_key(Some(&a), Some(&b)));
+        }
+    }
 
     fn key(kind: EventKind, from: Option<&str>, to: Option<&str>, room: Option<&str>) -> String {
         conversation_key(kind, from, to, room).unwrap_or_else(|e| format!("ERR {e}"))

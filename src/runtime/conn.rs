@@ -72,11 +72,11 @@ impl Conn {
 }
 
 /// Drives `tcp` until the stream closes; returns how it closed. `on_event` sees every stream
-/// event; `pause` is polled after each read, and reading waits while it says so (flow control).
+/// event with the time of the read that carried it; `pause` is polled after each read, and reading waits while it says so (flow control).
 pub async fn drive(
     tcp: TcpStream,
     conn: ConnRef,
-    mut on_event: impl FnMut(&ConnRef, StreamEvent),
+    mut on_event: impl FnMut(&ConnRef, StreamEvent, Instant),
     pause: impl Fn() -> bool,
 ) -> Closed {
     let _ = tcp.set_nodelay(true);
@@ -111,10 +111,10 @@ pub async fn drive(
                 None => break,
                 Some(StreamEvent::Closed(how)) => {
                     closed = Some(how.clone());
-                    on_event(&conn, StreamEvent::Closed(how));
+                    on_event(&conn, StreamEvent::Closed(how), now);
                     break;
                 }
-                Some(e) => on_event(&conn, e),
+                Some(e) => on_event(&conn, e, now),
             }
         }
         conn.wake_writer.notify();

@@ -101,13 +101,13 @@ pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream) {
     let closed = conn::drive(
         tcp,
         conn,
-        move |conn, event| {
+        move |conn, event, now| {
             if let StreamEvent::NameAnnounced { name } = &event {
                 server2.set(admit_inbound(&ctx2, conn, name));
                 return;
             }
             if let Some(id) = server2.get() {
-                on_event(&ctx2, id, &active2, conn, event);
+                on_event(&ctx2, id, &active2, conn, event, now);
             }
         },
         || false,
@@ -178,7 +178,7 @@ async fn serve(
     let closed = conn::drive(
         tcp,
         conn,
-        move |conn, event| on_event(&ctx2, server, &active2, conn, event),
+        move |conn, event, now| on_event(&ctx2, server, &active2, conn, event, now),
         || false,
     )
     .await;
@@ -222,6 +222,7 @@ fn on_event(
     active: &Cell<bool>,
     conn: &ConnRef,
     event: StreamEvent,
+    now: Instant,
 ) {
     match event {
         StreamEvent::Active => {
@@ -239,14 +240,14 @@ fn on_event(
             }
             ctx.link_changed(server, true, false);
         }
-        StreamEvent::Stanza(stanza) => on_stanza(ctx, server, conn, &stanza),
+        StreamEvent::Stanza(stanza) => on_stanza(ctx, server, conn, &stanza, now),
         StreamEvent::NameAnnounced { .. } | StreamEvent::Closed(_) => {}
     }
 }
 
-fn on_stanza(ctx: &ShardCtx, server: ServerId, conn: &ConnRef, stanza: &Stanza) {
+fn on_stanza(ctx: &ShardCtx, server: ServerId, conn: &ConnRef, stanza: &Stanza, now: Instant) {
     match parse_answer(stanza) {
-        Ok(answer) => ctx.route_answer(server, answer, Instant::now()),
+        Ok(answer) => ctx.route_answer(server, answer, now),
         Err(AnswerError::UnknownId) => ctx.counters.borrow_mut().unknown_answers += 1,
         Err(AnswerError::NotAnAnswer) => {
             let mut out = BytesMut::new();

@@ -39,7 +39,7 @@ pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream) {
     let closed = conn::drive(
         tcp,
         conn,
-        move |conn, event| on_event(&ctx2, id, conn, event, None),
+        move |conn, event, now| on_event(&ctx2, id, conn, event, now, None),
         || ctx.must_pause_reads(),
     )
     .await;
@@ -74,7 +74,7 @@ pub async fn dial_outbound(ctx: Rc<ShardCtx>, router: RouterConfig, addr: String
                 let closed = conn::drive(
                     tcp,
                     conn,
-                    move |conn, event| on_event(&ctx2, id, conn, event, Some(&name)),
+                    move |conn, event, now| on_event(&ctx2, id, conn, event, now, Some(&name)),
                     || ctx.must_pause_reads(),
                 )
                 .await;
@@ -101,7 +101,14 @@ fn finish(ctx: &ShardCtx, id: u32, peer: &str, closed: &Closed) {
 }
 
 /// `outbound`: the router's name when we dialed it (its stream NAME is ours then).
-fn on_event(ctx: &ShardCtx, id: u32, conn: &ConnRef, event: StreamEvent, outbound: Option<&str>) {
+fn on_event(
+    ctx: &ShardCtx,
+    id: u32,
+    conn: &ConnRef,
+    event: StreamEvent,
+    now: Instant,
+    outbound: Option<&str>,
+) {
     match event {
         StreamEvent::NameAnnounced { name } => {
             let router = ctx.config.routers.iter().find(|r| r.name == name);
@@ -146,21 +153,16 @@ fn on_event(ctx: &ShardCtx, id: u32, conn: &ConnRef, event: StreamEvent, outboun
                 },
             );
         }
-        StreamEvent::Stanza(stanza) => on_stanza(ctx, id, conn, &stanza),
+        StreamEvent::Stanza(stanza) => on_stanza(ctx, id, conn, &stanza, now),
         StreamEvent::Closed(_) => {}
     }
 }
 
-fn on_stanza(ctx: &ShardCtx, id: u32, conn: &ConnRef, stanza: &Stanza) {
-    if !is_event(stanza) {
-        let mut out = BytesMut::new();
-        if service::answer(&mut out, &ctx.config.gateway.name, stanza)
-            != service::ServiceOutcome::Ignored
-        {
-            ctx.counters.borrow_mut().service_requests += 1;
-            conn.send(&out, usize::MAX);
-        }
-        return;
+fn on_stanza(ctx: &ShardCtx, id: u32, conn: &ConnRef, stanza: &Stanza, now: Instant) {
+    // Events are iq sets; only other stanzas need the (rarer) question of what they are.
+    let set = stanza.name() == b"iq" && stanza.raw(stanza.attrs().type_) == Some(b"set");
+    if !set && !is_event(stanza) {
+        return service(ctx, conn, stanza);
     }
     let Some(reply) = Reply::of(stanza) else {
         // An event without an id cannot be answered; the stream's checks ensured a from.
@@ -180,13 +182,26 @@ fn on_stanza(ctx: &ShardCtx, id: u32, conn: &ConnRef, stanza: &Stanza) {
                 shard: ctx.id,
                 conn: id,
             },
-            Instant::now(),
+            now,
         ),
+        // An iq set with some other payload is a request we do not serve, not a bad event.
+        Err(crate::protocol::BadEvent::NoEventElement) if !is_event(stanza) => {
+            service(ctx, conn, stanza)
+        }
         Err(bad) => {
             ctx.counters.borrow_mut().bad_requests += 1;
             let mut out = BytesMut::new();
             write_bad_request(&mut out, &ctx.config.gateway.name, &reply, &bad.to_string());
             conn.send(&out, usize::MAX);
         }
+    }
+}
+
+/// Pings, disco and requests we do not serve.
+fn service(ctx: &ShardCtx, conn: &ConnRef, stanza: &Stanza) {
+    let mut out = BytesMut::new();
+    if service::answer(&mut out, &ctx.config.gateway.name, stanza) != service::ServiceOutcome::Ignored {
+        ctx.counters.borrow_mut().service_requests += 1;
+        conn.send(&out, usize::MAX);
     }
 }

@@ -49,6 +49,8 @@ pub struct ShardCtx {
     /// Snapshots gathered from other shards, by request token (see `status.rs`).
     pub snapshots: RefCell<AHashMap<u64, Vec<crate::admin::ShardSnapshot>>>,
     next_conn: Cell<u32>,
+    /// The wall time read for the last batch of events, by the instant of that batch's read.
+    wall_cache: Cell<(Instant, SystemTime)>,
     /// Protocol violations logged in the current second, to rate-limit the log.
     violations_logged: Cell<(u64, u32)>,
 }
@@ -78,6 +80,7 @@ impl ShardCtx {
             snapshots: RefCell::new(AHashMap::new()),
             next_conn: Cell::new(0),
             violations_logged: Cell::new((0, 0)),
+            wall_cache: Cell::new((Instant::now(), SystemTime::now())),
         }
     }
 
@@ -117,14 +120,26 @@ impl ShardCtx {
         full
     }
 
+    /// Wall time for events read at `now`: one clock read per batch, not per event.
+    pub fn wall(&self, now: Instant) -> SystemTime {
+        let (at, wall) = self.wall_cache.get();
+        if at == now {
+            return wall;
+        }
+        let wall = SystemTime::now();
+        self.wall_cache.set((now, wall));
+        wall
+    }
+
     /// Sends an event read on this shard to its owner.
     pub fn route_event(&self, ev: InboundEvent, router: RouterRef, now: Instant) {
         let key_hash = self.hasher.hash(&ev.key);
         let owner = owner_shard(key_hash, usize::from(self.shards));
         if owner == usize::from(self.id) {
+            let wall = self.wall(now);
             self.engine
                 .borrow_mut()
-                .submit(ev, key_hash, router, now, SystemTime::now());
+                .submit(ev, key_hash, router, now, wall);
             self.pump();
         } else {
             self.outbox.push(
@@ -163,9 +178,10 @@ impl ShardCtx {
                 received,
             } => {
                 // Timers and residence count from when the router's shard read the event.
+                let wall = self.wall(now);
                 self.engine
                     .borrow_mut()
-                    .submit(ev, key_hash, router, received, SystemTime::now());
+                    .submit(ev, key_hash, router, received, wall);
             }
             ShardMsg::Verdict { conn, bytes } => self.deliver_verdict(conn, &bytes),
             ShardMsg::Send {
