@@ -98,20 +98,29 @@ impl Pipeline {
             self.router_in.feed(chunk);
             while let Ok(Some(frame)) = self.router_in.next_frame() {
                 let Frame::Stanza(iq) = frame else { continue };
-                let Some(reply) = Reply::of(&iq) else { continue };
+                let Some(reply) = Reply::of(&iq) else {
+                    continue;
+                };
                 let policy = &self.policy;
-                let Ok(ev) = parse_event(&iq, reply, |_| policy.node_id(b"imp1")) else { continue };
+                let Ok(ev) = parse_event(&iq, reply, |_| policy.node_id(b"imp1")) else {
+                    continue;
+                };
                 let hash = self.hasher.hash(&ev.key);
                 self.engine.submit(ev, hash, router, now, wall);
             }
             // The server answers everything written so far, in one read.
             while let Some(action) = self.engine.poll_action() {
-                if let Action::Send { request: Some(id), .. } = action {
+                if let Action::Send {
+                    request: Some(id), ..
+                } = action
+                {
                     let mut id_buf = [0u8; palisade::protocol::RequestId::MAX_LEN];
                     let id = std::str::from_utf8(id.encode(&mut id_buf)).unwrap_or("");
                     self.answers.extend_from_slice(b"<iq type='result' id='");
                     self.answers.extend_from_slice(id.as_bytes());
-                    self.answers.extend_from_slice(b"' from='op-cs1.palisade-example-com' to='palisade.example.com'/>");
+                    self.answers.extend_from_slice(
+                        b"' from='op-cs1.palisade-example-com' to='palisade.example.com'/>",
+                    );
                 }
             }
             self.server_in.feed(&self.answers);

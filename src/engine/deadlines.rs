@@ -3,10 +3,11 @@
 //! Every event timer on a shard has one of a handful of durations (the event timeout, mostly),
 //! and `now` only moves forward, so the deadlines of one duration arrive already sorted: each
 //! duration gets a FIFO lane, arming is a push to its lane's back, expiry pops from fronts, and
-//! the next deadline is the smallest lane front. Cancelling is lazy (an expired entry whose
-//! reference went stale is skipped); a lane compacts itself when stale entries outnumber live
-//! ones, so memory stays proportional to the timers that matter. Cost per operation does not
-//! grow with the number of pending events.
+//! the next deadline is the smallest lane front. Cancelling is lazy (an entry whose reference
+//! went stale is skipped when it expires), and every arm also drops a few stale entries from the
+//! front of its lane: most events finish long before their timer, so the oldest entries are
+//! nearly always stale and the lanes stay short without ever pausing for a compaction. Cost per
+//! operation is O(1) and does not grow with the number of pending events.
 //!
 //! Owns deadlines only; never reads a clock (`now` is a parameter) and never wakes anything.
 
@@ -24,8 +25,6 @@ struct Lane {
 #[derive(Debug, Default)]
 pub struct Deadlines {
     lanes: Vec<Lane>,
-    /// Entries pushed since the last compaction check, to amortize `compact`.
-    pushes: usize,
 }
 
 impl Deadlines {
@@ -48,7 +47,6 @@ impl Deadlines {
             .back()
             .map_or(deadline, |(last, _)| deadline.max(*last));
         entries.push_back((deadline, r));
-        self.pushes += 1;
         deadline
     }
 
@@ -71,23 +69,25 @@ impl Deadlines {
     }
 
     /// Entries held, stale ones included.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lanes.iter().map(|l| l.entries.len()).sum()
     }
 
-    /// Drops stale entries when they are more than half of a large lane. `live` says whether a
-    /// reference is still armed. Call it now and then (after pushes); it runs at most once per
-    /// `len` pushes, so its cost is amortized O(1) per timer.
-    pub fn compact(&mut self, live: impl Fn(SlotRef) -> bool) {
-        let total = self.len();
-        if self.pushes < total.max(4096) {
-            return;
-        }
-        self.pushes = 0;
+    /// Drops up to a few stale entries from the front of every lane (`live` says whether a
+    /// reference is still armed). Called after each arm, it removes more than arming adds
+    /// whenever timers are mostly cancelled, in constant time per call.
+    pub fn trim(&mut self, live: impl Fn(SlotRef) -> bool) {
         for lane in &mut self.lanes {
-            lane.entries.retain(|(_, r)| live(*r));
+            for _ in 0..4 {
+                match lane.entries.front() {
+                    Some(&(_, r)) if !live(r) => {
+                        lane.entries.pop_front();
+                    }
+                    _ => break,
+                }
+            }
         }
-        self.lanes.retain(|l| !l.entries.is_empty());
     }
 }
 
@@ -123,14 +123,21 @@ mod tests {
     }
 
     #[test]
-    fn compaction_keeps_live_entries_only() {
+    fn trimming_keeps_lanes_short_when_timers_are_cancelled() {
         let t = Instant::now();
         let mut d = Deadlines::default();
-        for i in 0..10_000 {
+        // Each timer is cancelled right after the next is armed, as when answers come quickly.
+        for i in 0..100_000u32 {
             d.arm(t, Duration::from_secs(30), r(i));
+            d.trim(|x| x.slot == i);
         }
-        d.compact(|x| x.slot % 100 == 0);
-        assert_eq!(d.len(), 100);
+        assert!(d.len() <= 2, "{} entries left", d.len());
+        // A live entry at the front holds back what is behind it, and is never dropped.
+        let mut d = Deadlines::default();
+        for i in 0..10u32 {
+            d.arm(t, Duration::from_secs(30), r(i));
+            d.trim(|x| x.slot == 0);
+        }
         assert_eq!(d.pop_due(t + Duration::from_secs(30)), Some(r(0)));
     }
 

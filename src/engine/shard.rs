@@ -286,12 +286,6 @@ impl ShardEngine {
             }
         }
         self.expire_outages(now);
-        let events = &self.events;
-        self.timers.compact(|r| {
-            events
-                .get(r)
-                .is_some_and(|e| matches!(e.phase, Phase::Waiting { .. }))
-        });
     }
 
     /// When [`ShardEngine::handle_timeout`] should next run.

@@ -60,6 +60,14 @@ impl ShardEngine {
             let Some(r) = self.events.bump(slot) else {
                 return;
             };
+            // Trim before arming: this event is not `Waiting` yet, and must not look stale.
+            let events = &self.events;
+            self.timers.trim(|t| {
+                t == r
+                    || events
+                        .get(t)
+                        .is_some_and(|e| matches!(e.phase, Phase::Waiting { .. }))
+            });
             self.timers.arm(now, self.cfg.event_timeout, r);
             if let Some(ev) = self.events.by_slot_mut(slot) {
                 ev.phase = Phase::Waiting {

@@ -199,7 +199,12 @@ fn jsm_key_ascii(from: Option<&str>, to: Option<&str>) -> Option<String> {
         (Some(one), None) | (None, Some(one)) => one.push_to(&mut key),
         (None, None) => {
             let server = to.as_ref().or(from.as_ref())?;
-            key.extend(server.domain.iter().map(|c| char::from(c.to_ascii_lowercase())));
+            key.extend(
+                server
+                    .domain
+                    .iter()
+                    .map(|c| char::from(c.to_ascii_lowercase())),
+            );
         }
     }
     Some(key)

@@ -7,10 +7,10 @@
 
 use super::notify::Notify;
 use crate::wire::{Closed, ComponentStream, StreamEvent};
-use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use std::cell::{Cell, RefCell};
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -72,7 +72,8 @@ impl Conn {
 }
 
 /// Drives `tcp` until the stream closes; returns how it closed. `on_event` sees every stream
-/// event with the time of the read that carried it; `pause` is polled after each read, and reading waits while it says so (flow control).
+/// event with the time of the read that carried it; `pause` is polled after each read, and
+/// reading waits while it says so (flow control).
 pub async fn drive(
     tcp: TcpStream,
     conn: ConnRef,
@@ -80,30 +81,22 @@ pub async fn drive(
     pause: impl Fn() -> bool,
 ) -> Closed {
     let _ = tcp.set_nodelay(true);
+    let fd = tcp.as_raw_fd();
     let (mut reader, writer) = futures_lite::io::split(tcp);
     glommio::spawn_local(write_loop(conn.clone(), writer)).detach();
+    // The stream's timers are checked by their own task, so a read never has to race a timer.
+    let tick = conn.stream.borrow().config().timer_tick();
+    glommio::spawn_local(timer_loop(conn.clone(), fd, tick)).detach();
     // Whatever the stream queued at creation (an initiator's header) goes out now.
     conn.wake_writer.notify();
     let mut buf = vec![0u8; READ_CHUNK];
     let mut closed = None;
     while closed.is_none() {
-        let deadline = conn.stream.borrow().poll_timeout();
-        let read = async { Some(reader.read(&mut buf).await) };
-        let outcome = match deadline {
-            Some(at) => {
-                let timer = async {
-                    glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await;
-                    None
-                };
-                future::or(read, timer).await
-            }
-            None => read.await,
-        };
+        let read = reader.read(&mut buf).await;
         let now = Instant::now();
-        match outcome {
-            None => conn.stream.borrow_mut().handle_timeout(now),
-            Some(Ok(0)) | Some(Err(_)) => conn.stream.borrow_mut().transport_closed(),
-            Some(Ok(n)) => conn.stream.borrow_mut().receive(&buf[..n], now),
+        match read {
+            Ok(0) | Err(_) => conn.stream.borrow_mut().transport_closed(),
+            Ok(n) => conn.stream.borrow_mut().receive(&buf[..n], now),
         }
         loop {
             let event = conn.stream.borrow_mut().poll_event();
@@ -125,6 +118,35 @@ pub async fn drive(
     conn.closed.set(true);
     conn.wake_writer.notify();
     closed.unwrap_or(Closed::TransportEnded)
+}
+
+/// Runs the stream's timers (handshake, stanza completion, keepalive, liveness ping, dead
+/// peer) on a fixed tick. When a timer ends the stream, the socket's read side is shut so that
+/// the reader's pending read returns and it sees the close.
+async fn timer_loop(conn: ConnRef, fd: RawFd, tick: Duration) {
+    while !conn.closed.get() {
+        glommio::timer::sleep(tick).await;
+        let now = Instant::now();
+        let due = conn
+            .stream
+            .borrow()
+            .poll_timeout()
+            .is_some_and(|at| at <= now);
+        if !due {
+            continue;
+        }
+        conn.stream.borrow_mut().handle_timeout(now);
+        conn.wake_writer.notify();
+        if conn.stream.borrow().is_closed() && !conn.closed.get() {
+            // SAFETY: `fd` belongs to the connection, which is open until the reader (still
+            // blocked, `closed` is unset) and the writer drop their halves; shutdown only
+            // changes the socket's state.
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_RD);
+            }
+            return;
+        }
+    }
 }
 
 async fn write_loop(conn: ConnRef, mut writer: futures_lite::io::WriteHalf<TcpStream>) {

@@ -97,6 +97,7 @@ pub fn run_until(config: Config, stop: Arc<AtomicBool>) -> Result<(), RunError> 
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("palisade")
         .io_memory(1 << 20)
+        .preempt_timer(Duration::from_millis(1))
         .on_all_shards(move || {
             let (config, policy, mesh, stop) =
                 (config.clone(), policy.clone(), mesh.clone(), stop.clone());

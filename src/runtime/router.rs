@@ -200,7 +200,9 @@ fn on_stanza(ctx: &ShardCtx, id: u32, conn: &ConnRef, stanza: &Stanza, now: Inst
 /// Pings, disco and requests we do not serve.
 fn service(ctx: &ShardCtx, conn: &ConnRef, stanza: &Stanza) {
     let mut out = BytesMut::new();
-    if service::answer(&mut out, &ctx.config.gateway.name, stanza) != service::ServiceOutcome::Ignored {
+    if service::answer(&mut out, &ctx.config.gateway.name, stanza)
+        != service::ServiceOutcome::Ignored
+    {
         ctx.counters.borrow_mut().service_requests += 1;
         conn.send(&out, usize::MAX);
     }

@@ -38,6 +38,24 @@ pub struct StreamConfig {
     pub dead_interval: Option<Duration>,
 }
 
+impl StreamConfig {
+    /// How often a driver that checks the timers on a fixed tick should look: an eighth of the
+    /// shortest timer, between 5 ms and 1 s, so that no timer is late by more than that.
+    pub fn timer_tick(&self) -> Duration {
+        let shortest = [
+            Some(self.handshake_timeout),
+            Some(self.stanza_timeout),
+            self.keepalive,
+            self.dead_interval.map(|d| d / 2),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(Duration::from_secs(1));
+        (shortest / 8).clamp(Duration::from_millis(5), Duration::from_secs(1))
+    }
+}
+
 impl Default for StreamConfig {
     fn default() -> Self {
         StreamConfig {
@@ -233,6 +251,10 @@ impl ComponentStream {
 
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    pub fn config(&self) -> &StreamConfig {
+        &self.config
     }
 
     /// The NAME this stream is for, once known.
