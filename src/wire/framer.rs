@@ -515,7 +515,7 @@ struct Parsed {
     end: usize,
     name: Span,
     attrs: RootAttrs,
-    elements: SmallVec<[ElementRef; 6]>,
+    elements: SmallVec<[ElementRef; 4]>,
 }
 
 impl Parsed {
@@ -554,7 +554,7 @@ fn parse_element(
     let Scratch { stack, attr_names } = scratch;
     stack.clear();
     attr_names.clear();
-    let mut elements: SmallVec<[ElementRef; 6]> = SmallVec::new();
+    let mut elements: SmallVec<[ElementRef; 4]> = SmallVec::new();
     let mut root_name = Span::default();
     let mut root = RootAttrs::default();
     let base = text.as_ptr() as usize;
@@ -577,10 +577,12 @@ fn parse_element(
                         None
                     }
                     1 | 2 => {
+                        let name_len = u16::try_from(name.end - name.start)
+                            .map_err(|_| FrameError::Malformed("element name too long"))?;
                         elements.push(ElementRef {
                             span: Span::new(start, start),
-                            name,
                             tag_end: 0,
+                            name_len,
                             depth: depth as u8,
                         });
                         Some(elements.len() - 1)
@@ -609,7 +611,13 @@ fn parse_element(
                 };
                 let qname = Span::new(qstart, offset(local.as_str()) + local.as_str().len());
                 let qbytes = &bytes[qname.range()];
-                if attr_names.iter().any(|n| &bytes[n.range()] == qbytes) {
+                // Length and first byte rule out almost every pair before comparing bytes.
+                let duplicate = attr_names.iter().any(|n| {
+                    n.end - n.start == qname.end - qname.start
+                        && bytes[n.start as usize] == qbytes[0]
+                        && &bytes[n.range()] == qbytes
+                });
+                if duplicate {
                     return Err(FrameError::Malformed("duplicate attribute"));
                 }
                 attr_names.push(qname);

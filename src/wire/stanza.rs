@@ -43,20 +43,30 @@ pub struct AttrSpan {
     pub quote: u8,
 }
 
-/// One element below the root, as recorded by the framer.
+/// One element below the root, as recorded by the framer. Kept to 16 bytes: stanzas carry a
+/// few of them inline and move through every layer by value.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct ElementRef {
     /// The whole element, from `<` to the end of its end tag (or `/>`).
     pub span: Span,
-    /// Qualified name.
-    pub name: Span,
     /// End of the start tag (just after its `>`).
     pub tag_end: u32,
+    /// Length of the qualified name, which starts just after the `<`.
+    pub name_len: u16,
     /// 1 for children of the root, 2 for grandchildren.
     pub depth: u8,
 }
 
 impl ElementRef {
+    /// The qualified name's span.
+    pub fn name(&self) -> Span {
+        let start = self.span.start + 1;
+        Span {
+            start,
+            end: start + u32::from(self.name_len),
+        }
+    }
+
     /// The element's content, between its start and end tags (empty for `<x/>`).
     pub fn content(&self, bytes: &[u8]) -> Span {
         let start = self.tag_end as usize;
@@ -86,7 +96,7 @@ pub struct Stanza {
     pub(crate) bytes: Bytes,
     pub(crate) name: Span,
     pub(crate) attrs: RootAttrs,
-    pub(crate) elements: SmallVec<[ElementRef; 6]>,
+    pub(crate) elements: SmallVec<[ElementRef; 4]>,
 }
 
 impl Stanza {
@@ -162,7 +172,7 @@ impl Stanza {
     }
 
     pub fn element_name(&self, e: &ElementRef) -> &[u8] {
-        &self.bytes[e.name.range()]
+        &self.bytes[e.name().range()]
     }
 
     pub fn element_local_name(&self, e: &ElementRef) -> &[u8] {
@@ -188,8 +198,8 @@ impl Stanza {
         let tag_end = start_tag_end(&self.bytes);
         let root = ElementRef {
             span: Span::new(0, self.bytes.len()),
-            name: self.name,
             tag_end: tag_end as u32,
+            name_len: 0,
             depth: 0,
         };
         root.content(&self.bytes)
