@@ -213,6 +213,10 @@ impl Framer {
 
     fn fail(&mut self, e: FrameError) -> FrameError {
         self.error = Some(e.clone());
+        // Nothing more will be framed: let the refused bytes go now.
+        self.buf = BytesMut::new();
+        self.pos = 0;
+        self.utf8_valid = 0;
         e
     }
 

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 /// predefined entity references or a character reference to a legal XML character.
 pub fn check_references(raw: &[u8]) -> Result<(), FrameError> {
     // Most values are short and hold no reference: a plain scan beats memchr's setup there.
-    if raw.len() < 64 && !raw.iter().any(|&b| b == b'&') {
+    if raw.len() < 64 && !raw.contains(&b'&') {
         return Ok(());
     }
     let mut rest = raw;
