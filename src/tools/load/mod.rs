@@ -147,6 +147,7 @@ fn run_load(settings: &Settings) -> Result<(Report, Histogram<u64>), String> {
             limit: settings.events.map(|e| share(e, n, conn)),
             duration: settings.duration,
             drain: settings.drain,
+            log_verdicts: settings.verdict_log.is_some(),
         };
         let gen = Generator::new(
             settings.mix.clone(),
@@ -238,6 +239,18 @@ fn run_load(settings: &Settings) -> Result<(Report, Histogram<u64>), String> {
     let latency = live.latency();
     let notes = live.notes.lock().map(|n| n.clone()).unwrap_or_default();
     let report = Report::build(settings, &counts, &latency, &outcomes, notes);
+    if let Some(path) = &settings.verdict_log {
+        let mut text = String::new();
+        for o in &outcomes {
+            for (seq, action) in &o.verdicts {
+                text.push_str(&format!(
+                    "{{\"conn\":{},\"seq\":{seq},\"action\":\"{action}\"}}\n",
+                    o.conn
+                ));
+            }
+        }
+        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
     Ok((report, latency))
 }
 

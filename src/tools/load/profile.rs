@@ -96,6 +96,10 @@ pub struct LoadArgs {
     /// Draw the latency-percentile chart as SVG to FILE.
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
+    /// Write one JSON line per answer to FILE (`conn`, `seq`, `action`), to reconcile a run
+    /// against a simulator's archive event by event.
+    #[arg(long, value_name = "FILE")]
+    pub verdict_log: Option<PathBuf>,
     /// Seed of the random choices, for a reproducible event stream.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -217,6 +221,7 @@ pub struct Settings {
     pub seed: Option<u64>,
     pub json: Option<PathBuf>,
     pub plot: Option<PathBuf>,
+    pub verdict_log: Option<PathBuf>,
     pub quiet: bool,
 }
 
@@ -311,6 +316,7 @@ impl Settings {
             seed: args.seed.or(p.seed),
             json: args.json.clone(),
             plot: args.plot.clone(),
+            verdict_log: args.verdict_log.clone(),
             quiet: args.quiet,
         };
         if settings.connections == 0 {

@@ -56,6 +56,8 @@ pub struct Plan {
     /// Stop generating this long after the start (`--duration`), if bounded.
     pub duration: Option<Duration>,
     pub drain: Duration,
+    /// Keep every answer's sequence number and action (`--verdict-log`).
+    pub log_verdicts: bool,
 }
 
 /// How one connection's run ended.
@@ -73,6 +75,8 @@ pub struct Outcome {
     pub last_verdict: Duration,
     /// Events sent, by catalog index.
     pub sent_by_event: Vec<u64>,
+    /// Every answer's sequence number and action, when the plan asked for them.
+    pub verdicts: Vec<(u64, &'static str)>,
 }
 
 /// Dials, reports readiness on `ready`, waits for the start time on `go` (`None` aborts), runs.
@@ -123,6 +127,7 @@ pub fn run(
         start,
         live,
         last_verdict: Duration::ZERO,
+        verdicts: Vec::new(),
     };
     let (generation_ended, lost) = w.run_loop(&mut gen);
     w.tally.publish(live);
@@ -143,6 +148,7 @@ pub fn run(
         generation_ended,
         last_verdict: w.last_verdict,
         sent_by_event: gen.counts[..EventId::COUNT].to_vec(),
+        verdicts: std::mem::take(&mut w.verdicts),
     }
 }
 
@@ -154,6 +160,7 @@ struct Worker<'a> {
     start: Instant,
     live: &'a Live,
     last_verdict: Duration,
+    verdicts: Vec<(u64, &'static str)>,
 }
 
 impl Worker<'_> {
@@ -282,25 +289,43 @@ impl Worker<'_> {
                     if self.check(id, now_ns, "verdict") {
                         any = true;
                         let c = &mut self.tally.counts;
-                        match action {
-                            Action::Pass => c.pass += 1,
-                            Action::PassModified => c.pass_modified += 1,
-                            Action::Handle => c.handle += 1,
-                            Action::Bounce => c.bounce += 1,
-                            Action::Drop => c.drop += 1,
-                        }
+                        let name = match action {
+                            Action::Pass => {
+                                c.pass += 1;
+                                "pass"
+                            }
+                            Action::PassModified => {
+                                c.pass_modified += 1;
+                                "pass_modified"
+                            }
+                            Action::Handle => {
+                                c.handle += 1;
+                                "handle"
+                            }
+                            Action::Bounce => {
+                                c.bounce += 1;
+                                "bounce"
+                            }
+                            Action::Drop => {
+                                c.drop += 1;
+                                "drop"
+                            }
+                        };
+                        self.log_verdict(id.seq, name);
                     }
                 }
                 Reading::BadRequest { id } => {
                     if self.check(id, now_ns, "bad-request") {
                         any = true;
                         self.tally.counts.bad_request += 1;
+                        self.log_verdict(id.seq, "bad_request");
                     }
                 }
                 Reading::Error { id } => {
                     if self.check(id, now_ns, "error") {
                         any = true;
                         self.tally.counts.iq_error += 1;
+                        self.log_verdict(id.seq, "error");
                     }
                 }
                 Reading::Malformed { id, what } => {
@@ -333,6 +358,12 @@ impl Worker<'_> {
             self.last_verdict = received.saturating_duration_since(self.start);
         }
         None
+    }
+
+    fn log_verdict(&mut self, seq: u64, action: &'static str) {
+        if self.plan.log_verdicts {
+            self.verdicts.push((seq, action));
+        }
     }
 
     /// Checks an answer's id; true (and its latency recorded) when it was outstanding.
