@@ -323,6 +323,7 @@ mod tests {
             generation_ended: Duration::from_secs(2),
             last_verdict: Duration::from_millis(2100),
             sent_by_event: by_event,
+            verdicts: Vec::new(),
         }
     }
 
