@@ -18,54 +18,8 @@ duration=${3:-10s}
 bin=${PALISADE:-$(cd "$(dirname "$0")/.." && pwd)/target/release/palisade}
 [ -x "$bin" ] || { echo "no binary at $bin: cargo build --release" >&2; exit 2; }
 work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"; }
-rss_mib() { awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
-json() { sed -n "s/^ *\"$2\": \([0-9.]*\),*$/\1/p" "$1" | head -1; }
-
-# Starts a simulator and a gateway; sets $gw and $router_port. $1: extra sim flags, $2: timers.
-start() {
-  local sim_port router_port_
-  sim_port=$(free_port)
-  router_port=$(free_port)
-  "$bin" sim --listen "127.0.0.1:$sim_port" --secret bench --quiet $1 >"$work/sim.out" 2>"$work/sim.err" &
-  pids+=($!)
-  cat >"$work/gw.toml" <<EOF
-[gateway]
-name = "palisade.example.com"
-domain = "example.com"
-shards = $shards
-[listen]
-routers = "127.0.0.1:$router_port"
-[timers]
-$2
-[limits]
-max_in_flight = 300000
-queue_per_server = 300000
-[[router]]
-name = "imp1.example.com"
-secret = "bench"
-[[profile]]
-name = "Wall"
-events = [ { event = "es_OUT", packet = "message", handling = "bounce" } ]
-[[server]]
-name = "cs1"
-host = "127.0.0.1"
-port = $sim_port
-password = "bench"
-profile = "Wall"
-EOF
-  "$bin" run --config "$work/gw.toml" 2>"$work/gw.log" &
-  gw=$!
-  pids+=($gw)
-  for _ in $(seq 100); do grep -q "is ACTIVE" "$work/gw.log" 2>/dev/null && [ "$(grep -c 'is ACTIVE' "$work/gw.log")" -ge "$shards" ] && break; sleep 0.05; done
-}
-
-stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
+# shellcheck source=perf/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 report() { # $1 name, $2 json, $3 cpu seconds
   local n eps
@@ -79,7 +33,7 @@ report() { # $1 name, $2 json, $3 cpu seconds
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); gateway shards: $shards"
 
-start "" 'event_timeout = "30s"'
+start_pair "$shards" "" 'event_timeout = "30s"'
 before=$(cpu "$gw")
 "$bin" load --connect "127.0.0.1:$router_port" --name imp1.example.com --secret bench --rate max \
   --in-flight 2000 --connections 2 --mix es_OUT=100 --duration "$duration" --quiet --json "$work/max.json" >/dev/null
@@ -88,14 +42,14 @@ before=$(cpu "$gw")
 "$bin" load --connect "127.0.0.1:$router_port" --name imp1.example.com --secret bench --rate "$open_rate" \
   --connections 2 --mix es_OUT=100 --duration "$duration" --quiet --json "$work/open.json" >/dev/null
 report "open" "$work/open.json" "$(awk -v a="$(cpu "$gw")" -v b="$before" 'BEGIN { print a - b }')"
-stop
+stop_all
 
 # A server that reads everything and answers nothing for 10 minutes; events wait for it.
-start "--latency 600s" 'event_timeout = "10m"
+start_pair "$shards" "--latency 600s" 'event_timeout = "10m"
 outage_window = "20m"'
 idle_rss=$(rss_mib "$gw")
 "$bin" load --connect "127.0.0.1:$router_port" --name imp1.example.com --secret bench --rate 40000 \
   --connections 2 --mix es_OUT=100 --events 200000 --drain 1s --quiet --json "$work/stall.json" >/dev/null 2>&1 || true
 sleep 1
 echo "stalled  200000 events waiting: gateway RSS $(rss_mib "$gw") MiB (idle $idle_rss MiB)"
-stop
+stop_all

@@ -450,3 +450,39 @@ fn sigterm_answers_events_in_flight_and_exits_zero() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn both_accept_modes_serve_routers_on_every_shard() {
+    for mode in ["handoff", "reuseport"] {
+        let port = free_port();
+        let server = TestServer::start(port, &component("cs1"), "pw-cs1");
+        let rest = format!(
+            "{}\n",
+            server_block("cs1", port, "SystemDefaultComplianceProfile")
+        );
+        let text = config(2, FAST_TIMERS, &rest).replace(
+            "shards = 2\n",
+            &format!("shards = 2\naccept = \"{mode}\"\n"),
+        );
+        let gw = Gateway::start(&text);
+        assert!(server.wait_streams(2, WAIT));
+        let mut routers: Vec<TestRouter> = (0..4).map(|_| TestRouter::connect(&gw)).collect();
+        for (i, r) in routers.iter_mut().enumerate() {
+            let id = r.chat(&format!("a{i}"), "b", "hi");
+            assert!(r.verdict_for(&id, WAIT).is("pass"), "{mode}");
+        }
+        if mode == "handoff" {
+            // Four connections, handed out in turn: two per shard.
+            assert_eq!(
+                gw.log.count("[shard 0] Router imp1.example.com is ACTIVE"),
+                2,
+                "{}",
+                gw.log.all()
+            );
+            assert_eq!(
+                gw.log.count("[shard 1] Router imp1.example.com is ACTIVE"),
+                2
+            );
+        }
+    }
+}

@@ -22,9 +22,9 @@ pub use catalog::{
     PacketType, CATALOG,
 };
 pub use config::{
-    check_config_report, default_config, generated_component_name, load_file, load_str, Config,
-    Diagnostic, GatewayConfig, Limits, ListenConfig, Loaded, RouterConfig, ServerConfig, ServerId,
-    ServerMode, Severity, Timers, DEFAULT_TOML,
+    check_config_report, default_config, generated_component_name, load_file, load_str, AcceptMode,
+    Config, Diagnostic, GatewayConfig, Limits, ListenConfig, Loaded, RouterConfig, ServerConfig,
+    ServerId, ServerMode, Severity, Timers, DEFAULT_TOML,
 };
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use jid::{Jid, JidError, ParsedJid};

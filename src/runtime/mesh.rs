@@ -47,6 +47,11 @@ pub enum ShardMsg {
         up: bool,
         graceful: bool,
     },
+    /// A connection the acceptor (shard 0) hands to this shard.
+    Accepted {
+        stream: glommio::net::AcceptedTcpStream,
+        leg: super::Leg,
+    },
     /// A request for this shard's counters and state (answered with `Snapshot`).
     SnapshotRequest { reply_to: u16, token: u64 },
     Snapshot {

@@ -18,10 +18,10 @@ mod shard;
 pub mod status;
 
 use crate::engine::{EngineConfig, ShardEngine};
-use crate::policy::{CompiledPolicy, Config, ServerId, ServerMode};
+use crate::policy::{AcceptMode, CompiledPolicy, Config, ServerId, ServerMode};
 use glommio::channels::channel_mesh::{MeshBuilder, Senders};
 use glommio::channels::shared_channel::ConnectedReceiver;
-use glommio::net::TcpListener;
+use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 use log::Level;
 use mesh::ShardMsg;
@@ -172,15 +172,21 @@ async fn shard_main(
     }
     glommio::spawn_local(engine_timers(ctx.clone())).detach();
 
-    let routers = bind(config.listen.routers, "routers")?;
-    glommio::spawn_local(accept(ctx.clone(), routers, Leg::Router)).detach();
-    let inbound = policy
-        .servers()
-        .iter()
-        .any(|s| s.mode == ServerMode::Inbound);
-    if let (true, Some(addr)) = (inbound, config.listen.compliance) {
-        let listener = bind(addr, "compliance servers")?;
-        glommio::spawn_local(accept(ctx.clone(), listener, Leg::Compliance)).detach();
+    // Listeners: on every shard with SO_REUSEPORT, or on shard 0 only, which hands each
+    // connection to the next shard in turn (`[gateway] accept`).
+    let listen_here = config.gateway.accept == AcceptMode::ReusePort || id == 0;
+    let handoff = config.gateway.accept == AcceptMode::Handoff;
+    if listen_here {
+        let routers = bind(config.listen.routers, "routers")?;
+        glommio::spawn_local(accept(ctx.clone(), routers, Leg::Router, handoff)).detach();
+        let inbound = policy
+            .servers()
+            .iter()
+            .any(|s| s.mode == ServerMode::Inbound);
+        if let (true, Some(addr)) = (inbound, config.listen.compliance) {
+            let listener = bind(addr, "compliance servers")?;
+            glommio::spawn_local(accept(ctx.clone(), listener, Leg::Compliance, handoff)).detach();
+        }
     }
     for (i, server) in policy.servers().iter().enumerate() {
         let streams = server.connections.unwrap_or(shards).clamp(1, shards);
@@ -219,28 +225,51 @@ fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
     TcpListener::bind(addr).map_err(|e| format!("cannot listen for {what} on {addr}: {e}"))
 }
 
-#[derive(Copy, Clone)]
-enum Leg {
+/// Which kind of peer a listener serves.
+#[derive(Copy, Clone, Debug)]
+pub enum Leg {
     Router,
     Compliance,
 }
 
-/// Accepts connections until shutdown; checks the flag at least every 100 ms.
-async fn accept(ctx: Rc<ShardCtx>, listener: TcpListener, leg: Leg) {
+/// Serves an accepted connection on this shard.
+pub(crate) fn serve(ctx: Rc<ShardCtx>, tcp: TcpStream, leg: Leg) {
+    let task = match leg {
+        Leg::Router => glommio::spawn_local(router::serve_inbound(ctx, tcp)),
+        Leg::Compliance => glommio::spawn_local(link::serve_inbound(ctx, tcp)),
+    };
+    task.detach();
+}
+
+/// Accepts connections until shutdown (checking the flag at least every 100 ms). With
+/// `handoff`, each connection goes to the next shard in turn, through the mesh.
+async fn accept(ctx: Rc<ShardCtx>, listener: TcpListener, leg: Leg, handoff: bool) {
+    let mut next_shard = 0usize;
     while !ctx.shutting_down.get() {
         let tick = async {
             glommio::timer::sleep(Duration::from_millis(100)).await;
             None
         };
-        let next = async { Some(listener.accept().await) };
+        let next = async { Some(listener.shared_accept().await) };
         match futures_lite::future::or(next, tick).await {
-            Some(Ok(tcp)) => {
-                let ctx = ctx.clone();
-                let task = match leg {
-                    Leg::Router => glommio::spawn_local(router::serve_inbound(ctx, tcp)),
-                    Leg::Compliance => glommio::spawn_local(link::serve_inbound(ctx, tcp)),
+            Some(Ok(accepted)) => {
+                let target = if handoff {
+                    next_shard % usize::from(ctx.shards)
+                } else {
+                    usize::from(ctx.id)
                 };
-                task.detach();
+                next_shard = next_shard.wrapping_add(1);
+                if target == usize::from(ctx.id) {
+                    serve(ctx.clone(), accepted.bind_to_executor(), leg);
+                } else {
+                    ctx.outbox.push(
+                        target,
+                        ShardMsg::Accepted {
+                            stream: accepted,
+                            leg,
+                        },
+                    );
+                }
             }
             Some(Err(e)) => {
                 ctx.log(Level::Warn, &format!("accept failed: {e}"));

@@ -168,7 +168,7 @@ impl ShardCtx {
     }
 
     /// Handles a message from another shard.
-    pub fn on_message(&self, msg: ShardMsg) {
+    pub fn on_message(self: &std::rc::Rc<Self>, msg: ShardMsg) {
         let now = Instant::now();
         match msg {
             ShardMsg::Event {
@@ -222,6 +222,9 @@ impl ShardCtx {
             }
             ShardMsg::Snapshot { token, snapshot } => {
                 super::status::collected(self, token, *snapshot)
+            }
+            ShardMsg::Accepted { stream, leg } => {
+                super::serve(self.clone(), stream.bind_to_executor(), leg)
             }
         }
         self.pump();

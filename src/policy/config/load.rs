@@ -24,6 +24,7 @@ pub(super) struct RawGateway {
     pub domain: Option<Sp<String>>,
     pub shards: Option<Sp<i64>>,
     pub admin: Option<Sp<String>>,
+    pub accept: Option<Sp<String>>,
 }
 
 #[derive(Default, Debug)]
@@ -116,7 +117,7 @@ pub(super) const LIMIT_KEYS: [&str; 5] = [
 const TOP_KEYS: [&str; 8] = [
     "gateway", "listen", "timers", "limits", "router", "server", "profile", "routing",
 ];
-const GATEWAY_KEYS: [&str; 4] = ["name", "domain", "shards", "admin"];
+const GATEWAY_KEYS: [&str; 5] = ["name", "domain", "shards", "admin", "accept"];
 const LISTEN_KEYS: [&str; 2] = ["routers", "compliance"];
 const ROUTER_KEYS: [&str; 4] = ["name", "secret", "node", "connect"];
 const SERVER_KEYS: [&str; 9] = [
@@ -165,6 +166,7 @@ pub(super) fn parse(text: &str, d: &mut Diags<'_>) -> Option<Raw> {
             domain: t.string(d, "domain"),
             shards: t.integer(d, "shards"),
             admin: t.string(d, "admin"),
+            accept: t.string(d, "accept"),
         };
     }
     if let Some(t) = top.table(d, "listen") {

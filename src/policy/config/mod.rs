@@ -46,6 +46,20 @@ pub struct GatewayConfig {
     /// Executors; 0 means one per core.
     pub shards: usize,
     pub admin: Option<SocketAddr>,
+    /// How incoming connections are spread over the shards.
+    pub accept: AcceptMode,
+}
+
+/// How incoming connections are spread over the shards (`[gateway] accept`).
+#[derive(Copy, Clone, Debug, Default, Eq, PartialEq)]
+pub enum AcceptMode {
+    /// One acceptor hands each connection to the next shard in turn: even with the few
+    /// connections routers open, every shard gets its share (the default).
+    #[default]
+    Handoff,
+    /// Every shard listens with SO_REUSEPORT and the kernel picks: no hand-off, but a few
+    /// connections can land on one shard.
+    ReusePort,
 }
 
 #[derive(Clone, Debug, Eq, PartialEq)]

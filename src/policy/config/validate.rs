@@ -10,6 +10,7 @@ use super::diagnostic::Diags;
 use super::load::{Raw, RawRouter, Sp};
 use super::profiles::{priority, profiles};
 use super::servers::{servers, Context};
+use super::AcceptMode;
 use super::{Config, GatewayConfig, Limits, ListenConfig, RouterConfig, Timers};
 use crate::policy::duration::{format_duration, parse_duration};
 use crate::policy::jid::Jid;
@@ -126,11 +127,24 @@ fn gateway(raw: &Raw, d: &mut Diags<'_>) -> GatewayConfig {
         None => 0,
     };
     let admin = g.admin.as_ref().and_then(|a| socket_addr(d, "admin", a));
+    let accept = match g.accept.as_ref().map(|a| (a, a.v.as_str())) {
+        None | Some((_, "handoff")) => AcceptMode::Handoff,
+        Some((_, "reuseport")) => AcceptMode::ReusePort,
+        Some((a, other)) => {
+            d.error_hint(
+                a.at,
+                format!("unknown accept mode {other:?}"),
+                "use \"handoff\" (one acceptor, connections spread in turn) or \"reuseport\"",
+            );
+            AcceptMode::Handoff
+        }
+    };
     GatewayConfig {
         name,
         domain,
         shards,
         admin,
+        accept,
     }
 }
 

@@ -39,6 +39,20 @@ fn negative_shards() {
 }
 
 #[test]
+fn accept_mode() {
+    let text = BASE.replace("[gateway]\n", "[gateway]\naccept = \"roundrobin\"\n");
+    assert_eq!(
+        diags(&text),
+        ["2:10: error: unknown accept mode \"roundrobin\""]
+    );
+    let reuse = BASE.replace("[gateway]\n", "[gateway]\naccept = \"reuseport\"\n");
+    let config = load_str(&reuse, "t.toml").expect("valid").config;
+    assert_eq!(config.gateway.accept, crate::policy::AcceptMode::ReusePort);
+    let config = load_str(BASE, "t.toml").expect("valid").config;
+    assert_eq!(config.gateway.accept, crate::policy::AcceptMode::Handoff);
+}
+
+#[test]
 fn listen_addresses_must_parse() {
     assert_eq!(
         on_base("[listen]\nrouters = \"localhost:5275\"\ncompliance = \"127.0.0.1\"\n"),
