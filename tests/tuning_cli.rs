@@ -57,3 +57,36 @@ fn uncovered_user_count_fails_with_the_next_profile() {
     assert!(stderr.contains("does not cover 4700 users"), "{stderr}");
     assert!(stderr.contains("15000-full-uc"), "{stderr}");
 }
+
+#[test]
+fn measured_runs_a_login_storm_end_to_end() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args([
+            "tuning",
+            "relogin",
+            "--profile",
+            "15000",
+            "--mode",
+            "active-standby",
+            "--users",
+            "15000",
+        ])
+        .args(["--measured", "--measure-for", "1s"])
+        .output()
+        .expect("palisade runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("measured here: a login storm (e_SESSION"),
+        "{text}"
+    );
+    assert!(text.contains("Client Re-Login Lower Limit: 120"), "{text}");
+    assert!(
+        text.contains("sizing: the gateway and its compliance servers take"),
+        "{text}"
+    );
+}

@@ -1,9 +1,11 @@
 //! Operator commands that talk to a gateway or its compliance servers from outside: `palisade
-//! status` (reads the admin endpoint) and `palisade troubleshoot` (checks every compliance
-//! server as the seed's checklist does).
+//! status` (reads the admin endpoint), `palisade troubleshoot` (checks every compliance server
+//! as the seed's checklist does), and the login-rate measurement behind `palisade tuning relogin
+//! --measured`.
 //!
 //! Blocking std sockets, one check at a time: these are interactive tools, not the data path.
 
 pub mod http_get;
+pub mod login_rate;
 pub mod status;
 pub mod troubleshoot;

@@ -51,6 +51,12 @@ pub enum RunError {
 impl std::fmt::Display for RunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            RunError::Executors(e) if e.contains("MemLockLimit") => write!(
+                f,
+                "cannot start the executors: {e}: io_uring needs locked memory; raise the limit \
+                 (ulimit -l, or LimitMEMLOCK= in a systemd unit) to at least 512 KiB, or more \
+                 for many shards (see tuning/README.md)"
+            ),
             RunError::Executors(e) => write!(f, "cannot start the executors: {e}"),
             RunError::Shard(e) => write!(f, "{e}"),
             RunError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),

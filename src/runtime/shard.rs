@@ -18,9 +18,6 @@ use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-/// Unwritten output one stream may hold before sends to it are refused.
-pub const STREAM_BUFFER_LIMIT: usize = 32 * 1024 * 1024;
-
 /// A router connection on this shard.
 pub struct RouterConn {
     pub conn: ConnRef,
@@ -318,7 +315,7 @@ impl ShardCtx {
     fn write_to_link(&self, server: ServerId, bytes: &[u8]) -> bool {
         let links = self.links.borrow();
         match links.get(server.index()).and_then(Option::as_ref) {
-            Some(conn) => conn.send(bytes, STREAM_BUFFER_LIMIT),
+            Some(conn) => conn.send(bytes, self.config.limits.stream_buffer_bytes),
             None => false,
         }
     }

@@ -13,6 +13,7 @@
 
 pub mod demo;
 pub mod load;
+pub mod local;
 pub mod net;
 pub mod rng;
 pub mod signal;

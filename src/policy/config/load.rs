@@ -106,12 +106,13 @@ pub(super) const TIMER_KEYS: [&str; 8] = [
     "stanza_timeout",
 ];
 
-pub(super) const LIMIT_KEYS: [&str; 5] = [
+pub(super) const LIMIT_KEYS: [&str; 6] = [
     "max_stanza_bytes",
     "max_depth",
     "max_attributes",
     "queue_per_server",
     "max_in_flight",
+    "stream_buffer_bytes",
 ];
 
 const TOP_KEYS: [&str; 8] = [

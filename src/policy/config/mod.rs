@@ -106,6 +106,9 @@ pub struct Limits {
     pub queue_per_server: usize,
     /// Events in flight per shard before reading from routers pauses.
     pub max_in_flight: usize,
+    /// Unwritten bytes one compliance stream may hold before further requests to it fail at
+    /// once (a server that stops reading must not make the gateway buffer without bound).
+    pub stream_buffer_bytes: usize,
 }
 
 impl Default for Limits {
@@ -116,6 +119,7 @@ impl Default for Limits {
             max_attributes: 64,
             queue_per_server: 100_000,
             max_in_flight: 65_536,
+            stream_buffer_bytes: 32 << 20,
         }
     }
 }

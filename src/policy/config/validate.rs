@@ -254,6 +254,7 @@ fn limits(raw: &Raw, d: &mut Diags<'_>) -> Limits {
             "max_depth" => &mut l.max_depth,
             "max_attributes" => &mut l.max_attributes,
             "queue_per_server" => &mut l.queue_per_server,
+            "stream_buffer_bytes" => &mut l.stream_buffer_bytes,
             _ => &mut l.max_in_flight,
         };
         *slot = n;
