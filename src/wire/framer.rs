@@ -546,55 +546,211 @@ fn validate_stanza(
     }
 }
 
-/// One xmlparser pass over the element that starts `text`: checks well-formedness, the
-/// restricted-XML rules and the limits, and records the spans a [`Stanza`] exposes. Returns
-/// `Ok(None)` when `text` ends before the element does.
+/// One pass over the element that starts `text`: checks well-formedness, the restricted-XML
+/// rules and the limits, and records the spans a [`Stanza`] exposes. Returns `Ok(None)` when
+/// `text` ends before the element does.
+///
+/// Every tag (names, attributes, end tags) is tokenized by xmlparser; the character data
+/// between tags is checked by [`check_text`], a table-driven byte scan: text is most of a
+/// chat stanza's bytes, and decoding it character by character was most of the framer's cost.
 fn parse_element(
     text: &str,
     limits: &Limits,
     scratch: &mut Scratch,
 ) -> Result<Option<Parsed>, FrameError> {
     let bytes = text.as_bytes();
-    let Scratch { stack, attr_names } = scratch;
-    stack.clear();
-    attr_names.clear();
-    let mut elements: SmallVec<[ElementRef; 4]> = SmallVec::new();
-    let mut root_name = Span::default();
-    let mut root = RootAttrs::default();
-    let base = text.as_ptr() as usize;
-    let offset = |s: &str| s.as_ptr() as usize - base;
-    for token in Tokenizer::from_fragment(text, 0..text.len()) {
-        let token = token.map_err(|_| FrameError::Malformed("invalid XML syntax"))?;
+    let mut p = ElementPass {
+        bytes,
+        base: text.as_ptr() as usize,
+        limits,
+        scratch,
+        elements: SmallVec::new(),
+        root_name: Span::default(),
+        root: RootAttrs::default(),
+    };
+    p.scratch.stack.clear();
+    p.scratch.attr_names.clear();
+    let mut pos = 0;
+    loop {
+        // `pos` is at a `<`. Markup xmlparser would refuse or skip is handled here; a tag is
+        // tokenized by xmlparser from its `<` up to the token that ends it.
+        match bytes.get(pos + 1) {
+            None => return Ok(None),
+            Some(b'!') => match markup_end(bytes, pos)? {
+                Some(end) => pos = end,
+                None => return Ok(None),
+            },
+            Some(b'?') => return Err(FrameError::ProcessingInstruction),
+            Some(_) => {
+                let mut tokens = Tokenizer::from_fragment(text, pos..text.len());
+                loop {
+                    let Some(token) = tokens.next() else {
+                        return Ok(None);
+                    };
+                    // Within the window, a tag cut short is an error here; the caller treats
+                    // any error of a possibly partial window as "not complete yet".
+                    let token = token.map_err(|_| FrameError::Malformed("invalid XML syntax"))?;
+                    let tag_end = match &token {
+                        Token::ElementEnd { end, span } => match end {
+                            ElementEnd::Open | ElementEnd::Empty | ElementEnd::Close(..) => {
+                                Some(p.offset(span.as_str()) + span.as_str().len())
+                            }
+                        },
+                        _ => None,
+                    };
+                    if let Some(done) = p.token(token)? {
+                        return Ok(Some(done));
+                    }
+                    if let Some(end) = tag_end {
+                        pos = end;
+                        break;
+                    }
+                }
+            }
+        }
+        match next_tag(bytes, pos)? {
+            Some(lt) => pos = lt,
+            None => return Ok(None),
+        }
+    }
+}
+
+/// The position of the next `<` after `from`, once the character data before it passed
+/// [`check_text`]; `None` when the input ends first.
+fn next_tag(bytes: &[u8], from: usize) -> Result<Option<usize>, FrameError> {
+    let Some(i) = memchr::memchr(b'<', &bytes[from..]) else {
+        return Ok(None);
+    };
+    check_text(&bytes[from..from + i])?;
+    Ok(Some(from + i))
+}
+
+/// `<!...` inside a stanza: a CDATA section (its end, after checking its characters), or a
+/// comment or declaration, which restricted XML refuses. `None` when the input ends first.
+fn markup_end(bytes: &[u8], lt: usize) -> Result<Option<usize>, FrameError> {
+    const CDATA: &[u8] = b"<![CDATA[";
+    let rest = &bytes[lt..];
+    match rest.get(2) {
+        None => Ok(None),
+        Some(b'-') => Err(FrameError::Comment),
+        Some(b'[') => {
+            let n = rest.len().min(CDATA.len());
+            if rest[..n] != CDATA[..n] {
+                return Err(FrameError::Malformed("unknown markup after <!["));
+            }
+            if n < CDATA.len() {
+                return Ok(None);
+            }
+            let content = &rest[CDATA.len()..];
+            let Some(close) = memchr::memmem::find(content, b"]]>") else {
+                return Ok(None);
+            };
+            check_chars(&content[..close])?;
+            Ok(Some(lt + CDATA.len() + close + 3))
+        }
+        Some(c) if c.is_ascii_uppercase() => Err(FrameError::Doctype),
+        Some(_) => Err(FrameError::Malformed("unknown markup after <!")),
+    }
+}
+
+/// Byte classes for [`check_text`]: bit 1 a control character XML forbids, bit 2 `&`, bit 4
+/// `>`, bit 8 the first byte of U+FFFE or U+FFFF.
+static TEXT_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        if b != b'\t' as usize && b != b'\n' as usize && b != b'\r' as usize {
+            t[b] = 1;
+        }
+        b += 1;
+    }
+    t[b'&' as usize] = 2;
+    t[b'>' as usize] = 4;
+    t[0xEF] = 8;
+    t
+};
+
+/// Character data between tags (already valid UTF-8): only XML characters, references only to
+/// the predefined entities or characters, and no `]]>`.
+fn check_text(text: &[u8]) -> Result<(), FrameError> {
+    let classes = check_chars(text)?;
+    if classes & 2 != 0 {
+        xml::check_references(text)?;
+    }
+    if classes & 4 != 0 && memchr::memmem::find(text, b"]]>").is_some() {
+        return Err(FrameError::Malformed("']]>' in character data"));
+    }
+    Ok(())
+}
+
+/// Refuses the characters XML 1.0 excludes (controls other than tab, newline and carriage
+/// return; U+FFFE and U+FFFF); returns the classes seen, for [`check_text`].
+fn check_chars(text: &[u8]) -> Result<u8, FrameError> {
+    let classes = text
+        .iter()
+        .fold(0u8, |acc, &b| acc | TEXT_CLASS[usize::from(b)]);
+    if classes & 1 != 0 {
+        return Err(FrameError::Malformed("a character XML does not allow"));
+    }
+    if classes & 8 != 0
+        && (memchr::memmem::find(text, "\u{FFFE}".as_bytes()).is_some()
+            || memchr::memmem::find(text, "\u{FFFF}".as_bytes()).is_some())
+    {
+        return Err(FrameError::Malformed("a character XML does not allow"));
+    }
+    Ok(classes)
+}
+
+/// The state of one [`parse_element`] pass.
+struct ElementPass<'a> {
+    bytes: &'a [u8],
+    base: usize,
+    limits: &'a Limits,
+    scratch: &'a mut Scratch,
+    elements: SmallVec<[ElementRef; 4]>,
+    root_name: Span,
+    root: RootAttrs,
+}
+
+impl ElementPass<'_> {
+    fn offset(&self, s: &str) -> usize {
+        s.as_ptr() as usize - self.base
+    }
+
+    /// Applies one token of a tag; returns the element once its end tag closes it.
+    fn token(&mut self, token: Token<'_>) -> Result<Option<Parsed>, FrameError> {
+        let bytes = self.bytes;
         match token {
             Token::ElementStart { span, .. } => {
-                let start = offset(span.as_str());
+                let start = self.offset(span.as_str());
                 let name = Span::new(start + 1, start + span.as_str().len());
+                let stack = &mut self.scratch.stack;
                 let depth = stack.len();
-                if depth + 1 > limits.max_depth {
+                if depth + 1 > self.limits.max_depth {
                     return Err(FrameError::TooDeep {
-                        limit: limits.max_depth,
+                        limit: self.limits.max_depth,
                     });
                 }
                 let recorded = match depth {
                     0 => {
-                        root_name = name;
+                        self.root_name = name;
                         None
                     }
                     1 | 2 => {
                         let name_len = u16::try_from(name.end - name.start)
                             .map_err(|_| FrameError::Malformed("element name too long"))?;
-                        elements.push(ElementRef {
+                        self.elements.push(ElementRef {
                             span: Span::new(start, start),
                             tag_end: 0,
                             name_len,
                             depth: depth as u8,
                         });
-                        Some(elements.len() - 1)
+                        Some(self.elements.len() - 1)
                     }
                     _ => None,
                 };
                 stack.push(Open { name, recorded });
-                attr_names.clear();
+                self.scratch.attr_names.clear();
             }
             Token::Attribute {
                 prefix,
@@ -602,21 +758,21 @@ fn parse_element(
                 value,
                 ..
             } => {
-                if attr_names.len() >= limits.max_attributes {
+                if self.scratch.attr_names.len() >= self.limits.max_attributes {
                     return Err(FrameError::TooManyAttributes {
-                        limit: limits.max_attributes,
+                        limit: self.limits.max_attributes,
                     });
                 }
                 xml::check_references(value.as_bytes())?;
                 let qstart = if prefix.as_str().is_empty() {
-                    offset(local.as_str())
+                    self.offset(local.as_str())
                 } else {
-                    offset(prefix.as_str())
+                    self.offset(prefix.as_str())
                 };
-                let qname = Span::new(qstart, offset(local.as_str()) + local.as_str().len());
+                let qname = Span::new(qstart, self.offset(local.as_str()) + local.as_str().len());
                 let qbytes = &bytes[qname.range()];
                 // Length and first byte rule out almost every pair before comparing bytes.
-                let duplicate = attr_names.iter().any(|n| {
+                let duplicate = self.scratch.attr_names.iter().any(|n| {
                     n.end - n.start == qname.end - qname.start
                         && bytes[n.start as usize] == qbytes[0]
                         && &bytes[n.range()] == qbytes
@@ -624,31 +780,32 @@ fn parse_element(
                 if duplicate {
                     return Err(FrameError::Malformed("duplicate attribute"));
                 }
-                attr_names.push(qname);
-                if stack.len() == 1 {
-                    let v = offset(value.as_str());
+                self.scratch.attr_names.push(qname);
+                if self.scratch.stack.len() == 1 {
+                    let v = self.offset(value.as_str());
                     let attr = AttrSpan {
                         value: Span::new(v, v + value.as_str().len()),
                         quote: bytes[v - 1],
                     };
                     match qbytes {
-                        b"id" => root.id = Some(attr),
-                        b"type" => root.type_ = Some(attr),
-                        b"from" => root.from = Some(attr),
-                        b"to" => root.to = Some(attr),
-                        b"xmlns" => root.xmlns = Some(attr),
+                        b"id" => self.root.id = Some(attr),
+                        b"type" => self.root.type_ = Some(attr),
+                        b"from" => self.root.from = Some(attr),
+                        b"to" => self.root.to = Some(attr),
+                        b"xmlns" => self.root.xmlns = Some(attr),
                         _ => {}
                     }
                 }
             }
             Token::ElementEnd { end, span } => {
-                let end_at = offset(span.as_str()) + span.as_str().len();
+                let end_at = self.offset(span.as_str()) + span.as_str().len();
+                let stack = &mut self.scratch.stack;
                 match end {
                     ElementEnd::Open => {
                         if let Some(i) = stack.last().and_then(|o| o.recorded) {
-                            elements[i].tag_end = end_at as u32;
+                            self.elements[i].tag_end = end_at as u32;
                         }
-                        continue;
+                        return Ok(None);
                     }
                     ElementEnd::Empty => {}
                     ElementEnd::Close(prefix, local) => {
@@ -663,21 +820,23 @@ fn parse_element(
                     .ok_or(FrameError::Malformed("end tag without a start tag"))?;
                 if let Some(i) = open.recorded {
                     if matches!(end, ElementEnd::Empty) {
-                        elements[i].tag_end = end_at as u32;
+                        self.elements[i].tag_end = end_at as u32;
                     }
-                    elements[i].span.end = end_at as u32;
+                    self.elements[i].span.end = end_at as u32;
                 }
                 if stack.is_empty() {
                     return Ok(Some(Parsed {
                         end: end_at,
-                        name: root_name,
-                        attrs: root,
-                        elements,
+                        name: self.root_name,
+                        attrs: self.root,
+                        elements: std::mem::take(&mut self.elements),
                     }));
                 }
             }
-            Token::Text { text } => xml::check_references(text.as_str().as_bytes())?,
-            Token::Cdata { .. } => {}
+            // Tags never hold these; character data is checked between tags.
+            Token::Text { .. } | Token::Cdata { .. } => {
+                return Err(FrameError::Malformed("invalid XML syntax"))
+            }
             Token::Comment { .. } => return Err(FrameError::Comment),
             Token::ProcessingInstruction { .. } | Token::Declaration { .. } => {
                 return Err(FrameError::ProcessingInstruction)
@@ -687,8 +846,8 @@ fn parse_element(
             | Token::EntityDeclaration { .. }
             | Token::DtdEnd { .. } => return Err(FrameError::Doctype),
         }
+        Ok(None)
     }
-    Ok(None)
 }
 
 /// True when the qualified name `qname` is `prefix:local` (or `local` without a prefix).
