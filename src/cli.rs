@@ -163,7 +163,7 @@ fn run(path: Option<&std::path::Path>) -> i32 {
         eprintln!("palisade: not starting");
         return 1;
     };
-    match crate::runtime::run(config) {
+    match crate::runtime::run(config, path.map(std::path::Path::to_path_buf)) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("palisade: {e}");

@@ -171,10 +171,10 @@ pub fn render_metrics(s: &Summary) -> String {
         &mut out,
         "palisade_server_state",
         "gauge",
-        "1 for the state each compliance server is in (up, outage, down).",
+        "1 for the state each compliance server is in (up, outage, down, retired).",
     );
     for v in &s.servers {
-        for state in ["up", "outage", "down"] {
+        for state in ["up", "outage", "down", "retired"] {
             let _ = writeln!(
                 out,
                 "palisade_server_state{{server=\"{}\",state=\"{state}\"}} {}",

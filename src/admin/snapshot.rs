@@ -55,6 +55,8 @@ pub struct ServerState {
     /// Whether this shard holds an active stream to it.
     pub local_link: bool,
     pub queued: usize,
+    /// Removed from the configuration by a reload.
+    pub retired: bool,
 }
 
 /// One shard's state.

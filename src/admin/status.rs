@@ -35,6 +35,9 @@ pub struct Summary {
     /// Raised alarms (name, server), each once.
     pub alarms: Vec<(String, String)>,
     pub profiles: Vec<String>,
+    /// The configuration in force: its generation (0 until a reload), file, and the latest
+    /// reload's outcome.
+    pub config: Value,
 }
 
 impl Summary {
@@ -54,7 +57,9 @@ impl Summary {
         let servers = (0..snaps[0].servers.len())
             .map(|i| {
                 let views: Vec<_> = snaps.iter().filter_map(|s| s.servers.get(i)).collect();
-                let state = if views.iter().any(|v| v.reach == Reach::Up) {
+                let state = if views.iter().any(|v| v.retired) {
+                    "retired"
+                } else if views.iter().any(|v| v.reach == Reach::Up) {
                     "up"
                 } else if views
                     .iter()
@@ -93,6 +98,7 @@ impl Summary {
             servers,
             alarms,
             profiles,
+            config: Value::Null,
         }
     }
 }
@@ -147,6 +153,7 @@ pub fn render_status(s: &Summary) -> String {
             "bad_requests": s.runtime.bad_requests,
             "undeliverable_verdicts": s.runtime.undeliverable_verdicts,
         },
+        "config": s.config,
         "routers": s.routers,
         "servers": servers,
         "alarms": alarms,

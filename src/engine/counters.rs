@@ -129,20 +129,50 @@ impl Counters {
         }
     }
 
+    /// Makes room for the profiles and servers a reload added (ids only ever grow).
+    pub fn grow(&mut self, profiles: usize, servers: usize) {
+        if servers > self.servers.len() {
+            self.servers.resize(servers, ServerCounters::default());
+        }
+        while self.latency.len() < servers {
+            self.latency.push(histogram());
+        }
+        let columns = self.servers.len() + 1;
+        // The last row counts undecided events: it stays last.
+        let undecided = self.by_decider.pop().unwrap_or_default();
+        while self.by_decider.len() < profiles {
+            self.by_decider.push(Vec::new());
+        }
+        self.by_decider.push(undecided);
+        for row in &mut self.by_decider {
+            row.resize(columns, [0; 5]);
+        }
+    }
+
     pub fn terminal_total(&self) -> u64 {
         self.terminal.iter().sum()
     }
 
     /// Adds another shard's counts.
     pub fn merge(&mut self, o: &Counters) {
+        // Shards that applied a reload before the others count more profiles and servers.
+        self.grow(o.by_decider.len().saturating_sub(1), o.servers.len());
         self.received += o.received;
         add(&mut self.terminal, &o.terminal);
         for (a, b) in self.by_event.iter_mut().zip(&o.by_event) {
             add(a, b);
         }
-        for (pa, pb) in self.by_decider.iter_mut().zip(&o.by_decider) {
+        let add_row = |pa: &mut Vec<TerminalCounts>, pb: &Vec<TerminalCounts>| {
             for (a, b) in pa.iter_mut().zip(pb) {
                 add(a, b);
+            }
+        };
+        if let (Some((mine, my_rows)), Some((theirs, their_rows))) =
+            (self.by_decider.split_last_mut(), o.by_decider.split_last())
+        {
+            add_row(mine, theirs);
+            for (pa, pb) in my_rows.iter_mut().zip(their_rows) {
+                add_row(pa, pb);
             }
         }
         for (a, b) in self.servers.iter_mut().zip(&o.servers) {

@@ -8,6 +8,7 @@ mod counters;
 mod deadlines;
 mod order;
 mod outage;
+mod reload;
 mod servers;
 mod shard;
 mod slots;

@@ -12,6 +12,9 @@ impl ShardEngine {
     /// A stream to `server` held by shard `link` became active.
     pub fn on_link_up(&mut self, server: ServerId, link: u16, now: Instant) {
         self.now = now;
+        if self.defer_link(server, link, true, false) {
+            return;
+        }
         let Some(view) = self.servers.get_mut(server.index()) else {
             return;
         };
@@ -34,6 +37,9 @@ impl ShardEngine {
     /// A stream to `server` held by shard `link` went away.
     pub fn on_link_down(&mut self, server: ServerId, link: u16, graceful: bool, now: Instant) {
         self.now = now;
+        if self.defer_link(server, link, false, graceful) {
+            return;
+        }
         let Some(view) = self.servers.get_mut(server.index()) else {
             return;
         };
@@ -153,7 +159,7 @@ impl ShardEngine {
     }
 
     /// Empties a server's queue: its waiting events move to another server or fail at once.
-    fn drain_queue(&mut self, server: ServerId, now: Instant, end: QueueEnd) {
+    pub(super) fn drain_queue(&mut self, server: ServerId, now: Instant, end: QueueEnd) {
         let items: Vec<Queued> = match self.servers.get_mut(server.index()) {
             Some(view) => view.queue.drain(..).collect(),
             None => return,
@@ -191,12 +197,9 @@ impl ShardEngine {
             Phase::Waiting { server, .. } => server,
             _ => return,
         };
-        let step = self
-            .policy
-            .chain(ev.event, Some(ev.packet), ev.node)
-            .get(usize::from(ev.step))
-            .copied();
-        let next = step.and_then(|step| self.choose(&step, ev.stable_key));
+        let next = self
+            .step_of(ev)
+            .and_then(|step| self.choose(&step, ev.epoch, ev.stable_key));
         self.counters.servers[from.index()].moved_away += 1;
         match next {
             Some(server) => {
@@ -233,7 +236,7 @@ impl ShardEngine {
 }
 
 #[derive(Copy, Clone)]
-enum QueueEnd {
+pub(super) enum QueueEnd {
     Redirect,
     Fail,
 }

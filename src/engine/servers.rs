@@ -47,6 +47,8 @@ pub struct ServerView {
     pub queue: VecDeque<Queued>,
     /// Alarm state: the queue reached its bound and has not drained since.
     pub queue_alarm: bool,
+    /// Removed by a reload: down for good, whatever streams say.
+    retired: bool,
 }
 
 /// What a link change did to reachability.
@@ -74,7 +76,25 @@ impl ServerView {
             reach: Reach::Outage { since: now },
             queue: VecDeque::new(),
             queue_alarm: false,
+            retired: false,
         }
+    }
+
+    pub fn retired(&self) -> bool {
+        self.retired
+    }
+
+    /// Removed from the configuration: down, whatever streams remain (the runtime closes them).
+    pub fn retire(&mut self) {
+        self.retired = true;
+        self.reach = Reach::Down;
+        self.links.iter_mut().for_each(|l| *l = false);
+    }
+
+    /// Back in the configuration: like a new server, it waits for its first stream.
+    pub fn reinstate(&mut self, now: Instant) {
+        self.retired = false;
+        self.reach = Reach::Outage { since: now };
     }
 
     pub fn reach(&self) -> Reach {
@@ -94,6 +114,9 @@ impl ServerView {
     }
 
     pub fn link_up(&mut self, shard: usize) -> ReachChange {
+        if self.retired {
+            return ReachChange::None;
+        }
         if let Some(l) = self.links.get_mut(shard) {
             *l = true;
         }

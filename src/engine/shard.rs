@@ -137,6 +137,8 @@ pub(super) struct EventState {
     pub received_at: Instant,
     pub stamp: [u8; 24],
     pub step: u16,
+    /// The policy the event walks under: the one in force when it arrived (see `reload.rs`).
+    pub epoch: u32,
     pub failed_open: bool,
     pub phase: Phase,
     /// The next event of the same key, for [`KeyOrder`].
@@ -146,7 +148,11 @@ pub(super) struct EventState {
 /// See the module documentation.
 pub struct ShardEngine {
     pub(super) cfg: EngineConfig,
+    /// The policy new events walk under, and its epoch.
     pub(super) policy: Arc<CompiledPolicy>,
+    pub(super) epoch: u32,
+    /// Earlier policies that events in flight still walk under (see `reload.rs`).
+    pub(super) epochs: super::reload::Epochs,
     pub(super) events: Slots<EventState>,
     pub(super) order: KeyOrder,
     pub(super) timers: Deadlines,
@@ -158,6 +164,8 @@ pub struct ShardEngine {
     /// The latest `now` any input brought, for measuring residence at release.
     pub(super) now: Instant,
     stamp_cache: (u128, [u8; 24]),
+    /// Link changes for servers a reload has not brought here yet (see `reload.rs`).
+    pub(super) pending_links: Vec<(ServerId, u16, bool, bool)>,
 }
 
 impl ShardEngine {
@@ -181,6 +189,8 @@ impl ShardEngine {
             counters: Counters::new(profiles, servers.len()),
             cfg,
             policy,
+            epoch: 0,
+            epochs: Default::default(),
             events: Slots::default(),
             order: KeyOrder::default(),
             timers: Deadlines::default(),
@@ -189,6 +199,7 @@ impl ShardEngine {
             draining: false,
             now,
             stamp_cache: (u128::MAX, [b'0'; 24]),
+            pending_links: Vec::new(),
         }
     }
 
@@ -219,10 +230,12 @@ impl ShardEngine {
             received_at: now,
             stamp,
             step: 0,
+            epoch: self.epoch,
             failed_open: false,
             phase: Phase::Walking,
             next_same_key: None,
         };
+        self.epochs.entered(self.epoch);
         let r = self.events.insert(state);
         if let Some(prev_tail) = self.order.push(key_hash, r.slot) {
             if let Some(prev) = self.events.by_slot_mut(prev_tail) {

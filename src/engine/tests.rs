@@ -781,3 +781,5 @@ fn many_pending_events_cost_no_runtime_timers() {
     assert_eq!(h.engine.in_flight(), 0);
     let _ = CS3;
 }
+
+mod reload;

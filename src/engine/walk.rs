@@ -24,9 +24,7 @@ impl ShardEngine {
             let Some(ev) = self.events.by_slot(slot) else {
                 return;
             };
-            let policy = self.policy.clone();
-            let chain = policy.chain(ev.event, Some(ev.packet), ev.node);
-            let Some(step) = chain.get(usize::from(ev.step)).copied() else {
+            let Some(step) = self.step_of(ev) else {
                 let (verdict, terminal) = match (ev.modified, ev.failed_open) {
                     (true, fo) => (Verdict::Pass(Some(ev.stanza.clone())), pass_or_failed(fo)),
                     (false, fo) => (Verdict::Pass(None), pass_or_failed(fo)),
@@ -34,7 +32,7 @@ impl ShardEngine {
                 return self.finish(slot, verdict, terminal, None);
             };
             let notify = step.fire_and_forget || !ev.event.answer().expects_answer();
-            let Some(server) = self.choose(&step, ev.stable_key) else {
+            let Some(server) = self.choose(&step, ev.epoch, ev.stable_key) else {
                 // No server can take the step: it fails at once, as its handling says.
                 if self.fail_or_continue(slot, &step, None, BounceCause::Unavailable) {
                     return;
@@ -111,13 +109,14 @@ impl ShardEngine {
         }
     }
 
-    /// The step's server for this key among the routable ones (none while draining).
-    pub(super) fn choose(&self, step: &Step, stable_key: u64) -> Option<ServerId> {
+    /// The step's server for this key among the routable ones (none while draining). `epoch`
+    /// is the policy the step comes from.
+    pub(super) fn choose(&self, step: &Step, epoch: u32, stable_key: u64) -> Option<ServerId> {
         if self.draining {
             return None;
         }
         let candidates = step
-            .servers(&self.policy)
+            .servers(self.policy_of(epoch))
             .iter()
             .filter_map(|id| self.servers.get(id.index()))
             .filter(|s| s.routable())
@@ -257,10 +256,7 @@ impl ShardEngine {
         mode: Mode,
     ) -> Option<Bytes> {
         let ev = self.events.by_slot(slot)?;
-        let step = *self
-            .policy
-            .chain(ev.event, Some(ev.packet), ev.node)
-            .get(usize::from(ev.step))?;
+        let step = self.step_of(ev)?;
         let view = self.servers.get(server.index())?;
         let stamp = std::str::from_utf8(&ev.stamp).unwrap_or("");
         let fields = RequestFields {
@@ -297,12 +293,7 @@ impl ShardEngine {
             return;
         };
         let event = ev.event;
-        let Some(step) = self
-            .policy
-            .chain(ev.event, Some(ev.packet), ev.node)
-            .get(usize::from(ev.step))
-            .copied()
-        else {
+        let Some(step) = self.step_of(ev) else {
             return;
         };
         let (judged, violation) = judge(answer, event.answer());
@@ -368,12 +359,7 @@ impl ShardEngine {
             Phase::Waiting { server, .. } => Some(server),
             _ => None,
         };
-        let Some(step) = self
-            .policy
-            .chain(ev.event, Some(ev.packet), ev.node)
-            .get(usize::from(ev.step))
-            .copied()
-        else {
+        let Some(step) = self.step_of(ev) else {
             return;
         };
         self.step_failed_with(slot, step, server, cause, now);
@@ -429,6 +415,7 @@ impl ShardEngine {
             let Some(ev) = self.events.remove(head) else {
                 return;
             };
+            self.epoch_left(ev.epoch);
             self.order.pop(key_hash, ev.next_same_key);
             let Phase::Done {
                 verdict,

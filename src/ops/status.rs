@@ -63,6 +63,23 @@ pub fn render(doc: &Value) -> String {
             routers.join(", ")
         }
     );
+    let c = &doc["config"];
+    if let Some(generation) = c["generation"].as_u64() {
+        let last = &c["last_reload"];
+        let outcome = match last["ok"].as_bool() {
+            None => String::new(),
+            Some(ok) => format!(
+                "; last reload {}: {}",
+                if ok { "applied" } else { "FAILED" },
+                last["message"].as_str().unwrap_or("")
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "Configuration: generation {generation} ({}){outcome}",
+            c["file"].as_str().unwrap_or("embedded default"),
+        );
+    }
     let _ = writeln!(out, "Compliance servers:");
     for s in doc["servers"].as_array().into_iter().flatten() {
         let r = &s["requests"];

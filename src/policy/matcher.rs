@@ -4,6 +4,11 @@
 //! This file owns which profiles and servers apply to an event and in which order. It must not
 //! pick a server within a step (that needs the conversation key and live server state), nor
 //! send, time or judge anything.
+//!
+//! Server, profile and node ids stay valid across live reloads: a policy compiled after another
+//! ([`CompiledPolicy::compile_after`]) keeps every id the earlier one gave (a removed server or
+//! profile stays, retired, under its id), so events in flight, counters and server state never
+//! need renumbering.
 
 use super::catalog::{AnswerRule, EventId, PacketType};
 use super::config::{Config, ServerConfig, ServerId, ServerMode};
@@ -42,8 +47,8 @@ impl Step {
     }
 }
 
-/// What the engine needs to know about one compliance server.
-#[derive(Clone, Debug, Eq, PartialEq)]
+/// What the engine and the runtime need to know about one compliance server.
+#[derive(Clone, Eq, PartialEq)]
 pub struct ServerInfo {
     pub name: String,
     pub component: String,
@@ -51,7 +56,48 @@ pub struct ServerInfo {
     pub mode: ServerMode,
     pub host: String,
     pub port: u16,
+    pub password: String,
     pub connections: Option<usize>,
+    /// Removed from the configuration by a reload: in no chain, never dialed or admitted.
+    pub retired: bool,
+}
+
+impl std::fmt::Debug for ServerInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerInfo")
+            .field("name", &self.name)
+            .field("component", &self.component)
+            .field("profile", &self.profile)
+            .field("mode", &self.mode)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("password", &"<redacted>")
+            .field("connections", &self.connections)
+            .field("retired", &self.retired)
+            .finish()
+    }
+}
+
+impl ServerInfo {
+    /// Whether a stream opened with `self` must be reopened to follow `new` (where it goes,
+    /// who it claims to be, how many there are).
+    pub fn stream_differs(&self, new: &ServerInfo) -> bool {
+        (
+            &self.component,
+            self.mode,
+            &self.host,
+            self.port,
+            &self.password,
+            self.connections,
+        ) != (
+            &new.component,
+            new.mode,
+            &new.host,
+            new.port,
+            &new.password,
+            new.connections,
+        ) || self.retired != new.retired
+    }
 }
 
 /// Five packet slots per event: the four packet types, then "not a message, iq or presence".
@@ -74,23 +120,28 @@ pub struct CompiledPolicy {
     profile_servers: Vec<(u32, u32)>,
 }
 
-/// Node names from the routers, then any other name a server's `nodes` lists, without
-/// case-insensitive repeats; capped so that every id (and the unknown one) fits in a u16.
-fn known_nodes(config: &Config) -> Vec<String> {
+/// The node names an earlier policy knew (their ids must not move), then those from the
+/// routers, then any other name a server's `nodes` lists, without case-insensitive repeats;
+/// capped so that every id fits in a u16 below the unknown node's.
+fn known_nodes(config: &Config, previous: &[String]) -> Vec<String> {
     let from_routers = config.routers.iter().map(|r| r.node.as_str());
     let from_servers = config
         .servers
         .iter()
         .flat_map(|s| s.nodes.iter().map(String::as_str));
-    let mut nodes: Vec<String> = Vec::new();
+    let mut nodes: Vec<String> = previous.to_vec();
     for node in from_routers.chain(from_servers) {
         let known = nodes.iter().any(|n| n.eq_ignore_ascii_case(node));
-        if !known && nodes.len() < usize::from(u16::MAX) {
+        if !known && nodes.len() < usize::from(UNKNOWN_NODE) {
             nodes.push(node.to_string());
         }
     }
     nodes
 }
+
+/// The id every node the configuration never names shares; fixed, so that it means the same
+/// in every policy a reload produces.
+const UNKNOWN_NODE: u16 = u16::MAX;
 
 impl From<&ServerConfig> for ServerInfo {
     fn from(s: &ServerConfig) -> ServerInfo {
@@ -101,7 +152,9 @@ impl From<&ServerConfig> for ServerInfo {
             mode: s.mode,
             host: s.host.clone(),
             port: s.port,
+            password: s.password.clone(),
             connections: s.connections,
+            retired: false,
         }
     }
 }
@@ -112,7 +165,14 @@ fn as_u32(n: usize) -> u32 {
 
 impl CompiledPolicy {
     pub fn compile(config: &Config) -> CompiledPolicy {
-        let nodes = known_nodes(config);
+        CompiledPolicy::compile_after(config, None)
+    }
+
+    /// Compiles `config` for a gateway that ran `previous`: every server, profile and node
+    /// keeps its id (matched by name; nodes case-insensitively), new ones get new ids, and
+    /// those the configuration no longer has stay behind, retired.
+    pub fn compile_after(config: &Config, previous: Option<&CompiledPolicy>) -> CompiledPolicy {
+        let nodes = known_nodes(config, previous.map_or(&[], |p| &p.nodes[..]));
         let node_ids = nodes.len() + 1;
         let mut policy = CompiledPolicy {
             aliases: Vec::new(),
@@ -120,16 +180,46 @@ impl CompiledPolicy {
             table: Vec::with_capacity(EventId::COUNT * SLOTS * node_ids),
             steps: Vec::new(),
             server_ids: Vec::new(),
-            servers: config.servers.iter().map(ServerInfo::from).collect(),
-            profile_names: config.profiles.iter().map(|p| p.name.clone()).collect(),
+            servers: Vec::new(),
+            profile_names: previous.map_or_else(Vec::new, |p| p.profile_names.clone()),
             profile_servers: Vec::new(),
         };
+        // Stable profile ids: `profile_ids[config id]`.
+        let profile_ids: Vec<ProfileId> = config
+            .profiles
+            .iter()
+            .map(|p| policy.stable_profile(&p.name))
+            .collect();
+        let stable = |id: ProfileId| profile_ids.get(id.index()).copied().unwrap_or(id);
+        policy.servers = previous.map_or_else(Vec::new, |p| p.servers.clone());
+        for s in &mut policy.servers {
+            s.retired = true;
+        }
+        // Stable server ids: `server_ids[config index]`.
+        let mut server_ids = Vec::with_capacity(config.servers.len());
+        for s in &config.servers {
+            let info = ServerInfo {
+                profile: stable(s.profile_id),
+                ..ServerInfo::from(s)
+            };
+            let index = match policy.servers.iter().position(|old| old.name == s.name) {
+                Some(i) => {
+                    policy.servers[i] = info;
+                    i
+                }
+                None => {
+                    policy.servers.push(info);
+                    policy.servers.len() - 1
+                }
+            };
+            server_ids.push(ServerId(u16::try_from(index).unwrap_or(u16::MAX)));
+        }
         policy.aliases = config
             .routers
             .iter()
             .map(|r| (r.name.clone(), policy.node_id(r.node.as_bytes())))
             .collect();
-        let by_profile_node = policy.index_servers(config);
+        let by_profile_node = policy.index_servers(config, &server_ids, &profile_ids);
         for event in EventId::all() {
             for slot in 0..SLOTS {
                 let packet = PacketType::ALL.get(slot).copied();
@@ -137,10 +227,10 @@ impl CompiledPolicy {
                     let start = policy.steps.len();
                     for &profile in &config.priority {
                         let servers = by_profile_node
-                            .get(profile.index() * node_ids + node)
+                            .get(stable(profile).index() * node_ids + node)
                             .copied()
                             .unwrap_or_default();
-                        policy.push_step(config, event, packet, profile, servers);
+                        policy.push_step(config, event, packet, profile, stable(profile), servers);
                     }
                     let len = policy.steps.len() - start;
                     policy.table.push((as_u32(start), as_u32(len)));
@@ -150,23 +240,43 @@ impl CompiledPolicy {
         policy
     }
 
+    /// The id of the profile named `name`, added if this policy has none of that name.
+    fn stable_profile(&mut self, name: &str) -> ProfileId {
+        let index = match self.profile_names.iter().position(|n| n == name) {
+            Some(i) => i,
+            None => {
+                self.profile_names.push(name.to_owned());
+                self.profile_names.len() - 1
+            }
+        };
+        ProfileId(u16::try_from(index).unwrap_or(u16::MAX))
+    }
+
     /// Fills `server_ids` with each profile's servers, then with its servers per node (the last
     /// node id standing for unknown nodes, served only by servers without a `nodes` list).
-    /// Returns the `[profile][node]` ranges, shared by every step that uses them.
-    fn index_servers(&mut self, config: &Config) -> Vec<(u32, u32)> {
+    /// Returns the `[stable profile][node]` ranges, shared by every step that uses them.
+    fn index_servers(
+        &mut self,
+        config: &Config,
+        stable_servers: &[ServerId],
+        stable_profiles: &[ProfileId],
+    ) -> Vec<(u32, u32)> {
         let node_ids = self.nodes.len() + 1;
         let ids = |keep: &dyn Fn(&ServerConfig) -> bool| -> Vec<ServerId> {
-            let servers = config.servers.iter().enumerate();
-            let kept = servers.filter(|(_, s)| keep(s));
-            kept.filter_map(|(i, _)| u16::try_from(i).ok().map(ServerId))
+            let servers = config.servers.iter().zip(stable_servers);
+            servers
+                .filter(|(s, _)| keep(s))
+                .map(|(_, &id)| id)
                 .collect()
         };
-        let mut ranges = vec![(0u32, 0u32); config.profiles.len() * node_ids];
-        for profile in 0..config.profiles.len() {
-            let of_profile = |s: &ServerConfig| s.profile_id.index() == profile;
+        let profiles = self.profile_names.len();
+        let mut ranges = vec![(0u32, 0u32); profiles * node_ids];
+        self.profile_servers = vec![(0, 0); profiles];
+        for (config_id, &profile) in stable_profiles.iter().enumerate() {
+            let of_profile = |s: &ServerConfig| s.profile_id.index() == config_id;
             let all = ids(&of_profile);
             let range = self.push_servers(all);
-            self.profile_servers.push(range);
+            self.profile_servers[profile.index()] = range;
             for node in 0..node_ids {
                 let name = self.nodes.get(node).cloned();
                 let serves = |s: &ServerConfig| match &name {
@@ -174,7 +284,7 @@ impl CompiledPolicy {
                     None => s.nodes.is_empty(),
                 };
                 let on_node = ids(&|s: &ServerConfig| of_profile(s) && serves(s));
-                ranges[profile * node_ids + node] = self.push_servers(on_node);
+                ranges[profile.index() * node_ids + node] = self.push_servers(on_node);
             }
         }
         ranges
@@ -186,13 +296,15 @@ impl CompiledPolicy {
         (as_u32(start), as_u32(self.server_ids.len() - start))
     }
 
-    /// Adds `profile`'s step for this event if it has an entry for it and a server for the node.
+    /// Adds `profile`'s step (`stable` in this policy's ids) for this event if it has an entry
+    /// for it and a server for the node.
     fn push_step(
         &mut self,
         config: &Config,
         event: EventId,
         packet: Option<PacketType>,
         profile: ProfileId,
+        stable: ProfileId,
         (servers_start, servers_len): (u32, u32),
     ) {
         let entry = config
@@ -203,7 +315,7 @@ impl CompiledPolicy {
         };
         let notify_only = event.answer() == AnswerRule::NotifyOnly;
         self.steps.push(Step {
-            profile,
+            profile: stable,
             handling: if notify_only {
                 Handling::Pass
             } else {
@@ -233,7 +345,7 @@ impl CompiledPolicy {
     }
 
     pub fn unknown_node(&self) -> NodeId {
-        NodeId(u16::try_from(self.nodes.len()).unwrap_or(u16::MAX))
+        NodeId(UNKNOWN_NODE)
     }
 
     pub fn node_name(&self, node: NodeId) -> Option<&str> {
@@ -261,7 +373,8 @@ impl CompiledPolicy {
         &self.servers
     }
 
-    /// How many profiles exist (the built-in default included); ids are `0..profile_count()`.
+    /// How many profile ids exist (the built-in default and retired profiles included); ids
+    /// are `0..profile_count()`.
     pub fn profile_count(&self) -> usize {
         self.profile_names.len()
     }
@@ -533,5 +646,100 @@ secret = "s"
         );
         assert_eq!(p.servers().len(), 1);
         assert!(p.server(ServerId(1)).is_none());
+    }
+
+    fn compile_after(body: &str, previous: &CompiledPolicy) -> CompiledPolicy {
+        match load_str(&format!("{HEAD}{body}"), "t.toml") {
+            Ok(loaded) => CompiledPolicy::compile_after(&loaded.config, Some(previous)),
+            Err(d) => panic!("{d:?}"),
+        }
+    }
+
+    fn id_of(p: &CompiledPolicy, name: &str) -> usize {
+        p.servers()
+            .iter()
+            .position(|s| s.name == name)
+            .unwrap_or_else(|| panic!("{name}"))
+    }
+
+    #[test]
+    fn a_reload_keeps_every_id_and_retires_what_left() {
+        let walls = "[[profile]]\nname = \"Walls\"\nevents = [{ event = \"es_OUT\", handling = \"bounce\" }]\n";
+        let before = compile(&format!(
+            "{walls}{}{}{}",
+            server("cs1", "SystemDefaultComplianceProfile", ""),
+            server("cs2", "Walls", "nodes = [\"imp2\"]\n"),
+            server("cs3", "SystemDefaultComplianceProfile", ""),
+        ));
+        let walls_id = before
+            .chain(event("es_OUT"), MSG, before.node_id(b"imp2"))
+            .iter()
+            .find(|s| before.profile_name(s.profile) == "Walls")
+            .map(|s| s.profile)
+            .unwrap_or_else(|| panic!("a Walls step"));
+        // cs1 goes, cs4 and profile Archive come, cs2 moves to the front of the file, and the
+        // Walls profile changes its handling.
+        let after = compile_after(
+            &format!(
+                "[[profile]]\nname = \"Archive\"\nevents = [{{ event = \"es_IN\" }}]\n\
+                 [[profile]]\nname = \"Walls\"\nevents = [{{ event = \"es_OUT\", handling = \"pass\" }}]\n{}{}{}",
+                server("cs2", "Walls", "nodes = [\"imp2\"]\n"),
+                server("cs3", "SystemDefaultComplianceProfile", "connections = 1\n"),
+                server("cs4", "Archive", ""),
+            ),
+            &before,
+        );
+        for name in ["cs2", "cs3"] {
+            assert_eq!(
+                id_of(&after, name),
+                id_of(&before, name),
+                "{name} keeps its id"
+            );
+        }
+        assert_eq!(id_of(&after, "cs4"), 3, "a new server gets a new id");
+        let cs1 = &after.servers()[id_of(&after, "cs1")];
+        assert!(cs1.retired, "a removed server stays, retired");
+        assert!(!after.servers()[id_of(&after, "cs3")].retired);
+        assert!(before.servers()[id_of(&before, "cs3")]
+            .stream_differs(&after.servers()[id_of(&after, "cs3")]));
+        assert!(!before.servers()[id_of(&before, "cs2")]
+            .stream_differs(&after.servers()[id_of(&after, "cs2")]));
+        assert_eq!(
+            after.profile_name(walls_id),
+            "Walls",
+            "profile ids are kept"
+        );
+        assert_eq!(after.node_id(b"imp2"), before.node_id(b"imp2"));
+        assert_eq!(after.unknown_node(), before.unknown_node());
+        assert_eq!(
+            chain(&after, "es_OUT", MSG, "imp2"),
+            ["SystemDefaultComplianceProfile@cs3", "Walls@cs2"]
+        );
+        assert_eq!(
+            chain(&after, "es_IN", MSG, "imp1"),
+            ["SystemDefaultComplianceProfile@cs3", "Archive@cs4"]
+        );
+        let step = after.chain(event("es_OUT"), MSG, after.node_id(b"imp2"))[1];
+        assert_eq!(step.handling, Handling::Pass, "the new handling applies");
+        // Back again under its old name: its old id.
+        let again = compile_after(&server("cs1", "SystemDefaultComplianceProfile", ""), &after);
+        assert_eq!(id_of(&again, "cs1"), id_of(&before, "cs1"));
+        assert!(!again.servers()[id_of(&again, "cs1")].retired);
+        assert!(again.servers()[id_of(&again, "cs4")].retired);
+        assert_eq!(again.profile_count(), 3, "retired profiles keep their ids");
+        assert_eq!(
+            chain(&again, "es_OUT", MSG, "imp2"),
+            ["SystemDefaultComplianceProfile@cs1"]
+        );
+    }
+
+    #[test]
+    fn passwords_never_reach_debug_output() {
+        let p = compile(&server("cs1", "SystemDefaultComplianceProfile", ""));
+        let shown = format!("{:?}", p.servers());
+        assert!(
+            shown.contains("<redacted>") && !shown.contains("\"p\""),
+            "{shown}"
+        );
     }
 }

@@ -16,6 +16,7 @@ pub mod key;
 pub mod matcher;
 pub mod packet;
 pub mod profile;
+pub mod reload;
 
 pub use catalog::{
     render_catalog, AnswerKind, AnswerRule, EventId, EventKind, EventSpec, PacketFilter,

@@ -63,19 +63,20 @@ async fn answer(ctx: Rc<ShardCtx>, mut tcp: TcpStream, token: u64, started: Inst
                     );
                 };
                 let snaps = super::status::gather(&ctx, token).await;
-                let profiles = (0..ctx.policy.profile_count())
+                let profiles = (0..ctx.policy().profile_count())
                     .map(|p| {
-                        ctx.policy
+                        ctx.policy()
                             .profile_name(crate::policy::ProfileId(p as u16))
                             .to_owned()
                     })
                     .collect();
-                let summary = Summary::merge(
-                    &ctx.config.gateway.name,
+                let mut summary = Summary::merge(
+                    &ctx.config().gateway.name,
                     started.elapsed(),
                     profiles,
                     &snaps,
                 );
+                summary.config = ctx.reload_report.borrow().to_json();
                 let body = if metrics {
                     render_metrics(&summary)
                 } else {

@@ -20,15 +20,21 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// Keeps this shard's outbound stream to `server` up for as long as the gateway runs.
-pub async fn dial(ctx: Rc<ShardCtx>, server: ServerId) {
-    let Some(info) = ctx.policy.server(server).cloned() else {
+/// Keeps this shard's outbound stream to `server` up for as long as the gateway runs, or until
+/// a reload replaces `generation` (the server changed or left).
+pub async fn dial(ctx: Rc<ShardCtx>, server: ServerId, generation: u32) {
+    let Some(info) = ctx.policy().server(server).cloned() else {
         return;
     };
-    let t = ctx.config.timers.clone();
-    let mut backoff = t.reconnect_min;
-    while !ctx.shutting_down.get() {
-        match connect_logged(&ctx, &info, t.handshake_timeout).await {
+    let mut backoff = ctx.config().timers.reconnect_min;
+    let current = |ctx: &ShardCtx| !ctx.shutting_down.get() && ctx.link_current(server, generation);
+    while current(&ctx) {
+        let t = ctx.config().timers.clone();
+        let connected = connect_logged(&ctx, &info, t.handshake_timeout).await;
+        if !current(&ctx) {
+            break;
+        }
+        match connected {
             Err(e) => {
                 let (code, text) = os_error_text(&e);
                 ctx.log(
@@ -51,31 +57,23 @@ pub async fn dial(ctx: Rc<ShardCtx>, server: ServerId) {
                 let mut stream = ComponentStream::initiator(
                     ctx.stream_config(),
                     &info.component,
-                    info_password(&ctx, server).as_bytes(),
+                    info.password.as_bytes(),
                     crate::wire::stream::NS_ACCEPT,
                     FromCheck::PeerDomain,
                     Instant::now(),
                 );
-                stream.enable_pings(&ctx.config.gateway.name, &info.component);
-                if serve(&ctx, server, &info, tcp, stream).await {
+                stream.enable_pings(&ctx.config().gateway.name, &info.component);
+                if serve(&ctx, server, generation, &info, tcp, stream).await {
                     backoff = t.reconnect_min;
                 }
             }
         }
-        if ctx.shutting_down.get() {
+        if !current(&ctx) {
             break;
         }
         glommio::timer::sleep(super::backoff::jittered(backoff)).await;
         backoff = (backoff * 2).min(t.reconnect_max);
     }
-}
-
-fn info_password(ctx: &ShardCtx, server: ServerId) -> String {
-    ctx.config
-        .servers
-        .get(server.index())
-        .map(|s| s.password.clone())
-        .unwrap_or_default()
 }
 
 /// Serves one accepted connection on the compliance port until it closes.
@@ -95,7 +93,9 @@ pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream) {
         Instant::now(),
     );
     let conn = Conn::new(stream);
-    let server: Rc<Cell<Option<ServerId>>> = Rc::new(Cell::new(None));
+    let this = conn.clone();
+    // The server it announced, and the generation of its streams when it did.
+    let server: Rc<Cell<Option<(ServerId, u32)>>> = Rc::new(Cell::new(None));
     let active = Rc::new(Cell::new(false));
     let (ctx2, server2, active2) = (ctx.clone(), server.clone(), active.clone());
     let closed = conn::drive(
@@ -103,29 +103,28 @@ pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream) {
         conn,
         move |conn, event, now| {
             if let StreamEvent::NameAnnounced { name } = &event {
-                server2.set(admit_inbound(&ctx2, conn, name));
+                let admitted = admit_inbound(&ctx2, conn, name);
+                server2.set(admitted.map(|id| (id, ctx2.link_generation(id))));
                 return;
             }
-            if let Some(id) = server2.get() {
-                on_event(&ctx2, id, &active2, conn, event, now);
+            if let Some((id, generation)) = server2.get() {
+                on_event(&ctx2, id, generation, &active2, conn, event, now);
             }
         },
         || false,
     )
     .await;
-    if let Some(id) = server.get() {
-        lost(&ctx, id, active.get(), &closed);
+    if let Some((id, generation)) = server.get() {
+        lost(&ctx, id, generation, &this, active.get(), &closed);
     }
 }
 
 /// Finds the inbound server announcing `name` and accepts it, unless it is unknown or already
 /// has all the streams it may have (`conflict`).
 fn admit_inbound(ctx: &ShardCtx, conn: &ConnRef, name: &str) -> Option<ServerId> {
-    let found = ctx
-        .policy
-        .servers()
-        .iter()
-        .position(|s| s.mode == ServerMode::Inbound && s.component.eq_ignore_ascii_case(name));
+    let found = ctx.policy().servers().iter().position(|s| {
+        s.mode == ServerMode::Inbound && !s.retired && s.component.eq_ignore_ascii_case(name)
+    });
     let Some(index) = found else {
         ctx.log(
             Level::Warn,
@@ -138,7 +137,7 @@ fn admit_inbound(ctx: &ShardCtx, conn: &ConnRef, name: &str) -> Option<ServerId>
         return None;
     };
     let id = ServerId(index as u16);
-    let allowed = ctx.policy.servers()[index]
+    let allowed = ctx.policy().servers()[index]
         .connections
         .unwrap_or(usize::from(ctx.shards));
     let here = ctx.links.borrow().get(index).is_some_and(Option::is_some);
@@ -159,7 +158,7 @@ fn admit_inbound(ctx: &ShardCtx, conn: &ConnRef, name: &str) -> Option<ServerId>
         );
         return None;
     }
-    let password = info_password(ctx, id);
+    let password = ctx.policy().servers()[index].password.clone();
     conn.stream.borrow_mut().accept_name(password.as_bytes());
     Some(id)
 }
@@ -168,22 +167,24 @@ fn admit_inbound(ctx: &ShardCtx, conn: &ConnRef, name: &str) -> Option<ServerId>
 async fn serve(
     ctx: &Rc<ShardCtx>,
     server: ServerId,
+    generation: u32,
     info: &ServerInfo,
     tcp: TcpStream,
     stream: ComponentStream,
 ) -> bool {
     let conn = Conn::new(stream);
+    let this = conn.clone();
     let active = Rc::new(Cell::new(false));
     let (ctx2, active2) = (ctx.clone(), active.clone());
     let closed = conn::drive(
         tcp,
         conn,
-        move |conn, event, now| on_event(&ctx2, server, &active2, conn, event, now),
+        move |conn, event, now| on_event(&ctx2, server, generation, &active2, conn, event, now),
         || false,
     )
     .await;
     let was_active = active.get();
-    lost(ctx, server, was_active, &closed);
+    lost(ctx, server, generation, &this, was_active, &closed);
     if !was_active {
         ctx.log(
             Level::Warn,
@@ -193,17 +194,28 @@ async fn serve(
     was_active
 }
 
-fn lost(ctx: &ShardCtx, server: ServerId, was_active: bool, closed: &Closed) {
-    if !was_active {
+/// A stream that was active went away. One a reload replaced was already reported lost then
+/// (and its slot may hold its successor): nothing more to do for it.
+fn lost(
+    ctx: &ShardCtx,
+    server: ServerId,
+    generation: u32,
+    conn: &ConnRef,
+    was_active: bool,
+    closed: &Closed,
+) {
+    if !was_active || !ctx.link_current(server, generation) {
         return;
     }
     if let Some(slot) = ctx.links.borrow_mut().get_mut(server.index()) {
-        *slot = None;
+        if slot.as_ref().is_some_and(|c| Rc::ptr_eq(c, conn)) {
+            *slot = None;
+        }
     }
     let component = ctx
-        .policy
+        .policy()
         .server(server)
-        .map_or("?", |s| s.component.as_str());
+        .map_or_else(|| "?".to_owned(), |s| s.component.clone());
     let how = if closed.is_graceful() {
         "gracefully"
     } else {
@@ -219,21 +231,26 @@ fn lost(ctx: &ShardCtx, server: ServerId, was_active: bool, closed: &Closed) {
 fn on_event(
     ctx: &ShardCtx,
     server: ServerId,
+    generation: u32,
     active: &Cell<bool>,
     conn: &ConnRef,
     event: StreamEvent,
     now: Instant,
 ) {
     match event {
+        StreamEvent::Active if !ctx.link_current(server, generation) => {
+            // A reload changed or removed the server while this stream was opening.
+            conn.close();
+        }
         StreamEvent::Active => {
             let component = ctx
-                .policy
+                .policy()
                 .server(server)
-                .map_or("?", |s| s.component.as_str());
+                .map_or_else(|| "?".to_owned(), |s| s.component.clone());
             ctx.log(Level::Info, &format!("Component {component} is ACTIVE"));
             conn.stream
                 .borrow_mut()
-                .enable_pings(&ctx.config.gateway.name, component);
+                .enable_pings(&ctx.config().gateway.name, &component);
             active.set(true);
             if let Some(slot) = ctx.links.borrow_mut().get_mut(server.index()) {
                 *slot = Some(conn.clone());
@@ -251,7 +268,7 @@ fn on_stanza(ctx: &ShardCtx, server: ServerId, conn: &ConnRef, stanza: &Stanza, 
         Err(AnswerError::UnknownId) => ctx.counters.borrow_mut().unknown_answers += 1,
         Err(AnswerError::NotAnAnswer) => {
             let mut out = BytesMut::new();
-            if service::answer(&mut out, &ctx.config.gateway.name, stanza)
+            if service::answer(&mut out, &ctx.config().gateway.name, stanza)
                 != service::ServiceOutcome::Ignored
             {
                 ctx.counters.borrow_mut().service_requests += 1;

@@ -47,6 +47,11 @@ pub enum ShardMsg {
         up: bool,
         graceful: bool,
     },
+    /// A reloaded configuration to put in force (from shard 0, which read it).
+    Reconfigure {
+        config: std::sync::Arc<crate::policy::Config>,
+        policy: std::sync::Arc<crate::policy::CompiledPolicy>,
+    },
     /// A connection the acceptor (shard 0) hands to this shard.
     Accepted {
         stream: glommio::net::AcceptedTcpStream,

@@ -1,10 +1,11 @@
 //! The thin runtime: glommio executors (one per shard, pinned), the channel mesh between them,
-//! listeners (SO_REUSEPORT on every shard), dialers, the per-shard timer task, and graceful
-//! shutdown on SIGTERM/SIGINT.
+//! listeners (SO_REUSEPORT on every shard), dialers, the per-shard timer task, configuration
+//! reloads on SIGHUP, and graceful shutdown on SIGTERM/SIGINT.
 //!
 //! Owns sockets, tasks and the clock; all protocol and policy decisions are the wire core's,
-//! the protocol layer's and the engine's. Shards share nothing but the immutable configuration;
-//! everything else crosses shards as messages (see `mesh.rs`).
+//! the protocol layer's and the engine's. Shards share nothing but immutable configurations
+//! (a reload sends each shard the new one); everything else crosses shards as messages (see
+//! `mesh.rs`).
 
 mod admin;
 mod backoff;
@@ -13,6 +14,7 @@ mod link;
 pub mod log;
 mod mesh;
 mod notify;
+mod reload;
 mod router;
 mod shard;
 pub mod status;
@@ -27,6 +29,7 @@ use log::Level;
 use mesh::ShardMsg;
 use shard::ShardCtx;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -66,17 +69,38 @@ impl std::fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
-/// Runs the gateway until SIGTERM or SIGINT, then shuts it down gracefully.
-pub fn run(config: Config) -> Result<(), RunError> {
+/// Where a reload comes from: the file to read again, and the flag SIGHUP sets.
+#[derive(Clone, Debug)]
+pub struct ReloadSource {
+    pub file: PathBuf,
+    pub requested: Arc<AtomicBool>,
+}
+
+/// Runs the gateway until SIGTERM or SIGINT, then shuts it down gracefully. With `file`,
+/// SIGHUP reloads the configuration from it.
+pub fn run(config: Config, file: Option<PathBuf>) -> Result<(), RunError> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, stop.clone()).map_err(RunError::Signals)?;
     }
-    run_until(config, stop)
+    let requested = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, requested.clone())
+        .map_err(RunError::Signals)?;
+    let reload = file.map(|file| ReloadSource { file, requested });
+    run_with(config, stop, reload)
 }
 
 /// Runs the gateway until `stop` is set.
 pub fn run_until(config: Config, stop: Arc<AtomicBool>) -> Result<(), RunError> {
+    run_with(config, stop, None)
+}
+
+/// Runs the gateway until `stop` is set, reloading from `reload` when it is requested.
+pub fn run_with(
+    config: Config,
+    stop: Arc<AtomicBool>,
+    reload: Option<ReloadSource>,
+) -> Result<(), RunError> {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let shards = match config.gateway.shards {
         0 => cpus,
@@ -105,10 +129,15 @@ pub fn run_until(config: Config, stop: Arc<AtomicBool>) -> Result<(), RunError> 
         .io_memory(1 << 20)
         .preempt_timer(Duration::from_millis(1))
         .on_all_shards(move || {
-            let (config, policy, mesh, stop) =
-                (config.clone(), policy.clone(), mesh.clone(), stop.clone());
+            let (config, policy, mesh, stop, reload) = (
+                config.clone(),
+                policy.clone(),
+                mesh.clone(),
+                stop.clone(),
+                reload.clone(),
+            );
             async move {
-                let result = shard_main(config, policy, mesh, shards, stop.clone()).await;
+                let result = shard_main(config, policy, mesh, shards, stop.clone(), reload).await;
                 if result.is_err() {
                     // One shard failing to start stops them all.
                     stop.store(true, Ordering::SeqCst);
@@ -144,6 +173,7 @@ async fn shard_main(
     mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
     shards: usize,
     stop: Arc<AtomicBool>,
+    reload: Option<ReloadSource>,
 ) -> Result<(), String> {
     let (senders, mut receivers) = mesh
         .join()
@@ -151,14 +181,7 @@ async fn shard_main(
         .map_err(|_| "cannot join the channel mesh".to_owned())?;
     let id = senders.peer_id() as u16;
     let engine = ShardEngine::new(
-        EngineConfig {
-            shard: id,
-            shards: shards as u16,
-            gateway_name: config.gateway.name.clone(),
-            event_timeout: config.timers.event_timeout,
-            outage_window: config.timers.outage_window,
-            queue_bound: config.limits.queue_per_server.div_ceil(shards).max(1),
-        },
+        engine_config(id, shards as u16, &config),
         policy.clone(),
         Instant::now(),
     );
@@ -169,6 +192,9 @@ async fn shard_main(
         policy.clone(),
         engine,
     ));
+    if let Some(source) = &reload {
+        ctx.reload_report.borrow_mut().file = Some(source.file.clone());
+    }
     let senders = Rc::new(senders);
     for (_, rx) in receivers.streams() {
         glommio::spawn_local(consume(ctx.clone(), rx)).detach();
@@ -185,25 +211,23 @@ async fn shard_main(
     if listen_here {
         let routers = bind(config.listen.routers, "routers")?;
         glommio::spawn_local(accept(ctx.clone(), routers, Leg::Router, handoff)).detach();
-        let inbound = policy
-            .servers()
-            .iter()
-            .any(|s| s.mode == ServerMode::Inbound);
-        if let (true, Some(addr)) = (inbound, config.listen.compliance) {
-            let listener = bind(addr, "compliance servers")?;
-            glommio::spawn_local(accept(ctx.clone(), listener, Leg::Compliance, handoff)).detach();
-        }
     }
+    listen_for_compliance(&ctx, &config, &policy).map_err(|e| e.to_string())?;
     for (i, server) in policy.servers().iter().enumerate() {
         let streams = server.connections.unwrap_or(shards).clamp(1, shards);
         if server.mode == ServerMode::Outbound && usize::from(id) < streams {
-            glommio::spawn_local(link::dial(ctx.clone(), ServerId(i as u16))).detach();
+            glommio::spawn_local(link::dial(ctx.clone(), ServerId(i as u16), 0)).detach();
         }
     }
     for (i, r) in config.routers.iter().enumerate() {
-        if let (Some(addr), true) = (&r.connect, i % shards == usize::from(id)) {
-            glommio::spawn_local(router::dial_outbound(ctx.clone(), r.clone(), addr.clone()))
-                .detach();
+        if let (Some(addr), true) = (&r.connect, router::dials_here(&ctx, &config, i)) {
+            glommio::spawn_local(router::dial_outbound(
+                ctx.clone(),
+                r.clone(),
+                addr.clone(),
+                0,
+            ))
+            .detach();
         }
     }
     if id == 0 {
@@ -222,8 +246,51 @@ async fn shard_main(
     }
     while !stop.load(Ordering::SeqCst) {
         glommio::timer::sleep(Duration::from_millis(20)).await;
+        if let Some(source) = reload.as_ref().filter(|_| id == 0) {
+            if source.requested.swap(false, Ordering::SeqCst) {
+                reload::from_file(&ctx, &source.file).await;
+            }
+        }
     }
     shutdown(&ctx).await;
+    Ok(())
+}
+
+/// The engine's settings for shard `id` under `config`.
+pub(crate) fn engine_config(id: u16, shards: u16, config: &Config) -> EngineConfig {
+    EngineConfig {
+        shard: id,
+        shards,
+        gateway_name: config.gateway.name.clone(),
+        event_timeout: config.timers.event_timeout,
+        outage_window: config.timers.outage_window,
+        queue_bound: config
+            .limits
+            .queue_per_server
+            .div_ceil(usize::from(shards))
+            .max(1),
+    }
+}
+
+/// Opens the compliance port on the shards that listen, once some server dials in (at start, or
+/// when a reload adds the first inbound server).
+pub(crate) fn listen_for_compliance(
+    ctx: &Rc<ShardCtx>,
+    config: &Config,
+    policy: &CompiledPolicy,
+) -> Result<(), String> {
+    let listens = config.gateway.accept == AcceptMode::ReusePort || ctx.id == 0;
+    let inbound = policy
+        .servers()
+        .iter()
+        .any(|s| s.mode == ServerMode::Inbound && !s.retired);
+    let (true, true, Some(addr)) = (listens, inbound, config.listen.compliance) else {
+        return Ok(());
+    };
+    let listener = bind(addr, "compliance servers")?;
+    let handoff = config.gateway.accept == AcceptMode::Handoff;
+    glommio::spawn_local(accept(ctx.clone(), listener, Leg::Compliance, handoff)).detach();
+    ctx.compliance_listening.set(true);
     Ok(())
 }
 
@@ -288,9 +355,9 @@ async fn accept(ctx: Rc<ShardCtx>, listener: TcpListener, leg: Leg, handoff: boo
 
 /// Takes messages from one peer shard.
 async fn consume(ctx: Rc<ShardCtx>, rx: ConnectedReceiver<ShardMsg>) {
-    let max = ctx.config.limits.max_in_flight;
     while let Some(msg) = rx.recv().await {
         if matches!(msg, ShardMsg::Event { .. }) {
+            let max = ctx.config().limits.max_in_flight;
             // Back-pressure: the sender's outbox grows and its router reads pause.
             while ctx.engine.borrow().in_flight() >= max && !ctx.shutting_down.get() {
                 glommio::timer::sleep(Duration::from_millis(1)).await;
@@ -319,10 +386,12 @@ async fn forward(ctx: Rc<ShardCtx>, senders: Rc<Senders<ShardMsg>>, peer: usize)
 /// Runs the engine's timers. Sleeps until the next deadline, but never longer than a tick, so
 /// that a timer armed while it sleeps is late by at most one tick.
 async fn engine_timers(ctx: Rc<ShardCtx>) {
-    let t = &ctx.config.timers;
-    let tick = (t.event_timeout.min(t.outage_window) / 20)
-        .clamp(Duration::from_millis(1), Duration::from_millis(100));
     loop {
+        let tick = {
+            let t = &ctx.config().timers;
+            (t.event_timeout.min(t.outage_window) / 20)
+                .clamp(Duration::from_millis(1), Duration::from_millis(100))
+        };
         let next = ctx.engine.borrow().poll_timeout();
         let now = Instant::now();
         let wait = next.map_or(tick, |at| at.saturating_duration_since(now).min(tick));

@@ -7,7 +7,7 @@ use super::conn::{self, Conn, ConnRef};
 use super::log::Level;
 use super::shard::{RouterConn, ShardCtx};
 use crate::engine::RouterRef;
-use crate::policy::RouterConfig;
+use crate::policy::{Config, RouterConfig};
 use crate::protocol::event::is_event;
 use crate::protocol::{parse_event, service, write_bad_request, Reply};
 use crate::wire::{Closed, ComponentStream, Condition, FromCheck, Stanza, StreamEvent};
@@ -47,20 +47,27 @@ pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream) {
 }
 
 /// Keeps a connection to an XMPP server's component port (`[[router]] connect`), redialing
-/// with backoff.
-pub async fn dial_outbound(ctx: Rc<ShardCtx>, router: RouterConfig, addr: String) {
-    let t = &ctx.config.timers;
-    let mut backoff = t.reconnect_min;
-    while !ctx.shutting_down.get() {
-        match TcpStream::connect(addr.as_str()).await {
+/// with backoff, until shutdown or until a reload replaces `generation`.
+pub async fn dial_outbound(ctx: Rc<ShardCtx>, router: RouterConfig, addr: String, generation: u32) {
+    let mut backoff = ctx.config().timers.reconnect_min;
+    let current = |ctx: &ShardCtx| {
+        !ctx.shutting_down.get() && ctx.router_generation(&router.name) == generation
+    };
+    while current(&ctx) {
+        let connected = TcpStream::connect(addr.as_str()).await;
+        if !current(&ctx) {
+            break;
+        }
+        match connected {
             Ok(tcp) => {
                 ctx.log(
                     Level::Info,
                     &format!("Connected to router {} at {addr}", router.name),
                 );
+                let gateway = ctx.config().gateway.name.clone();
                 let mut stream = ComponentStream::initiator(
                     ctx.stream_config(),
-                    &ctx.config.gateway.name,
+                    &gateway,
                     router.secret.as_bytes(),
                     crate::wire::stream::NS_ACCEPT,
                     FromCheck::PeerDomainOrSubdomain,
@@ -79,15 +86,98 @@ pub async fn dial_outbound(ctx: Rc<ShardCtx>, router: RouterConfig, addr: String
                 )
                 .await;
                 finish(&ctx, id, &addr, &closed);
-                backoff = t.reconnect_min;
+                backoff = ctx.config().timers.reconnect_min;
             }
             Err(e) => ctx.log(
                 Level::Warn,
                 &format!("Unable to connect to router {} at {addr}: {e}", router.name),
             ),
         }
+        if !current(&ctx) {
+            break;
+        }
         glommio::timer::sleep(super::backoff::jittered(backoff)).await;
-        backoff = (backoff * 2).min(t.reconnect_max);
+        backoff = (backoff * 2).min(ctx.config().timers.reconnect_max);
+    }
+}
+
+/// Whether this shard keeps the outbound leg of router `index` of `config`.
+pub fn dials_here(ctx: &ShardCtx, config: &Config, index: usize) -> bool {
+    let connects = config
+        .routers
+        .get(index)
+        .is_some_and(|r| r.connect.is_some());
+    connects && index % usize::from(ctx.shards) == usize::from(ctx.id)
+}
+
+/// After a reload: closes this shard's connections of routers that were removed or whose
+/// secret or address changed (they must prove the new one), follows node changes, and stops
+/// and starts outbound legs.
+pub fn reconcile(ctx: &Rc<ShardCtx>, old: &Config, new: &Config) {
+    let policy = ctx.policy().clone();
+    let mut to_close = Vec::new();
+    for r in ctx.routers.borrow_mut().values_mut() {
+        match (old.router(&r.name), new.router(&r.name)) {
+            (_, None) => to_close.push((
+                r.conn.clone(),
+                r.name.clone(),
+                "removed from the configuration",
+            )),
+            (Some(o), Some(n)) if o.secret != n.secret || o.connect != n.connect => {
+                to_close.push((
+                    r.conn.clone(),
+                    r.name.clone(),
+                    "its secret or address changed",
+                ))
+            }
+            (_, Some(n)) => r.node = policy.node_id(n.node.as_bytes()),
+        }
+    }
+    let unchanged_here = |name: &str, config: &Config, other: &Config| {
+        let i = config.routers.iter().position(|r| r.name == name);
+        let j = other.routers.iter().position(|r| r.name == name);
+        match (i, j) {
+            (Some(i), Some(j)) => {
+                config.routers[i] == other.routers[j]
+                    && dials_here(ctx, other, j) == dials_here(ctx, config, i)
+            }
+            _ => false,
+        }
+    };
+    for (j, o) in old.routers.iter().enumerate() {
+        if dials_here(ctx, old, j) && !unchanged_here(&o.name, old, new) {
+            *ctx.router_generations
+                .borrow_mut()
+                .entry(o.name.clone())
+                .or_default() += 1;
+            for r in ctx.routers.borrow().values().filter(|r| r.name == o.name) {
+                to_close.push((
+                    r.conn.clone(),
+                    r.name.clone(),
+                    "its outbound leg moved or changed",
+                ));
+            }
+        }
+    }
+    for (conn, name, why) in to_close {
+        ctx.log(
+            Level::Info,
+            &format!("Closing router {name}'s stream: {why}"),
+        );
+        conn.close();
+    }
+    for (i, r) in new.routers.iter().enumerate() {
+        let Some(addr) = &r.connect else { continue };
+        if dials_here(ctx, new, i) && !unchanged_here(&r.name, new, old) {
+            let generation = ctx.router_generation(&r.name);
+            glommio::spawn_local(dial_outbound(
+                ctx.clone(),
+                r.clone(),
+                addr.clone(),
+                generation,
+            ))
+            .detach();
+        }
     }
 }
 
@@ -111,7 +201,8 @@ fn on_event(
 ) {
     match event {
         StreamEvent::NameAnnounced { name } => {
-            let router = ctx.config.routers.iter().find(|r| r.name == name);
+            let config = ctx.config();
+            let router = config.routers.iter().find(|r| r.name == name);
             let mut stream = conn.stream.borrow_mut();
             match router {
                 Some(r) => stream.accept_name(r.secret.as_bytes()),
@@ -133,16 +224,16 @@ fn on_event(
                 None => conn.stream.borrow().name().unwrap_or("").to_owned(),
             };
             let node_name = ctx
-                .config
+                .config()
                 .routers
                 .iter()
                 .find(|r| r.name == name)
                 .map_or(name.as_str(), |r| r.node.as_str())
                 .to_owned();
-            let node = ctx.policy.node_id(node_name.as_bytes());
+            let node = ctx.policy().node_id(node_name.as_bytes());
             conn.stream
                 .borrow_mut()
-                .enable_pings(&ctx.config.gateway.name, &name);
+                .enable_pings(&ctx.config().gateway.name, &name);
             ctx.log(Level::Info, &format!("Router {name} is ACTIVE"));
             ctx.routers.borrow_mut().insert(
                 id,
@@ -170,7 +261,7 @@ fn on_stanza(ctx: &ShardCtx, id: u32, conn: &ConnRef, stanza: &Stanza, now: Inst
         return;
     };
     let router_node = ctx.routers.borrow().get(&id).map(|r| r.node);
-    let policy = &ctx.policy;
+    let policy = &ctx.policy();
     let parsed = parse_event(stanza, reply.clone(), |node| match node {
         Some(n) => policy.node_id(n.as_bytes()),
         None => router_node.unwrap_or_else(|| policy.unknown_node()),
@@ -191,7 +282,12 @@ fn on_stanza(ctx: &ShardCtx, id: u32, conn: &ConnRef, stanza: &Stanza, now: Inst
         Err(bad) => {
             ctx.counters.borrow_mut().bad_requests += 1;
             let mut out = BytesMut::new();
-            write_bad_request(&mut out, &ctx.config.gateway.name, &reply, &bad.to_string());
+            write_bad_request(
+                &mut out,
+                &ctx.config().gateway.name,
+                &reply,
+                &bad.to_string(),
+            );
             conn.send(&out, usize::MAX);
         }
     }
@@ -200,7 +296,7 @@ fn on_stanza(ctx: &ShardCtx, id: u32, conn: &ConnRef, stanza: &Stanza, now: Inst
 /// Pings, disco and requests we do not serve.
 fn service(ctx: &ShardCtx, conn: &ConnRef, stanza: &Stanza) {
     let mut out = BytesMut::new();
-    if service::answer(&mut out, &ctx.config.gateway.name, stanza)
+    if service::answer(&mut out, &ctx.config().gateway.name, stanza)
         != service::ServiceOutcome::Ignored
     {
         ctx.counters.borrow_mut().service_requests += 1;

@@ -31,8 +31,10 @@ pub use crate::admin::RuntimeCounters;
 pub struct ShardCtx {
     pub id: u16,
     pub shards: u16,
-    pub config: Arc<Config>,
-    pub policy: Arc<CompiledPolicy>,
+    /// The configuration and policy in force; replaced whole by a reload (`reload.rs`), never
+    /// borrowed across an await.
+    config: RefCell<Arc<Config>>,
+    policy: RefCell<Arc<CompiledPolicy>>,
     pub hasher: KeyHasher,
     pub engine: RefCell<ShardEngine>,
     pub outbox: Outbox,
@@ -46,6 +48,15 @@ pub struct ShardCtx {
     /// Snapshots gathered from other shards, by request token (see `status.rs`).
     pub snapshots: RefCell<AHashMap<u64, Vec<crate::admin::ShardSnapshot>>>,
     next_conn: Cell<u32>,
+    /// Per server, the generation of its streams on this shard: a reload that changes or
+    /// removes a server bumps it, and dialers and streams of an older generation stand down.
+    pub link_generations: RefCell<Vec<u32>>,
+    /// The same, per outbound router leg (by router name).
+    pub router_generations: RefCell<AHashMap<String, u32>>,
+    /// The compliance listener is up on this shard.
+    pub compliance_listening: Cell<bool>,
+    /// The latest reload's outcome (kept by shard 0, which does the reloading).
+    pub reload_report: RefCell<super::reload::ReloadReport>,
     /// The wall time read for the last batch of events, by the instant of that batch's read.
     wall_cache: Cell<(Instant, SystemTime)>,
     /// Protocol violations logged in the current second, to rate-limit the log.
@@ -64,8 +75,8 @@ impl ShardCtx {
         ShardCtx {
             id,
             shards,
-            config,
-            policy,
+            config: RefCell::new(config),
+            policy: RefCell::new(policy),
             hasher: KeyHasher::new(),
             engine: RefCell::new(engine),
             outbox: Outbox::new(usize::from(shards)),
@@ -76,9 +87,54 @@ impl ShardCtx {
             shutting_down: Cell::new(false),
             snapshots: RefCell::new(AHashMap::new()),
             next_conn: Cell::new(0),
+            link_generations: RefCell::new(vec![0; servers]),
+            router_generations: RefCell::new(AHashMap::new()),
+            compliance_listening: Cell::new(false),
+            reload_report: RefCell::new(Default::default()),
             violations_logged: Cell::new((0, 0)),
             wall_cache: Cell::new((Instant::now(), SystemTime::now())),
         }
+    }
+
+    pub fn config(&self) -> std::cell::Ref<'_, Arc<Config>> {
+        self.config.borrow()
+    }
+
+    pub fn policy(&self) -> std::cell::Ref<'_, Arc<CompiledPolicy>> {
+        self.policy.borrow()
+    }
+
+    /// Puts a reloaded configuration and policy in force; returns the ones they replace.
+    pub fn replace_config(
+        &self,
+        config: Arc<Config>,
+        policy: Arc<CompiledPolicy>,
+    ) -> (Arc<Config>, Arc<CompiledPolicy>) {
+        (self.config.replace(config), self.policy.replace(policy))
+    }
+
+    pub fn link_generation(&self, server: ServerId) -> u32 {
+        let generations = self.link_generations.borrow();
+        generations.get(server.index()).copied().unwrap_or(0)
+    }
+
+    pub fn bump_link_generation(&self, server: ServerId) {
+        if let Some(g) = self.link_generations.borrow_mut().get_mut(server.index()) {
+            *g = g.wrapping_add(1);
+        }
+    }
+
+    /// A dialer or stream of `generation` still serves `server` (no reload replaced it).
+    pub fn link_current(&self, server: ServerId, generation: u32) -> bool {
+        self.link_generation(server) == generation
+    }
+
+    pub fn router_generation(&self, name: &str) -> u32 {
+        self.router_generations
+            .borrow()
+            .get(name)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn log(&self, level: Level, message: &str) {
@@ -86,8 +142,8 @@ impl ShardCtx {
     }
 
     pub fn stream_config(&self) -> StreamConfig {
-        let t = &self.config.timers;
-        let l = &self.config.limits;
+        let t = &self.config().timers;
+        let l = &self.config().limits;
         StreamConfig {
             limits: crate::wire::Limits {
                 max_stanza_bytes: l.max_stanza_bytes,
@@ -109,7 +165,7 @@ impl ShardCtx {
 
     /// Router reads pause while this shard's engine or outbox is too full.
     pub fn must_pause_reads(&self) -> bool {
-        let max = self.config.limits.max_in_flight;
+        let max = self.config().limits.max_in_flight;
         let full = self.engine.borrow().in_flight() >= max || self.outbox.longest() >= max;
         if full {
             self.counters.borrow_mut().read_pauses += 1;
@@ -220,6 +276,7 @@ impl ShardCtx {
             ShardMsg::Snapshot { token, snapshot } => {
                 super::status::collected(self, token, *snapshot)
             }
+            ShardMsg::Reconfigure { config, policy } => super::reload::apply(self, config, policy),
             ShardMsg::Accepted { stream, leg } => {
                 super::serve(self.clone(), stream.bind_to_executor(), leg)
             }
@@ -315,7 +372,7 @@ impl ShardCtx {
     fn write_to_link(&self, server: ServerId, bytes: &[u8]) -> bool {
         let links = self.links.borrow();
         match links.get(server.index()).and_then(Option::as_ref) {
-            Some(conn) => conn.send(bytes, self.config.limits.stream_buffer_bytes),
+            Some(conn) => conn.send(bytes, self.config().limits.stream_buffer_bytes),
             None => false,
         }
     }
@@ -337,9 +394,9 @@ impl ShardCtx {
             return;
         }
         let server = self
-            .policy
+            .policy()
             .server(alarm.server())
-            .map_or("?", |s| s.name.as_str());
+            .map_or_else(|| "?".to_owned(), |s| s.name.clone());
         let mut raised = self.alarms.borrow_mut();
         let same = |a: &Alarm| a.name() == alarm.name() && a.server() == alarm.server();
         if alarm.raised() {
@@ -373,7 +430,10 @@ impl ShardCtx {
         let count = if window == second { count + 1 } else { 1 };
         self.violations_logged.set((second, count));
         if count <= 10 {
-            let name = self.policy.server(server).map_or("?", |s| s.name.as_str());
+            let name = self
+                .policy()
+                .server(server)
+                .map_or_else(|| "?".to_owned(), |s| s.name.clone());
             self.log(
                 Level::Warn,
                 &format!("protocol violation by compliance server {name} on {event}: {detail}"),

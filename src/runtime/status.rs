@@ -34,6 +34,7 @@ pub fn snapshot(ctx: &ShardCtx) -> ShardSnapshot {
                 active_links: s.active_links(),
                 local_link: links.get(i).is_some_and(Option::is_some),
                 queued: s.queue.len(),
+                retired: s.retired(),
             })
             .collect(),
         alarms: ctx
@@ -42,7 +43,7 @@ pub fn snapshot(ctx: &ShardCtx) -> ShardSnapshot {
             .iter()
             .map(|a| {
                 let server = ctx
-                    .policy
+                    .policy()
                     .server(a.server())
                     .map_or(String::new(), |s| s.name.clone());
                 (a.name().to_owned(), server)
@@ -60,8 +61,8 @@ pub fn collected(ctx: &ShardCtx, token: u64, snapshot: ShardSnapshot) {
         .push(snapshot);
 }
 
-/// Every shard's snapshot (this one's first); shards that do not answer within half a second
-/// are left out.
+/// Every shard's snapshot (this one's first); shards that do not answer within two seconds
+/// are left out (a shard that busy is better reported missing than waited for).
 pub async fn gather(ctx: &ShardCtx, token: u64) -> Vec<ShardSnapshot> {
     for peer in (0..ctx.shards).filter(|&p| p != ctx.id) {
         ctx.outbox.push(
@@ -73,7 +74,7 @@ pub async fn gather(ctx: &ShardCtx, token: u64) -> Vec<ShardSnapshot> {
         );
     }
     let want = usize::from(ctx.shards) - 1;
-    let deadline = Instant::now() + Duration::from_millis(500);
+    let deadline = Instant::now() + Duration::from_secs(2);
     while Instant::now() < deadline && ctx.snapshots.borrow().get(&token).map_or(0, Vec::len) < want
     {
         glommio::timer::sleep(Duration::from_millis(1)).await;

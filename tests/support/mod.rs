@@ -165,6 +165,43 @@ impl Gateway {
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }
+
+    /// Rewrites the configuration file with `config` (same port placeholders as `start`) and
+    /// sends SIGHUP; waits for the gateway to log the reload's outcome and returns that line.
+    pub fn reload(&self, config: &str) -> String {
+        let config = config
+            .replace("{ROUTER_PORT}", &self.router_addr.port().to_string())
+            .replace(
+                "{COMPLIANCE_PORT}",
+                &self.compliance_addr.port().to_string(),
+            )
+            .replace("{ADMIN_PORT}", &self.admin_addr.port().to_string());
+        std::fs::write(&self.config_path, config).unwrap();
+        let outcome = |l: &String| {
+            l.contains("Configuration reloaded from") || l.contains("configuration NOT reloaded")
+        };
+        let before = self
+            .log
+            .0
+             .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| outcome(l))
+            .count();
+        unsafe_kill(self.pid(), "HUP");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let lines = self.log.0 .0.lock().unwrap().clone();
+            if let Some(l) = lines.iter().filter(|l| outcome(l)).nth(before) {
+                return l.clone();
+            }
+            if Instant::now() > deadline {
+                panic!("no reload outcome logged; log:\n{}", self.log.all());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 fn unsafe_kill(pid: u32, signal: &str) {
@@ -621,9 +658,23 @@ fn serve(tcp: TcpStream, ctx: ServeCtx) {
         stream,
         buf: vec![0; 65536],
     }));
+    // Answers made on other threads (delayed ones) wait here for the serving loop to write
+    // them: were they to take the wire's lock themselves, the loop, which holds it while it
+    // reads, could starve them for hundreds of milliseconds.
+    let outgoing: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut active = false;
     let mut closed_gracefully = false;
     while !stop.load(Ordering::SeqCst) {
+        let ready = std::mem::take(&mut *outgoing.lock().unwrap());
+        if !ready.is_empty() {
+            let mut w = wire.lock().unwrap();
+            if let Some(out) = w.stream.writer() {
+                for xml in &ready {
+                    out.extend_from_slice(xml.as_bytes());
+                }
+            }
+            let _ = w.flush();
+        }
         if hung.load(Ordering::SeqCst) {
             thread::sleep(Duration::from_millis(5));
             continue;
@@ -667,15 +718,11 @@ fn serve(tcp: TcpStream, ctx: ServeCtx) {
                     continue;
                 }
                 let answer = (policy.lock().unwrap())(&req);
-                let (wire, component) = (wire.clone(), component.clone());
+                let (outgoing, component) = (outgoing.clone(), component.clone());
                 let reply_to = s.from().map(|f| f.into_owned()).unwrap_or_default();
                 let respond = move |answer: &Answer| {
                     if let Some(xml) = answer_xml(answer, &req.id, &component, &reply_to) {
-                        let mut w = wire.lock().unwrap();
-                        if let Some(out) = w.stream.writer() {
-                            out.extend_from_slice(xml.as_bytes());
-                        }
-                        let _ = w.flush();
+                        outgoing.lock().unwrap().push(xml);
                     }
                 };
                 match answer {

@@ -1,0 +1,199 @@
+//! Live reconfiguration of one shard's engine (`palisade` applies configuration changes
+//! without a restart): a new policy takes every event that arrives from now on, while each
+//! event in flight finishes its walk under the policy it arrived under, so no event is judged
+//! by half of one profile chain and half of another.
+//!
+//! Ids stay valid across policies (see `policy::matcher`), so servers, queues and counters only
+//! grow. A server the new configuration removes is retired here: it leaves the ring at once,
+//! what queued for it moves to its step's other servers (as after a graceful loss), and the
+//! requests it already has are still its to answer: the runtime keeps its streams open for one
+//! event timeout before closing them. This file never reads a clock or touches a socket; the
+//! runtime brings the new policy and `now`.
+
+use super::servers::ServerView;
+use super::shard::{Alarm, EngineConfig, EventState, ShardEngine};
+use crate::policy::{CompiledPolicy, ServerId, Step};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Link changes kept for servers this shard does not know yet (another shard applied a reload
+/// first and its new stream came up): replayed once the reload arrives here.
+const MAX_PENDING_LINKS: usize = 4096;
+
+/// Events in flight per policy epoch, and the earlier policies they still need.
+#[derive(Debug, Default)]
+pub(super) struct Epochs {
+    entries: Vec<EpochEntry>,
+}
+
+#[derive(Debug)]
+struct EpochEntry {
+    epoch: u32,
+    events: usize,
+    /// `None` for the engine's current policy (the engine holds it).
+    policy: Option<Arc<CompiledPolicy>>,
+}
+
+impl Epochs {
+    pub(super) fn entered(&mut self, epoch: u32) {
+        // Usually one entry: a linear scan is the cheapest lookup there is.
+        match self.entries.iter_mut().find(|e| e.epoch == epoch) {
+            Some(e) => e.events += 1,
+            None => self.entries.push(EpochEntry {
+                epoch,
+                events: 1,
+                policy: None,
+            }),
+        }
+    }
+
+    pub(super) fn left(&mut self, epoch: u32) {
+        let Some(i) = self.entries.iter().position(|e| e.epoch == epoch) else {
+            return;
+        };
+        let entry = &mut self.entries[i];
+        entry.events = entry.events.saturating_sub(1);
+        if entry.events == 0 && entry.policy.is_some() {
+            // The last event of an earlier policy is gone: so is that policy.
+            self.entries.swap_remove(i);
+        }
+    }
+
+    /// `epoch` stops being current; its events keep `policy` until they leave.
+    fn retire(&mut self, epoch: u32, policy: Arc<CompiledPolicy>) {
+        match self.entries.iter().position(|e| e.epoch == epoch) {
+            Some(i) if self.entries[i].events > 0 => self.entries[i].policy = Some(policy),
+            Some(i) => {
+                self.entries.swap_remove(i);
+            }
+            None => {}
+        }
+    }
+
+    fn policy(&self, epoch: u32) -> Option<&CompiledPolicy> {
+        let entry = self.entries.iter().find(|e| e.epoch == epoch)?;
+        entry.policy.as_deref()
+    }
+
+    /// Earlier policies still held for events in flight.
+    pub(super) fn held(&self) -> usize {
+        self.entries.iter().filter(|e| e.policy.is_some()).count()
+    }
+}
+
+impl ShardEngine {
+    /// Takes a new policy and settings (from a configuration reload). `cfg` keeps this
+    /// shard's identity; its timers and bounds apply to what happens from now on.
+    pub fn reconfigure(&mut self, cfg: EngineConfig, policy: Arc<CompiledPolicy>, now: Instant) {
+        self.now = now;
+        let old = std::mem::replace(&mut self.policy, policy);
+        self.epochs.retire(self.epoch, old);
+        self.epoch = self.epoch.wrapping_add(1);
+        self.cfg = EngineConfig {
+            shard: self.cfg.shard,
+            shards: self.cfg.shards,
+            ..cfg
+        };
+        let policy = self.policy.clone();
+        let shards = usize::from(self.cfg.shards);
+        for (index, info) in policy.servers().iter().enumerate() {
+            let id = ServerId(u16::try_from(index).unwrap_or(u16::MAX));
+            match self.servers.get_mut(index) {
+                None => self.servers.push(ServerView::new(
+                    id,
+                    info.name.clone(),
+                    info.component.clone(),
+                    shards,
+                    now,
+                )),
+                Some(view) => {
+                    view.component.clone_from(&info.component);
+                    match (view.retired(), info.retired) {
+                        (false, true) => self.retire_server(id, now),
+                        (true, false) => view.reinstate(now),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        self.counters
+            .grow(policy.profile_count(), self.servers.len());
+        for (server, link, up, graceful) in std::mem::take(&mut self.pending_links) {
+            if up {
+                self.on_link_up(server, link, now);
+            } else {
+                self.on_link_down(server, link, graceful, now);
+            }
+        }
+    }
+
+    /// Keeps a link change for a server this shard does not know yet; false if it is known.
+    pub(super) fn defer_link(
+        &mut self,
+        server: ServerId,
+        link: u16,
+        up: bool,
+        graceful: bool,
+    ) -> bool {
+        if server.index() < self.servers.len() {
+            return false;
+        }
+        if self.pending_links.len() >= MAX_PENDING_LINKS {
+            self.pending_links.remove(0);
+        }
+        self.pending_links.push((server, link, up, graceful));
+        true
+    }
+
+    /// Takes `server` out of the ring for good: what queued for it moves on as after a graceful
+    /// loss, requests it holds wait for its answer (or their timer), and its alarms are cleared
+    /// (a server that no longer exists is not in trouble).
+    fn retire_server(&mut self, server: ServerId, now: Instant) {
+        if let Some(view) = self.servers.get_mut(server.index()) {
+            view.retire();
+        }
+        for alarm in [
+            Alarm::ConnectionLost {
+                server,
+                raised: false,
+            },
+            Alarm::LeftRing {
+                server,
+                raised: false,
+            },
+            Alarm::QueueFull {
+                server,
+                raised: false,
+            },
+        ] {
+            self.actions.push_back(super::shard::Action::Alarm(alarm));
+        }
+        self.drain_queue(server, now, super::outage::QueueEnd::Redirect);
+    }
+
+    /// The policy of `epoch` (the current one for an epoch no longer held, which cannot
+    /// happen while an event of it is in flight).
+    pub(super) fn policy_of(&self, epoch: u32) -> &CompiledPolicy {
+        if epoch == self.epoch {
+            return &self.policy;
+        }
+        self.epochs.policy(epoch).unwrap_or(&self.policy)
+    }
+
+    /// The step an event is at, in the chain of the policy it walks under.
+    pub(super) fn step_of(&self, ev: &EventState) -> Option<Step> {
+        self.policy_of(ev.epoch)
+            .chain(ev.event, Some(ev.packet), ev.node)
+            .get(usize::from(ev.step))
+            .copied()
+    }
+
+    pub(super) fn epoch_left(&mut self, epoch: u32) {
+        self.epochs.left(epoch);
+    }
+
+    /// Earlier policies still held for events in flight (for status).
+    pub fn policies_held(&self) -> usize {
+        self.epochs.held()
+    }
+}
