@@ -19,6 +19,16 @@ events = [ { event = "es_OUT", packet = "message", handling = "bounce" } ]
 priority = ["Walls", "SystemDefaultComplianceProfile"]
 "#;
 
+/// Two shards; cs1 (port `p1`) on the default profile, cs2 (port `p2`) on `Walls`.
+fn walled(p1: u16, p2: u16) -> String {
+    let servers = format!(
+        "{WALLS}{}{}",
+        server_block("cs1", p1, DEFAULT),
+        server_block("cs2", p2, "Walls")
+    );
+    config(2, FAST_TIMERS, &servers)
+}
+
 fn status(gw: &Gateway) -> serde_json::Value {
     let body = palisade::ops::http_get::get(gw.admin_addr, "/status").expect("status");
     serde_json::from_str(&body).expect("json")
@@ -54,15 +64,7 @@ fn a_wall_added_live_takes_new_events_while_one_in_flight_keeps_its_chain() {
     let p2 = free_port();
     let cs2 = TestServer::start(p2, &component("cs2"), "pw-cs2");
     cs2.set_policy(|_| Answer::Error("not-allowed".into()));
-    let second = config(
-        2,
-        FAST_TIMERS,
-        &format!(
-            "{WALLS}{}{}",
-            server_block("cs1", p1, DEFAULT),
-            server_block("cs2", p2, "Walls")
-        ),
-    );
+    let second = walled(p1, p2);
     let outcome = gw.reload(&second);
     assert!(
         outcome.contains("(generation 1): servers +cs2; profiles +Walls; priority"),
@@ -204,15 +206,7 @@ fn reloads_under_traffic_lose_no_event() {
     cs1.set_policy(|_| Answer::Later(Duration::from_millis(5), Box::new(Answer::Pass)));
     cs2.set_policy(|_| Answer::Later(Duration::from_millis(5), Box::new(Answer::Pass)));
     let plain = config(2, FAST_TIMERS, &server_block("cs1", p1, DEFAULT));
-    let walled = config(
-        2,
-        FAST_TIMERS,
-        &format!(
-            "{WALLS}{}{}",
-            server_block("cs1", p1, DEFAULT),
-            server_block("cs2", p2, "Walls")
-        ),
-    );
+    let walled = walled(p1, p2);
     let gw = Gateway::start(&plain);
     assert!(cs1.wait_streams(2, WAIT));
     let mut router = TestRouter::connect(&gw);

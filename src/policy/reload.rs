@@ -55,46 +55,46 @@ pub fn plan(
         });
     }
     let mut restart_needed = Vec::new();
-    let mut keep = |changed: bool, key: &'static str| {
+    let mut keep = |key: &'static str, changed: bool| {
         if changed {
             restart_needed.push(key);
         }
         changed
     };
-    if keep(
-        new.gateway.shards != running.gateway.shards,
-        "[gateway] shards",
-    ) {
-        new.gateway.shards = running.gateway.shards;
-    }
-    if keep(
-        new.gateway.admin != running.gateway.admin,
-        "[gateway] admin",
-    ) {
-        new.gateway.admin = running.gateway.admin;
-    }
-    if keep(
-        new.gateway.accept != running.gateway.accept,
-        "[gateway] accept",
-    ) {
-        new.gateway.accept = running.gateway.accept;
-    }
-    if keep(
-        new.listen.routers != running.listen.routers,
-        "[listen] routers",
-    ) {
-        new.listen.routers = running.listen.routers;
-    }
-    let compliance_moved = new.listen.compliance != running.listen.compliance;
-    if keep(compliance_bound && compliance_moved, "[listen] compliance") {
-        new.listen.compliance = running.listen.compliance;
-    }
+    let (g, l) = (&running.gateway, &running.listen);
+    keep_running(&mut new.gateway.shards, g.shards, |c| {
+        keep("[gateway] shards", c)
+    });
+    keep_running(&mut new.gateway.admin, g.admin, |c| {
+        keep("[gateway] admin", c)
+    });
+    keep_running(&mut new.gateway.accept, g.accept, |c| {
+        keep("[gateway] accept", c)
+    });
+    keep_running(&mut new.listen.routers, l.routers, |c| {
+        keep("[listen] routers", c)
+    });
+    keep_running(&mut new.listen.compliance, l.compliance, |c| {
+        keep("[listen] compliance", c && compliance_bound)
+    });
     let summary = summarize(running, policy, &new);
     Ok(Plan {
         config: new,
         restart_needed,
         summary,
     })
+}
+
+/// Puts `running` back into `new` when it changed and `restart_only` (told whether it changed)
+/// says it must wait for a restart.
+fn keep_running<T: PartialEq + Copy>(
+    new: &mut T,
+    running: T,
+    restart_only: impl FnOnce(bool) -> bool,
+) {
+    if restart_only(*new != running) {
+        *new = running;
+    }
 }
 
 /// "servers +cs4 -cs1 ~cs3; profiles +Audit ~Walls; priority; timers" or "no changes".
