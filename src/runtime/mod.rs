@@ -69,10 +69,11 @@ impl std::fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
-/// Where a reload comes from: the file to read again, and the flag SIGHUP sets.
+/// Where a reload comes from: the file to read again (none for the embedded default), and the
+/// flag SIGHUP sets.
 #[derive(Clone, Debug)]
 pub struct ReloadSource {
-    pub file: PathBuf,
+    pub file: Option<PathBuf>,
     pub requested: Arc<AtomicBool>,
 }
 
@@ -86,8 +87,8 @@ pub fn run(config: Config, file: Option<PathBuf>) -> Result<(), RunError> {
     let requested = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, requested.clone())
         .map_err(RunError::Signals)?;
-    let reload = file.map(|file| ReloadSource { file, requested });
-    run_with(config, stop, reload)
+    // Handled even without a file: SIGHUP's default action would end the process.
+    run_with(config, stop, Some(ReloadSource { file, requested }))
 }
 
 /// Runs the gateway until `stop` is set.
@@ -193,7 +194,7 @@ async fn shard_main(
         engine,
     ));
     if let Some(source) = &reload {
-        ctx.reload_report.borrow_mut().file = Some(source.file.clone());
+        ctx.reload_report.borrow_mut().file.clone_from(&source.file);
     }
     let senders = Rc::new(senders);
     for (_, rx) in receivers.streams() {
@@ -248,7 +249,13 @@ async fn shard_main(
         glommio::timer::sleep(Duration::from_millis(20)).await;
         if let Some(source) = reload.as_ref().filter(|_| id == 0) {
             if source.requested.swap(false, Ordering::SeqCst) {
-                reload::from_file(&ctx, &source.file).await;
+                match &source.file {
+                    Some(file) => reload::from_file(&ctx, file).await,
+                    None => ctx.log(
+                        Level::Warn,
+                        "SIGHUP: running the embedded default configuration, no file to reload",
+                    ),
+                }
             }
         }
     }
