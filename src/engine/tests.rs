@@ -700,6 +700,41 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Plays one step of a random schedule; new event ids go to `ids`.
+fn apply(h: &mut Harness, ids: &mut Vec<String>, op: Op) {
+    match op {
+        Op::Chat(a, b) => ids.push(h.chat(&format!("u{a}"), &format!("u{b}"))),
+        Op::Login(a) => ids.push(h.event(
+            "e_SESSION",
+            "",
+            &format!("<presence from='u{a}@example.com/r'/>"),
+        )),
+        Op::Answer(i, kind) => {
+            if h.sent.is_empty() {
+                return;
+            }
+            let i = i % h.sent.len();
+            if h.sent[i].request.is_none() {
+                return;
+            }
+            match kind {
+                0 => h.answer(i, "result", ""),
+                1 => h.answer(i, "result", "<verdict xmlns='urn:palisade:compliance:0' action='handle'/>"),
+                2 => h.answer(i, "error", "<error type='cancel'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>"),
+                3 => h.answer(i, "result", "<verdict xmlns='urn:palisade:compliance:0' action='pass'><message to='x@example.com'/></verdict>"),
+                _ => h.answer(i, "result", "<verdict xmlns='urn:palisade:compliance:0' action='nonsense'/>"),
+            }
+        }
+        Op::Advance(ms) => h.advance(Duration::from_millis(u64::from(ms))),
+        Op::LinkDown(s, graceful) => {
+            h.engine
+                .on_link_down(ServerId(u16::from(s)), 0, graceful, h.now);
+            h.collect();
+        }
+        Op::LinkUp(s) => h.up(ServerId(u16::from(s))),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
 
@@ -711,28 +746,7 @@ proptest! {
         let mut h = all_up();
         let mut ids = Vec::new();
         for op in ops {
-            match op {
-                Op::Chat(a, b) => ids.push(h.chat(&format!("u{a}"), &format!("u{b}"))),
-                Op::Login(a) => ids.push(h.event("e_SESSION", "", &format!("<presence from='u{a}@example.com/r'/>"))),
-                Op::Answer(i, kind) => {
-                    if h.sent.is_empty() { continue; }
-                    let i = i % h.sent.len();
-                    if h.sent[i].request.is_none() { continue; }
-                    match kind {
-                        0 => h.answer(i, "result", ""),
-                        1 => h.answer(i, "result", "<verdict xmlns='urn:palisade:compliance:0' action='handle'/>"),
-                        2 => h.answer(i, "error", "<error type='cancel'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>"),
-                        3 => h.answer(i, "result", "<verdict xmlns='urn:palisade:compliance:0' action='pass'><message to='x@example.com'/></verdict>"),
-                        _ => h.answer(i, "result", "<verdict xmlns='urn:palisade:compliance:0' action='nonsense'/>"),
-                    }
-                }
-                Op::Advance(ms) => h.advance(Duration::from_millis(u64::from(ms))),
-                Op::LinkDown(s, graceful) => {
-                    h.engine.on_link_down(ServerId(u16::from(s)), 0, graceful, h.now);
-                    h.collect();
-                }
-                Op::LinkUp(s) => h.up(ServerId(u16::from(s))),
-            }
+            apply(&mut h, &mut ids, op);
         }
         // Let every timer and window run out.
         for _ in 0..30 {

@@ -221,3 +221,66 @@ fn the_harness_policy_matches_a_plain_compile() {
         );
     }
 }
+
+/// The configurations a random schedule reloads between: the original, cs1 removed, a new
+/// profile on a new server first in priority, and the Wall profile without es_OUT.
+fn variants() -> Vec<String> {
+    let with_cs4 = format!(
+        "{}\n[[profile]]\nname = \"Audit\"\nevents = [ {{ event = \"es_OUT\", packet = \"message\" }} ]\n\
+         [[server]]\nname = \"cs4\"\nhost = \"127.0.0.1\"\nport = 4\npassword = \"p\"\nprofile = \"Audit\"\n",
+        TWO_PROFILES.replace(
+            "priority = [\"Wall\", \"Log\"]",
+            "priority = [\"Audit\", \"Wall\", \"Log\"]"
+        )
+    );
+    let no_wall_on_chat = TWO_PROFILES.replace(
+        "{ event = \"es_OUT\", packet = \"message\", handling = \"bounce\" },\n",
+        "",
+    );
+    vec![
+        TWO_PROFILES.to_owned(),
+        without_cs1(),
+        with_cs4,
+        no_wall_on_chat,
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 150, .. ProptestConfig::default() })]
+
+    /// Reloads anywhere in a random schedule keep the engine's promise: every event ends
+    /// exactly once, and once time runs out nothing is in flight and no earlier policy is held.
+    #[test]
+    fn reloads_anywhere_keep_every_event_ending_once(
+        ops in proptest::collection::vec(
+            prop_oneof![9 => op().prop_map(Some), 1 => Just(None)],
+            1..120,
+        ),
+        picks in proptest::collection::vec(0usize..4, 16),
+    ) {
+        let variants = variants();
+        let mut h = all_up();
+        let mut ids = Vec::new();
+        let mut reloads = picks.iter().cycle();
+        for op in ops {
+            match op {
+                Some(op) => apply(&mut h, &mut ids, op),
+                None => {
+                    let pick = reloads.next().copied().unwrap_or(0);
+                    h.reload(&variants[pick], TIMEOUT);
+                    // A new server's streams come up after its reload.
+                    h.up(ServerId(3));
+                }
+            }
+        }
+        for _ in 0..30 {
+            h.advance(TIMEOUT);
+        }
+        prop_assert_eq!(h.engine.in_flight(), 0);
+        prop_assert_eq!(h.engine.policies_held(), 0);
+        for id in &ids {
+            let n = h.verdicts.iter().filter(|v| v.contains(&format!("id='{id}'"))).count();
+            prop_assert_eq!(n, 1, "event {} got {} verdicts", id, n);
+        }
+    }
+}
