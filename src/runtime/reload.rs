@@ -157,6 +157,9 @@ pub fn apply(ctx: &Rc<ShardCtx>, config: Arc<Config>, policy: Arc<CompiledPolicy
             ctx.log(Level::Error, &e);
         }
     }
+    // What the engine decided (moved requests, cleared alarms) goes out now, not at the next
+    // timer tick.
+    ctx.pump();
 }
 
 /// Whether this shard keeps an outbound stream to `server`.
