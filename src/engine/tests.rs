@@ -4,7 +4,7 @@
 use super::*;
 use crate::policy::{load_str, CompiledPolicy, ServerId};
 use crate::protocol::{parse_answer, parse_event, Reply};
-use crate::wire::{Frame, Framer, Limits, Stanza};
+use crate::wire::Stanza;
 use proptest::prelude::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -79,14 +79,7 @@ struct Harness {
 }
 
 fn frame(xml: &str) -> Stanza {
-    let mut f = Framer::new(Limits::default());
-    f.feed(b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>");
-    f.feed(xml.as_bytes());
-    let _ = f.next_frame();
-    match f.next_frame() {
-        Ok(Some(Frame::Stanza(s))) => s,
-        other => panic!("{other:?} for {xml}"),
-    }
+    crate::wire::test_stanza(xml.as_bytes())
 }
 
 impl Harness {

@@ -168,19 +168,9 @@ pub fn parse_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Frame, Framer, Limits};
 
     fn stanza(xml: &str) -> Stanza {
-        let mut f = Framer::new(Limits::default());
-        f.feed(
-            b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>",
-        );
-        f.feed(xml.as_bytes());
-        let _header = f.next_frame();
-        match f.next_frame() {
-            Ok(Some(Frame::Stanza(s))) => s,
-            other => panic!("{other:?}"),
-        }
+        crate::wire::test_stanza(xml.as_bytes())
     }
 
     fn parse(xml: &str) -> Result<InboundEvent, BadEvent> {

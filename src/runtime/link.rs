@@ -78,20 +78,9 @@ pub async fn dial(ctx: Rc<ShardCtx>, server: ServerId, generation: u32) {
 
 /// Serves one accepted connection on the compliance port until it closes.
 pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream) {
-    let mut random = [0u8; 16];
-    if getrandom::getrandom(&mut random).is_err() {
-        ctx.log(
-            Level::Error,
-            "no randomness for a stream id: refusing a compliance connection",
-        );
+    let Some(stream) = ctx.receiver_stream("a compliance connection") else {
         return;
-    }
-    let stream = ComponentStream::receiver(
-        ctx.stream_config(),
-        random,
-        FromCheck::PeerDomain,
-        Instant::now(),
-    );
+    };
     let conn = Conn::new(stream);
     let this = conn.clone();
     // The server it announced, and the generation of its streams when it did.

@@ -19,20 +19,9 @@ use std::time::Instant;
 /// Serves one accepted router connection until it closes.
 pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream) {
     let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let mut random = [0u8; 16];
-    if getrandom::getrandom(&mut random).is_err() {
-        ctx.log(
-            Level::Error,
-            "no randomness for a stream id: refusing a router connection",
-        );
+    let Some(stream) = ctx.receiver_stream("a router connection") else {
         return;
-    }
-    let stream = ComponentStream::receiver(
-        ctx.stream_config(),
-        random,
-        FromCheck::PeerDomain,
-        Instant::now(),
-    );
+    };
     let conn = Conn::new(stream);
     let id = ctx.next_conn_id();
     let ctx2 = ctx.clone();

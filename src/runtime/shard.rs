@@ -11,7 +11,7 @@ use crate::engine::{Action, Alarm, RouterRef, ShardEngine};
 use crate::policy::{CompiledPolicy, Config, NodeId, ServerId};
 use crate::protocol::{InboundEvent, ParsedAnswer, RequestId};
 use crate::routing::{owner_shard, KeyHasher};
-use crate::wire::StreamConfig;
+use crate::wire::{ComponentStream, FromCheck, StreamConfig};
 use ahash::AHashMap;
 use bytes::Bytes;
 use std::cell::{Cell, RefCell};
@@ -155,6 +155,25 @@ impl ShardCtx {
             keepalive: Some(t.keepalive),
             dead_interval: Some(t.dead_interval),
         }
+    }
+
+    /// The receiving side of a new XEP-0114 stream with a fresh random stream id; `None`
+    /// (logged, the connection refused) when the system has no randomness to give.
+    pub fn receiver_stream(&self, what: &str) -> Option<ComponentStream> {
+        let mut random = [0u8; 16];
+        if getrandom::getrandom(&mut random).is_err() {
+            self.log(
+                Level::Error,
+                &format!("no randomness for a stream id: refusing {what}"),
+            );
+            return None;
+        }
+        Some(ComponentStream::receiver(
+            self.stream_config(),
+            random,
+            FromCheck::PeerDomain,
+            Instant::now(),
+        ))
     }
 
     pub fn next_conn_id(&self) -> u32 {

@@ -21,3 +21,16 @@ pub use framer::{Frame, Framer, Header};
 pub use limits::Limits;
 pub use stanza::{AttrSpan, ElementRef, Span, Stanza};
 pub use stream::{Closed, ComponentStream, FromCheck, Role, StreamConfig, StreamEvent};
+
+/// For tests across the crate: the first stanza of `xml` framed inside a component stream.
+#[cfg(test)]
+pub(crate) fn test_stanza(xml: &[u8]) -> Stanza {
+    let mut f = Framer::new(Limits::default());
+    f.feed(b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>");
+    f.feed(xml);
+    let _header = f.next_frame();
+    match f.next_frame() {
+        Ok(Some(Frame::Stanza(s))) => s,
+        other => panic!("{other:?} for {}", String::from_utf8_lossy(xml)),
+    }
+}

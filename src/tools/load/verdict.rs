@@ -116,18 +116,10 @@ mod tests {
     use super::*;
     use crate::protocol::verdict::Origin;
     use crate::protocol::{write_bad_request, write_verdict, BounceCause, Reply, Verdict};
-    use crate::wire::{Frame, Framer, Limits};
     use bytes::{Bytes, BytesMut};
 
     fn frame(bytes: &[u8]) -> Stanza {
-        let mut f = Framer::new(Limits::default());
-        f.feed(b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>");
-        f.feed(bytes);
-        let _ = f.next_frame();
-        match f.next_frame() {
-            Ok(Some(Frame::Stanza(s))) => s,
-            other => panic!("{other:?}"),
-        }
+        crate::wire::test_stanza(bytes)
     }
 
     const ID: EventRef = EventRef { conn: 2, seq: 0x2a };

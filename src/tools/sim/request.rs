@@ -101,18 +101,10 @@ mod tests {
     use super::*;
     use crate::policy::{Handling, PacketType};
     use crate::protocol::{write_request, Mode, RequestFields, RequestId};
-    use crate::wire::{Frame, Framer, Limits};
     use bytes::BytesMut;
 
     fn frame(bytes: &[u8]) -> Stanza {
-        let mut f = Framer::new(Limits::default());
-        f.feed(b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>");
-        f.feed(bytes);
-        let _ = f.next_frame();
-        match f.next_frame() {
-            Ok(Some(Frame::Stanza(s))) => s,
-            other => panic!("{other:?}"),
-        }
+        crate::wire::test_stanza(bytes)
     }
 
     fn request(mode: Mode) -> Stanza {
