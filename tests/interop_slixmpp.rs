@@ -61,32 +61,27 @@ fn interop_slixmpp_router_gets_a_verdict() {
     assert!(server.requests()[0].stanza.contains("from slixmpp"));
 }
 
+/// slixmpp's component connects as `name` with `secret` and must see the handshake refused
+/// with the stream error `error`.
+fn expect_refusal(python: &std::path::Path, name: &str, secret: &str, error: &str) {
+    let (_server, gw) = gateway();
+    let out = Command::new(python)
+        .arg(root().join("tests/interop/slixmpp/component.py"))
+        .args(["--port", &gw.router_addr.port().to_string()])
+        .args(["--name", name, "--secret", secret])
+        .args(["--expect-handshake-failure", "--expect-error", error])
+        .args(["--timeout", "15"])
+        .output()
+        .expect("python");
+    assert!(out.status.success(), "{}", show(&out));
+}
+
 #[test]
 fn interop_slixmpp_with_a_wrong_secret_is_not_authorized() {
     let Some(python) = slixmpp_python("slixmpp-wrong-secret") else {
         return;
     };
-    let (_server, gw) = gateway();
-    let out = Command::new(&python)
-        .arg(root().join("tests/interop/slixmpp/component.py"))
-        .args([
-            "--port",
-            &gw.router_addr.port().to_string(),
-            "--name",
-            ROUTER,
-            "--secret",
-            "wrong",
-        ])
-        .args([
-            "--expect-handshake-failure",
-            "--expect-error",
-            "not-authorized",
-            "--timeout",
-            "15",
-        ])
-        .output()
-        .expect("python");
-    assert!(out.status.success(), "{}", show(&out));
+    expect_refusal(&python, ROUTER, "wrong", "not-authorized");
 }
 
 #[test]
@@ -94,25 +89,5 @@ fn interop_slixmpp_with_an_unknown_name_is_host_unknown() {
     let Some(python) = slixmpp_python("slixmpp-unknown-name") else {
         return;
     };
-    let (_server, gw) = gateway();
-    let out = Command::new(&python)
-        .arg(root().join("tests/interop/slixmpp/component.py"))
-        .args([
-            "--port",
-            &gw.router_addr.port().to_string(),
-            "--name",
-            "nobody.example.com",
-            "--secret",
-            ROUTER_SECRET,
-        ])
-        .args([
-            "--expect-handshake-failure",
-            "--expect-error",
-            "host-unknown",
-            "--timeout",
-            "15",
-        ])
-        .output()
-        .expect("python");
-    assert!(out.status.success(), "{}", show(&out));
+    expect_refusal(&python, "nobody.example.com", ROUTER_SECRET, "host-unknown");
 }
