@@ -41,7 +41,7 @@ fn ten_mistakes_give_ten_located_errors() {
     let expected_starts = [
         "`shards` cannot be negative",
         "`routers` is not an IP:port address",
-        "`event_timeout` (10m) is longer than `outage_window` (5m)",
+        "`reconnect_min` (20s) is longer than `reconnect_max` (10s)",
         "`keepalive`: the duration \"30\" has no unit",
         "the secret of router `imp1.example.com` is empty",
         "invalid host \"10.0.0.5:7999\"",

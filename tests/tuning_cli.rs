@@ -1,5 +1,6 @@
 //! Runs the real `palisade` binary for `tuning relogin`: the seed's Example 1 end to end, and the
-//! exit code and message for a user count the profile does not cover.
+//! seed's Example 2 (a table extended up to its profile's size), and the exit code and message for
+//! a user count the profile does not cover.
 
 use std::process::Command;
 
@@ -40,6 +41,31 @@ fn example_1_prints_120_and_253() {
 }
 
 #[test]
+fn seed_example_2_gets_the_seeds_answer_with_a_note() {
+    let out = palisade(&[
+        "tuning",
+        "relogin",
+        "--profile",
+        "5000",
+        "--mode",
+        "active-active",
+        "--users",
+        "4700",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("Client Re-Login Lower Limit: 120"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Client Re-Login Upper Limit: 953"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("table 7 stops at 2500"), "{stdout}");
+}
+
+#[test]
 fn uncovered_user_count_fails_with_the_next_profile() {
     let out = palisade(&[
         "tuning",
@@ -49,12 +75,12 @@ fn uncovered_user_count_fails_with_the_next_profile() {
         "--mode",
         "active-active",
         "--users",
-        "4700,4700",
+        "5200,4700",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(out.stdout.is_empty());
-    assert!(stderr.contains("does not cover 4700 users"), "{stderr}");
+    assert!(stderr.contains("does not cover 5200 users"), "{stderr}");
     assert!(stderr.contains("15000-full-uc"), "{stderr}");
 }
 

@@ -238,23 +238,23 @@ fn seed_example_1_busiest_node_of_a_15000_active_active_pair() {
 
 /// Example 2 says: 4700 users on each node, "5000 users full US (4 vCPU 8GB) active/active
 /// profile", rounded up to 5000 → 120 / 953. The 5000 profile is 2 vCPU 4 GB and its
-/// active/active table (7) stops at 2500; 953 is 120 + 5000 / 6, i.e. table 7's rate extended
-/// past its table, or table 10's 5000 row (15000 profile, 4 vCPU 8 GB, but active/standby).
+/// active/active table (7) stops at 2500; 953 is 120 + 5000 / 6, i.e. table 7's rate carried
+/// past its table up to the profile's own size, which is the answer the calculator gives (with
+/// a note). Table 10's 5000 row (15000 profile, active/standby) happens to print 953 too.
 #[test]
-fn seed_example_2_does_not_match_the_profile_it_names() {
+fn seed_example_2_extends_the_table_it_names() {
     let c = catalog();
+    let l = relogin_limits(&c, "5000", Mode::ActiveActive, 4700, DELAY, None).unwrap();
     assert_eq!(
-        relogin_limits(&c, "5000", Mode::ActiveActive, 4700, DELAY, None),
-        Err(TuningError::BeyondProfile {
-            profile: "5000-full-uc".into(),
-            mode: Mode::ActiveActive,
-            users: 4700,
-            largest_step: 2500,
-            suggestion: Some("15000-full-uc".into()),
-        })
+        (
+            l.table,
+            l.users_step,
+            l.lower,
+            l.upper,
+            l.extends_table_from
+        ),
+        (7, 5000, 120, 953, Some(2500))
     );
-    let (_, t7) = c.table("5000", Mode::ActiveActive).unwrap();
-    assert_eq!(upper_limit(5000, DELAY, t7.login_rate), 953);
     let l = relogin_limits(&c, "15000", Mode::ActiveStandby, 4700, DELAY, None).unwrap();
     assert_eq!(
         (l.table, l.users_step, l.lower, l.upper),
@@ -263,6 +263,17 @@ fn seed_example_2_does_not_match_the_profile_it_names() {
     // The 4 vCPU 8 GB active/active table the example's hardware names gives 453, not 953.
     let l = relogin_limits(&c, "15000", Mode::ActiveActive, 4700, DELAY, None).unwrap();
     assert_eq!((l.table, l.users_step, l.upper), (9, 5000, 453));
+    // Past the profile's own size the calculator still refuses and names the next profile.
+    assert_eq!(
+        relogin_limits(&c, "5000", Mode::ActiveActive, 5001, DELAY, None),
+        Err(TuningError::BeyondProfile {
+            profile: "5000-full-uc".into(),
+            mode: Mode::ActiveActive,
+            users: 5001,
+            largest_step: 2500,
+            suggestion: Some("15000-full-uc".into()),
+        })
+    );
 }
 
 #[test]
@@ -306,16 +317,18 @@ fn critical_service_down_delay_shifts_both_limits() {
 #[test]
 fn users_beyond_a_table_are_an_error_naming_the_next_profile() {
     let c = catalog();
+    // Past each profile's own size (the first count it does not cover), the smallest larger
+    // profile whose table for the same mode covers the count.
     let expected_next = [
-        (1, Some("1000-full-uc")),
+        (1, Some("2000-full-uc")),
         (2, Some("1000-full-uc")),
-        (3, Some("2000-full-uc")),
+        (3, Some("5000-full-uc")),
         (4, Some("2000-full-uc")),
         (5, Some("5000-full-uc")),
         (6, Some("5000-full-uc")),
         (7, Some("15000-full-uc")),
         (8, Some("15000-full-uc")),
-        (9, Some("25000-full-uc")),
+        (9, None),
         (10, Some("25000-full-uc")),
         (11, None),
         (12, None),
@@ -330,13 +343,17 @@ fn users_beyond_a_table_are_an_error_naming_the_next_profile() {
             .last()
             .unwrap()
             .0;
-        let e = relogin_limits(&c, profile, mode, largest + 1, DELAY, None).unwrap_err();
+        // Between the last step and the profile's own size the table is extended (the seed's
+        // worked example 2); past the size the profile does not cover the count.
+        let size = c.table(profile, mode).unwrap().0.users;
+        let beyond = largest.max(size) + 1;
+        let e = relogin_limits(&c, profile, mode, beyond, DELAY, None).unwrap_err();
         assert_eq!(
             e,
             TuningError::BeyondProfile {
                 profile: profile.to_string(),
                 mode,
-                users: largest + 1,
+                users: beyond,
                 largest_step: largest,
                 suggestion: next.map(str::to_string),
             },

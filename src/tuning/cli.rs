@@ -330,7 +330,7 @@ mod tests {
         let text = relogin_report(&c, &a, None).unwrap();
         assert!(text.starts_with("Table 1: "), "{text}");
         assert!(!text.contains("Upper Limit"), "{text}");
-        let e = relogin_report(&c, &args("500", Mode::ActiveActive, Some("251")), None);
+        let e = relogin_report(&c, &args("500", Mode::ActiveActive, Some("501")), None);
         assert!(matches!(e, Err(TuningError::BeyondProfile { .. })));
         let e = relogin_report(&c, &args("600", Mode::ActiveActive, Some("1")), None);
         assert!(matches!(e, Err(TuningError::UnknownProfile { .. })));

@@ -1,5 +1,5 @@
 //! Tuning calculators: the high-availability re-login limits of the seed document's 12 profile
-//! tables (issue 7), as data plus a model that reproduces them.
+//! tables, as data plus a model that reproduces them.
 //!
 //! This module owns the profile data (`tuning/relogin-profiles.toml`, embedded at build time), the
 //! model (lower = Critical Service Down Delay, upper = lower + users / login rate rounded half

@@ -81,6 +81,15 @@ pub fn render_limits(
             catalog.assumed_delay_s, catalog.default_delay_s
         );
     }
+    if let Some(last) = limits.extends_table_from {
+        let _ = writeln!(
+            s,
+            "note: table {} stops at {last} users; row {} extends it with its step width and \
+             its rate, as the seed's worked example 2 does. A profile whose table covers this \
+             count measures it instead: see --table, or the next larger profile",
+            table.number, limits.users_step
+        );
+    }
     // Say so when the seed prints something else for the very row used.
     if let Some(row) = table.rows.iter().find(|r| r.users == limits.users_step) {
         let model = upper_limit(row.users, catalog.assumed_delay_s, table.login_rate);

@@ -24,6 +24,9 @@ pub struct Limits {
     pub rate: LoginRate,
     /// The Critical Service Down Delay used, seconds.
     pub delay_s: u64,
+    /// Set when `users` lies past the table's last step but within the profile's own size: the
+    /// table's last step, which the row above extends (see [`relogin_limits`]).
+    pub extends_table_from: Option<u64>,
 }
 
 /// The model's upper limit: `delay_s + users / rate`, the quotient rounded half up (12.5 s → 13 s,
@@ -42,8 +45,14 @@ pub fn upper_limit(users: u64, delay_s: u64, rate: LoginRate) -> u64 {
 /// `users` is already the effective count ([`super::UserCounts::effective`]). `rate` overrides the
 /// table's login rate (a `--rate` or a measured rate); `None` uses the seed's. The user count is
 /// rounded up to the table's next step in either case, because the step is what the seed's
-/// procedure configures; a count above the table's last step is an error naming the next profile
-/// that covers it.
+/// procedure configures.
+///
+/// Some tables stop below their profile's own size (the 5000-user profile's active/active table
+/// ends at 2500 users per node). Between the last step and the profile's size the table is
+/// extended with its own step width and login rate, which is what the seed's second worked
+/// example does (4700 users on the 5000-user profile, rounded up to 5000: 120 / 953); the result
+/// says so in [`Limits::extends_table_from`]. A count above the profile's size is an error naming
+/// the next profile that covers it.
 pub fn relogin_limits(
     catalog: &Catalog,
     profile: &str,
@@ -56,27 +65,53 @@ pub fn relogin_limits(
         return Err(TuningError::NoUsers);
     }
     let (p, table) = catalog.table(profile, mode)?;
-    let row = table
-        .row_for(users)
-        .ok_or_else(|| TuningError::BeyondProfile {
-            profile: p.name.clone(),
-            mode,
-            users,
-            largest_step: table.largest_step(),
-            suggestion: catalog
-                .next_covering(p, mode, users)
-                .map(|n| n.name.clone()),
-        })?;
+    let (users_step, extends_table_from) = match table.row_for(users) {
+        Some(row) => (row.users, None),
+        None => match extended_step(table, p.users, users) {
+            Some(step) => (step, Some(table.largest_step())),
+            None => {
+                return Err(TuningError::BeyondProfile {
+                    profile: p.name.clone(),
+                    mode,
+                    users,
+                    largest_step: table.largest_step(),
+                    suggestion: catalog
+                        .next_covering(p, mode, users)
+                        .map(|n| n.name.clone()),
+                })
+            }
+        },
+    };
     let rate = rate.unwrap_or(table.login_rate);
     Ok(Limits {
         table: table.number,
         users,
-        users_step: row.users,
+        users_step,
         lower: critical_service_down_delay_s,
-        upper: upper_limit(row.users, critical_service_down_delay_s, rate),
+        upper: upper_limit(users_step, critical_service_down_delay_s, rate),
         rate,
         delay_s: critical_service_down_delay_s,
+        extends_table_from,
     })
+}
+
+/// The step that `users` rounds up to when the table stops below it: the table's last step
+/// width carried on, never past the profile's own size. `None` past that size (the profile is
+/// too small) or for a table too short to have a step width.
+fn extended_step(table: &super::Table, profile_users: u64, users: u64) -> Option<u64> {
+    let last = table.largest_step();
+    let width = match table.rows.len() {
+        n if n >= 2 => last.checked_sub(table.rows[n - 2].users)?,
+        _ => return None,
+    };
+    if users > profile_users || width == 0 {
+        return None;
+    }
+    let steps = (users - last).div_ceil(width);
+    Some(
+        last.saturating_add(steps.saturating_mul(width))
+            .min(profile_users),
+    )
 }
 
 /// A printed row that the model does not reproduce at the tables' own delay and rate.
@@ -189,13 +224,14 @@ mod tests {
     #[test]
     fn beyond_the_table_names_the_next_profile() {
         let c = Catalog::embedded().unwrap();
-        let e = relogin_limits(&c, "5000", Mode::ActiveActive, 4700, 120, None).unwrap_err();
+        // 5001 users is past the 5000-user profile itself, not just past its table.
+        let e = relogin_limits(&c, "5000", Mode::ActiveActive, 5001, 120, None).unwrap_err();
         assert_eq!(
             e,
             TuningError::BeyondProfile {
                 profile: "5000-full-uc".into(),
                 mode: Mode::ActiveActive,
-                users: 4700,
+                users: 5001,
                 largest_step: 2500,
                 suggestion: Some("15000-full-uc".into()),
             }
@@ -208,6 +244,24 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_table_that_stops_below_its_profile_is_extended_at_its_rate() {
+        let c = Catalog::embedded().unwrap();
+        // The seed's worked example 2: 4700 users, 5000-user profile, active/active.
+        let l = relogin_limits(&c, "5000", Mode::ActiveActive, 4700, 120, None).unwrap();
+        assert_eq!(
+            (l.table, l.users_step, l.lower, l.upper),
+            (7, 5000, 120, 953)
+        );
+        assert_eq!(l.extends_table_from, Some(2500));
+        // The step width (500) carries on past the last row.
+        let l = relogin_limits(&c, "5000", Mode::ActiveActive, 2501, 120, None).unwrap();
+        assert_eq!((l.users_step, l.upper), (3000, 620));
+        // Inside the table nothing is extended.
+        let l = relogin_limits(&c, "5000", Mode::ActiveActive, 2500, 120, None).unwrap();
+        assert_eq!(l.extends_table_from, None);
     }
 
     #[test]

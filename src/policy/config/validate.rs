@@ -199,42 +199,46 @@ fn timers(raw: &Raw, d: &mut Diags<'_>) -> Timers {
         *slot = parsed;
     }
     // Each relation is reported at the first of its two keys that the file sets.
-    let mut relation = |a: &str, av: Duration, b: &str, bv: Duration, what: &str, hint: &str| {
+    let mut relation = |severity: super::Severity,
+                        (a, av): (&str, Duration),
+                        (b, bv): (&str, Duration),
+                        what: &str,
+                        hint: &str| {
         if let Some(&pos) = at.get(a).or_else(|| at.get(b)) {
             let (a_text, b_text) = (format_duration(av), format_duration(bv));
-            d.error_hint(
-                pos,
-                format!("`{a}` ({a_text}) {what} `{b}` ({b_text})"),
-                hint,
-            );
+            let message = format!("`{a}` ({a_text}) {what} `{b}` ({b_text})");
+            match severity {
+                super::Severity::Error => d.error_hint(pos, message, hint),
+                super::Severity::Warning => d.warning(pos, message, Some(hint.to_owned())),
+            }
         }
     };
+    // Valid, if unusual: an event queued for a server in an outage then fails when the window
+    // closes (as its handling says), before its own timer would have ended it.
     if t.event_timeout > t.outage_window {
         relation(
-            "event_timeout",
-            t.event_timeout,
-            "outage_window",
-            t.outage_window,
+            super::Severity::Warning,
+            ("event_timeout", t.event_timeout),
+            ("outage_window", t.outage_window),
             "is longer than",
-            "queued events would outlive the outage window; keep event_timeout <= outage_window",
+            "events queued for a server in an outage end when the window closes, before their \
+             event_timeout",
         );
     }
     if t.reconnect_min > t.reconnect_max {
         relation(
-            "reconnect_min",
-            t.reconnect_min,
-            "reconnect_max",
-            t.reconnect_max,
+            super::Severity::Error,
+            ("reconnect_min", t.reconnect_min),
+            ("reconnect_max", t.reconnect_max),
             "is longer than",
             "the backoff starts at reconnect_min and doubles up to reconnect_max",
         );
     }
     if t.keepalive >= t.dead_interval {
         relation(
-            "keepalive",
-            t.keepalive,
-            "dead_interval",
-            t.dead_interval,
+            super::Severity::Error,
+            ("keepalive", t.keepalive),
+            ("dead_interval", t.dead_interval),
             "is not shorter than",
             "a quiet but healthy stream would be declared dead; keep keepalive < dead_interval",
         );
