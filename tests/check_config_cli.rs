@@ -124,3 +124,25 @@ fn events_lists_the_whole_catalog() {
     assert!(text.contains("onServiceReconfig"));
     assert!(text.contains("none (notification only)"));
 }
+
+#[test]
+fn too_many_shards_is_an_error_with_its_reason() {
+    let dir = std::env::temp_dir().join(format!("palisade-shards-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("shards.toml");
+    std::fs::write(
+        &path,
+        "[gateway]\nname = \"palisade.example.com\"\nshards = 100000\n[[router]]\nname = \"imp1.example.com\"\nsecret = \"s\"\n[[server]]\nname = \"cs1\"\nhost = \"127.0.0.1\"\nport = 7999\npassword = \"p\"\n",
+    )
+    .unwrap();
+    let (stdout, code) = check_config(&path);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "{}:3:10: error: `shards` is 100000, more than the maximum of 256: ",
+            path.display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("io_uring"), "{stdout}");
+}

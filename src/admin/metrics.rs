@@ -1,5 +1,6 @@
 //! `/metrics`: the summary in Prometheus text exposition format (version 0.0.4).
 
+use super::snapshot::LISTENERS;
 use super::status::Summary;
 use crate::engine::Terminal;
 use crate::policy::EventId;
@@ -259,6 +260,30 @@ pub fn render_metrics(s: &Summary) -> String {
         "palisade_unknown_answers_total {}",
         s.runtime.unknown_answers
     );
+    family(
+        &mut out,
+        "palisade_connections_refused_total",
+        "counter",
+        "Connections accepted and closed at once because their listener was at its cap.",
+    );
+    for (name, n) in LISTENERS.iter().zip(s.runtime.connections_refused) {
+        let _ = writeln!(
+            out,
+            "palisade_connections_refused_total{{listener=\"{name}\"}} {n}"
+        );
+    }
+    family(
+        &mut out,
+        "palisade_accept_errors_total",
+        "counter",
+        "Accepts that failed (open files exhausted...), retried with backoff.",
+    );
+    for (name, n) in LISTENERS.iter().zip(s.runtime.accept_errors) {
+        let _ = writeln!(
+            out,
+            "palisade_accept_errors_total{{listener=\"{name}\"}} {n}"
+        );
+    }
     family(
         &mut out,
         "palisade_router_streams",

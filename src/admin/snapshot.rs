@@ -18,7 +18,14 @@ pub struct RuntimeCounters {
     pub read_pauses: u64,
     /// Alarms raised, by name.
     pub alarms_raised: Vec<(String, u64)>,
+    /// Connections accepted and closed at once past a cap, per listener ([`LISTENERS`]).
+    pub connections_refused: [u64; 3],
+    /// Accepts that failed (descriptors exhausted...), per listener ([`LISTENERS`]).
+    pub accept_errors: [u64; 3],
 }
+
+/// The listeners, as the per-listener counts are indexed and labelled.
+pub const LISTENERS: [&str; 3] = ["routers", "compliance", "admin"];
 
 impl RuntimeCounters {
     pub fn merge(&mut self, o: &RuntimeCounters) {
@@ -27,6 +34,10 @@ impl RuntimeCounters {
         self.undeliverable_verdicts += o.undeliverable_verdicts;
         self.unknown_answers += o.unknown_answers;
         self.read_pauses += o.read_pauses;
+        for i in 0..LISTENERS.len() {
+            self.connections_refused[i] += o.connections_refused[i];
+            self.accept_errors[i] += o.accept_errors[i];
+        }
         for (name, n) in &o.alarms_raised {
             self.count_alarm_by(name, *n);
         }

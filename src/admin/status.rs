@@ -153,10 +153,24 @@ pub fn render_status(s: &Summary) -> String {
             "bad_requests": s.runtime.bad_requests,
             "undeliverable_verdicts": s.runtime.undeliverable_verdicts,
         },
+        "connections": {
+            "refused": per_listener(&s.runtime.connections_refused),
+            "accept_errors": per_listener(&s.runtime.accept_errors),
+        },
         "config": s.config,
         "routers": s.routers,
         "servers": servers,
         "alarms": alarms,
     });
     serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+/// `{"routers": n, "compliance": n, "admin": n}`.
+fn per_listener(counts: &[u64; 3]) -> Value {
+    let map: serde_json::Map<String, Value> = super::snapshot::LISTENERS
+        .iter()
+        .zip(counts)
+        .map(|(name, n)| ((*name).to_owned(), json!(n)))
+        .collect();
+    Value::Object(map)
 }

@@ -71,6 +71,9 @@ pub fn plan(
     keep_running(&mut new.gateway.accept, g.accept, |c| {
         keep("[gateway] accept", c)
     });
+    keep_running(&mut new.gateway.share_ports, g.share_ports, |c| {
+        keep("[gateway] share_ports", c)
+    });
     keep_running(&mut new.listen.routers, l.routers, |c| {
         keep("[listen] routers", c)
     });
@@ -229,6 +232,7 @@ mod tests {
         let policy = CompiledPolicy::compile(&running);
         let mut new = running.clone();
         new.gateway.shards = 7;
+        new.gateway.share_ports = true;
         new.listen.routers = "127.0.0.1:6000".parse().unwrap_or_else(|e| panic!("{e}"));
         new.listen.compliance = None;
         let p = plan(&running, &policy, new.clone(), true).unwrap_or_else(|e| panic!("{e}"));
@@ -236,11 +240,12 @@ mod tests {
             p.restart_needed,
             [
                 "[gateway] shards",
+                "[gateway] share_ports",
                 "[listen] routers",
                 "[listen] compliance"
             ]
         );
-        assert_eq!(p.config.gateway.shards, running.gateway.shards);
+        assert_eq!(p.config.gateway, running.gateway);
         assert_eq!(p.config.listen, running.listen);
         let unbound = plan(&running, &policy, new, false).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(

@@ -1,36 +1,53 @@
 //! The admin endpoint (`[gateway] admin`): `/metrics` and `/status` over HTTP, served by
 //! shard 0 from every shard's snapshot. Rendering is `crate::admin`'s.
 
+use super::accept::{self, Acceptor, Listener, RateLimit, Refusal, ADMIN_MAX_CONNECTIONS};
 use super::shard::ShardCtx;
 use crate::admin::http::{parse_head, response};
 use crate::admin::{render_metrics, render_status, Summary};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+/// A request must arrive whole within this, however slowly its bytes trickle in.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves the endpoint until shutdown: at most [`ADMIN_MAX_CONNECTIONS`] at once, further
+/// connections closed at once (counted and logged, rate-limited), failed accepts backed off
+/// (see `accept.rs`).
 pub async fn serve(ctx: Rc<ShardCtx>, listener: TcpListener, started: Instant) {
     let mut token = 0u64;
-    while !ctx.shutting_down.get() {
-        let tick = async {
-            glommio::timer::sleep(Duration::from_millis(100)).await;
-            None
-        };
-        let next = async { Some(listener.accept().await) };
-        if let Some(Ok(tcp)) = futures_lite::future::or(next, tick).await {
-            token += 1;
-            glommio::spawn_local(answer(ctx.clone(), tcp, token, started)).detach();
+    let mut acceptor = Acceptor::new(listener, Listener::Admin);
+    let mut refusals = RateLimit::default();
+    let open = Rc::new(Cell::new(0usize));
+    while let Some(accepted) = acceptor.next(&ctx).await {
+        let tcp = accepted.bind_to_executor();
+        if open.get() >= ADMIN_MAX_CONNECTIONS {
+            drop(tcp);
+            accept::refused(&ctx, Listener::Admin, Refusal::AdminBusy, &mut refusals);
+            continue;
         }
+        token += 1;
+        open.set(open.get() + 1);
+        let (ctx, open) = (ctx.clone(), open.clone());
+        glommio::spawn_local(async move {
+            answer(ctx, tcp, token, started).await;
+            open.set(open.get().saturating_sub(1));
+        })
+        .detach();
     }
 }
 
 async fn answer(ctx: Rc<ShardCtx>, mut tcp: TcpStream, token: u64, started: Instant) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 2048];
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
     let (status, reason, kind, body) = loop {
         let read = async { Some(tcp.read(&mut chunk).await) };
         let timeout = async {
-            glommio::timer::sleep(Duration::from_secs(5)).await;
+            glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
             None
         };
         match futures_lite::future::or(read, timeout).await {

@@ -4,6 +4,7 @@
 //! the inbound leg (the server dials the gateway's compliance port). An active stream is this
 //! shard's link to that server; its coming and going is broadcast to every shard's engine.
 
+use super::accept::Slot;
 use super::conn::{self, Conn, ConnRef};
 use super::log::{os_error_text, Level};
 use super::shard::ShardCtx;
@@ -76,8 +77,9 @@ pub async fn dial(ctx: Rc<ShardCtx>, server: ServerId, generation: u32) {
     }
 }
 
-/// Serves one accepted connection on the compliance port until it closes.
-pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream) {
+/// Serves one accepted connection on the compliance port until it closes; `slot` counts it
+/// against its listener's caps until then.
+pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream, slot: Slot) {
     let Some(stream) = ctx.receiver_stream("a compliance connection") else {
         return;
     };
@@ -95,6 +97,9 @@ pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream) {
                 let admitted = admit_inbound(&ctx2, conn, name);
                 server2.set(admitted.map(|id| (id, ctx2.link_generation(id))));
                 return;
+            }
+            if matches!(event, StreamEvent::Active) {
+                slot.authenticated();
             }
             if let Some((id, generation)) = server2.get() {
                 on_event(&ctx2, id, generation, &active2, conn, event, now);

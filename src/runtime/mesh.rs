@@ -56,6 +56,13 @@ pub enum ShardMsg {
     Accepted {
         stream: glommio::net::AcceptedTcpStream,
         leg: super::Leg,
+        /// The shard that counts it (see `accept.rs`).
+        acceptor: u16,
+    },
+    /// A connection the receiving shard accepted (and counts) completed its handshake or ended.
+    Admission {
+        leg: super::Leg,
+        change: super::accept::Admission,
     },
     /// A request for this shard's counters and state (answered with `Snapshot`).
     SnapshotRequest { reply_to: u16, token: u64 },

@@ -7,10 +7,12 @@
 //! (a reload sends each shard the new one); everything else crosses shards as messages (see
 //! `mesh.rs`).
 
+mod accept;
 mod admin;
 mod backoff;
 mod conn;
 mod link;
+mod listen;
 pub mod log;
 mod mesh;
 mod notify;
@@ -23,12 +25,11 @@ use crate::engine::{EngineConfig, ShardEngine};
 use crate::policy::{AcceptMode, CompiledPolicy, Config, ServerId, ServerMode};
 use glommio::channels::channel_mesh::{MeshBuilder, Senders};
 use glommio::channels::shared_channel::ConnectedReceiver;
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpStream;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 use log::Level;
 use mesh::ShardMsg;
 use shard::ShardCtx;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -107,6 +108,21 @@ pub fn run_with(
         0 => cpus,
         n => n,
     };
+    if shards > cpus {
+        log::record(
+            Level::Warn,
+            None,
+            &format!(
+                "{shards} shards on {cpus} core(s): shards beyond the cores share them and only \
+                 add threads, locked memory and mesh channels; [gateway] shards = 0 runs one \
+                 per core"
+            ),
+        );
+    }
+    listen::raise_fd_limit(&config, shards);
+    // Before any shard binds: in reuseport mode they bind with SO_REUSEPORT, which would join
+    // another process's listeners silently.
+    listen::probe_reuseport_addresses(&config).map_err(RunError::Shard)?;
     let placement = if shards <= cpus {
         PoolPlacement::MaxSpread(shards, None)
     } else {
@@ -210,10 +226,16 @@ async fn shard_main(
     let listen_here = config.gateway.accept == AcceptMode::ReusePort || id == 0;
     let handoff = config.gateway.accept == AcceptMode::Handoff;
     if listen_here {
-        let routers = bind(config.listen.routers, "routers")?;
-        glommio::spawn_local(accept(ctx.clone(), routers, Leg::Router, handoff)).detach();
+        let routers = listen::bind(config.listen.routers, "routers", listen::shared(&config))?;
+        glommio::spawn_local(accept::serve_listener(
+            ctx.clone(),
+            routers,
+            Leg::Router,
+            handoff,
+        ))
+        .detach();
     }
-    listen_for_compliance(&ctx, &config, &policy).map_err(|e| e.to_string())?;
+    listen_for_compliance(&ctx, &config, &policy, false)?;
     for (i, server) in policy.servers().iter().enumerate() {
         let streams = server.connections.unwrap_or(shards).clamp(1, shards);
         if server.mode == ServerMode::Outbound && usize::from(id) < streams {
@@ -233,7 +255,8 @@ async fn shard_main(
     }
     if id == 0 {
         if let Some(addr) = config.gateway.admin {
-            let listener = bind(addr, "the admin endpoint")?;
+            // Only shard 0 serves it: SO_REUSEPORT only when ports are shared on purpose.
+            let listener = listen::bind(addr, "the admin endpoint", config.gateway.share_ports)?;
             glommio::spawn_local(admin::serve(ctx.clone(), listener, Instant::now())).detach();
             ctx.log(
                 Level::Info,
@@ -280,11 +303,12 @@ pub(crate) fn engine_config(id: u16, shards: u16, config: &Config) -> EngineConf
 }
 
 /// Opens the compliance port on the shards that listen, once some server dials in (at start, or
-/// when a reload adds the first inbound server).
+/// when a reload adds the first inbound server: `after_start`).
 pub(crate) fn listen_for_compliance(
     ctx: &Rc<ShardCtx>,
     config: &Config,
     policy: &CompiledPolicy,
+    after_start: bool,
 ) -> Result<(), String> {
     let listens = config.gateway.accept == AcceptMode::ReusePort || ctx.id == 0;
     let inbound = policy
@@ -294,15 +318,24 @@ pub(crate) fn listen_for_compliance(
     let (true, true, Some(addr)) = (listens, inbound, config.listen.compliance) else {
         return Ok(());
     };
-    let listener = bind(addr, "compliance servers")?;
+    let reuseport = config.gateway.accept == AcceptMode::ReusePort;
+    if reuseport && ctx.id == 0 && !config.gateway.share_ports && after_start {
+        // A reload added the first inbound server: shard 0 applies it before any other shard
+        // hears of it, so it can probe the port before the shards bind it with SO_REUSEPORT.
+        // (At start, `run_with` probed it before the shards began.)
+        listen::probe(addr, "compliance servers")?;
+    }
+    let listener = listen::bind(addr, "compliance servers", listen::shared(config))?;
     let handoff = config.gateway.accept == AcceptMode::Handoff;
-    glommio::spawn_local(accept(ctx.clone(), listener, Leg::Compliance, handoff)).detach();
+    glommio::spawn_local(accept::serve_listener(
+        ctx.clone(),
+        listener,
+        Leg::Compliance,
+        handoff,
+    ))
+    .detach();
     ctx.compliance_listening.set(true);
     Ok(())
-}
-
-fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
-    TcpListener::bind(addr).map_err(|e| format!("cannot listen for {what} on {addr}: {e}"))
 }
 
 /// Which kind of peer a listener serves.
@@ -312,52 +345,13 @@ pub enum Leg {
     Compliance,
 }
 
-/// Serves an accepted connection on this shard.
-pub(crate) fn serve(ctx: Rc<ShardCtx>, tcp: TcpStream, leg: Leg) {
+/// Serves an accepted connection on this shard; `slot` is its place in its listener's count.
+pub(crate) fn serve(ctx: Rc<ShardCtx>, tcp: TcpStream, leg: Leg, slot: accept::Slot) {
     let task = match leg {
-        Leg::Router => glommio::spawn_local(router::serve_inbound(ctx, tcp)),
-        Leg::Compliance => glommio::spawn_local(link::serve_inbound(ctx, tcp)),
+        Leg::Router => glommio::spawn_local(router::serve_inbound(ctx, tcp, slot)),
+        Leg::Compliance => glommio::spawn_local(link::serve_inbound(ctx, tcp, slot)),
     };
     task.detach();
-}
-
-/// Accepts connections until shutdown (checking the flag at least every 100 ms). With
-/// `handoff`, each connection goes to the next shard in turn, through the mesh.
-async fn accept(ctx: Rc<ShardCtx>, listener: TcpListener, leg: Leg, handoff: bool) {
-    let mut next_shard = 0usize;
-    while !ctx.shutting_down.get() {
-        let tick = async {
-            glommio::timer::sleep(Duration::from_millis(100)).await;
-            None
-        };
-        let next = async { Some(listener.shared_accept().await) };
-        match futures_lite::future::or(next, tick).await {
-            Some(Ok(accepted)) => {
-                let target = if handoff {
-                    next_shard % usize::from(ctx.shards)
-                } else {
-                    usize::from(ctx.id)
-                };
-                next_shard = next_shard.wrapping_add(1);
-                if target == usize::from(ctx.id) {
-                    serve(ctx.clone(), accepted.bind_to_executor(), leg);
-                } else {
-                    ctx.outbox.push(
-                        target,
-                        ShardMsg::Accepted {
-                            stream: accepted,
-                            leg,
-                        },
-                    );
-                }
-            }
-            Some(Err(e)) => {
-                ctx.log(Level::Warn, &format!("accept failed: {e}"));
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
-            None => {}
-        }
-    }
 }
 
 /// Takes messages from one peer shard.

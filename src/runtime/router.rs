@@ -3,6 +3,7 @@
 //! ordinary external component). Either way, stanzas are events to route, or plain requests
 //! (ping, disco) to answer; verdicts come back through the shard's router table.
 
+use super::accept::Slot;
 use super::conn::{self, Conn, ConnRef};
 use super::log::Level;
 use super::shard::{RouterConn, ShardCtx};
@@ -16,8 +17,9 @@ use glommio::net::TcpStream;
 use std::rc::Rc;
 use std::time::Instant;
 
-/// Serves one accepted router connection until it closes.
-pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream) {
+/// Serves one accepted router connection until it closes; `slot` counts it against its
+/// listener's caps until then.
+pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream, slot: Slot) {
     let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let Some(stream) = ctx.receiver_stream("a router connection") else {
         return;
@@ -28,7 +30,12 @@ pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream) {
     let closed = conn::drive(
         tcp,
         conn,
-        move |conn, event, now| on_event(&ctx2, id, conn, event, now, None),
+        move |conn, event, now| {
+            if matches!(event, StreamEvent::Active) {
+                slot.authenticated();
+            }
+            on_event(&ctx2, id, conn, event, now, None)
+        },
         || ctx.must_pause_reads(),
     )
     .await;

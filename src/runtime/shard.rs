@@ -55,6 +55,9 @@ pub struct ShardCtx {
     pub router_generations: RefCell<AHashMap<String, u32>>,
     /// The compliance listener is up on this shard.
     pub compliance_listening: Cell<bool>,
+    /// Connections accepted here and still open, per listener (routers, compliance), wherever
+    /// they are served (see `accept.rs`).
+    pub conn_counts: RefCell<[super::accept::Count; 2]>,
     /// The latest reload's outcome (kept by shard 0, which does the reloading).
     pub reload_report: RefCell<super::reload::ReloadReport>,
     /// The wall time read for the last batch of events, by the instant of that batch's read.
@@ -90,6 +93,7 @@ impl ShardCtx {
             link_generations: RefCell::new(vec![0; servers]),
             router_generations: RefCell::new(AHashMap::new()),
             compliance_listening: Cell::new(false),
+            conn_counts: RefCell::new(Default::default()),
             reload_report: RefCell::new(Default::default()),
             violations_logged: Cell::new((0, 0)),
             wall_cache: Cell::new((Instant::now(), SystemTime::now())),
@@ -296,9 +300,15 @@ impl ShardCtx {
                 super::status::collected(self, token, *snapshot)
             }
             ShardMsg::Reconfigure { config, policy } => super::reload::apply(self, config, policy),
-            ShardMsg::Accepted { stream, leg } => {
-                super::serve(self.clone(), stream.bind_to_executor(), leg)
+            ShardMsg::Accepted {
+                stream,
+                leg,
+                acceptor,
+            } => {
+                let slot = super::accept::Slot::new(self.clone(), acceptor, leg);
+                super::serve(self.clone(), stream.bind_to_executor(), leg, slot)
             }
+            ShardMsg::Admission { leg, change } => super::accept::admission(self, leg, change),
         }
         self.pump();
     }

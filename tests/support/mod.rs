@@ -96,6 +96,33 @@ impl Gateway {
     /// Starts `palisade run` with `config` after replacing `{ROUTER_PORT}`, `{COMPLIANCE_PORT}`
     /// and `{ADMIN_PORT}`; waits until it accepts router connections.
     pub fn start(config: &str) -> Gateway {
+        Self::start_with(config, |_| {})
+    }
+
+    /// As [`Gateway::start`], with the child's open-files limit set to `soft` and `hard`
+    /// before it runs.
+    pub fn start_with_nofile(config: &str, soft: u64, hard: u64) -> Gateway {
+        Self::start_with(config, move |command| {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec the closure only calls setrlimit, which is
+            // async-signal-safe, on a struct it owns.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: soft,
+                        rlim_max: hard,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        })
+    }
+
+    /// As [`Gateway::start`], letting `configure` change the command first.
+    pub fn start_with(config: &str, configure: impl FnOnce(&mut Command)) -> Gateway {
         let (rp, cp, ap) = (free_port(), free_port(), free_port());
         let config = config
             .replace("{ROUTER_PORT}", &rp.to_string())
@@ -105,14 +132,15 @@ impl Gateway {
         std::fs::create_dir_all(&dir).unwrap();
         let config_path = dir.join("palisade.toml");
         std::fs::write(&config_path, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_palisade"));
+        command
             .arg("run")
             .arg("--config")
             .arg(&config_path)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("palisade starts");
+            .stderr(Stdio::piped());
+        configure(&mut command);
+        let mut child = command.spawn().expect("palisade starts");
         let log = LogLines::default();
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
@@ -160,6 +188,52 @@ impl Gateway {
             }
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Starts a second `palisade run` with this gateway's configuration file; returns its exit
+    /// status if it exits within `wait` (it is killed otherwise) and what it wrote on stderr.
+    pub fn run_again(&self, wait: Duration) -> (Option<std::process::ExitStatus>, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("palisade starts");
+        let deadline = Instant::now() + wait;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        (status, stderr)
+    }
+
+    /// `GET path` on the admin endpoint: the whole response, or `None` if none came within
+    /// `timeout`.
+    pub fn admin_get(&self, path: &str, timeout: Duration) -> Option<String> {
+        let mut tcp = TcpStream::connect_timeout(&self.admin_addr, timeout).ok()?;
+        tcp.set_read_timeout(Some(timeout)).ok()?;
+        tcp.set_write_timeout(Some(timeout)).ok()?;
+        write!(
+            tcp,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut out = String::new();
+        tcp.read_to_string(&mut out).ok()?;
+        (!out.is_empty()).then_some(out)
     }
 
     pub fn pid(&self) -> u32 {
@@ -789,6 +863,16 @@ fn answer_xml(answer: &Answer, id: &str, from: &str, to: &str) -> Option<String>
 /// A configuration with one router and the given servers and profiles; `timers` overrides
 /// `[timers]` (milliseconds-scale for tests).
 pub fn config(shards: usize, timers: &str, rest: &str) -> String {
+    config_with(shards, "", timers, "", rest)
+}
+
+/// As [`config`], with extra `[gateway]` keys and a `[limits]` table.
+pub fn config_with(shards: usize, gateway: &str, timers: &str, limits: &str, rest: &str) -> String {
+    // Written only when asked for: `rest` may hold a [limits] table of its own.
+    let limits = match limits {
+        "" => String::new(),
+        l => format!("[limits]\n{l}\n"),
+    };
     format!(
         r#"
 [gateway]
@@ -796,6 +880,8 @@ name = "{GATEWAY}"
 domain = "example.com"
 shards = {shards}
 admin = "127.0.0.1:{{ADMIN_PORT}}"
+{gateway}
+{limits}
 
 [listen]
 routers = "127.0.0.1:{{ROUTER_PORT}}"

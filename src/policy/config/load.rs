@@ -25,6 +25,7 @@ pub(super) struct RawGateway {
     pub shards: Option<Sp<i64>>,
     pub admin: Option<Sp<String>>,
     pub accept: Option<Sp<String>>,
+    pub share_ports: Option<Sp<bool>>,
 }
 
 #[derive(Default, Debug)]
@@ -106,19 +107,21 @@ pub(super) const TIMER_KEYS: [&str; 8] = [
     "stanza_timeout",
 ];
 
-pub(super) const LIMIT_KEYS: [&str; 6] = [
+pub(super) const LIMIT_KEYS: [&str; 8] = [
     "max_stanza_bytes",
     "max_depth",
     "max_attributes",
     "queue_per_server",
     "max_in_flight",
     "stream_buffer_bytes",
+    "max_connections",
+    "max_unauthenticated",
 ];
 
 const TOP_KEYS: [&str; 8] = [
     "gateway", "listen", "timers", "limits", "router", "server", "profile", "routing",
 ];
-const GATEWAY_KEYS: [&str; 5] = ["name", "domain", "shards", "admin", "accept"];
+const GATEWAY_KEYS: [&str; 6] = ["name", "domain", "shards", "admin", "accept", "share_ports"];
 const LISTEN_KEYS: [&str; 2] = ["routers", "compliance"];
 const ROUTER_KEYS: [&str; 4] = ["name", "secret", "node", "connect"];
 const SERVER_KEYS: [&str; 9] = [
@@ -168,6 +171,7 @@ pub(super) fn parse(text: &str, d: &mut Diags<'_>) -> Option<Raw> {
             shards: t.integer(d, "shards"),
             admin: t.string(d, "admin"),
             accept: t.string(d, "accept"),
+            share_ports: t.boolean(d, "share_ports"),
         };
     }
     if let Some(t) = top.table(d, "listen") {

@@ -48,7 +48,14 @@ pub struct GatewayConfig {
     pub admin: Option<SocketAddr>,
     /// How incoming connections are spread over the shards.
     pub accept: AcceptMode,
+    /// Let other processes listen on the same ports (SO_REUSEPORT across processes, for a
+    /// rolling restart); otherwise a port another process holds is refused at start.
+    pub share_ports: bool,
 }
+
+/// The most shards a gateway may run: each is an executor with its own thread and io_uring
+/// rings in locked memory, and the shards talk over a full mesh of shards² bounded channels.
+pub const MAX_SHARDS: usize = 256;
 
 /// How incoming connections are spread over the shards (`[gateway] accept`).
 #[derive(Copy, Clone, Debug, Default, Eq, PartialEq)]
@@ -109,6 +116,11 @@ pub struct Limits {
     /// Unwritten bytes one compliance stream may hold before further requests to it fail at
     /// once (a server that stops reading must not make the gateway buffer without bound).
     pub stream_buffer_bytes: usize,
+    /// Connections open at once on one listener (routers, compliance), across shards; past it
+    /// new connections are accepted and closed at once.
+    pub max_connections: usize,
+    /// Of those, connections that have not completed the handshake yet.
+    pub max_unauthenticated: usize,
 }
 
 impl Default for Limits {
@@ -120,6 +132,8 @@ impl Default for Limits {
             queue_per_server: 100_000,
             max_in_flight: 65_536,
             stream_buffer_bytes: 32 << 20,
+            max_connections: 512,
+            max_unauthenticated: 128,
         }
     }
 }

@@ -10,7 +10,7 @@ use super::diagnostic::Diags;
 use super::load::{Raw, RawRouter, Sp};
 use super::profiles::{priority, profiles};
 use super::servers::{servers, Context};
-use super::AcceptMode;
+use super::{AcceptMode, MAX_SHARDS};
 use super::{Config, GatewayConfig, Limits, ListenConfig, RouterConfig, Timers};
 use crate::policy::duration::{format_duration, parse_duration};
 use crate::policy::jid::Jid;
@@ -123,6 +123,19 @@ fn gateway(raw: &Raw, d: &mut Diags<'_>) -> GatewayConfig {
             );
             0
         }
+        Some(s) if s.v > MAX_SHARDS as i64 => {
+            d.error_hint(
+                s.at,
+                format!(
+                    "`shards` is {}, more than the maximum of {MAX_SHARDS}: each shard is an \
+                     executor with its own thread and io_uring rings in locked memory, and the \
+                     shards talk over a mesh of shards² channels",
+                    s.v
+                ),
+                "one shard per core is the most that helps; 0 means exactly that",
+            );
+            0
+        }
         Some(s) => usize::try_from(s.v).unwrap_or(0),
         None => 0,
     };
@@ -145,6 +158,7 @@ fn gateway(raw: &Raw, d: &mut Diags<'_>) -> GatewayConfig {
         shards,
         admin,
         accept,
+        share_ports: g.share_ports.as_ref().is_some_and(|s| s.v),
     }
 }
 
@@ -248,6 +262,7 @@ fn timers(raw: &Raw, d: &mut Diags<'_>) -> Timers {
 
 fn limits(raw: &Raw, d: &mut Diags<'_>) -> Limits {
     let mut l = Limits::default();
+    let mut unauthenticated_at = None;
     for (key, value) in &raw.limits {
         let Some(n) = usize::try_from(value.v).ok().filter(|&n| n > 0) else {
             d.error(value.at, format!("`{key}` must be greater than zero"));
@@ -259,9 +274,28 @@ fn limits(raw: &Raw, d: &mut Diags<'_>) -> Limits {
             "max_attributes" => &mut l.max_attributes,
             "queue_per_server" => &mut l.queue_per_server,
             "stream_buffer_bytes" => &mut l.stream_buffer_bytes,
+            "max_connections" => &mut l.max_connections,
+            "max_unauthenticated" => {
+                unauthenticated_at = Some(value.at);
+                &mut l.max_unauthenticated
+            }
             _ => &mut l.max_in_flight,
         };
         *slot = n;
+    }
+    match unauthenticated_at {
+        // Unset, it follows max_connections: a quarter of it.
+        None => l.max_unauthenticated = (l.max_connections / 4).max(1),
+        Some(at) if l.max_unauthenticated > l.max_connections => d.error_hint(
+            at,
+            format!(
+                "`max_unauthenticated` ({}) is larger than `max_connections` ({})",
+                l.max_unauthenticated, l.max_connections
+            ),
+            "connections still in their handshake count toward max_connections too; keep \
+             max_unauthenticated <= max_connections",
+        ),
+        Some(_) => {}
     }
     l
 }

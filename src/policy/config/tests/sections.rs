@@ -209,3 +209,58 @@ fn nothing_to_connect_is_a_file_level_warning() {
     );
     assert!(load_str("[gateway]\nname = \"palisade.example.com\"\n", "t").is_ok());
 }
+
+#[test]
+fn shards_have_an_upper_bound() {
+    let text = BASE.replace("[gateway]\n", "[gateway]\nshards = 100000\n");
+    let d = diags(&text);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(
+        d[0].starts_with("2:10: error: `shards` is 100000, more than the maximum of 256: "),
+        "{d:?}"
+    );
+    assert!(d[0].contains("locked memory"), "{d:?}");
+    let most = BASE.replace("[gateway]\n", "[gateway]\nshards = 256\n");
+    assert_eq!(loaded(&most).gateway.shards, 256);
+}
+
+#[test]
+fn connection_caps() {
+    let c = loaded(BASE);
+    assert_eq!(
+        (c.limits.max_connections, c.limits.max_unauthenticated),
+        (512, 128)
+    );
+    let c = loaded(&format!("{BASE}[limits]\nmax_connections = 40\n"));
+    assert_eq!(
+        (c.limits.max_connections, c.limits.max_unauthenticated),
+        (40, 10),
+        "unset, max_unauthenticated follows max_connections"
+    );
+    let c = loaded(&format!("{BASE}[limits]\nmax_connections = 2\n"));
+    assert_eq!(c.limits.max_unauthenticated, 1);
+    let c = loaded(&format!(
+        "{BASE}[limits]\nmax_connections = 8\nmax_unauthenticated = 8\n"
+    ));
+    assert_eq!(c.limits.max_unauthenticated, 8);
+    assert_eq!(
+        on_base("[limits]\nmax_connections = 8\nmax_unauthenticated = 9\n"),
+        ["13:23: error: `max_unauthenticated` (9) is larger than `max_connections` (8)"]
+    );
+    assert_eq!(
+        on_base("[limits]\nmax_connections = 0\n"),
+        ["12:19: error: `max_connections` must be greater than zero"]
+    );
+}
+
+#[test]
+fn share_ports() {
+    assert!(!loaded(BASE).gateway.share_ports);
+    let text = BASE.replace("[gateway]\n", "[gateway]\nshare_ports = true\n");
+    assert!(loaded(&text).gateway.share_ports);
+    let text = BASE.replace("[gateway]\n", "[gateway]\nshare_ports = \"yes\"\n");
+    assert_eq!(
+        diags(&text),
+        ["2:15: error: `share_ports` must be true or false, found a string"]
+    );
+}

@@ -31,7 +31,7 @@ fn unknown_key_without_close_match_lists_known_keys() {
     );
     assert_eq!(
         hints(&text),
-        [Some("known keys here: max_stanza_bytes, max_depth, max_attributes, queue_per_server, max_in_flight, stream_buffer_bytes".to_string())]
+        [Some("known keys here: max_stanza_bytes, max_depth, max_attributes, queue_per_server, max_in_flight, stream_buffer_bytes, max_connections, max_unauthenticated".to_string())]
     );
 }
 
