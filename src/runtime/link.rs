@@ -100,7 +100,7 @@ pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream) {
                 on_event(&ctx2, id, generation, &active2, conn, event, now);
             }
         },
-        || false,
+        |conn| ctx.server_hold(conn),
     )
     .await;
     if let Some((id, generation)) = server.get() {
@@ -169,7 +169,7 @@ async fn serve(
         tcp,
         conn,
         move |conn, event, now| on_event(&ctx2, server, generation, &active2, conn, event, now),
-        || false,
+        |conn| ctx.server_hold(conn),
     )
     .await;
     let was_active = active.get();
@@ -261,7 +261,8 @@ fn on_stanza(ctx: &ShardCtx, server: ServerId, conn: &ConnRef, stanza: &Stanza, 
                 != service::ServiceOutcome::Ignored
             {
                 ctx.counters.borrow_mut().service_requests += 1;
-                conn.send(&out, usize::MAX);
+                // Bounded by the stream's reads pausing past its output limit (`server_hold`).
+                conn.push(&out);
             }
         }
     }

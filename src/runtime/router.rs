@@ -29,7 +29,7 @@ pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream) {
         tcp,
         conn,
         move |conn, event, now| on_event(&ctx2, id, conn, event, now, None),
-        || ctx.must_pause_reads(),
+        |conn| ctx.router_hold(conn),
     )
     .await;
     finish(&ctx, id, &peer, &closed);
@@ -71,7 +71,7 @@ pub async fn dial_outbound(ctx: Rc<ShardCtx>, router: RouterConfig, addr: String
                     tcp,
                     conn,
                     move |conn, event, now| on_event(&ctx2, id, conn, event, now, Some(&name)),
-                    || ctx.must_pause_reads(),
+                    |conn| ctx.router_hold(conn),
                 )
                 .await;
                 finish(&ctx, id, &addr, &closed);
@@ -277,7 +277,8 @@ fn on_stanza(ctx: &ShardCtx, id: u32, conn: &ConnRef, stanza: &Stanza, now: Inst
                 &reply,
                 &bad.to_string(),
             );
-            conn.send(&out, usize::MAX);
+            // Bounded by the router's reads pausing past its output limit (`router_hold`).
+            conn.push(&out);
         }
     }
 }
@@ -289,6 +290,7 @@ fn service(ctx: &ShardCtx, conn: &ConnRef, stanza: &Stanza) {
         != service::ServiceOutcome::Ignored
     {
         ctx.counters.borrow_mut().service_requests += 1;
-        conn.send(&out, usize::MAX);
+        // Bounded by the router's reads pausing past its output limit (`router_hold`).
+        conn.push(&out);
     }
 }

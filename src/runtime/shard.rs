@@ -4,7 +4,7 @@
 //! Everything here is single-threaded (`Rc`/`RefCell` on one executor); nothing is shared with
 //! another shard except through the channel mesh. No borrow is held across an await.
 
-use super::conn::ConnRef;
+use super::conn::{Conn, ConnRef, Hold};
 use super::log::{self, Level};
 use super::mesh::{Outbox, ShardMsg};
 use crate::engine::{Action, Alarm, RouterRef, ShardEngine};
@@ -190,6 +190,41 @@ impl ShardCtx {
             self.counters.borrow_mut().read_pauses += 1;
         }
         full
+    }
+
+    /// Whether a router's reader reads on. Its output (verdicts, `bad-request`s, service
+    /// answers) is never refused, so reads stop once more than `stream_buffer_bytes` are
+    /// unwritten, until the router has read half of it.
+    ///
+    /// The overshoot past the limit is bounded. Its sources are: what one read (64 KiB of
+    /// stanzas) produces before the reader is asked again, and the verdicts of events already
+    /// read from this router and in flight on some shard (at most `max_in_flight` per shard:
+    /// past it, this shard's reads and the mesh hand-off of events pause, see `consume`). While
+    /// reads are paused no new event comes from this router, so that second share can only
+    /// shrink: the output stays under the limit plus one read's answers plus the verdicts of
+    /// `shards x max_in_flight` events, whatever the router does. Nothing is refused or dropped.
+    pub fn router_hold(&self, conn: &Conn) -> Hold {
+        let limit = self.config().limits.stream_buffer_bytes;
+        if conn.unwritten() > limit {
+            self.counters.borrow_mut().router_output_pauses += 1;
+            return Hold::UntilDrained(limit / 2);
+        }
+        if self.must_pause_reads() {
+            return Hold::Poll;
+        }
+        Hold::Read
+    }
+
+    /// Whether a compliance stream's reader reads on. Requests are refused (deferred) past the
+    /// output limit; only service answers (to the server's pings) are pushed whatever is
+    /// unwritten, so a server that pings and never reads stops being read until it does.
+    pub fn server_hold(&self, conn: &Conn) -> Hold {
+        let limit = self.config().limits.stream_buffer_bytes;
+        if conn.unwritten() > limit {
+            self.counters.borrow_mut().server_output_pauses += 1;
+            return Hold::UntilDrained(limit / 2);
+        }
+        Hold::Read
     }
 
     /// Wall time for events read at `now`: one clock read per batch, not per event.
@@ -396,12 +431,14 @@ impl ShardCtx {
         }
     }
 
+    /// Verdicts are never refused: the router's output is bounded by its reads pausing (see
+    /// [`ShardCtx::router_hold`]).
     fn deliver_verdict(&self, conn: u32, bytes: &[u8]) {
         let delivered = self
             .routers
             .borrow()
             .get(&conn)
-            .is_some_and(|r| r.conn.send(bytes, usize::MAX));
+            .is_some_and(|r| r.conn.push(bytes));
         if !delivered {
             self.counters.borrow_mut().undeliverable_verdicts += 1;
         }
