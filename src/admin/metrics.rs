@@ -108,7 +108,7 @@ pub fn render_metrics(s: &Summary) -> String {
             ("resent", c.resent),
             ("moved_away", c.moved_away),
             ("notifications_lost", c.notifications_lost),
-            ("rejected_sends", c.rejected_sends),
+            ("deferred", c.deferred),
         ] {
             let _ = writeln!(
                 out,
