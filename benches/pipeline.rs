@@ -72,6 +72,7 @@ impl Pipeline {
             event_timeout: Duration::from_secs(30),
             outage_window: Duration::from_secs(300),
             queue_bound: 1 << 20,
+            link_batch_bytes: 16 << 20,
         };
         let mut engine = ShardEngine::new(cfg, policy.clone(), now);
         engine.on_link_up(ServerId(0), 0, now);
@@ -111,7 +112,8 @@ impl Pipeline {
             // The server answers everything written so far, in one read.
             while let Some(action) = self.engine.poll_action() {
                 if let Action::Send {
-                    request: Some(id), ..
+                    request: palisade::engine::Outgoing::Wait { id, .. },
+                    ..
                 } = action
                 {
                     let mut id_buf = [0u8; palisade::protocol::RequestId::MAX_LEN];

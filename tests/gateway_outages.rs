@@ -482,3 +482,64 @@ fn status_and_metrics_account_for_every_event() {
     );
     assert!(text.contains("Alarms: none"), "{text}");
 }
+
+#[test]
+fn a_backlog_larger_than_the_stream_is_sent_when_the_server_returns_in_time() {
+    // One stream, held by shard 0, of 64 KiB; shard 1's events cross to it. Long timers: the
+    // backlog has time to drain, so any failure would be the stream's, not a timer's.
+    let port = free_port();
+    let server = TestServer::start(port, &component("cs1"), "pw-cs1");
+    let timers = "event_timeout = \"20s\"\noutage_window = \"30s\"\nreconnect_min = \"20ms\"\nreconnect_max = \"100ms\"\nkeepalive = \"5s\"\ndead_interval = \"30s\"\n";
+    let rest = format!(
+        "[limits]\nstream_buffer_bytes = 65536\n{}connections = 1\n",
+        server_block("cs1", port, DEFAULT)
+    );
+    let gw = Gateway::start(&config(2, timers, &rest));
+    assert!(server.wait_streams(1, WAIT), "log:\n{}", gw.log.all());
+    let mut r = TestRouter::connect(&gw);
+    server.crash();
+    assert!(
+        gw.log.wait_for("is GONE (ungracefully", WAIT),
+        "{}",
+        gw.log.all()
+    );
+    // About 700 bytes a request: some 30 times what the stream holds.
+    const EVENTS: usize = 3000;
+    let ids: Vec<String> = (0..EVENTS)
+        .map(|i| r.chat(&format!("u{i}"), &format!("v{}", i % 7), "backlog"))
+        .collect();
+    let queued = |gw: &Gateway| {
+        status(gw)["servers"][0]["queued"]
+            .as_u64()
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + WAIT;
+    while queued(&gw) < EVENTS as u64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(queued(&gw), EVENTS as u64, "{}", status(&gw));
+    server.recover();
+    for id in &ids {
+        let v = r.verdict_for(id, Duration::from_secs(30));
+        assert!(v.is("pass"), "{v:?}");
+    }
+    let s = status(&gw);
+    assert_eq!(s["events"]["terminal"]["pass"], EVENTS as u64, "{s}");
+    assert_eq!(s["events"]["terminal"]["bounce"], 0, "{s}");
+    assert_eq!(s["events"]["terminal"]["failed_open"], 0, "{s}");
+    assert_eq!(
+        server
+            .requests()
+            .iter()
+            .filter(|q| q.stanza.contains("backlog"))
+            .count(),
+        EVENTS
+    );
+    let m = metrics(&gw);
+    assert!(
+        m.lines().any(|l| l
+            .starts_with("palisade_server_requests_total{server=\"cs1\",outcome=\"passed\"}")
+            && l.ends_with(&format!(" {EVENTS}"))),
+        "{m}"
+    );
+}

@@ -109,7 +109,7 @@ pub fn render_metrics(s: &Summary) -> String {
             ("resent", c.resent),
             ("moved_away", c.moved_away),
             ("notifications_lost", c.notifications_lost),
-            ("rejected_sends", c.rejected_sends),
+            ("deferred", c.deferred),
         ] {
             let _ = writeln!(
                 out,
@@ -260,6 +260,26 @@ pub fn render_metrics(s: &Summary) -> String {
         "palisade_unknown_answers_total {}",
         s.runtime.unknown_answers
     );
+    for (name, help, n) in [
+        (
+            "palisade_router_read_pauses_total",
+            "Milliseconds router reads paused because the shard had too many events in flight.",
+            s.runtime.read_pauses,
+        ),
+        (
+            "palisade_router_output_pauses_total",
+            "Times a router's reads paused because it did not read what the gateway wrote.",
+            s.runtime.router_output_pauses,
+        ),
+        (
+            "palisade_server_output_pauses_total",
+            "Times a compliance stream's reads paused because it did not read what the gateway wrote.",
+            s.runtime.server_output_pauses,
+        ),
+    ] {
+        family(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {n}");
+    }
     family(
         &mut out,
         "palisade_connections_refused_total",

@@ -14,8 +14,14 @@ pub struct RuntimeCounters {
     pub undeliverable_verdicts: u64,
     /// Answers whose id is not ours.
     pub unknown_answers: u64,
-    /// Times router reads paused for flow control.
+    /// Times router reads paused for flow control (events in flight or the outbox full),
+    /// counted once per millisecond of pause.
     pub read_pauses: u64,
+    /// Times a router's reads paused because its unwritten output passed the limit (once per
+    /// pause, which lasts until the output drained to half the limit).
+    pub router_output_pauses: u64,
+    /// The same for compliance streams (a server that sends pings and does not read).
+    pub server_output_pauses: u64,
     /// Alarms raised, by name.
     pub alarms_raised: Vec<(String, u64)>,
     /// Connections accepted and closed at once past a cap, per listener ([`LISTENERS`]).
@@ -38,6 +44,8 @@ impl RuntimeCounters {
             self.connections_refused[i] += o.connections_refused[i];
             self.accept_errors[i] += o.accept_errors[i];
         }
+        self.router_output_pauses += o.router_output_pauses;
+        self.server_output_pauses += o.server_output_pauses;
         for (name, n) in &o.alarms_raised {
             self.count_alarm_by(name, *n);
         }

@@ -130,7 +130,7 @@ pub fn render_status(s: &Summary) -> String {
                     "timeouts": c.timeouts, "protocol_violations": c.protocol_violations,
                     "late_answers": c.late_answers, "queue_full": c.queue_full,
                     "resent": c.resent, "moved_away": c.moved_away,
-                    "notifications_lost": c.notifications_lost, "rejected_sends": c.rejected_sends,
+                    "notifications_lost": c.notifications_lost, "deferred": c.deferred,
                 },
                 "latency_us": { "p50": v.latency_us[0], "p90": v.latency_us[1], "p99": v.latency_us[2], "p999": v.latency_us[3], "answers": v.answers },
             })

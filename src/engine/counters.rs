@@ -69,8 +69,9 @@ pub struct ServerCounters {
     pub moved_away: u64,
     /// Notifications lost because the server stayed away past their timer.
     pub notifications_lost: u64,
-    /// Requests the runtime could not write (stream gone or its buffer full).
-    pub rejected_sends: u64,
+    /// Requests and notifications the runtime could not write yet (the stream's output was
+    /// full, or it was going away): queued again in their place, to go out once there is room.
+    pub deferred: u64,
 }
 
 impl ServerCounters {
@@ -88,7 +89,7 @@ impl ServerCounters {
         self.resent += o.resent;
         self.moved_away += o.moved_away;
         self.notifications_lost += o.notifications_lost;
-        self.rejected_sends += o.rejected_sends;
+        self.deferred += o.deferred;
     }
 }
 

@@ -15,8 +15,9 @@ mod slots;
 mod walk;
 
 pub use counters::{Counters, ServerCounters, Terminal, TerminalCounts};
+pub use servers::LinkState;
 pub use servers::Reach;
-pub use shard::{Action, Alarm, EngineConfig, RouterRef, ShardEngine};
+pub use shard::{Action, Alarm, EngineConfig, Outgoing, RouterRef, ShardEngine};
 
 #[cfg(test)]
 mod tests;

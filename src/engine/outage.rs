@@ -3,7 +3,7 @@
 //! window. Raises and clears the server alarms.
 
 use super::servers::{Queued, Reach, ReachChange};
-use super::shard::{Action, Alarm, Phase, ShardEngine};
+use super::shard::{Action, Alarm, Outgoing, Phase, ShardEngine};
 use crate::policy::ServerId;
 use crate::protocol::BounceCause;
 use std::time::Instant;
@@ -58,44 +58,43 @@ impl ShardEngine {
             }
         }
         // Requests that went out on the lost stream will never be answered there.
-        let mut orphans: Vec<(Instant, u32)> = self
+        let orphans: Vec<(u32, u64)> = self
             .events
             .occupied()
             .filter_map(|slot| match self.events.by_slot(slot)?.phase {
                 Phase::Waiting {
                     server: s,
                     link: Some(l),
-                    sent_at,
-                } if s == server && l == link => Some((sent_at, slot)),
+                    seq,
+                    ..
+                } if s == server && l == link => Some((slot, seq)),
                 _ => None,
             })
             .collect();
-        orphans.sort_unstable();
         match reach {
-            Reach::Up => {
-                for (_, slot) in orphans {
-                    self.count_resent(server);
-                    self.dispatch(slot, now);
-                }
-            }
-            Reach::Outage { .. } => {
-                // They were sent before anything now queued: they go back in front, in order.
-                for &(_, slot) in orphans.iter().rev() {
-                    if let Some(ev) = self.events.by_slot_mut(slot) {
-                        if let Phase::Waiting { link, .. } = &mut ev.phase {
-                            *link = None;
-                        }
+            Reach::Up | Reach::Outage { .. } => {
+                // They go back in the queue in their place, before anything given to the
+                // server after them; another stream takes them now, or the server's return.
+                for (slot, seq) in orphans {
+                    if let Some(Phase::Waiting { link, .. }) =
+                        self.events.by_slot_mut(slot).map(|e| &mut e.phase)
+                    {
+                        *link = None;
+                    }
+                    if reach == Reach::Up {
+                        self.count_resent(server);
                     }
                     if let (Some(r), Some(view)) = (
                         self.events.current(slot),
                         self.servers.get_mut(server.index()),
                     ) {
-                        view.queue.push_front(Queued::Wait(r));
+                        view.requeue(Queued::Wait { r, seq });
                     }
                 }
+                self.flush_queue(server, now);
             }
             Reach::Down => {
-                for (_, slot) in orphans {
+                for (slot, _) in orphans {
                     self.redirect(slot, now);
                 }
                 self.drain_queue(server, now, QueueEnd::Redirect);
@@ -119,41 +118,71 @@ impl ShardEngine {
         }
     }
 
-    /// Writes what waited for `server`, now that it has a stream.
-    fn flush_queue(&mut self, server: ServerId, now: Instant) {
+    /// Writes what waits for `server` on its streams with room, in order: at most
+    /// `link_batch_bytes` on each, after which that stream is full until the runtime reports
+    /// room again (so a backlog goes out at the rate the stream takes it, never all at once).
+    pub(super) fn flush_queue(&mut self, server: ServerId, now: Instant) {
         let shard = usize::from(self.cfg.shard);
+        let batch = self.cfg.link_batch_bytes.max(1);
+        let mut released: Option<(usize, usize)> = None;
         while let Some(view) = self.servers.get_mut(server.index()) {
             let Some(link) = view.link(shard) else {
-                return;
+                break;
             };
+            if view.queue.is_empty() {
+                break;
+            }
+            let sent = match released {
+                Some((l, n)) if l == link => n,
+                _ => 0,
+            };
+            if sent >= batch {
+                view.link_full(link);
+                self.actions.push_back(Action::AwaitRoom {
+                    server,
+                    link: link as u16,
+                });
+                released = None;
+                continue;
+            }
             let Some(item) = view.queue.pop_front() else {
                 break;
             };
-            match item {
-                Queued::Wait(r) => {
+            let len = match item {
+                Queued::Wait { r, .. } => {
                     let waiting_here = matches!(
                         self.events.get(r).map(|e| &e.phase),
                         Some(Phase::Waiting { server: s, link: None, .. }) if *s == server
                     );
                     if waiting_here {
-                        self.send_request(r.slot, server, link as u16, now);
+                        self.send_request(r.slot, server, link as u16, now)
+                    } else {
+                        0
                     }
                 }
-                Queued::Notify { bytes, expires } => {
+                Queued::Notify {
+                    bytes,
+                    expires,
+                    seq,
+                } => {
                     let counters = &mut self.counters.servers[server.index()];
                     if expires > now {
                         counters.notified += 1;
+                        let len = bytes.len();
                         self.actions.push_back(Action::Send {
                             server,
                             link: link as u16,
-                            request: None,
+                            request: Outgoing::Notify { seq, expires },
                             bytes,
                         });
+                        len
                     } else {
                         counters.notifications_lost += 1;
+                        0
                     }
                 }
-            }
+            };
+            released = Some((link, sent + len));
         }
         self.clear_queue_alarm(server);
     }
@@ -166,7 +195,7 @@ impl ShardEngine {
         };
         for item in items {
             match item {
-                Queued::Wait(r) => {
+                Queued::Wait { r, .. } => {
                     let waiting_here = matches!(
                         self.events.get(r).map(|e| &e.phase),
                         Some(Phase::Waiting { server: s, link: None, .. }) if *s == server
@@ -203,11 +232,13 @@ impl ShardEngine {
         self.counters.servers[from.index()].moved_away += 1;
         match next {
             Some(server) => {
+                let seq = self.take_seq();
                 if let Some(ev) = self.events.by_slot_mut(slot) {
                     ev.phase = Phase::Waiting {
                         server,
                         link: None,
                         sent_at: now,
+                        seq,
                     };
                 }
                 self.dispatch(slot, now);

@@ -24,13 +24,38 @@ pub enum Reach {
     Down,
 }
 
-/// Something waiting for the server to come back.
+/// Something waiting for the server to come back, or for room on its streams. `seq` is its
+/// place in the order this shard gave the server's requests (see [`ServerView::requeue`]).
 #[derive(Clone, Debug)]
 pub enum Queued {
     /// A wait-mode request of this event.
-    Wait(SlotRef),
+    Wait { r: SlotRef, seq: u64 },
     /// A fire-and-forget notification, written when a stream returns before `expires`.
-    Notify { bytes: Bytes, expires: Instant },
+    Notify {
+        bytes: Bytes,
+        expires: Instant,
+        seq: u64,
+    },
+}
+
+impl Queued {
+    pub fn seq(&self) -> u64 {
+        match self {
+            Queued::Wait { seq, .. } | Queued::Notify { seq, .. } => *seq,
+        }
+    }
+}
+
+/// One shard's stream to a server, as this engine sees it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    /// No active stream on that shard.
+    Down,
+    /// Active, and taking requests.
+    Open,
+    /// Active, but its output is full (a send was deferred, or a batch was released): nothing
+    /// more goes to it until the runtime reports room (`on_link_room`).
+    Full,
 }
 
 /// One server, from one shard's point of view.
@@ -41,8 +66,8 @@ pub struct ServerView {
     pub component: String,
     /// The server's stable hash, for rendezvous scoring.
     pub seed: u64,
-    /// Active streams, per shard.
-    links: Vec<bool>,
+    /// Each shard's stream.
+    links: Vec<LinkState>,
     reach: Reach,
     pub queue: VecDeque<Queued>,
     /// Alarm state: the queue reached its bound and has not drained since.
@@ -70,7 +95,7 @@ impl ServerView {
             seed: crate::routing::stable_hash(name.as_bytes()),
             name,
             component,
-            links: vec![false; shards],
+            links: vec![LinkState::Down; shards],
             // Before its first stream is up a server is treated as in an outage, so events
             // arriving at start-up wait for it rather than failing.
             reach: Reach::Outage { since: now },
@@ -88,7 +113,7 @@ impl ServerView {
     pub fn retire(&mut self) {
         self.retired = true;
         self.reach = Reach::Down;
-        self.links.iter_mut().for_each(|l| *l = false);
+        self.links.iter_mut().for_each(|l| *l = LinkState::Down);
     }
 
     /// Back in the configuration: like a new server, it waits for its first stream.
@@ -105,12 +130,46 @@ impl ServerView {
         self.reach != Reach::Down
     }
 
-    /// A shard with an active stream to this server: `prefer` if it has one, else the first.
+    /// A shard with an active stream to this server that takes requests: `prefer` if it has
+    /// one, else the first.
     pub fn link(&self, prefer: usize) -> Option<usize> {
-        if self.links.get(prefer).copied().unwrap_or(false) {
+        if self.links.get(prefer) == Some(&LinkState::Open) {
             return Some(prefer);
         }
-        self.links.iter().position(|&up| up)
+        self.links.iter().position(|&l| l == LinkState::Open)
+    }
+
+    pub fn link_state(&self, shard: usize) -> LinkState {
+        self.links.get(shard).copied().unwrap_or(LinkState::Down)
+    }
+
+    /// Marks shard `shard`'s stream full; true if it was open.
+    pub fn link_full(&mut self, shard: usize) -> bool {
+        match self.links.get_mut(shard) {
+            Some(l @ LinkState::Open) => {
+                *l = LinkState::Full;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Marks shard `shard`'s stream open again; true if it was full.
+    pub fn link_room(&mut self, shard: usize) -> bool {
+        match self.links.get_mut(shard) {
+            Some(l @ LinkState::Full) => {
+                *l = LinkState::Open;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Puts back something that was sent (or popped to be sent) in its place: before every
+    /// entry that came after it in this shard's order, so a key's requests keep their order.
+    pub fn requeue(&mut self, item: Queued) {
+        let at = self.queue.partition_point(|q| q.seq() < item.seq());
+        self.queue.insert(at, item);
     }
 
     pub fn link_up(&mut self, shard: usize) -> ReachChange {
@@ -118,7 +177,7 @@ impl ServerView {
             return ReachChange::None;
         }
         if let Some(l) = self.links.get_mut(shard) {
-            *l = true;
+            *l = LinkState::Open;
         }
         let was_up = self.reach == Reach::Up;
         self.reach = Reach::Up;
@@ -130,11 +189,11 @@ impl ServerView {
     }
 
     pub fn link_down(&mut self, shard: usize, graceful: bool, now: Instant) -> ReachChange {
-        let was_active = self.links.get(shard).copied().unwrap_or(false);
+        let was_active = self.link_state(shard) != LinkState::Down;
         if let Some(l) = self.links.get_mut(shard) {
-            *l = false;
+            *l = LinkState::Down;
         }
-        if !was_active || self.links.iter().any(|&up| up) {
+        if !was_active || self.links.iter().any(|&l| l != LinkState::Down) {
             return ReachChange::None;
         }
         self.reach = match (graceful, self.reach) {
@@ -166,7 +225,7 @@ impl ServerView {
 
     /// Shards with an active stream.
     pub fn active_links(&self) -> usize {
-        self.links.iter().filter(|&&up| up).count()
+        self.links.iter().filter(|&&l| l != LinkState::Down).count()
     }
 }
 

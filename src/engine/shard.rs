@@ -11,7 +11,7 @@
 use super::counters::{Counters, Terminal};
 use super::deadlines::Deadlines;
 use super::order::KeyOrder;
-use super::servers::ServerView;
+use super::servers::{Queued, ServerView};
 use super::slots::{SlotRef, Slots};
 use crate::policy::{CompiledPolicy, EventId, NodeId, PacketType, ProfileId, ServerId};
 use crate::protocol::{InboundEvent, ParsedAnswer, Reply, RequestId, Verdict};
@@ -38,19 +38,46 @@ pub struct EngineConfig {
     pub outage_window: Duration,
     /// Bound of each server's queue on this shard.
     pub queue_bound: usize,
+    /// Bytes of queued requests released on one stream at a time: when a stream comes back or
+    /// reports room, this much goes out, then the engine waits for room again.
+    pub link_batch_bytes: usize,
+}
+
+/// What an [`Action::Send`] carries, handed back by the runtime when it defers the send.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Outgoing {
+    /// The wait-mode request `id`, `seq`th in this shard's order for its server.
+    Wait { id: RequestId, seq: u64 },
+    /// A fire-and-forget notification, worth writing until `expires`.
+    Notify { seq: u64, expires: Instant },
+}
+
+impl Outgoing {
+    pub fn request(&self) -> Option<RequestId> {
+        match self {
+            Outgoing::Wait { id, .. } => Some(*id),
+            Outgoing::Notify { .. } => None,
+        }
+    }
 }
 
 /// What the runtime must do.
 #[derive(Debug)]
 pub enum Action {
-    /// Write `bytes` on the stream to `server` held by shard `link`. If it cannot, report
-    /// [`ShardEngine::on_send_rejected`] with `request` (wait-mode requests only).
+    /// Write `bytes` on the stream to `server` held by shard `link`. If it cannot (its output
+    /// is full, or it is gone), hand `request` and `bytes` back with
+    /// [`ShardEngine::on_send_deferred`]; it must then also refuse every later send of this
+    /// shard on that stream until it reports room ([`ShardEngine::on_link_room`]), so that the
+    /// deferred ones are not overtaken.
     Send {
         server: ServerId,
         link: u16,
-        request: Option<RequestId>,
+        request: Outgoing,
         bytes: Bytes,
     },
+    /// Report [`ShardEngine::on_link_room`] once the stream to `server` held by shard `link`
+    /// has drained below its low watermark (at once if it has already).
+    AwaitRoom { server: ServerId, link: u16 },
     /// Deliver a verdict (or `bad-request`) to a router connection.
     Verdict { router: RouterRef, bytes: Bytes },
     /// Raise or clear a named alarm.
@@ -111,6 +138,8 @@ pub(super) enum Phase {
         server: ServerId,
         link: Option<u16>,
         sent_at: Instant,
+        /// The request's place in this shard's order for `server` (see `Queued`).
+        seq: u64,
     },
     /// Walk over; waiting for earlier events of its key to leave.
     Done {
@@ -166,6 +195,8 @@ pub struct ShardEngine {
     stamp_cache: (u128, [u8; 24]),
     /// Link changes for servers a reload has not brought here yet (see `reload.rs`).
     pub(super) pending_links: Vec<(ServerId, u16, bool, bool)>,
+    /// The next place in the order requests are given to servers.
+    pub(super) next_seq: u64,
 }
 
 impl ShardEngine {
@@ -200,6 +231,7 @@ impl ShardEngine {
             now,
             stamp_cache: (u128::MAX, [b'0'; 24]),
             pending_links: Vec::new(),
+            next_seq: 0,
         }
     }
 
@@ -257,6 +289,7 @@ impl ShardEngine {
                 server: s,
                 link: Some(_),
                 sent_at,
+                ..
             }) if *s == server => Some(*sent_at),
             _ => None,
         };
@@ -273,21 +306,77 @@ impl ShardEngine {
         self.apply_answer(r.slot, server, answer.answer, now);
     }
 
-    /// The runtime could not write a request (its stream is gone or its buffer is full).
-    pub fn on_send_rejected(&mut self, id: RequestId, now: Instant) {
+    /// The runtime could not write what an [`Action::Send`] carried on shard `link`'s stream
+    /// to `server` (its output is full, or it is going away). Nothing fails: the stream takes
+    /// nothing more from this shard until it reports room (or comes back), and the request goes
+    /// back to the server's queue in its place, to be sent again in order. Its timer runs on.
+    pub fn on_send_deferred(
+        &mut self,
+        server: ServerId,
+        link: u16,
+        request: Outgoing,
+        bytes: Bytes,
+        now: Instant,
+    ) {
         self.now = now;
-        let r = SlotRef {
-            slot: id.slot,
-            generation: id.generation,
+        let Some(view) = self.servers.get_mut(server.index()) else {
+            return;
         };
-        let server = match self.events.get(r).map(|e| &e.phase) {
-            Some(Phase::Waiting { server, .. }) => *server,
-            _ => return,
-        };
-        if let Some(c) = self.counters.servers.get_mut(server.index()) {
-            c.rejected_sends += 1;
+        if view.link_full(usize::from(link)) {
+            self.actions.push_back(Action::AwaitRoom { server, link });
         }
-        self.step_failed(r.slot, crate::protocol::BounceCause::Unavailable, now);
+        let counters = self.counters.servers.get_mut(server.index());
+        match request {
+            Outgoing::Wait { id, seq } => {
+                let r = SlotRef {
+                    slot: id.slot,
+                    generation: id.generation,
+                };
+                let sent_here = matches!(
+                    self.events.get(r).map(|e| &e.phase),
+                    Some(Phase::Waiting { server: s, link: Some(l), .. }) if *s == server && *l == link
+                );
+                if !sent_here {
+                    // Answered, timed out or moved on meanwhile.
+                    return;
+                }
+                if let Some(Phase::Waiting { link, .. }) =
+                    self.events.by_slot_mut(r.slot).map(|e| &mut e.phase)
+                {
+                    *link = None;
+                }
+                if let Some(c) = counters {
+                    c.deferred += 1;
+                    c.sent = c.sent.saturating_sub(1);
+                }
+                view.requeue(Queued::Wait { r, seq });
+            }
+            Outgoing::Notify { seq, expires } => {
+                if let Some(c) = counters {
+                    c.deferred += 1;
+                    c.notified = c.notified.saturating_sub(1);
+                }
+                view.requeue(Queued::Notify {
+                    bytes,
+                    expires,
+                    seq,
+                });
+            }
+        }
+        // Another stream may still take it.
+        self.flush_queue(server, now);
+    }
+
+    /// Shard `link`'s stream to `server` drained after an [`Action::AwaitRoom`]: the next
+    /// batch of what waits for the server goes out.
+    pub fn on_link_room(&mut self, server: ServerId, link: u16, now: Instant) {
+        self.now = now;
+        let Some(view) = self.servers.get_mut(server.index()) else {
+            return;
+        };
+        if view.link_room(usize::from(link)) {
+            self.flush_queue(server, now);
+        }
     }
 
     /// Runs the timers due at `now`: event timers and outage windows.

@@ -67,11 +67,23 @@ struct Sent {
     xml: String,
 }
 
+/// One server's stream as the harness plays it: with a limit, it defers sends past `limit`
+/// unwritten bytes (and every later one until it gave room), as the runtime does.
+#[derive(Default, Clone)]
+struct Stream {
+    limit: Option<usize>,
+    unwritten: usize,
+    refusing: bool,
+    room_wanted: bool,
+    deferred: usize,
+}
+
 struct Harness {
     engine: ShardEngine,
     policy: Arc<CompiledPolicy>,
     now: Instant,
     sent: Vec<Sent>,
+    streams: Vec<Stream>,
     verdicts: Vec<String>,
     alarms: Vec<Alarm>,
     violations: usize,
@@ -96,12 +108,14 @@ impl Harness {
             event_timeout: TIMEOUT,
             outage_window: WINDOW,
             queue_bound,
+            link_batch_bytes: 1000,
         };
         Harness {
             engine: ShardEngine::new(cfg, policy.clone(), now),
             policy,
             now,
             sent: Vec::new(),
+            streams: vec![Stream::default(); 8],
             verdicts: Vec::new(),
             alarms: Vec::new(),
             violations: 0,
@@ -122,14 +136,35 @@ impl Harness {
                     link,
                     request,
                     bytes,
-                } => self.sent.push(Sent {
-                    server: {
-                        assert_eq!(link, 0, "the only stream is on shard 0");
-                        server
-                    },
-                    request,
-                    xml: String::from_utf8(bytes.to_vec()).unwrap(),
-                }),
+                } => {
+                    assert_eq!(link, 0, "the only stream is on shard 0");
+                    let s = &mut self.streams[server.index()];
+                    if let Some(limit) = s.limit {
+                        if s.refusing || s.unwritten > limit {
+                            s.refusing = true;
+                            s.deferred += 1;
+                            self.engine
+                                .on_send_deferred(server, link, request, bytes, self.now);
+                            continue;
+                        }
+                        s.unwritten += bytes.len();
+                    }
+                    self.sent.push(Sent {
+                        server,
+                        request: request.request(),
+                        xml: String::from_utf8(bytes.to_vec()).unwrap(),
+                    })
+                }
+                Action::AwaitRoom { server, link } => {
+                    assert_eq!(link, 0);
+                    let s = &mut self.streams[server.index()];
+                    s.room_wanted = true;
+                    if s.limit.is_none() || s.unwritten <= s.limit.unwrap_or(0) / 2 {
+                        s.room_wanted = false;
+                        s.refusing = false;
+                        self.engine.on_link_room(server, link, self.now);
+                    }
+                }
                 Action::Verdict { router, bytes } => {
                     assert_eq!(router, ROUTER);
                     self.verdicts
@@ -190,6 +225,23 @@ impl Harness {
 
     fn pass(&mut self, i: usize) {
         self.answer(i, "result", "");
+    }
+
+    /// Gives `server`'s stream a limit of `limit` unwritten bytes (see [`Stream`]).
+    fn limit(&mut self, server: ServerId, limit: usize) {
+        self.streams[server.index()].limit = Some(limit);
+    }
+
+    /// The server reads everything written to its stream: room for whoever waits for it.
+    fn drain(&mut self, server: ServerId) {
+        let s = &mut self.streams[server.index()];
+        s.unwritten = 0;
+        if s.room_wanted {
+            s.room_wanted = false;
+            s.refusing = false;
+            self.engine.on_link_room(server, 0, self.now);
+        }
+        self.collect();
     }
 
     fn advance(&mut self, d: Duration) {
@@ -672,6 +724,94 @@ fn drain_answers_everything_in_flight() {
     assert_eq!(h.engine.in_flight(), 0);
 }
 
+#[test]
+fn a_backlog_larger_than_the_stream_goes_out_in_order_as_room_appears() {
+    let mut h = Harness::new(TWO_PROFILES, 1000);
+    h.up(CS3);
+    // cs1 and cs2 have never connected: a backlog queues for them, in arrival order.
+    let ids: Vec<String> = (0..60).map(|n| h.chat(&format!("u{n}"), "bob")).collect();
+    assert!(h.sent.is_empty());
+    // Each request is about 700 bytes: the streams take a few at a time.
+    h.limit(CS1, 2000);
+    h.limit(CS2, 2000);
+    h.up(CS1);
+    h.up(CS2);
+    assert!(
+        h.sent.len() < 20,
+        "released in batches, not all at once: {}",
+        h.sent.len()
+    );
+    let mut rounds = 0;
+    while h.sent.len() < 60 {
+        h.drain(CS1);
+        h.drain(CS2);
+        rounds += 1;
+        assert!(rounds < 100, "stuck at {} sent", h.sent.len());
+    }
+    assert!(rounds > 3, "the backlog took several rounds: {rounds}");
+    assert!(h.verdicts.is_empty(), "nothing failed: {:?}", h.verdicts);
+    assert_eq!(
+        h.engine.counters().servers[0].timeouts + h.engine.counters().servers[1].timeouts,
+        0
+    );
+    // In arrival order on each server.
+    for server in [CS1, CS2] {
+        let order: Vec<usize> = h
+            .sent
+            .iter()
+            .filter(|s| s.server == server)
+            .map(|s| {
+                let at = s.xml.find("from='u").unwrap() + 7;
+                s.xml[at..].split('@').next().unwrap().parse().unwrap()
+            })
+            .collect();
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "{server:?}: {order:?}"
+        );
+    }
+    // Everything is answered by the servers: 60 first steps, then 60 Log steps.
+    for i in 0..60 {
+        h.pass(i);
+    }
+    while h.sent.len() < 120 {
+        h.drain(CS1);
+        h.drain(CS2);
+    }
+    for i in 60..120 {
+        h.pass(i);
+    }
+    for id in &ids {
+        assert!(h.verdict_for(id).contains("action='pass'/>"), "{id}");
+    }
+    assert_eq!(h.engine.in_flight(), 0);
+}
+
+#[test]
+fn sends_deferred_by_a_full_stream_go_back_in_order_and_fail_only_on_their_timer() {
+    let mut h = all_up();
+    h.limit(CS1, 1000);
+    h.limit(CS2, 1000);
+    let ids: Vec<String> = (0..20).map(|n| h.chat(&format!("w{n}"), "bob")).collect();
+    let deferred = h.streams[0].deferred + h.streams[1].deferred;
+    assert!(deferred > 0, "the streams were full");
+    assert!(
+        h.verdicts.is_empty(),
+        "a deferred send does not fail its step"
+    );
+    assert_eq!(
+        h.engine.counters().servers[0].deferred + h.engine.counters().servers[1].deferred,
+        deferred as u64
+    );
+    // Nobody reads: each event fails on its own timer, not before.
+    h.advance(TIMEOUT - Duration::from_millis(1));
+    assert!(h.verdicts.is_empty());
+    h.advance(Duration::from_millis(1));
+    for id in &ids {
+        assert!(h.verdict_for(id).contains("remote-server-timeout"), "{id}");
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Chat(u8, u8),
@@ -680,6 +820,8 @@ enum Op {
     Advance(u16),
     LinkDown(u8, bool),
     LinkUp(u8),
+    /// The server reads all its stream holds.
+    Drain(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -690,6 +832,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (1u16..150).prop_map(Op::Advance),
         1 => (0u8..3, any::<bool>()).prop_map(|(s, g)| Op::LinkDown(s, g)),
         1 => (0u8..3).prop_map(Op::LinkUp),
+        2 => (0u8..3).prop_map(Op::Drain),
     ]
 }
 
@@ -725,6 +868,7 @@ fn apply(h: &mut Harness, ids: &mut Vec<String>, op: Op) {
             h.collect();
         }
         Op::LinkUp(s) => h.up(ServerId(u16::from(s))),
+        Op::Drain(s) => h.drain(ServerId(u16::from(s))),
     }
 }
 
@@ -737,6 +881,10 @@ proptest! {
     #[test]
     fn every_event_ends_exactly_once(ops in proptest::collection::vec(op(), 1..120)) {
         let mut h = all_up();
+        // Streams that hold two requests or so: sends are deferred, queued and released.
+        for s in [CS1, CS2, CS3] {
+            h.limit(s, 1500);
+        }
         let mut ids = Vec::new();
         for op in ops {
             apply(&mut h, &mut ids, op);

@@ -5,7 +5,7 @@
 
 use super::counters::Terminal;
 use super::servers::{Queued, Reach};
-use super::shard::{Action, Alarm, Phase, ShardEngine};
+use super::shard::{Action, Alarm, Outgoing, Phase, ShardEngine};
 use crate::policy::{AnswerRule, Handling, ProfileId, ServerId, Step};
 use crate::protocol::request::{write_request, Mode, RequestFields};
 use crate::protocol::verdict::{write_verdict, Origin};
@@ -67,11 +67,13 @@ impl ShardEngine {
                         .is_some_and(|e| matches!(e.phase, Phase::Waiting { .. }))
             });
             self.timers.arm(now, self.cfg.event_timeout, r);
+            let seq = self.take_seq();
             if let Some(ev) = self.events.by_slot_mut(slot) {
                 ev.phase = Phase::Waiting {
                     server,
                     link: None,
                     sent_at: now,
+                    seq,
                 };
             }
             self.dispatch(slot, now);
@@ -124,8 +126,15 @@ impl ShardEngine {
         crate::routing::rendezvous(stable_key, candidates)
     }
 
+    /// The next place in the order requests are given to servers.
+    pub(super) fn take_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
     /// Writes the current request of a waiting event, or queues it while its server has no
-    /// stream; a full queue fails the step at once.
+    /// stream with room, or while earlier requests wait in its queue (they go first); a full
+    /// queue fails the step at once.
     pub(super) fn dispatch(&mut self, slot: u32, now: Instant) {
         let Some(server) = self.waiting_server(slot) else {
             return;
@@ -134,15 +143,16 @@ impl ShardEngine {
         let Some(view) = self.servers.get_mut(server.index()) else {
             return;
         };
-        if let Some(link) = view.link(shard) {
-            return self.send_request(slot, server, link as u16, now);
+        if let (Some(link), true) = (view.link(shard), view.queue.is_empty()) {
+            self.send_request(slot, server, link as u16, now);
+            return;
         }
         if view.queue.len() >= self.cfg.queue_bound {
             // Entries whose events timed out or moved on still sit in the queue: drop them
             // before calling it full.
             let events = &self.events;
             view.queue.retain(|q| match q {
-                Queued::Wait(r) => matches!(
+                Queued::Wait { r, .. } => matches!(
                     events.get(*r).map(|e| &e.phase),
                     Some(Phase::Waiting { link: None, .. })
                 ),
@@ -162,22 +172,37 @@ impl ShardEngine {
             }
             return self.step_failed(slot, BounceCause::Unavailable, now);
         }
+        let seq = match self.events.by_slot(slot).map(|e| &e.phase) {
+            Some(Phase::Waiting { seq, .. }) => *seq,
+            _ => return,
+        };
         if let Some(r) = self.events.current(slot) {
-            view.queue.push_back(Queued::Wait(r));
+            view.requeue(Queued::Wait { r, seq });
+        }
+        if view.link(shard).is_some() {
+            // A stream has room: what waits goes out first.
+            self.flush_queue(server, now);
         }
     }
 
-    fn waiting_server(&self, slot: u32) -> Option<ServerId> {
+    pub(super) fn waiting_server(&self, slot: u32) -> Option<ServerId> {
         match self.events.by_slot(slot)?.phase {
             Phase::Waiting { server, .. } => Some(server),
             _ => None,
         }
     }
 
-    /// Builds and emits the wait-mode request of `slot` on `server`'s stream at shard `link`.
-    pub(super) fn send_request(&mut self, slot: u32, server: ServerId, link: u16, now: Instant) {
+    /// Builds and emits the wait-mode request of `slot` on `server`'s stream at shard `link`;
+    /// returns its size.
+    pub(super) fn send_request(
+        &mut self,
+        slot: u32,
+        server: ServerId,
+        link: u16,
+        now: Instant,
+    ) -> usize {
         let Some(r) = self.events.current(slot) else {
-            return;
+            return 0;
         };
         let id = RequestId {
             shard: self.cfg.shard,
@@ -185,24 +210,31 @@ impl ShardEngine {
             generation: r.generation,
         };
         let Some(bytes) = self.request_bytes(slot, server, id, Mode::Wait) else {
-            return;
+            return 0;
         };
+        let mut seq = 0;
         if let Some(ev) = self.events.by_slot_mut(slot) {
+            if let Phase::Waiting { seq: s, .. } = ev.phase {
+                seq = s;
+            }
             ev.phase = Phase::Waiting {
                 server,
                 link: Some(link),
                 sent_at: now,
+                seq,
             };
         }
         if let Some(c) = self.counters.servers.get_mut(server.index()) {
             c.sent += 1;
         }
+        let len = bytes.len();
         self.actions.push_back(Action::Send {
             server,
             link,
-            request: Some(id),
+            request: Outgoing::Wait { id, seq },
             bytes,
         });
+        len
     }
 
     /// A fire-and-forget notification of the current step, written now or queued for the
@@ -220,10 +252,12 @@ impl ShardEngine {
             return;
         };
         let shard = usize::from(self.cfg.shard);
+        let seq = self.take_seq();
+        let expires = now + self.cfg.event_timeout;
         let Some(view) = self.servers.get_mut(server.index()) else {
             return;
         };
-        match view.link(shard) {
+        match view.link(shard).filter(|_| view.queue.is_empty()) {
             Some(link) => {
                 if let Some(c) = self.counters.servers.get_mut(server.index()) {
                     c.notified += 1;
@@ -231,13 +265,16 @@ impl ShardEngine {
                 self.actions.push_back(Action::Send {
                     server,
                     link: link as u16,
-                    request: None,
+                    request: Outgoing::Notify { seq, expires },
                     bytes,
                 });
             }
             None if view.queue.len() < self.cfg.queue_bound => {
-                let expires = now + self.cfg.event_timeout;
-                view.queue.push_back(Queued::Notify { bytes, expires });
+                view.queue.push_back(Queued::Notify {
+                    bytes,
+                    expires,
+                    seq,
+                });
             }
             None => {
                 if let Some(c) = self.counters.servers.get_mut(server.index()) {

@@ -3,7 +3,13 @@
 //! it) has to send, many stanzas per write.
 //!
 //! Knows nothing of routers, servers or events: the caller's `on_event` decides what a stream
-//! event means. Never holds the stream borrowed across an await.
+//! event means, and its `hold` whether reading waits (flow control). Never holds the stream
+//! borrowed across an await.
+//!
+//! A connection's output is bounded by whoever writes to it: [`Conn::send`] refuses past a
+//! limit, and a writer that must not refuse ([`Conn::push`], for verdicts) pauses the reads that
+//! produce its output instead (see `router.rs`). [`Conn::output_below`] waits for the writer to
+//! drain the output to a low watermark.
 
 use super::notify::Notify;
 use crate::wire::{Closed, ComponentStream, StreamEvent};
@@ -27,6 +33,11 @@ pub struct Conn {
     pub closed: Cell<bool>,
     /// Set once the stream is ending and the writer flushed everything it had.
     pub finished: Cell<bool>,
+    /// Bytes the writer took from the stream and has not finished writing.
+    writing: Cell<usize>,
+    /// Woken when the unwritten output falls to `low_water` (see [`Conn::output_below`]).
+    drained: Notify,
+    low_water: Cell<usize>,
 }
 
 pub type ConnRef = Rc<Conn>;
@@ -38,16 +49,30 @@ impl Conn {
             wake_writer: Notify::default(),
             closed: Cell::new(false),
             finished: Cell::new(false),
+            writing: Cell::new(0),
+            drained: Notify::default(),
+            low_water: Cell::new(0),
         })
+    }
+
+    /// Output not yet written to the socket: queued in the stream, or being written.
+    pub fn unwritten(&self) -> usize {
+        self.stream.borrow().pending_output() + self.writing.get()
     }
 
     /// Appends stanza bytes if the stream is active; false otherwise (or past `limit` bytes of
     /// unwritten output, so a peer that stops reading cannot make us buffer without bound).
     pub fn send(&self, bytes: &[u8], limit: usize) -> bool {
-        let mut stream = self.stream.borrow_mut();
-        if stream.pending_output() > limit {
+        if self.unwritten() > limit {
             return false;
         }
+        self.push(bytes)
+    }
+
+    /// Appends stanza bytes if the stream is active, whatever is unwritten; false if it is not
+    /// active. Whoever pushes bounds the output another way (router reads pause past the limit).
+    pub fn push(&self, bytes: &[u8]) -> bool {
+        let mut stream = self.stream.borrow_mut();
         match stream.writer() {
             Some(w) => {
                 // Grow in big steps: the previous contents may still be in flight to the
@@ -69,16 +94,48 @@ impl Conn {
         self.stream.borrow_mut().close();
         self.wake_writer.notify();
     }
+
+    /// Waits until at most `low` bytes are unwritten, or the output can no longer drain (the
+    /// stream or its writer ended).
+    pub async fn output_below(&self, low: usize) {
+        while self.unwritten() > low && !self.output_ended() {
+            self.low_water.set(low);
+            self.drained.wait().await;
+        }
+    }
+
+    fn output_ended(&self) -> bool {
+        self.finished.get() || self.closed.get() || self.stream.borrow().is_closed()
+    }
+
+    /// Wakes [`Conn::output_below`] if its watermark is reached (or the output ended).
+    fn wake_drained(&self) {
+        if self.unwritten() <= self.low_water.get() || self.output_ended() {
+            self.drained.notify();
+        }
+    }
 }
 
+/// What a connection's reader does after a read.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// Read on.
+    Read,
+    /// Wait until the connection's own output has drained to this many bytes: a wake-up from
+    /// the writer, no polling.
+    UntilDrained(usize),
+    /// Wait for some other resource (the shard's events in flight, its outbox): checked again
+    /// every millisecond.
+    Poll,
+}
 /// Drives `tcp` until the stream closes; returns how it closed. `on_event` sees every stream
-/// event with the time of the read that carried it; `pause` is polled after each read, and
+/// event with the time of the read that carried it; `hold` is asked after each read, and
 /// reading waits while it says so (flow control).
 pub async fn drive(
     tcp: TcpStream,
     conn: ConnRef,
     mut on_event: impl FnMut(&ConnRef, StreamEvent, Instant),
-    pause: impl Fn() -> bool,
+    hold: impl Fn(&ConnRef) -> Hold,
 ) -> Closed {
     let _ = tcp.set_nodelay(true);
     let fd = tcp.as_raw_fd();
@@ -111,12 +168,17 @@ pub async fn drive(
             }
         }
         conn.wake_writer.notify();
-        while closed.is_none() && pause() {
-            glommio::timer::sleep(Duration::from_millis(1)).await;
+        while closed.is_none() && !conn.stream.borrow().is_closed() {
+            match hold(&conn) {
+                Hold::Read => break,
+                Hold::UntilDrained(low) => conn.output_below(low).await,
+                Hold::Poll => glommio::timer::sleep(Duration::from_millis(1)).await,
+            }
         }
     }
     conn.closed.set(true);
     conn.wake_writer.notify();
+    conn.wake_drained();
     closed.unwrap_or(Closed::TransportEnded)
 }
 
@@ -137,6 +199,8 @@ async fn timer_loop(conn: ConnRef, fd: RawFd, tick: Duration) {
         }
         conn.stream.borrow_mut().handle_timeout(now);
         conn.wake_writer.notify();
+        // A reader held for its output must see the close too.
+        conn.wake_drained();
         if conn.stream.borrow().is_closed() && !conn.closed.get() {
             // SAFETY: `fd` belongs to the connection, which is open until the reader (still
             // blocked, `closed` is unset) and the writer drop their halves; shutdown only
@@ -154,10 +218,14 @@ async fn write_loop(conn: ConnRef, mut writer: futures_lite::io::WriteHalf<TcpSt
         let out = conn.stream.borrow_mut().take_output();
         match out {
             Some(bytes) => {
-                if writer.write_all(&bytes).await.is_err() {
+                conn.writing.set(bytes.len());
+                let written = writer.write_all(&bytes).await;
+                conn.writing.set(0);
+                if written.is_err() {
                     conn.stream.borrow_mut().transport_closed();
                     break;
                 }
+                conn.wake_drained();
             }
             None if conn.closed.get() || conn.stream.borrow().is_closed() => break,
             None => {
@@ -169,6 +237,7 @@ async fn write_loop(conn: ConnRef, mut writer: futures_lite::io::WriteHalf<TcpSt
             }
         }
     }
-    let _ = writer.close().await;
     conn.finished.set(true);
+    conn.wake_drained();
+    let _ = writer.close().await;
 }

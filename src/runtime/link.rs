@@ -7,6 +7,7 @@
 use super::accept::Slot;
 use super::conn::{self, Conn, ConnRef};
 use super::log::{os_error_text, Level};
+use super::notify::Notify;
 use super::shard::ShardCtx;
 use crate::policy::{ServerId, ServerInfo, ServerMode};
 use crate::protocol::{parse_answer, service, AnswerError};
@@ -105,10 +106,11 @@ pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream, slot: Slot) {
                 on_event(&ctx2, id, generation, &active2, conn, event, now);
             }
         },
-        || false,
+        |conn| ctx.server_hold(conn),
     )
     .await;
     if let Some((id, generation)) = server.get() {
+        ctx.close_link_flow(id, &this);
         lost(&ctx, id, generation, &this, active.get(), &closed);
     }
 }
@@ -174,10 +176,11 @@ async fn serve(
         tcp,
         conn,
         move |conn, event, now| on_event(&ctx2, server, generation, &active2, conn, event, now),
-        || false,
+        |conn| ctx.server_hold(conn),
     )
     .await;
     let was_active = active.get();
+    ctx.close_link_flow(server, &this);
     lost(ctx, server, generation, &this, was_active, &closed);
     if !was_active {
         ctx.log(
@@ -223,7 +226,7 @@ fn lost(
 }
 
 fn on_event(
-    ctx: &ShardCtx,
+    ctx: &Rc<ShardCtx>,
     server: ServerId,
     generation: u32,
     active: &Cell<bool>,
@@ -249,6 +252,8 @@ fn on_event(
             if let Some(slot) = ctx.links.borrow_mut().get_mut(server.index()) {
                 *slot = Some(conn.clone());
             }
+            let want = ctx.open_link_flow(server, conn);
+            glommio::spawn_local(grant_room(ctx.clone(), server, conn.clone(), want)).detach();
             ctx.link_changed(server, true, false);
         }
         StreamEvent::Stanza(stanza) => on_stanza(ctx, server, conn, &stanza, now),
@@ -266,9 +271,31 @@ fn on_stanza(ctx: &ShardCtx, server: ServerId, conn: &ConnRef, stanza: &Stanza, 
                 != service::ServiceOutcome::Ignored
             {
                 ctx.counters.borrow_mut().service_requests += 1;
-                conn.send(&out, usize::MAX);
+                // Bounded by the stream's reads pausing past its output limit (`server_hold`).
+                conn.push(&out);
             }
         }
+    }
+}
+
+/// Gives room on `conn`, this shard's stream to `server`, to the engines that wait for it,
+/// each time its output drains to half of `stream_buffer_bytes`; ends with the stream. One task
+/// per stream, woken by the engines' `WantRoom`, then by the writer: no polling.
+async fn grant_room(ctx: Rc<ShardCtx>, server: ServerId, conn: ConnRef, want: Rc<Notify>) {
+    loop {
+        want.wait().await;
+        match ctx.room_wanted(server, &conn) {
+            None => return,
+            Some(false) => continue,
+            Some(true) => {}
+        }
+        let low = ctx.config().limits.stream_buffer_bytes / 2;
+        conn.output_below(low).await;
+        if !conn.stream.borrow().is_active() {
+            // Going away: its loss, not room, reaches the engines.
+            return;
+        }
+        ctx.grant_room(server, &conn);
     }
 }
 

@@ -4,12 +4,13 @@
 //! blocks on a full channel (two shards sending to each other would deadlock): it puts the
 //! message in this shard's outbox, and one forwarder task per peer moves it into the channel,
 //! waiting when the channel is full. The outbox holds only messages tied to events in flight
-//! (an event, a request, an answer, a verdict), and router reads pause while it is long, so its
-//! size stays bounded by `max_in_flight` (see `router.rs`).
+//! (an event, a request, a deferred request, an answer, a verdict) or to a stream's room (at
+//! most one `WantRoom` and one `Room` per shard and stream each time it fills), and router reads
+//! pause while it is long, so its size stays bounded by `max_in_flight` (see `router.rs`).
 
-use crate::engine::RouterRef;
+use crate::engine::{Outgoing, RouterRef};
 use crate::policy::ServerId;
-use crate::protocol::{InboundEvent, ParsedAnswer, RequestId};
+use crate::protocol::{InboundEvent, ParsedAnswer};
 use bytes::Bytes;
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -27,14 +28,25 @@ pub enum ShardMsg {
     },
     /// A verdict for a router connection held by the receiving shard.
     Verdict { conn: u32, bytes: Bytes },
-    /// Write on the receiving shard's stream to `server`.
+    /// Write on the receiving shard's stream to `server`, for the engine of shard `from`.
     Send {
         server: ServerId,
-        request: Option<RequestId>,
+        from: u16,
+        request: Outgoing,
         bytes: Bytes,
     },
-    /// The receiving shard's request could not be written.
-    SendRejected { id: RequestId },
+    /// The receiving shard's send could not be written on shard `link`'s stream to `server`
+    /// (full or going away): back to its engine, which sends it again once there is room.
+    SendDeferred {
+        server: ServerId,
+        link: u16,
+        request: Outgoing,
+        bytes: Bytes,
+    },
+    /// Shard `from`'s engine waits for room on the receiving shard's stream to `server`.
+    WantRoom { server: ServerId, from: u16 },
+    /// Shard `link`'s stream to `server` has room for the receiving shard's engine again.
+    Room { server: ServerId, link: u16 },
     /// An answer to a request of the receiving shard.
     Answer {
         server: ServerId,

@@ -299,6 +299,9 @@ pub(crate) fn engine_config(id: u16, shards: u16, config: &Config) -> EngineConf
             .queue_per_server
             .div_ceil(usize::from(shards))
             .max(1),
+        // Every shard may release a batch on one stream at once: together they fit in the
+        // room between the stream's low watermark (half its limit) and its limit.
+        link_batch_bytes: (config.limits.stream_buffer_bytes / 2 / usize::from(shards)).max(1),
     }
 }
 

@@ -36,7 +36,7 @@ pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream, slot: Slot) {
             }
             on_event(&ctx2, id, conn, event, now, None)
         },
-        || ctx.must_pause_reads(),
+        |conn| ctx.router_hold(conn),
     )
     .await;
     finish(&ctx, id, &peer, &closed);
@@ -78,7 +78,7 @@ pub async fn dial_outbound(ctx: Rc<ShardCtx>, router: RouterConfig, addr: String
                     tcp,
                     conn,
                     move |conn, event, now| on_event(&ctx2, id, conn, event, now, Some(&name)),
-                    || ctx.must_pause_reads(),
+                    |conn| ctx.router_hold(conn),
                 )
                 .await;
                 finish(&ctx, id, &addr, &closed);
@@ -284,7 +284,8 @@ fn on_stanza(ctx: &ShardCtx, id: u32, conn: &ConnRef, stanza: &Stanza, now: Inst
                 &reply,
                 &bad.to_string(),
             );
-            conn.send(&out, usize::MAX);
+            // Bounded by the router's reads pausing past its output limit (`router_hold`).
+            conn.push(&out);
         }
     }
 }
@@ -296,6 +297,7 @@ fn service(ctx: &ShardCtx, conn: &ConnRef, stanza: &Stanza) {
         != service::ServiceOutcome::Ignored
     {
         ctx.counters.borrow_mut().service_requests += 1;
-        conn.send(&out, usize::MAX);
+        // Bounded by the router's reads pausing past its output limit (`router_hold`).
+        conn.push(&out);
     }
 }

@@ -4,17 +4,19 @@
 //! Everything here is single-threaded (`Rc`/`RefCell` on one executor); nothing is shared with
 //! another shard except through the channel mesh. No borrow is held across an await.
 
-use super::conn::ConnRef;
+use super::conn::{Conn, ConnRef, Hold};
 use super::log::{self, Level};
 use super::mesh::{Outbox, ShardMsg};
-use crate::engine::{Action, Alarm, RouterRef, ShardEngine};
+use super::notify::Notify;
+use crate::engine::{Action, Alarm, Outgoing, RouterRef, ShardEngine};
 use crate::policy::{CompiledPolicy, Config, NodeId, ServerId};
-use crate::protocol::{InboundEvent, ParsedAnswer, RequestId};
+use crate::protocol::{InboundEvent, ParsedAnswer};
 use crate::routing::{owner_shard, KeyHasher};
 use crate::wire::{ComponentStream, FromCheck, StreamConfig};
 use ahash::AHashMap;
 use bytes::Bytes;
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -26,6 +28,31 @@ pub struct RouterConn {
 }
 
 pub use crate::admin::RuntimeCounters;
+
+/// Where one shard's engine stands with one of this shard's streams to a server.
+///
+/// A stream refuses a send once its output is past `stream_buffer_bytes`, and then refuses
+/// every later send of that engine until the engine asked for room and got it: sends already on
+/// their way when the first was refused come back deferred too, in order, and the `Room` reply
+/// follows them on the same channel, so the engine has every deferred request back in its
+/// queue before it releases any of them again (no request of a key overtakes an earlier one).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum PeerFlow {
+    /// Sends are taken while there is room.
+    Open,
+    /// A send was refused; every further one is, until the engine asks for room.
+    Refused,
+    /// The engine asked for room (`WantRoom`): it gets `Room` once the output drained.
+    Waiting,
+}
+
+/// Flow control of one stream to a server towards every shard's engine.
+pub struct LinkFlow {
+    conn: ConnRef,
+    peers: Vec<PeerFlow>,
+    /// Wakes the stream's room task (`link::grant_room`) when an engine waits for room.
+    pub want: Rc<Notify>,
+}
 
 /// See the module documentation.
 pub struct ShardCtx {
@@ -41,6 +68,8 @@ pub struct ShardCtx {
     pub routers: RefCell<AHashMap<u32, RouterConn>>,
     /// This shard's active stream to each server.
     pub links: RefCell<Vec<Option<ConnRef>>>,
+    /// Flow control of those streams (see [`PeerFlow`]), by server.
+    link_flow: RefCell<Vec<Option<LinkFlow>>>,
     pub counters: RefCell<RuntimeCounters>,
     /// Alarms currently raised, by (name, server), as this shard saw them.
     pub alarms: RefCell<Vec<Alarm>>,
@@ -85,6 +114,7 @@ impl ShardCtx {
             outbox: Outbox::new(usize::from(shards)),
             routers: RefCell::new(AHashMap::new()),
             links: RefCell::new(vec![None; servers]),
+            link_flow: RefCell::new(Vec::new()),
             counters: RefCell::new(RuntimeCounters::default()),
             alarms: RefCell::new(Vec::new()),
             shutting_down: Cell::new(false),
@@ -196,6 +226,41 @@ impl ShardCtx {
         full
     }
 
+    /// Whether a router's reader reads on. Its output (verdicts, `bad-request`s, service
+    /// answers) is never refused, so reads stop once more than `stream_buffer_bytes` are
+    /// unwritten, until the router has read half of it.
+    ///
+    /// The overshoot past the limit is bounded. Its sources are: what one read (64 KiB of
+    /// stanzas) produces before the reader is asked again, and the verdicts of events already
+    /// read from this router and in flight on some shard (at most `max_in_flight` per shard:
+    /// past it, this shard's reads and the mesh hand-off of events pause, see `consume`). While
+    /// reads are paused no new event comes from this router, so that second share can only
+    /// shrink: the output stays under the limit plus one read's answers plus the verdicts of
+    /// `shards x max_in_flight` events, whatever the router does. Nothing is refused or dropped.
+    pub fn router_hold(&self, conn: &Conn) -> Hold {
+        let limit = self.config().limits.stream_buffer_bytes;
+        if conn.unwritten() > limit {
+            self.counters.borrow_mut().router_output_pauses += 1;
+            return Hold::UntilDrained(limit / 2);
+        }
+        if self.must_pause_reads() {
+            return Hold::Poll;
+        }
+        Hold::Read
+    }
+
+    /// Whether a compliance stream's reader reads on. Requests are refused (deferred) past the
+    /// output limit; only service answers (to the server's pings) are pushed whatever is
+    /// unwritten, so a server that pings and never reads stops being read until it does.
+    pub fn server_hold(&self, conn: &Conn) -> Hold {
+        let limit = self.config().limits.stream_buffer_bytes;
+        if conn.unwritten() > limit {
+            self.counters.borrow_mut().server_output_pauses += 1;
+            return Hold::UntilDrained(limit / 2);
+        }
+        Hold::Read
+    }
+
     /// Wall time for events read at `now`: one clock read per batch, not per event.
     pub fn wall(&self, now: Instant) -> SystemTime {
         let (at, wall) = self.wall_cache.get();
@@ -262,17 +327,35 @@ impl ShardCtx {
             ShardMsg::Verdict { conn, bytes } => self.deliver_verdict(conn, &bytes),
             ShardMsg::Send {
                 server,
+                from,
                 request,
                 bytes,
             } => {
-                if !self.write_to_link(server, &bytes) {
-                    if let Some(id) = request {
-                        self.outbox
-                            .push(usize::from(id.shard), ShardMsg::SendRejected { id });
-                    }
+                if !self.offer(server, from, &bytes) {
+                    self.outbox.push(
+                        usize::from(from),
+                        ShardMsg::SendDeferred {
+                            server,
+                            link: self.id,
+                            request,
+                            bytes,
+                        },
+                    );
                 }
             }
-            ShardMsg::SendRejected { id } => self.engine.borrow_mut().on_send_rejected(id, now),
+            ShardMsg::SendDeferred {
+                server,
+                link,
+                request,
+                bytes,
+            } => self
+                .engine
+                .borrow_mut()
+                .on_send_deferred(server, link, request, bytes, now),
+            ShardMsg::WantRoom { server, from } => self.want_room(server, from),
+            ShardMsg::Room { server, link } => {
+                self.engine.borrow_mut().on_link_room(server, link, now)
+            }
             ShardMsg::Answer { server, answer } => {
                 self.engine.borrow_mut().on_answer(server, answer, now)
             }
@@ -354,6 +437,19 @@ impl ShardCtx {
                     request,
                     bytes,
                 } => self.send(server, link, request, bytes),
+                Action::AwaitRoom { server, link } => {
+                    if link == self.id {
+                        self.want_room(server, self.id);
+                    } else {
+                        self.outbox.push(
+                            usize::from(link),
+                            ShardMsg::WantRoom {
+                                server,
+                                from: self.id,
+                            },
+                        );
+                    }
+                }
                 Action::Verdict { router, bytes } => {
                     if router.shard == self.id {
                         self.deliver_verdict(router.conn, &bytes);
@@ -377,41 +473,155 @@ impl ShardCtx {
         }
     }
 
-    fn send(&self, server: ServerId, link: u16, request: Option<RequestId>, bytes: Bytes) {
+    fn send(&self, server: ServerId, link: u16, request: Outgoing, bytes: Bytes) {
         if link != self.id {
             self.outbox.push(
                 usize::from(link),
                 ShardMsg::Send {
                     server,
+                    from: self.id,
                     request,
                     bytes,
                 },
             );
             return;
         }
-        if !self.write_to_link(server, &bytes) {
-            if let Some(id) = request {
-                self.engine
-                    .borrow_mut()
-                    .on_send_rejected(id, Instant::now());
+        if !self.offer(server, self.id, &bytes) {
+            self.engine.borrow_mut().on_send_deferred(
+                server,
+                self.id,
+                request,
+                bytes,
+                Instant::now(),
+            );
+        }
+    }
+
+    /// Writes a send of shard `from`'s engine on this shard's stream to `server`; false if the
+    /// stream is gone, its output is past `stream_buffer_bytes`, or it still refuses that
+    /// engine (see [`PeerFlow`]).
+    fn offer(&self, server: ServerId, from: u16, bytes: &[u8]) -> bool {
+        let links = self.links.borrow();
+        let Some(conn) = links.get(server.index()).and_then(Option::as_ref) else {
+            return false;
+        };
+        let mut flows = self.link_flow.borrow_mut();
+        let peer = flows
+            .get_mut(server.index())
+            .and_then(Option::as_mut)
+            .filter(|f| Rc::ptr_eq(&f.conn, conn))
+            .and_then(|f| f.peers.get_mut(usize::from(from)));
+        if peer.as_ref().is_some_and(|p| **p != PeerFlow::Open) {
+            return false;
+        }
+        if conn.send(bytes, self.config().limits.stream_buffer_bytes) {
+            return true;
+        }
+        if let Some(p) = peer {
+            *p = PeerFlow::Refused;
+        }
+        false
+    }
+
+    /// Shard `from`'s engine waits for room on this shard's stream to `server`. A stream that
+    /// is gone gives none: its loss reaches every engine instead.
+    fn want_room(&self, server: ServerId, from: u16) {
+        let mut flows = self.link_flow.borrow_mut();
+        if let Some(flow) = flows.get_mut(server.index()).and_then(Option::as_mut) {
+            if let Some(p) = flow.peers.get_mut(usize::from(from)) {
+                *p = PeerFlow::Waiting;
+            }
+            flow.want.notify();
+        }
+    }
+
+    /// Starts flow control for a new active stream `conn` to `server`; returns what wakes its
+    /// room task. The stream it replaces (if any) stops being waited for.
+    pub fn open_link_flow(&self, server: ServerId, conn: &ConnRef) -> Rc<Notify> {
+        let want = Rc::new(Notify::default());
+        let mut flows = self.link_flow.borrow_mut();
+        if flows.len() <= server.index() {
+            flows.resize_with(server.index() + 1, || None);
+        }
+        let old = flows[server.index()].replace(LinkFlow {
+            conn: conn.clone(),
+            peers: vec![PeerFlow::Open; usize::from(self.shards)],
+            want: want.clone(),
+        });
+        if let Some(old) = old {
+            old.want.notify();
+        }
+        want
+    }
+
+    /// `conn` to `server` ended: its room task stops.
+    pub fn close_link_flow(&self, server: ServerId, conn: &ConnRef) {
+        let mut flows = self.link_flow.borrow_mut();
+        if let Some(slot) = flows.get_mut(server.index()) {
+            if slot.as_ref().is_some_and(|f| Rc::ptr_eq(&f.conn, conn)) {
+                if let Some(old) = slot.take() {
+                    old.want.notify();
+                }
             }
         }
     }
 
-    fn write_to_link(&self, server: ServerId, bytes: &[u8]) -> bool {
-        let links = self.links.borrow();
-        match links.get(server.index()).and_then(Option::as_ref) {
-            Some(conn) => conn.send(bytes, self.config().limits.stream_buffer_bytes),
-            None => false,
-        }
+    /// Whether an engine waits for room on `conn`, this shard's stream to `server`; `None` once
+    /// that stream is no longer the one in service (its room task ends).
+    pub fn room_wanted(&self, server: ServerId, conn: &ConnRef) -> Option<bool> {
+        let flows = self.link_flow.borrow();
+        let flow = flows
+            .get(server.index())
+            .and_then(Option::as_ref)
+            .filter(|f| Rc::ptr_eq(&f.conn, conn))?;
+        Some(flow.peers.contains(&PeerFlow::Waiting))
     }
 
+    /// `conn` to `server` drained below its low watermark: every engine waiting for room gets
+    /// it (its deferred sends reached it before this, on the same channel).
+    pub fn grant_room(&self, server: ServerId, conn: &ConnRef) {
+        let mut granted = Vec::new();
+        {
+            let mut flows = self.link_flow.borrow_mut();
+            let Some(flow) = flows
+                .get_mut(server.index())
+                .and_then(Option::as_mut)
+                .filter(|f| Rc::ptr_eq(&f.conn, conn))
+            else {
+                return;
+            };
+            for (peer, p) in flow.peers.iter_mut().enumerate() {
+                if *p == PeerFlow::Waiting {
+                    *p = PeerFlow::Open;
+                    granted.push(peer as u16);
+                }
+            }
+        }
+        let now = Instant::now();
+        for peer in granted {
+            if peer == self.id {
+                self.engine.borrow_mut().on_link_room(server, self.id, now);
+            } else {
+                self.outbox.push(
+                    usize::from(peer),
+                    ShardMsg::Room {
+                        server,
+                        link: self.id,
+                    },
+                );
+            }
+        }
+        self.pump();
+    }
+
+    /// Verdicts are never refused: the router's output is bounded by its reads pausing (see
+    /// [`ShardCtx::router_hold`]).
     fn deliver_verdict(&self, conn: u32, bytes: &[u8]) {
         let delivered = self
             .routers
             .borrow()
             .get(&conn)
-            .is_some_and(|r| r.conn.send(bytes, usize::MAX));
+            .is_some_and(|r| r.conn.push(bytes));
         if !delivered {
             self.counters.borrow_mut().undeliverable_verdicts += 1;
         }

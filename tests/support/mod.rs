@@ -922,3 +922,80 @@ handshake_timeout = "2s"
 "#;
 
 pub const SECOND: Duration = Duration::from_secs(1);
+
+/// An iq reply as a router or server sees it: any `<iq>` the gateway wrote, with its id and
+/// type (verdicts, iq errors, service answers alike).
+#[derive(Clone, Debug)]
+pub struct IqReply {
+    pub id: String,
+    pub type_: String,
+}
+
+impl TestRouter {
+    /// Another handle on the router's socket, for writing stanzas from another thread (bytes
+    /// written there bypass this router's stream, which then only reads).
+    pub fn raw_writer(&self) -> TcpStream {
+        self.wire.tcp.try_clone().expect("socket clone")
+    }
+
+    /// The next `<iq>` the gateway wrote, whatever it carries.
+    pub fn next_iq(&mut self, timeout: Duration) -> Option<IqReply> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            match self.wire.next(left)? {
+                StreamEvent::Stanza(s) if s.name() == b"iq" => {
+                    let id = s.id()?.into_owned();
+                    let type_ = s.type_().map(|t| t.into_owned()).unwrap_or_default();
+                    return Some(IqReply { id, type_ });
+                }
+                StreamEvent::Closed(_) => return None,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Writes `stanza(n)` for n = 0, 1, 2... on `tcp` as fast as the peer takes them until `stop`
+/// is set, then finishes the stanza it was writing. Returns how many it wrote whole.
+pub fn flood(mut tcp: TcpStream, stop: Arc<AtomicBool>, stanza: impl Fn(usize) -> String) -> usize {
+    tcp.set_write_timeout(Some(Duration::from_millis(50))).ok();
+    let mut n = 0;
+    let mut batch = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        batch.clear();
+        for i in n..n + 256 {
+            batch.extend_from_slice(stanza(i).as_bytes());
+        }
+        let mut at = 0;
+        // A batch is always finished: the count stays exact.
+        while at < batch.len() {
+            match tcp.write(&batch[at..]) {
+                Ok(0) => return n,
+                Ok(k) => at += k,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return n,
+            }
+        }
+        n += 256;
+    }
+    n
+}
+
+/// The resident set size of process `pid`, in bytes (from `/proc/PID/status`).
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .expect("VmRSS")
+}
