@@ -150,3 +150,47 @@ fn a_router_that_floods_pings_without_reading_pauses_and_gets_every_answer() {
         "{m}"
     );
 }
+
+/// A router whose reads the gateway holds for its own reasons (events in flight at their
+/// limit while the only compliance server hangs) is not silent: its keepalives are waiting in
+/// the socket. It must not be dropped as a dead peer, and every event it sent gets a verdict
+/// once the events' timers free room.
+#[test]
+fn a_router_held_by_the_gateways_own_flow_control_is_not_taken_for_dead() {
+    let port = free_port();
+    let server = TestServer::start(port, &component("cs1"), "pw-cs1");
+    let timers = "event_timeout = \"3s\"\noutage_window = \"5s\"\nreconnect_min = \"20ms\"\n\
+                  reconnect_max = \"100ms\"\nkeepalive = \"300ms\"\ndead_interval = \"1s\"\n";
+    let rest = format!(
+        "[limits]\nmax_in_flight = 4\n\n{}[[profile]]\nname = \"Wall\"\nevents = [{{ event = \
+         \"es_OUT\", packet = \"message\", handling = \"bounce\" }}]\n",
+        server_block("cs1", port, "Wall")
+    );
+    let gw = Gateway::start(&config(1, timers, &rest));
+    assert!(server.wait_streams(1, 5 * SECOND));
+    let mut r = TestRouter::connect(&gw);
+    server.hang();
+    // Three rounds of four: each round waits out its events' timers (3 s) with reads held.
+    let ids: Vec<String> = (0..12)
+        .map(|i| r.chat(&format!("a{i}"), "b", "x"))
+        .collect();
+    // The router stays alive: a whitespace keepalive every 200 ms, verdicts read as they come.
+    let mut verdicts = HashSet::new();
+    let deadline = Instant::now() + 20 * SECOND;
+    let mut keepalive = r.raw_writer();
+    while verdicts.len() < ids.len() && Instant::now() < deadline {
+        use std::io::Write;
+        keepalive
+            .write_all(b" ")
+            .expect("the gateway keeps the router's stream");
+        while let Some(v) = r.verdict(Duration::from_millis(200)) {
+            assert!(verdicts.insert(v.id.clone()), "two verdicts for {}", v.id);
+        }
+    }
+    assert_eq!(verdicts.len(), ids.len(), "log:\n{}", gw.log.all());
+    assert!(
+        !gw.log.all().contains("disconnected: PeerSilent"),
+        "the held router was dropped as silent; log:\n{}",
+        gw.log.all()
+    );
+}

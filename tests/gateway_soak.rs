@@ -325,9 +325,6 @@ stanza_timeout = "2s"
                     thread::sleep(Duration::from_millis(100));
                     continue;
                 };
-                r.tcp()
-                    .set_write_timeout(Some(Duration::from_millis(200)))
-                    .ok();
                 let batch: String = (0..200)
                     .map(|i| {
                         format!(
@@ -340,7 +337,8 @@ stanza_timeout = "2s"
                     })
                     .collect();
                 let until = Instant::now() + Duration::from_secs(4);
-                let mut tcp = r.tcp();
+                let mut tcp = r.raw_writer();
+                tcp.set_write_timeout(Some(Duration::from_millis(200))).ok();
                 while Instant::now() < until && !stop.load(Ordering::SeqCst) {
                     // A write that times out means the gateway stopped reading us: it should.
                     if tcp.write_all(batch.as_bytes()).is_err() {

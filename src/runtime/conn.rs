@@ -38,6 +38,10 @@ pub struct Conn {
     /// Woken when the unwritten output falls to `low_water` (see [`Conn::output_below`]).
     drained: Notify,
     low_water: Cell<usize>,
+    /// How the reader is holding its reads right now (`Hold::Read` while it reads).
+    holding: Cell<Hold>,
+    /// When the writer last finished a write: progress a held reader's peer is making.
+    wrote_at: Cell<Instant>,
 }
 
 pub type ConnRef = Rc<Conn>;
@@ -52,6 +56,8 @@ impl Conn {
             writing: Cell::new(0),
             drained: Notify::default(),
             low_water: Cell::new(0),
+            holding: Cell::new(Hold::Read),
+            wrote_at: Cell::new(Instant::now()),
         })
     }
 
@@ -169,12 +175,15 @@ pub async fn drive(
         }
         conn.wake_writer.notify();
         while closed.is_none() && !conn.stream.borrow().is_closed() {
-            match hold(&conn) {
+            let held = hold(&conn);
+            conn.holding.set(held);
+            match held {
                 Hold::Read => break,
                 Hold::UntilDrained(low) => conn.output_below(low).await,
                 Hold::Poll => glommio::timer::sleep(Duration::from_millis(1)).await,
             }
         }
+        conn.holding.set(Hold::Read);
     }
     conn.closed.set(true);
     conn.wake_writer.notify();
@@ -187,8 +196,20 @@ pub async fn drive(
 /// the reader's pending read returns and it sees the close.
 async fn timer_loop(conn: ConnRef, fd: RawFd, tick: Duration) {
     while !conn.closed.get() {
+        let last_tick = Instant::now();
         glommio::timer::sleep(tick).await;
         let now = Instant::now();
+        // While we hold the reads, the peer's silence is ours: what it sent waits unread. Held
+        // for our own limits, that is always so; held for its output, only while the peer
+        // still takes some of it (one that reads nothing for a dead interval is dead).
+        let ours = match conn.holding.get() {
+            Hold::Read => false,
+            Hold::Poll => true,
+            Hold::UntilDrained(_) => conn.wrote_at.get() >= last_tick,
+        };
+        if ours {
+            conn.stream.borrow_mut().handle_reads_held(now);
+        }
         let due = conn
             .stream
             .borrow()
@@ -225,6 +246,7 @@ async fn write_loop(conn: ConnRef, mut writer: futures_lite::io::WriteHalf<TcpSt
                     conn.stream.borrow_mut().transport_closed();
                     break;
                 }
+                conn.wrote_at.set(Instant::now());
                 conn.wake_drained();
             }
             None if conn.closed.get() || conn.stream.borrow().is_closed() => break,

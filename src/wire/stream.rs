@@ -352,6 +352,18 @@ impl ComponentStream {
         self.received(now);
     }
 
+    /// The transport is not being read at `now` because our side holds its reads (flow
+    /// control): whatever the peer sent waits in the socket, so silence since the last read
+    /// proves nothing. Restarts the dead-peer and stanza-completion clocks; they run again once
+    /// reading resumes.
+    pub fn handle_reads_held(&mut self, now: Instant) {
+        self.now = now;
+        self.last_rx = now;
+        if self.partial_since.is_some() {
+            self.partial_since = Some(now);
+        }
+    }
+
     fn received(&mut self, now: Instant) {
         self.now = now;
         self.last_rx = now;

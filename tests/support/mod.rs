@@ -401,12 +401,6 @@ impl TestRouter {
         }
     }
 
-    /// The socket under the stream, for tests that write to it directly (a router that never
-    /// reads, say).
-    pub fn tcp(&self) -> &TcpStream {
-        &self.wire.tcp
-    }
-
     /// Sends raw stanza bytes.
     pub fn send_raw(&mut self, xml: &str) {
         self.wire

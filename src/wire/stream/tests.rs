@@ -391,6 +391,20 @@ fn keepalives_and_dead_peers() {
 }
 
 #[test]
+fn reads_held_by_us_are_not_the_peers_silence() {
+    let now = t0();
+    let (mut i, _r) = active_pair(now);
+    // Held from 60 s to 140 s: the dead interval (90 s) counts from the last hold, not from
+    // the last bytes read.
+    i.handle_reads_held(now + Duration::from_secs(60));
+    i.handle_reads_held(now + Duration::from_secs(140));
+    i.handle_timeout(now + Duration::from_secs(229));
+    assert!(!i.is_closed());
+    i.handle_timeout(now + Duration::from_secs(230));
+    assert_eq!(events(&mut i), vec!["closed:PeerSilent"]);
+}
+
+#[test]
 fn transport_end_is_ungraceful_unless_we_were_closing() {
     let now = t0();
     let (mut i, mut r) = active_pair(now);
