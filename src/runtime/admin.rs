@@ -19,7 +19,12 @@ pub async fn serve(ctx: Rc<ShardCtx>, listener: TcpListener, started: Instant) {
         let next = async { Some(listener.accept().await) };
         if let Some(Ok(tcp)) = futures_lite::future::or(next, tick).await {
             token += 1;
-            glommio::spawn_local(answer(ctx.clone(), tcp, token, started)).detach();
+            let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+            super::contain::spawn(
+                ctx.id,
+                format!("the admin request from {peer}"),
+                answer(ctx.clone(), tcp, token, started),
+            );
         }
     }
 }
