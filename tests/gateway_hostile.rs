@@ -34,8 +34,11 @@ fn gets_verdicts(r: &mut TestRouter, gw: &Gateway) {
 
 /// The process has not exited (a zombie counts as exited).
 fn running(gw: &Gateway) -> bool {
-    std::fs::read_to_string(format!("/proc/{}/stat", gw.pid()))
-        .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|s| !s.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{}/stat", gw.pid())).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|s| !s.trim_start().starts_with('Z'))
+    })
 }
 
 fn status_answers(gw: &Gateway) {
@@ -131,7 +134,10 @@ fn refused_at_once(bad: &str) {
         }) => {}
         other => panic!("{bad}: {other:?}; log:\n{}", gw.log.all()),
     }
-    assert!(elapsed < Duration::from_millis(500), "{bad}: took {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_millis(500),
+        "{bad}: took {elapsed:?}"
+    );
     assert_eq!(server.request_count(), 0, "{bad} reached the server");
     let mut other = TestRouter::connect(&gw);
     gets_verdicts(&mut other, &gw);

@@ -270,7 +270,11 @@ impl Framer {
         // window per stanza, not the whole buffer per stanza. The window ends on a character
         // boundary (the valid prefix `utf8_chunks` yields), never inside a character that
         // straddles it; a stanza that does not fit goes to the boundary scan, which is exact.
-        let cap = self.buf.len().min(self.limits.max_stanza_bytes).min(self.fast_window);
+        let cap = self
+            .buf
+            .len()
+            .min(self.limits.max_stanza_bytes)
+            .min(self.fast_window);
         let text = self.buf[..cap].utf8_chunks().next()?.valid();
         let parsed = parse_element(text, &self.limits, &mut self.scratch)
             .ok()
@@ -466,7 +470,9 @@ impl Framer {
             .position(|&b| is_space(b) || b == b'/')
             .map_or(gt, |i| name_start + i);
         if self.depth == 1 && self.root_name.as_deref() == Some(&self.buf[name_start..name_end]) {
-            return Err(FrameError::Malformed("a second stream header inside the stream"));
+            return Err(FrameError::Malformed(
+                "a second stream header inside the stream",
+            ));
         }
         if empty {
             return match self.depth {
@@ -803,7 +809,9 @@ impl ElementPass<'_> {
                 self.scratch.used.clear();
                 if !prefix.as_str().is_empty() {
                     let p = self.offset(prefix.as_str());
-                    self.scratch.used.push(Span::new(p, p + prefix.as_str().len()));
+                    self.scratch
+                        .used
+                        .push(Span::new(p, p + prefix.as_str().len()));
                 }
                 let name = Span::new(start + 1, start + span.as_str().len());
                 let stack = &mut self.scratch.stack;
@@ -900,7 +908,11 @@ impl ElementPass<'_> {
                     self.check_prefixes()?;
                 }
                 let depth = self.scratch.stack.len();
-                while self.scratch.declared.last().is_some_and(|&(_, d)| d >= depth)
+                while self
+                    .scratch
+                    .declared
+                    .last()
+                    .is_some_and(|&(_, d)| d >= depth)
                     && !matches!(end, ElementEnd::Open)
                 {
                     self.scratch.declared.pop();

@@ -35,7 +35,10 @@ fn bystander() -> Rc<Cell<u32>> {
 async fn still_ticking(ticks: &Cell<u32>) {
     let before = ticks.get();
     glommio::timer::sleep(Duration::from_millis(30)).await;
-    assert!(ticks.get() > before, "the executor stopped serving other tasks");
+    assert!(
+        ticks.get() > before,
+        "the executor stopped serving other tasks"
+    );
 }
 
 #[test]

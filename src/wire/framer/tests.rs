@@ -466,7 +466,10 @@ fn broken_nesting_is_refused_before_the_stanza_timer() {
     }
     // Well-formed but incomplete stays pending, for the stanza timer.
     assert_eq!(verdict_now(&stream("<message><body>hi</body>")), None);
-    assert_eq!(verdict_now(&stream("<message><body >hi</body ></message >")), None);
+    assert_eq!(
+        verdict_now(&stream("<message><body >hi</body ></message >")),
+        None
+    );
 }
 
 #[test]
@@ -497,7 +500,8 @@ fn unbound_namespace_prefixes_are_refused() {
         let (frames, err) = assert_chunking_invariant(&stream(body));
         assert_eq!((frames.len(), err), (2, None), "{body}");
     }
-    let with_db = "<stream:stream xmlns='jabber:component:accept' xmlns:db='jabber:server:dialback' \
+    let with_db =
+        "<stream:stream xmlns='jabber:component:accept' xmlns:db='jabber:server:dialback' \
                    xmlns:stream='http://etherx.jabber.org/streams'><db:result db:x='1'/>";
     let (frames, err) = assert_chunking_invariant(with_db.as_bytes());
     assert_eq!((frames.len(), err), (2, None));
