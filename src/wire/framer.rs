@@ -211,6 +211,8 @@ impl Framer {
                     .map_err(|e| self.fail(e))
             }
             Ok(Some(Boundary::Stanza(end))) => {
+                // The next stanza of this size can take the fast path.
+                self.fast_window = (2 * end).clamp(FAST_WINDOW_MIN, FAST_WINDOW_MAX);
                 let bytes = self.take(end);
                 let stanza = validate_stanza(bytes, &self.limits, &mut self.scratch);
                 stanza
@@ -267,15 +269,26 @@ impl Framer {
             return None;
         }
         // Only a bounded window is checked, so that a read full of small stanzas costs one
-        // window per stanza, not the whole buffer per stanza. The window ends on a character
-        // boundary (the valid prefix `utf8_chunks` yields), never inside a character that
-        // straddles it; a stanza that does not fit goes to the boundary scan, which is exact.
-        let cap = self
+        // window per stanza, not the whole buffer per stanza; a stanza that does not fit goes
+        // to the boundary scan, which is exact. The window ends on a character boundary, never
+        // inside a character that straddles it: a UTF-8 character is at most 4 bytes, so at
+        // most 3 continuation bytes (`10xxxxxx`) separate the cut from its first byte.
+        let mut cap = self
             .buf
             .len()
             .min(self.limits.max_stanza_bytes)
             .min(self.fast_window);
-        let text = self.buf[..cap].utf8_chunks().next()?.valid();
+        for _ in 0..3 {
+            if self.buf.get(cap).is_some_and(|&b| b & 0xC0 == 0x80) {
+                cap -= 1;
+            }
+        }
+        let text = match std::str::from_utf8(&self.buf[..cap]) {
+            Ok(text) => text,
+            // Bytes that are not UTF-8 (the peer's fault): the stanza may still end before
+            // them; if not, the boundary scan refuses it.
+            Err(e) => std::str::from_utf8(&self.buf[..e.valid_up_to()]).ok()?,
+        };
         let parsed = parse_element(text, &self.limits, &mut self.scratch)
             .ok()
             .flatten()?;
