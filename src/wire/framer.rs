@@ -939,9 +939,13 @@ impl ElementPass<'_> {
                         return Ok(None);
                     }
                     ElementEnd::Empty => {}
-                    ElementEnd::Close(prefix, local) => {
+                    ElementEnd::Close(..) => {
+                        // The raw name, byte for byte, as the boundary scan compares it:
+                        // xmlparser reads `</:a>` as `a` with an empty prefix.
+                        let tag = &bytes[end_at - span.as_str().len()..end_at];
+                        let name = tag.get(2..tag.len() - 1).unwrap_or_default();
                         let open = stack.last().map(|o| &bytes[o.name.range()]);
-                        if !open.is_some_and(|n| qname_is(n, prefix.as_str(), local.as_str())) {
+                        if open != Some(name.trim_ascii_end()) {
                             return Err(FrameError::Malformed("end tag does not match start tag"));
                         }
                     }
@@ -978,19 +982,6 @@ impl ElementPass<'_> {
             | Token::DtdEnd { .. } => return Err(FrameError::Doctype),
         }
         Ok(None)
-    }
-}
-
-/// True when the qualified name `qname` is `prefix:local` (or `local` without a prefix).
-fn qname_is(qname: &[u8], prefix: &str, local: &str) -> bool {
-    let (p, l) = (prefix.as_bytes(), local.as_bytes());
-    if p.is_empty() {
-        qname == l
-    } else {
-        qname.len() == p.len() + 1 + l.len()
-            && qname.starts_with(p)
-            && qname[p.len()] == b':'
-            && qname.ends_with(l)
     }
 }
 
