@@ -1,16 +1,27 @@
-//! Arbitrary bytes, cut into arbitrary chunks, through the framer: it must never panic, its
-//! buffer must stay within the stanza limit plus one chunk, and the frames must not depend on
-//! the chunking (the fast single-pass path and the resumable scan must agree).
+//! Arbitrary bytes, cut into arbitrary chunks, through the framer under limits the input
+//! chooses: it must never panic, its buffer must stay within the stanza limit plus one chunk,
+//! no stanza may be longer than the limit, and the frames must not depend on the chunking (the
+//! fast single-pass path and the resumable scan must agree).
+//!
+//! Input layout: byte 0 picks where to cut, byte 1 the stanza limit (small, so that characters
+//! and tags straddling it are common), byte 2 the depth and attribute limits; the rest is the
+//! stream's content after a valid header.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use palisade::wire::{Frame, Framer, Limits};
 
-const LIMITS: Limits = Limits {
-    max_stanza_bytes: 4096,
-    max_depth: 16,
-    max_attributes: 16,
-};
+const HEADER: &[u8] =
+    b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>";
+
+fn limits(size: u8, shape: u8) -> Limits {
+    Limits {
+        // From just above the header's length, so that stanza framing is reached.
+        max_stanza_bytes: HEADER.len() + 1 + usize::from(size) * 2,
+        max_depth: 1 + usize::from(shape & 0x0f),
+        max_attributes: 1 + usize::from(shape >> 4),
+    }
+}
 
 fn summary(f: &Frame) -> Vec<u8> {
     match f {
@@ -20,37 +31,40 @@ fn summary(f: &Frame) -> Vec<u8> {
     }
 }
 
-fn frames(chunks: &[&[u8]]) -> (Vec<Vec<u8>>, Option<String>) {
-    let mut framer = Framer::new(LIMITS);
+fn frames(chunks: &[&[u8]], limits: Limits) -> (Vec<Vec<u8>>, Option<String>) {
+    let mut framer = Framer::new(limits);
     let mut out = Vec::new();
     for chunk in chunks {
         framer.feed(chunk);
         loop {
             match framer.next_frame() {
-                Ok(Some(f)) => out.push(summary(&f)),
+                Ok(Some(f)) => {
+                    if let Frame::Stanza(s) = &f {
+                        assert!(s.bytes().len() <= limits.max_stanza_bytes, "stanza over the limit");
+                    }
+                    out.push(summary(&f))
+                }
                 Ok(None) => break,
                 Err(e) => return (out, Some(e.to_string())),
             }
         }
-        assert!(framer.buffered() <= LIMITS.max_stanza_bytes + 1 + chunk.len() + 4096);
+        assert!(framer.buffered() <= limits.max_stanza_bytes + 1 + chunk.len() + HEADER.len());
     }
     (out, None)
 }
 
 fuzz_target!(|data: &[u8]| {
-    // The first byte picks where to cut; the rest is the input, after a valid header so that
-    // stanza framing is reached.
-    let Some((&cut, body)) = data.split_first() else { return };
-    let mut input = b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>".to_vec();
-    input.extend_from_slice(body);
-    let whole = frames(&[&input]);
-    let cut = usize::from(cut) * input.len() / 256;
+    let [cut, size, shape, body @ ..] = data else { return };
+    let limits = limits(*size, *shape);
+    let input = [HEADER, body].concat();
+    let whole = frames(&[&input], limits);
+    let cut = usize::from(*cut) * input.len() / 256;
     let (a, b) = input.split_at(cut);
-    assert_eq!(frames(&[a, b]), whole, "frames depend on where the input was cut");
+    assert_eq!(frames(&[a, b], limits), whole, "frames depend on where the input was cut");
     let bytewise: Vec<&[u8]> = input.chunks(1).collect();
     if input.len() < 600 {
-        assert_eq!(frames(&bytewise), whole, "frames differ when fed byte by byte");
+        assert_eq!(frames(&bytewise, limits), whole, "frames differ when fed byte by byte");
     }
     // Raw input with no header at all must be refused without panicking either.
-    let _ = frames(&[body]);
+    let _ = frames(&[body], limits);
 });

@@ -1,18 +1,30 @@
 //! The XEP-0114 state machine in both roles fed arbitrary bytes and timer ticks: it must never
 //! panic, and once closed it must stay closed and quiet.
+//!
+//! Input layout: byte 0 picks the role (bit 0) and the chunk size (the other bits), byte 1 the
+//! stanza limit (small, so that input straddling it is common); the rest is what the peer
+//! sends.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use palisade::wire::{ComponentStream, FromCheck, StreamConfig, StreamEvent};
+use palisade::wire::{ComponentStream, FromCheck, Limits, StreamConfig, StreamEvent};
 use std::time::{Duration, Instant};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, body)) = data.split_first() else { return };
+    let [mode, size, body @ ..] = data else { return };
+    let mode = *mode;
+    let config = StreamConfig {
+        limits: Limits {
+            max_stanza_bytes: 64 + usize::from(*size) * 4,
+            ..Limits::default()
+        },
+        ..StreamConfig::default()
+    };
     let t0 = Instant::now();
     let mut stream = if mode & 1 == 0 {
-        ComponentStream::receiver(StreamConfig::default(), [1; 16], FromCheck::PeerDomain, t0)
+        ComponentStream::receiver(config, [1; 16], FromCheck::PeerDomain, t0)
     } else {
-        ComponentStream::initiator(StreamConfig::default(), "imp1.example.com", b"secret", "jabber:component:accept", FromCheck::PeerDomain, t0)
+        ComponentStream::initiator(config, "imp1.example.com", b"secret", "jabber:component:accept", FromCheck::PeerDomain, t0)
     };
     let mut now = t0;
     let mut closed = false;

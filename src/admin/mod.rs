@@ -3,6 +3,8 @@
 //!
 //! Pure: no sockets, no clock (uptime comes in as a parameter). The runtime gathers the
 //! snapshots and serves the bytes.
+// A core module: it reads peer bytes or decides on them, and needs no unsafe code.
+#![forbid(unsafe_code)]
 
 pub mod http;
 pub mod metrics;

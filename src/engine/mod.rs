@@ -3,6 +3,8 @@
 //!
 //! Must not: perform I/O, read a clock, spawn tasks, or share state with another shard. The
 //! runtime feeds it inputs (with `now`) and carries its [`Action`]s out.
+// A core module: it reads peer bytes or decides on them, and needs no unsafe code.
+#![forbid(unsafe_code)]
 
 mod counters;
 mod deadlines;

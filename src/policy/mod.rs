@@ -7,6 +7,8 @@
 //! through [`EventId::lookup`], [`PacketType::classify`], [`conversation_key`],
 //! [`CompiledPolicy::node_id`] and [`CompiledPolicy::chain`], none of which allocates beyond the
 //! key it returns.
+// A core module: it reads peer bytes or decides on them, and needs no unsafe code.
+#![forbid(unsafe_code)]
 
 pub mod catalog;
 pub mod config;

@@ -5,6 +5,8 @@
 //! Owns the XML shapes of those four messages and nothing else: which server, which step,
 //! when and whether to send are the engine's. Never does I/O or reads a clock (the stamp's wall
 //! time is a parameter).
+// A core module: it reads peer bytes or decides on them, and needs no unsafe code.
+#![forbid(unsafe_code)]
 
 pub mod answer;
 pub mod event;

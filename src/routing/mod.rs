@@ -5,6 +5,8 @@
 //! (fast, and only ever compared within one process); server choice uses a hash that is stable
 //! across builds, machines and gateway nodes, so every node sends a conversation to the same
 //! server.
+// A core module: it reads peer bytes or decides on them, and needs no unsafe code.
+#![forbid(unsafe_code)]
 
 /// Hashes a conversation key for shard ownership and per-key ordering within this process.
 #[derive(Clone, Default)]

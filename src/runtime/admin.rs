@@ -30,13 +30,34 @@ pub async fn serve(ctx: Rc<ShardCtx>, listener: TcpListener, started: Instant) {
             continue;
         }
         token += 1;
+        let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+        // Released however the answer ends, a contained panic included.
+        let slot = OpenSlot::take(&open);
+        let ctx = ctx.clone();
+        super::contain::spawn(
+            ctx.id,
+            format!("the admin request from {peer}"),
+            async move {
+                let _slot = slot;
+                answer(ctx, tcp, token, started).await;
+            },
+        );
+    }
+}
+
+/// One of the admin endpoint's open connections, counted while it lives.
+struct OpenSlot(Rc<Cell<usize>>);
+
+impl OpenSlot {
+    fn take(open: &Rc<Cell<usize>>) -> OpenSlot {
         open.set(open.get() + 1);
-        let (ctx, open) = (ctx.clone(), open.clone());
-        glommio::spawn_local(async move {
-            answer(ctx, tcp, token, started).await;
-            open.set(open.get().saturating_sub(1));
-        })
-        .detach();
+        OpenSlot(open.clone())
+    }
+}
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
     }
 }
 

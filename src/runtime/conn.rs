@@ -11,8 +11,9 @@
 //! produce its output instead (see `router.rs`). [`Conn::output_below`] waits for the writer to
 //! drain the output to a low watermark.
 
+use super::contain::{contained, log_panic};
 use super::notify::Notify;
-use crate::wire::{Closed, ComponentStream, StreamEvent};
+use crate::wire::{Closed, ComponentStream, Condition, StreamEvent};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use std::cell::{Cell, RefCell};
@@ -134,61 +135,139 @@ pub enum Hold {
     /// every millisecond.
     Poll,
 }
+
+/// Who a connection is, for the log: its shard and a name like `router connection 7 from
+/// 10.0.0.5:40312`.
+#[derive(Clone, Debug)]
+pub struct Label {
+    pub shard: u16,
+    pub name: String,
+}
+
 /// Drives `tcp` until the stream closes; returns how it closed. `on_event` sees every stream
 /// event with the time of the read that carried it; `hold` is asked after each read, and
 /// reading waits while it says so (flow control).
+///
+/// A panic in the reader (in `on_event`, most likely) or in the connection's writer or timer
+/// task is contained (see `contain.rs`): it is logged, the peer gets
+/// `internal-server-error`, and this returns `Closed::Refused` with that condition, so the
+/// caller cleans up as after any ungraceful close.
 pub async fn drive(
     tcp: TcpStream,
     conn: ConnRef,
+    label: &Label,
     mut on_event: impl FnMut(&ConnRef, StreamEvent, Instant),
     hold: impl Fn(&ConnRef) -> Hold,
 ) -> Closed {
     let _ = tcp.set_nodelay(true);
     let fd = tcp.as_raw_fd();
     let (mut reader, writer) = futures_lite::io::split(tcp);
-    glommio::spawn_local(write_loop(conn.clone(), writer)).detach();
+    // However this future ends (returning, panicking, dropped), `closed` is set before the
+    // read half (which keeps the socket open) is dropped: the other tasks rely on it.
+    let _closed_on_drop = SetClosed(conn.clone());
+    let (writer_conn, writer_label) = (conn.clone(), label.clone());
+    glommio::spawn_local(async move {
+        if let Err(panic) = contained(write_loop(writer_conn.clone(), writer)).await {
+            log_panic(writer_label.shard, &writer_label.name, &panic);
+            writer_conn.finished.set(true);
+            shut_down(&writer_conn, fd);
+        }
+    })
+    .detach();
     // The stream's timers are checked by their own task, so a read never has to race a timer.
     let tick = conn.stream.borrow().config().timer_tick();
-    glommio::spawn_local(timer_loop(conn.clone(), fd, tick)).detach();
+    let (timer_conn, timer_label) = (conn.clone(), label.clone());
+    glommio::spawn_local(async move {
+        if let Err(panic) = contained(timer_loop(timer_conn.clone(), fd, tick)).await {
+            log_panic(timer_label.shard, &timer_label.name, &panic);
+            shut_down(&timer_conn, fd);
+        }
+    })
+    .detach();
     // Whatever the stream queued at creation (an initiator's header) goes out now.
     conn.wake_writer.notify();
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut closed = None;
-    while closed.is_none() {
-        let read = reader.read(&mut buf).await;
-        let now = Instant::now();
-        match read {
-            Ok(0) | Err(_) => conn.stream.borrow_mut().transport_closed(),
-            Ok(n) => conn.stream.borrow_mut().receive(&buf[..n], now),
-        }
-        loop {
-            let event = conn.stream.borrow_mut().poll_event();
-            match event {
-                None => break,
-                Some(StreamEvent::Closed(how)) => {
-                    closed = Some(how.clone());
-                    on_event(&conn, StreamEvent::Closed(how), now);
-                    break;
+    let read_loop = async {
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut closed = None;
+        while closed.is_none() {
+            let read = reader.read(&mut buf).await;
+            let now = Instant::now();
+            match read {
+                Ok(0) | Err(_) => conn.stream.borrow_mut().transport_closed(),
+                Ok(n) => conn.stream.borrow_mut().receive(&buf[..n], now),
+            }
+            loop {
+                let event = conn.stream.borrow_mut().poll_event();
+                match event {
+                    None => break,
+                    Some(StreamEvent::Closed(how)) => {
+                        closed = Some(how.clone());
+                        on_event(&conn, StreamEvent::Closed(how), now);
+                        break;
+                    }
+                    Some(e) => on_event(&conn, e, now),
                 }
-                Some(e) => on_event(&conn, e, now),
+            }
+            conn.wake_writer.notify();
+            while closed.is_none() && !conn.stream.borrow().is_closed() {
+                let held = hold(&conn);
+                conn.holding.set(held);
+                match held {
+                    Hold::Read => break,
+                    Hold::UntilDrained(low) => conn.output_below(low).await,
+                    Hold::Poll => glommio::timer::sleep(Duration::from_millis(1)).await,
+                }
+            }
+            conn.holding.set(Hold::Read);
+        }
+        closed.unwrap_or(Closed::TransportEnded)
+    };
+    let closed = match contained(read_loop).await {
+        Ok(how) => how,
+        Err(panic) => {
+            log_panic(label.shard, &label.name, &panic);
+            const REASON: &str = "internal error";
+            // The unwinding released every borrow; `try_` only in case it did not.
+            if let Ok(mut stream) = conn.stream.try_borrow_mut() {
+                stream.refuse(Condition::InternalServerError, REASON);
+            }
+            Closed::Refused {
+                condition: Condition::InternalServerError,
+                reason: REASON.to_owned(),
             }
         }
-        conn.wake_writer.notify();
-        while closed.is_none() && !conn.stream.borrow().is_closed() {
-            let held = hold(&conn);
-            conn.holding.set(held);
-            match held {
-                Hold::Read => break,
-                Hold::UntilDrained(low) => conn.output_below(low).await,
-                Hold::Poll => glommio::timer::sleep(Duration::from_millis(1)).await,
-            }
-        }
-        conn.holding.set(Hold::Read);
-    }
+    };
     conn.closed.set(true);
     conn.wake_writer.notify();
     conn.wake_drained();
-    closed.unwrap_or(Closed::TransportEnded)
+    closed
+}
+
+/// Sets `closed` (and wakes the writer, so it flushes and ends, and a reader held for its
+/// output) when dropped.
+struct SetClosed(ConnRef);
+
+impl Drop for SetClosed {
+    fn drop(&mut self) {
+        self.0.closed.set(true);
+        self.0.wake_writer.notify();
+        self.0.wake_drained();
+    }
+}
+
+/// Shuts the socket down both ways, so that the reader's pending read returns and it sees
+/// the close; nothing once the reader has stopped (the descriptor may be gone by then).
+fn shut_down(conn: &Conn, fd: RawFd) {
+    if conn.closed.get() {
+        return;
+    }
+    // SAFETY: `closed` is unset, so `drive` has not returned nor been dropped (`SetClosed`
+    // sets it first in either case), so its read half still holds the socket and `fd` is that
+    // socket's open descriptor, not a reused number. `shutdown` only changes the socket's
+    // state; it touches no memory.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
 }
 
 /// Runs the stream's timers (handshake, stanza completion, keepalive, liveness ping, dead
@@ -223,9 +302,8 @@ async fn timer_loop(conn: ConnRef, fd: RawFd, tick: Duration) {
         // A reader held for its output must see the close too.
         conn.wake_drained();
         if conn.stream.borrow().is_closed() && !conn.closed.get() {
-            // SAFETY: `fd` belongs to the connection, which is open until the reader (still
-            // blocked, `closed` is unset) and the writer drop their halves; shutdown only
-            // changes the socket's state.
+            // SAFETY: as in `shut_down`: `closed` is unset, so the reader's half still holds
+            // the socket and `fd` is its open descriptor; shutdown touches no memory.
             unsafe {
                 libc::shutdown(fd, libc::SHUT_RD);
             }
@@ -233,7 +311,6 @@ async fn timer_loop(conn: ConnRef, fd: RawFd, tick: Duration) {
         }
     }
 }
-
 async fn write_loop(conn: ConnRef, mut writer: futures_lite::io::WriteHalf<TcpStream>) {
     loop {
         let out = conn.stream.borrow_mut().take_output();
@@ -263,3 +340,6 @@ async fn write_loop(conn: ConnRef, mut writer: futures_lite::io::WriteHalf<TcpSt
     conn.wake_drained();
     let _ = writer.close().await;
 }
+
+#[cfg(test)]
+mod tests;

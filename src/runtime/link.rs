@@ -84,6 +84,11 @@ pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream, slot: Slot) {
     let Some(stream) = ctx.receiver_stream("a compliance connection") else {
         return;
     };
+    let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let label = conn::Label {
+        shard: ctx.id,
+        name: format!("compliance connection from {peer}"),
+    };
     let conn = Conn::new(stream);
     let this = conn.clone();
     // The server it announced, and the generation of its streams when it did.
@@ -93,6 +98,7 @@ pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream, slot: Slot) {
     let closed = conn::drive(
         tcp,
         conn,
+        &label,
         move |conn, event, now| {
             if let StreamEvent::NameAnnounced { name } = &event {
                 let admitted = admit_inbound(&ctx2, conn, name);
@@ -172,9 +178,17 @@ async fn serve(
     let this = conn.clone();
     let active = Rc::new(Cell::new(false));
     let (ctx2, active2) = (ctx.clone(), active.clone());
+    let label = conn::Label {
+        shard: ctx.id,
+        name: format!(
+            "compliance link to {} ({}:{})",
+            info.component, info.host, info.port
+        ),
+    };
     let closed = conn::drive(
         tcp,
         conn,
+        &label,
         move |conn, event, now| on_event(&ctx2, server, generation, &active2, conn, event, now),
         |conn| ctx.server_hold(conn),
     )

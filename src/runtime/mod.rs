@@ -11,6 +11,7 @@ mod accept;
 mod admin;
 mod backoff;
 mod conn;
+mod contain;
 mod link;
 mod listen;
 pub mod log;
@@ -239,18 +240,20 @@ async fn shard_main(
     for (i, server) in policy.servers().iter().enumerate() {
         let streams = server.connections.unwrap_or(shards).clamp(1, shards);
         if server.mode == ServerMode::Outbound && usize::from(id) < streams {
-            glommio::spawn_local(link::dial(ctx.clone(), ServerId(i as u16), 0)).detach();
+            contain::spawn(
+                id,
+                format!("the dialer of compliance server {}", server.name),
+                link::dial(ctx.clone(), ServerId(i as u16), 0),
+            );
         }
     }
     for (i, r) in config.routers.iter().enumerate() {
         if let (Some(addr), true) = (&r.connect, router::dials_here(&ctx, &config, i)) {
-            glommio::spawn_local(router::dial_outbound(
-                ctx.clone(),
-                r.clone(),
-                addr.clone(),
-                0,
-            ))
-            .detach();
+            contain::spawn(
+                id,
+                format!("the dialer of router {}", r.name),
+                router::dial_outbound(ctx.clone(), r.clone(), addr.clone(), 0),
+            );
         }
     }
     if id == 0 {
@@ -349,12 +352,23 @@ pub enum Leg {
 }
 
 /// Serves an accepted connection on this shard; `slot` is its place in its listener's count.
+/// A panic while serving it ends that connection only (see `contain.rs`); the slot is
+/// released as the unwinding drops it.
 pub(crate) fn serve(ctx: Rc<ShardCtx>, tcp: TcpStream, leg: Leg, slot: accept::Slot) {
-    let task = match leg {
-        Leg::Router => glommio::spawn_local(router::serve_inbound(ctx, tcp, slot)),
-        Leg::Compliance => glommio::spawn_local(link::serve_inbound(ctx, tcp, slot)),
-    };
-    task.detach();
+    let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let shard = ctx.id;
+    match leg {
+        Leg::Router => contain::spawn(
+            shard,
+            format!("the router connection from {peer}"),
+            router::serve_inbound(ctx, tcp, slot),
+        ),
+        Leg::Compliance => contain::spawn(
+            shard,
+            format!("the compliance connection from {peer}"),
+            link::serve_inbound(ctx, tcp, slot),
+        ),
+    }
 }
 
 /// Takes messages from one peer shard.

@@ -148,7 +148,11 @@ pub fn apply(ctx: &Rc<ShardCtx>, config: Arc<Config>, policy: Arc<CompiledPolicy
         let was_dialing = old.is_some_and(|o| dials_here(ctx, o));
         if dials_here(ctx, new) && (changed || !was_dialing) {
             let generation = ctx.link_generation(id);
-            glommio::spawn_local(link::dial(ctx.clone(), id, generation)).detach();
+            super::contain::spawn(
+                ctx.id,
+                format!("the dialer of compliance server {}", new.name),
+                link::dial(ctx.clone(), id, generation),
+            );
         }
     }
     router::reconcile(ctx, &old_config, &config);

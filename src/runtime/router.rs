@@ -26,10 +26,15 @@ pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream, slot: Slot) {
     };
     let conn = Conn::new(stream);
     let id = ctx.next_conn_id();
+    let label = conn::Label {
+        shard: ctx.id,
+        name: format!("router connection {id} from {peer}"),
+    };
     let ctx2 = ctx.clone();
     let closed = conn::drive(
         tcp,
         conn,
+        &label,
         move |conn, event, now| {
             if matches!(event, StreamEvent::Active) {
                 slot.authenticated();
@@ -72,11 +77,16 @@ pub async fn dial_outbound(ctx: Rc<ShardCtx>, router: RouterConfig, addr: String
                 stream.expect_peer(&router.name);
                 let conn = Conn::new(stream);
                 let id = ctx.next_conn_id();
+                let label = conn::Label {
+                    shard: ctx.id,
+                    name: format!("router {} connection {id} at {addr}", router.name),
+                };
                 let ctx2 = ctx.clone();
                 let name = router.name.clone();
                 let closed = conn::drive(
                     tcp,
                     conn,
+                    &label,
                     move |conn, event, now| on_event(&ctx2, id, conn, event, now, Some(&name)),
                     |conn| ctx.router_hold(conn),
                 )
@@ -166,13 +176,11 @@ pub fn reconcile(ctx: &Rc<ShardCtx>, old: &Config, new: &Config) {
         let Some(addr) = &r.connect else { continue };
         if dials_here(ctx, new, i) && !unchanged_here(&r.name, new, old) {
             let generation = ctx.router_generation(&r.name);
-            glommio::spawn_local(dial_outbound(
-                ctx.clone(),
-                r.clone(),
-                addr.clone(),
-                generation,
-            ))
-            .detach();
+            super::contain::spawn(
+                ctx.id,
+                format!("the dialer of router {}", r.name),
+                dial_outbound(ctx.clone(), r.clone(), addr.clone(), generation),
+            );
         }
     }
 }

@@ -27,6 +27,14 @@ use xmlparser::{ElementEnd, Token, Tokenizer};
 /// The namespace of the `<stream:stream>` root.
 pub const STREAMS_NS: &str = "http://etherx.jabber.org/streams";
 
+/// The fast path's window starts at this many bytes and follows the size of the last stanza
+/// (twice it) up to [`FAST_WINDOW_MAX`]: each attempt checks the window's UTF-8 once, so
+/// keeping it near the stanzas' size keeps that check proportional to the bytes framed, and a
+/// burst of small stanzas after a large one does not pay for the large one's window.
+const FAST_WINDOW_MIN: usize = 1024;
+/// Stanzas longer than this (rare: file transfers, large forms) always take the boundary scan.
+const FAST_WINDOW_MAX: usize = 16 * 1024;
+
 /// What the framer yields.
 #[derive(Debug)]
 pub enum Frame {
@@ -86,11 +94,15 @@ pub struct Framer {
     declaration_allowed: bool,
     /// The header's qualified name, to check the closing tag against.
     root_name: Option<Vec<u8>>,
+    /// Names of the elements open in the stanza being scanned, outermost first (at most
+    /// `max_depth`): an end tag that does not match is refused as soon as it is seen, not when
+    /// the stanza timer runs out.
+    open: Vec<Span>,
     ended: bool,
     error: Option<FrameError>,
     limits: Limits,
-    /// `buf[..utf8_valid]` is known to be valid UTF-8 (the fast path's precondition).
-    utf8_valid: usize,
+    /// How many bytes the fast path checks and parses at most (see [`FAST_WINDOW_MIN`]).
+    fast_window: usize,
     /// Where the region handed out by [`Framer::spare`] starts.
     spare_from: Option<usize>,
     /// Reused by every validation pass, so that none allocates once warmed up.
@@ -102,6 +114,12 @@ pub struct Framer {
 struct Scratch {
     stack: Vec<Open>,
     attr_names: Vec<Span>,
+    /// Prefixes declared (`xmlns:p`) by the open elements, with the depth that declared each.
+    declared: Vec<(Span, usize)>,
+    /// Prefixes the start tag being read uses (its name's and its attributes').
+    used: Vec<Span>,
+    /// Prefixes the stream header declares: in scope in every stanza.
+    header_prefixes: Vec<Box<[u8]>>,
 }
 
 impl Framer {
@@ -115,10 +133,11 @@ impl Framer {
             in_frame: false,
             declaration_allowed: true,
             root_name: None,
+            open: Vec::new(),
             ended: false,
             error: None,
             limits,
-            utf8_valid: 0,
+            fast_window: FAST_WINDOW_MIN,
             spare_from: None,
             scratch: Scratch::default(),
         }
@@ -134,7 +153,7 @@ impl Framer {
 
     /// A zeroed region of at least `len` bytes at the end of the buffer, to read into directly;
     /// [`Framer::commit`] then keeps the first `n` bytes of it. Bytes already buffered can never
-    /// be changed from outside, which the fast path relies on.
+    /// be changed from outside.
     pub fn spare(&mut self, len: usize) -> &mut [u8] {
         let from = self.spare_from.unwrap_or(self.buf.len());
         self.buf.truncate(from);
@@ -192,6 +211,8 @@ impl Framer {
                     .map_err(|e| self.fail(e))
             }
             Ok(Some(Boundary::Stanza(end))) => {
+                // The next stanza of this size can take the fast path.
+                self.fast_window = (2 * end).clamp(FAST_WINDOW_MIN, FAST_WINDOW_MAX);
                 let bytes = self.take(end);
                 let stanza = validate_stanza(bytes, &self.limits, &mut self.scratch);
                 stanza
@@ -218,14 +239,12 @@ impl Framer {
         // Nothing more will be framed: let the refused bytes go now.
         self.buf = BytesMut::new();
         self.pos = 0;
-        self.utf8_valid = 0;
         e
     }
 
     /// Splits the first `end` bytes off the buffer as one frame.
     fn take(&mut self, end: usize) -> Bytes {
         let bytes = self.buf.split_to(end).freeze();
-        self.utf8_valid = self.utf8_valid.saturating_sub(end);
         self.pos = 0;
         self.in_frame = false;
         bytes
@@ -234,7 +253,6 @@ impl Framer {
     /// Drops `n` bytes (inter-stanza whitespace) from the front of the buffer.
     fn discard(&mut self, n: usize) {
         self.buf.advance(n);
-        self.utf8_valid = self.utf8_valid.saturating_sub(n);
     }
 
     /// The fast path: when a stanza starts at the front of the buffer and is already complete,
@@ -250,37 +268,60 @@ impl Framer {
         if self.buf.len() < 2 || self.buf[0] != b'<' || matches!(self.buf[1], b'/' | b'!' | b'?') {
             return None;
         }
-        if self.utf8_valid < self.buf.len() {
-            match std::str::from_utf8(&self.buf[self.utf8_valid..]) {
-                Ok(_) => self.utf8_valid = self.buf.len(),
-                Err(e) => self.utf8_valid += e.valid_up_to(),
+        // Only a bounded window is checked, so that a read full of small stanzas costs one
+        // window per stanza, not the whole buffer per stanza; a stanza that does not fit goes
+        // to the boundary scan, which is exact. The window ends on a character boundary, never
+        // inside a character that straddles it: a UTF-8 character is at most 4 bytes, so at
+        // most 3 continuation bytes (`10xxxxxx`) separate the cut from its first byte.
+        let mut cap = self
+            .buf
+            .len()
+            .min(self.limits.max_stanza_bytes)
+            .min(self.fast_window);
+        for _ in 0..3 {
+            if self.buf.get(cap).is_some_and(|&b| b & 0xC0 == 0x80) {
+                cap -= 1;
             }
         }
-        let window = self.utf8_valid.min(self.limits.max_stanza_bytes);
-        // SAFETY: `buf[..utf8_valid]` was checked by `from_utf8` above or on an earlier call.
-        // The framer only ever appends to `buf` (`feed`, `spare`/`commit` write past its end) or
-        // removes from its front (`take`, `discard`, which shift `utf8_valid` down), so those
-        // bytes are unchanged since they were checked.
-        let text = unsafe { std::str::from_utf8_unchecked(&self.buf[..window]) };
+        let text = match std::str::from_utf8(&self.buf[..cap]) {
+            Ok(text) => text,
+            // Bytes that are not UTF-8 (the peer's fault): the stanza may still end before
+            // them; if not, the boundary scan refuses it.
+            Err(e) => std::str::from_utf8(&self.buf[..e.valid_up_to()]).ok()?,
+        };
         let parsed = parse_element(text, &self.limits, &mut self.scratch)
             .ok()
             .flatten()?;
+        if self.root_name.as_deref() == Some(&self.buf[parsed.name.range()]) {
+            // A second stream header: the boundary scan refuses it.
+            return None;
+        }
+        // Room for the next stanza if it is up to twice this one's size.
+        self.fast_window = (2 * parsed.end).clamp(FAST_WINDOW_MIN, FAST_WINDOW_MAX);
         let bytes = self.take(parsed.end);
         Some(parsed.into_stanza(bytes))
     }
 
     /// Advances the boundary scan as far as the buffered bytes allow.
+    ///
+    /// A frame (stanza or header) always starts at `buf[0]`, and the scan never looks at its
+    /// bytes past the limit: a frame longer than the limit is refused exactly when it is, and
+    /// whatever comes after the limit cannot change the verdict with the chunking.
     fn scan_to_boundary(&mut self) -> Result<Option<Boundary>, FrameError> {
+        let limit = self.limits.max_stanza_bytes;
         loop {
-            if self.in_frame && self.pos > self.limits.max_stanza_bytes {
-                return Err(FrameError::StanzaTooLarge {
-                    limit: self.limits.max_stanza_bytes,
-                });
+            if self.in_frame && self.pos >= limit && self.buf.len() > limit {
+                return Err(FrameError::StanzaTooLarge { limit });
             }
-            if self.pos >= self.buf.len() {
+            let end = if self.in_frame {
+                self.buf.len().min(limit)
+            } else {
+                self.buf.len()
+            };
+            if self.pos >= end {
                 return Ok(None);
             }
-            let rest = &self.buf[self.pos..];
+            let rest = &self.buf[self.pos..end];
             match self.scan {
                 Scan::Text => {
                     let lt = memchr::memchr(b'<', rest);
@@ -327,7 +368,7 @@ impl Framer {
                         self.pos += i + 1;
                         self.scan = Scan::StartTag { quote: 0 };
                     }
-                    None => self.pos = self.buf.len(),
+                    None => self.pos = end,
                 },
                 Scan::StartTag { .. } => match memchr::memchr3(b'>', b'"', b'\'', rest) {
                     Some(i) if rest[i] == b'>' => {
@@ -336,7 +377,7 @@ impl Framer {
                         self.scan = Scan::Text;
                         self.declaration_allowed = false;
                         let empty = gt > self.tag_start + 1 && self.buf[gt - 1] == b'/';
-                        if let Some(b) = self.start_tag_closed(empty)? {
+                        if let Some(b) = self.start_tag_closed(gt, empty)? {
                             return Ok(Some(b));
                         }
                     }
@@ -344,12 +385,24 @@ impl Framer {
                         self.pos += i + 1;
                         self.scan = Scan::StartTag { quote: rest[i] };
                     }
-                    None => self.pos = self.buf.len(),
+                    None => self.pos = end,
                 },
                 Scan::EndTag => match memchr::memchr(b'>', rest) {
                     Some(i) => {
-                        self.pos += i + 1;
+                        let gt = self.pos + i;
+                        self.pos = gt + 1;
                         self.scan = Scan::Text;
+                        if self.depth >= 2 {
+                            // Inside a stanza: the end tag must close the innermost element
+                            // (this also catches the stream's end tag cutting a stanza short).
+                            let name = self.buf[self.tag_start + 2..gt].trim_ascii_end();
+                            let open = self.open.pop().map(|s| &self.buf[s.range()]);
+                            if open != Some(name) {
+                                return Err(FrameError::Malformed(
+                                    "end tag does not match start tag",
+                                ));
+                            }
+                        }
                         match self.depth {
                             0 => return Err(FrameError::Malformed("end tag without a start tag")),
                             1 => {
@@ -363,14 +416,14 @@ impl Framer {
                             _ => self.depth -= 1,
                         }
                     }
-                    None => self.pos = self.buf.len(),
+                    None => self.pos = end,
                 },
                 Scan::Markup => {
-                    let tag = &self.buf[self.tag_start..];
+                    let tag = &self.buf[self.tag_start..end];
                     const CDATA: &[u8] = b"<![CDATA[";
                     match tag.get(2) {
                         None => {
-                            self.pos = self.buf.len();
+                            self.pos = end;
                             continue;
                         }
                         Some(b'-') => return Err(FrameError::Comment),
@@ -383,7 +436,7 @@ impl Framer {
                         return Err(FrameError::Malformed("unknown markup after <!["));
                     }
                     if n < CDATA.len() {
-                        self.pos = self.buf.len();
+                        self.pos = end;
                         continue;
                     }
                     if self.depth < 2 {
@@ -401,7 +454,7 @@ impl Framer {
                             self.scan = Scan::Text;
                         }
                     }
-                    None => self.pos = self.buf.len(),
+                    None => self.pos = end,
                 },
                 Scan::Declaration => match memchr::memchr(b'>', rest) {
                     Some(i) => {
@@ -416,14 +469,24 @@ impl Framer {
                             self.scan = Scan::Text;
                         }
                     }
-                    None => self.pos = self.buf.len(),
+                    None => self.pos = end,
                 },
             }
         }
     }
 
     /// Bookkeeping at the `>` of a start tag.
-    fn start_tag_closed(&mut self, empty: bool) -> Result<Option<Boundary>, FrameError> {
+    fn start_tag_closed(&mut self, gt: usize, empty: bool) -> Result<Option<Boundary>, FrameError> {
+        let name_start = self.tag_start + 1;
+        let name_end = self.buf[name_start..gt]
+            .iter()
+            .position(|&b| is_space(b) || b == b'/')
+            .map_or(gt, |i| name_start + i);
+        if self.depth == 1 && self.root_name.as_deref() == Some(&self.buf[name_start..name_end]) {
+            return Err(FrameError::Malformed(
+                "a second stream header inside the stream",
+            ));
+        }
         if empty {
             return match self.depth {
                 0 => Err(FrameError::Malformed("the stream root cannot be empty")),
@@ -438,6 +501,12 @@ impl Framer {
                 limit: self.limits.max_depth,
             });
         }
+        if self.depth == 2 {
+            self.open.clear();
+        }
+        if self.depth >= 2 {
+            self.open.push(Span::new(name_start, name_end));
+        }
         Ok((self.depth == 1).then_some(Boundary::Header(self.pos)))
     }
 
@@ -447,6 +516,7 @@ impl Framer {
         let mut qname = None;
         let mut streams_ns = None;
         let mut attributes = 0;
+        let mut prefixes = Vec::new();
         for token in Tokenizer::from(text) {
             match token.map_err(|_| FrameError::Malformed("bad stream header"))? {
                 Token::Declaration { .. } => {}
@@ -468,6 +538,9 @@ impl Framer {
                     }
                     xml::check_references(value.as_bytes())?;
                     let value = Some(xml::unescape(value.as_str()).into_owned());
+                    if prefix.as_str() == "xmlns" {
+                        prefixes.push(local.as_str().as_bytes().into());
+                    }
                     match (prefix.as_str(), local.as_str()) {
                         ("", "xmlns") => header.default_ns = value,
                         ("xmlns", p) if p == header.prefix => streams_ns = value,
@@ -494,6 +567,7 @@ impl Framer {
             return Err(FrameError::NotAStream);
         }
         self.root_name = qname;
+        self.scratch.header_prefixes = prefixes;
         Ok(header)
     }
 }
@@ -572,6 +646,7 @@ fn parse_element(
     };
     p.scratch.stack.clear();
     p.scratch.attr_names.clear();
+    p.scratch.declared.clear();
     let mut pos = 0;
     loop {
         // `pos` is at a `<`. Markup xmlparser would refuse or skip is handled here; a tag is
@@ -719,12 +794,38 @@ impl ElementPass<'_> {
         s.as_ptr() as usize - self.base
     }
 
+    /// At the end of a start tag, once all its declarations are known: every prefix it uses
+    /// must be bound, by the tag itself, an enclosing element or the stream header (or be
+    /// `xml`, which is always bound). A stanza with an unbound prefix is not namespace
+    /// well-formed, and forwarding it would break the stream of whoever receives it.
+    fn check_prefixes(&self) -> Result<(), FrameError> {
+        let bytes = self.bytes;
+        let scratch = &*self.scratch;
+        let bound = |p: &[u8]| {
+            p == b"xml"
+                || scratch.declared.iter().any(|(d, _)| &bytes[d.range()] == p)
+                || scratch.header_prefixes.iter().any(|h| &h[..] == p)
+        };
+        if scratch.used.iter().all(|u| bound(&bytes[u.range()])) {
+            Ok(())
+        } else {
+            Err(FrameError::Malformed("unbound namespace prefix"))
+        }
+    }
+
     /// Applies one token of a tag; returns the element once its end tag closes it.
     fn token(&mut self, token: Token<'_>) -> Result<Option<Parsed>, FrameError> {
         let bytes = self.bytes;
         match token {
-            Token::ElementStart { span, .. } => {
+            Token::ElementStart { prefix, span, .. } => {
                 let start = self.offset(span.as_str());
+                self.scratch.used.clear();
+                if !prefix.as_str().is_empty() {
+                    let p = self.offset(prefix.as_str());
+                    self.scratch
+                        .used
+                        .push(Span::new(p, p + prefix.as_str().len()));
+                }
                 let name = Span::new(start + 1, start + span.as_str().len());
                 let stack = &mut self.scratch.stack;
                 let depth = stack.len();
@@ -783,6 +884,21 @@ impl ElementPass<'_> {
                     return Err(FrameError::Malformed("duplicate attribute"));
                 }
                 self.scratch.attr_names.push(qname);
+                // Only a non-empty prefix points into the input (`offset` needs that).
+                match prefix.as_str() {
+                    "" => {}
+                    "xmlns" => {
+                        let l = self.offset(local.as_str());
+                        let declared = Span::new(l, l + local.as_str().len());
+                        let depth = self.scratch.stack.len();
+                        self.scratch.declared.push((declared, depth));
+                    }
+                    _ => {
+                        let p = self.offset(prefix.as_str());
+                        let used = Span::new(p, p + prefix.as_str().len());
+                        self.scratch.used.push(used);
+                    }
+                }
                 if self.scratch.stack.len() == 1 {
                     let v = self.offset(value.as_str());
                     let attr = AttrSpan {
@@ -801,6 +917,19 @@ impl ElementPass<'_> {
             }
             Token::ElementEnd { end, span } => {
                 let end_at = self.offset(span.as_str()) + span.as_str().len();
+                if matches!(end, ElementEnd::Open | ElementEnd::Empty) {
+                    self.check_prefixes()?;
+                }
+                let depth = self.scratch.stack.len();
+                while self
+                    .scratch
+                    .declared
+                    .last()
+                    .is_some_and(|&(_, d)| d >= depth)
+                    && !matches!(end, ElementEnd::Open)
+                {
+                    self.scratch.declared.pop();
+                }
                 let stack = &mut self.scratch.stack;
                 match end {
                     ElementEnd::Open => {
@@ -810,9 +939,13 @@ impl ElementPass<'_> {
                         return Ok(None);
                     }
                     ElementEnd::Empty => {}
-                    ElementEnd::Close(prefix, local) => {
+                    ElementEnd::Close(..) => {
+                        // The raw name, byte for byte, as the boundary scan compares it:
+                        // xmlparser reads `</:a>` as `a` with an empty prefix.
+                        let tag = &bytes[end_at - span.as_str().len()..end_at];
+                        let name = tag.get(2..tag.len() - 1).unwrap_or_default();
                         let open = stack.last().map(|o| &bytes[o.name.range()]);
-                        if !open.is_some_and(|n| qname_is(n, prefix.as_str(), local.as_str())) {
+                        if open != Some(name.trim_ascii_end()) {
                             return Err(FrameError::Malformed("end tag does not match start tag"));
                         }
                     }
@@ -849,19 +982,6 @@ impl ElementPass<'_> {
             | Token::DtdEnd { .. } => return Err(FrameError::Doctype),
         }
         Ok(None)
-    }
-}
-
-/// True when the qualified name `qname` is `prefix:local` (or `local` without a prefix).
-fn qname_is(qname: &[u8], prefix: &str, local: &str) -> bool {
-    let (p, l) = (prefix.as_bytes(), local.as_bytes());
-    if p.is_empty() {
-        qname == l
-    } else {
-        qname.len() == p.len() + 1 + l.len()
-            && qname.starts_with(p)
-            && qname[p.len()] == b':'
-            && qname.ends_with(l)
     }
 }
 

@@ -6,6 +6,8 @@
 //!
 //! Must not: perform I/O, read a clock, draw random numbers, or know about glommio, events,
 //! profiles or verdicts. Time and randomness come in as parameters.
+// A core module: it reads peer bytes or decides on them, and needs no unsafe code.
+#![forbid(unsafe_code)]
 
 pub mod error;
 pub mod framer;

@@ -345,3 +345,166 @@ proptest! {
         prop_assert_eq!(run(&[a, b], Limits::default()), whole(&input));
     }
 }
+
+/// Characters of each UTF-8 length above one byte.
+const WIDE: [char; 3] = ['é', '€', '😀'];
+
+/// A stanza `<handshake x='AAA…'/>` (or with the filler as text) where the character `ch`
+/// starts at byte `at` of the stanza and `after` filler bytes follow it.
+fn straddling(at: usize, ch: char, after: usize, in_text: bool) -> Vec<u8> {
+    let (open, close) = if in_text {
+        ("<handshake>", "</handshake>")
+    } else {
+        ("<handshake x='", "'/>")
+    };
+    let mut s = String::from(open);
+    while s.len() < at {
+        s.push('A');
+    }
+    s.push(ch);
+    s.extend(std::iter::repeat('A').take(after));
+    s.push_str(close);
+    s.into_bytes()
+}
+
+/// The exact report: one character straddling the stanza limit, sent before the handshake.
+/// It used to cut the fast path's window inside the character, hand xmlparser a `&str` that
+/// was not UTF-8, and panic the shard.
+#[test]
+fn a_character_straddling_the_limit_is_refused_without_panicking() {
+    for limit in [300, 4096, 32768] {
+        let stanza = straddling(limit - 1, 'é', 100, false);
+        let input = [HEADER.as_bytes(), &stanza].concat();
+        let limits = Limits {
+            max_stanza_bytes: limit,
+            ..Limits::default()
+        };
+        let (frames, err) = run(&[&input], limits);
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(err, Some(FrameError::StanzaTooLarge { limit }));
+    }
+}
+
+/// Feeds `input` in the chunks that `cuts` (sorted offsets) make.
+fn run_cut(input: &[u8], cuts: &[usize], limits: Limits) -> (Vec<String>, Option<FrameError>) {
+    let mut chunks = Vec::new();
+    let mut last = 0;
+    for &c in cuts {
+        let c = c.clamp(last, input.len());
+        chunks.push(&input[last..c]);
+        last = c;
+    }
+    chunks.push(&input[last..]);
+    run(&chunks, limits)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    /// Multi-byte characters at every offset around a small random limit, in an attribute
+    /// value or in text, fed whole and in random chunks: never a panic, the same frames
+    /// whatever the chunking, and the stanza refused exactly when it is longer than the limit.
+    #[test]
+    fn characters_around_the_limit_frame_the_same_in_any_chunking(
+        // The stream header counts against the limit too.
+        limit in HEADER.len()..HEADER.len() + 300,
+        after in 0usize..8,
+        in_text in any::<bool>(),
+        cuts in proptest::collection::vec(0usize..1000, 0..6),
+    ) {
+        let limits = Limits { max_stanza_bytes: limit, ..Limits::default() };
+        for ch in WIDE {
+            for at in limit.saturating_sub(ch.len_utf8() + 3)..limit + 2 {
+                let stanza = straddling(at, ch, after, in_text);
+                // A stanza after it shows whether framing went on.
+                let input = [HEADER.as_bytes(), &stanza, b"<presence/>"].concat();
+                let whole = run(&[&input], limits);
+                let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+                cuts.sort_unstable();
+                prop_assert_eq!(&run_cut(&input, &cuts, limits), &whole, "cuts {:?}", cuts);
+                let expected = if stanza.len() > limit {
+                    (1, Some(FrameError::StanzaTooLarge { limit }))
+                } else {
+                    (3, None)
+                };
+                prop_assert_eq!((whole.0.len(), whole.1), expected, "{} bytes", stanza.len());
+            }
+        }
+    }
+}
+
+/// What the framer says about `input` when nothing more is coming: an error is final at once;
+/// `Ok(None)` would leave it to the stanza timer.
+fn verdict_now(input: &[u8]) -> Option<FrameError> {
+    let (_, err) = assert_chunking_invariant(input);
+    err
+}
+
+#[test]
+fn broken_nesting_is_refused_before_the_stanza_timer() {
+    let cases = [
+        // The stream's end tag cutting a stanza short.
+        "<message><body>hi</stream:stream>",
+        "<message></stream:stream>",
+        // A second stream header where a stanza should start.
+        "<stream:stream xmlns='jabber:component:accept' \
+         xmlns:stream='http://etherx.jabber.org/streams' to='imp1.example.com'>",
+        "<stream:stream/>",
+        "<stream:stream></stream:stream>",
+        // Unclosed or mismatched elements.
+        "<message><body>hi</message>",
+        "<message><body><b>hi</body>",
+        "<message><body>hi</bodyx></message>",
+        // Found by the fuzzer: xmlparser reads `</:message>` as `message`.
+        "<message>y</:message>",
+    ];
+    for body in cases {
+        let err = verdict_now(&stream(body));
+        assert!(
+            matches!(err, Some(FrameError::Malformed(_))),
+            "{body} gave {err:?}"
+        );
+        assert_eq!(err.unwrap().condition(), Condition::NotWellFormed);
+    }
+    // Well-formed but incomplete stays pending, for the stanza timer.
+    assert_eq!(verdict_now(&stream("<message><body>hi</body>")), None);
+    assert_eq!(
+        verdict_now(&stream("<message><body >hi</body ></message >")),
+        None
+    );
+}
+
+#[test]
+fn unbound_namespace_prefixes_are_refused() {
+    for body in [
+        "<message><z:body>hi</z:body></message>",
+        "<message z:a='1'/>",
+        "<z:message/>",
+        "<message><x xmlns:z='urn:z'/><z:y/></message>",
+        "<message><x xmlns:z='urn:z'><y/></x><b z:a='1'/></message>",
+        "<xmlns:message/>",
+    ] {
+        let err = verdict_now(&stream(body));
+        assert_eq!(
+            err,
+            Some(FrameError::Malformed("unbound namespace prefix")),
+            "{body}"
+        );
+    }
+    for body in [
+        "<message xml:lang='en'><body xml:lang='fr'>salut</body></message>",
+        "<message xmlns:z='urn:z'><z:body z:a='1'>hi</z:body></message>",
+        "<z:message z:a='1' xmlns:z='urn:z'/>",
+        "<message><x xmlns:z='urn:z'><z:y><z:w/></z:y></x></message>",
+        // Prefixes bound on the stream header are in scope in every stanza.
+        "<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>",
+    ] {
+        let (frames, err) = assert_chunking_invariant(&stream(body));
+        assert_eq!((frames.len(), err), (2, None), "{body}");
+    }
+    let with_db =
+        "<stream:stream xmlns='jabber:component:accept' xmlns:db='jabber:server:dialback' \
+                   xmlns:stream='http://etherx.jabber.org/streams'><db:result db:x='1'/>";
+    let (frames, err) = assert_chunking_invariant(with_db.as_bytes());
+    assert_eq!((frames.len(), err), (2, None));
+}

@@ -375,6 +375,31 @@ fn slow_stanza_times_out() {
     assert!(events(&mut r)[0].contains("stanza not completed"));
 }
 
+/// Input that can never become a well-formed stanza is refused when it arrives, with
+/// not-well-formed, and the stanza timer is not what ends the stream.
+#[test]
+fn not_well_formed_stanzas_are_refused_at_once() {
+    let now = t0();
+    for bad in [
+        "<message from='imp1.example.com' to='gw'><body>hi</stream:stream>",
+        "<stream:stream xmlns='jabber:component:accept' \
+         xmlns:stream='http://etherx.jabber.org/streams' to='x'>",
+        "<message from='imp1.example.com' to='gw'><body>hi</message>",
+        "<message from='imp1.example.com' to='gw'><z:body>hi</z:body></message>",
+        "<message from='imp1.example.com' to='gw' z:a='1'/>",
+    ] {
+        let (mut i, mut r) = active_pair(now);
+        i.writer().unwrap().put_slice(bad.as_bytes());
+        let (_, er) = pump(&mut i, &mut r, now);
+        assert_eq!(er.len(), 1, "{bad}: {er:?}");
+        assert!(
+            er[0].starts_with("closed:Refused { condition: NotWellFormed"),
+            "{bad}: {er:?}"
+        );
+        assert!(r.is_closed() && r.poll_timeout().is_none(), "{bad}");
+    }
+}
+
 #[test]
 fn keepalives_and_dead_peers() {
     let now = t0();

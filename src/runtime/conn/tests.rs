@@ -1,0 +1,119 @@
+//! A panic in one connection's task, inside a real glommio executor: the connection is closed
+//! with `internal-server-error` and the executor goes on serving its other tasks.
+
+use super::*;
+use crate::runtime::contain;
+use crate::wire::{FromCheck, StreamConfig};
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+use std::cell::Cell;
+
+/// Runs `test` on a fresh single-threaded glommio executor.
+fn on_executor<F: std::future::Future<Output = ()>>(test: impl FnOnce() -> F) {
+    let ex = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("a glommio executor");
+    ex.run(test());
+}
+
+/// A task that counts 1 ms ticks for as long as its executor runs.
+fn bystander() -> Rc<Cell<u32>> {
+    let ticks = Rc::new(Cell::new(0u32));
+    let t = ticks.clone();
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+            t.set(t.get() + 1);
+        }
+    })
+    .detach();
+    ticks
+}
+
+async fn still_ticking(ticks: &Cell<u32>) {
+    let before = ticks.get();
+    glommio::timer::sleep(Duration::from_millis(30)).await;
+    assert!(
+        ticks.get() > before,
+        "the executor stopped serving other tasks"
+    );
+}
+
+#[test]
+fn a_contained_panic_leaves_the_executor_serving_other_tasks() {
+    on_executor(|| async {
+        let ticks = bystander();
+        contain::spawn(0, "a test task".to_owned(), async {
+            glommio::timer::sleep(Duration::from_millis(2)).await;
+            panic!("boom");
+        });
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+        still_ticking(&ticks).await;
+    });
+}
+
+#[test]
+fn a_panic_while_serving_a_connection_closes_that_connection_only() {
+    on_executor(|| async {
+        let ticks = bystander();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = glommio::spawn_local(async move {
+            let tcp = listener.accept().await.expect("accept");
+            let stream = ComponentStream::receiver(
+                StreamConfig::default(),
+                [7; 16],
+                FromCheck::None,
+                Instant::now(),
+            );
+            let label = Label {
+                shard: 0,
+                name: "test connection".to_owned(),
+            };
+            // Stands for any bug on the event path.
+            let on_event = |_: &ConnRef, event: StreamEvent, _: Instant| {
+                if let StreamEvent::NameAnnounced { .. } = event {
+                    panic!("boom");
+                }
+            };
+            drive(tcp, Conn::new(stream), &label, on_event, |_: &ConnRef| {
+                Hold::Read
+            })
+            .await
+        });
+        let mut client = glommio::net::TcpStream::connect(addr)
+            .await
+            .expect("connect");
+        client
+            .write_all(
+                b"<stream:stream xmlns='jabber:component:accept' \
+                  xmlns:stream='http://etherx.jabber.org/streams' to='c.example'>",
+            )
+            .await
+            .expect("write");
+        let closed = server.await;
+        assert_eq!(
+            closed,
+            Closed::Refused {
+                condition: Condition::InternalServerError,
+                reason: "internal error".to_owned()
+            }
+        );
+        let mut seen = Vec::new();
+        let read = async { client.read_to_end(&mut seen).await.is_ok() };
+        let timeout = async {
+            glommio::timer::sleep(Duration::from_secs(2)).await;
+            false
+        };
+        assert!(
+            futures_lite::future::or(read, timeout).await,
+            "the connection was not closed"
+        );
+        let seen = String::from_utf8_lossy(&seen);
+        assert!(seen.contains("<internal-server-error"), "{seen}");
+        assert!(seen.ends_with("</stream:stream>"), "{seen}");
+        still_ticking(&ticks).await;
+    });
+}
