@@ -1,4 +1,4 @@
-//! The seed's outage cases (PROTOCOL.md §5, "Outages") against the real binary with timers
+//! The seed's outage cases (docs/protocol.md §5, "Outages") against the real binary with timers
 //! scaled down: event timer 400 ms, outage window 2 s, dead interval 3 s. Also the component
 //! state log lines, the alarms (raised and cleared), and `/status` and `/metrics`.
 

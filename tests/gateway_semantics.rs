@@ -1,4 +1,4 @@
-//! PROTOCOL.md §3 and §5 against the real binary over loopback: one test per row, plus order,
+//! docs/protocol.md §3 and §5 against the real binary over loopback: one test per row, plus order,
 //! affinity, fairness, unreadable events and graceful shutdown. Timers are in milliseconds.
 
 mod support;

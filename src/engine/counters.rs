@@ -7,7 +7,7 @@
 use crate::policy::EventId;
 use hdrhistogram::Histogram;
 
-/// How an event ended (PROTOCOL.md §5).
+/// How an event ended (docs/protocol.md §5).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Terminal {
     Pass,

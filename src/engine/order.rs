@@ -1,5 +1,5 @@
 //! Per-key arrival order: events with one conversation key leave in the order they arrived,
-//! whatever order their walks finish in (PROTOCOL.md §2).
+//! whatever order their walks finish in (docs/protocol.md §2).
 //!
 //! An intrusive FIFO per key: a map from key hash to (head, tail) slot, and a `next` link kept
 //! by the caller in each event. No allocation per event. Two keys with the same 64-bit hash

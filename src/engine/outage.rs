@@ -1,4 +1,4 @@
-//! Link changes and outages (PROTOCOL.md §5): what happens to a server's events when one of its
+//! Link changes and outages (docs/protocol.md §5): what happens to a server's events when one of its
 //! streams comes up or goes away, gracefully or not, and when an ungraceful outage outlasts its
 //! window. Raises and clears the server alarms.
 

@@ -1,6 +1,6 @@
 //! One shard's view of every compliance server: which shards hold an active stream to it,
 //! whether it is routable (up, in an ungraceful outage window, or down), and the bounded queue
-//! of what waits for it to come back (PROTOCOL.md §5, "Outages").
+//! of what waits for it to come back (docs/protocol.md §5, "Outages").
 //!
 //! Every shard keeps its own replica, updated from the link events all shards broadcast; no
 //! state is shared. This file decides reachability only; what happens to the events is the
@@ -12,7 +12,7 @@ use bytes::Bytes;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// Whether a server takes events, as PROTOCOL.md §5 defines it.
+/// Whether a server takes events, as docs/protocol.md §5 defines it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Reach {
     /// At least one stream is active.

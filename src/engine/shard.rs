@@ -90,7 +90,7 @@ pub enum Action {
     },
 }
 
-/// Named alarms (PROTOCOL.md §5 and issue 5), raised and cleared by the engine.
+/// Named alarms (docs/protocol.md §5), raised and cleared by the engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Alarm {
     /// A server lost its last active stream (raised) or has one again (cleared).

@@ -1,4 +1,4 @@
-//! Engine tests: every row of PROTOCOL.md §3 and §5 against the sans-IO engine, outages, key
+//! Engine tests: every row of docs/protocol.md §3 and §5 against the sans-IO engine, outages, key
 //! order, and a property test of the terminal-state invariant under random schedules.
 
 use super::*;

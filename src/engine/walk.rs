@@ -1,4 +1,4 @@
-//! The chain walk of PROTOCOL.md §5, one step at a time: choose the step's server by
+//! The chain walk of docs/protocol.md §5, one step at a time: choose the step's server by
 //! rendezvous hashing over its routable servers, notify and go on or send and wait, apply the
 //! answer (PASS-only rules included), fail a step as its handling says, and finish the event in
 //! exactly one terminal state, released in key order.

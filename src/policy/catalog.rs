@@ -5,7 +5,7 @@
 //! know about profiles, servers or configuration files, and [`EventId::lookup`], on the hot
 //! path, must not allocate.
 //!
-//! The seed lists 12 JSM events and 28 TC events (40 in all). `PROTOCOL.md` and `CONFIG.md` say
+//! The seed lists 12 JSM events and 28 TC events (40 in all). `docs/protocol.md` and `docs/configuration.md` say
 //! "27 TC" and "39 events"; that is a miscount of the seed's own table, and the seed is the
 //! behaviour spec, so every event it names is accepted here (dropping one would make a router
 //! that sends it get `bad-request`).
@@ -35,7 +35,7 @@ impl fmt::Display for EventKind {
     }
 }
 
-/// Which answers a compliance server may give to a wait-mode event (PROTOCOL.md §4).
+/// Which answers a compliance server may give to a wait-mode event (docs/protocol.md §4).
 #[derive(Copy, Clone, Eq, PartialEq, Hash, Debug)]
 pub enum AnswerRule {
     /// PASS (plain or with a modified stanza), HANDLE, or an error.

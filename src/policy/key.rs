@@ -1,4 +1,4 @@
-//! The conversation key of PROTOCOL.md §2: the string that keeps one conversation (or one room)
+//! The conversation key of docs/protocol.md §2: the string that keeps one conversation (or one room)
 //! on one compliance server and in arrival order.
 //!
 //! This file owns only the derivation from an event's addresses. It must not hash, pick servers

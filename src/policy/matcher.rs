@@ -1,5 +1,5 @@
 //! The compiled policy: for every (event, packet type, node) the ordered chain of steps an event
-//! must walk (PROTOCOL.md §5), computed once at load time so the hot path is a table index.
+//! must walk (docs/protocol.md §5), computed once at load time so the hot path is a table index.
 //!
 //! This file owns which profiles and servers apply to an event and in which order. It must not
 //! pick a server within a step (that needs the conversation key and live server state), nor

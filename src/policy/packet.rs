@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-/// The packet type of a stanza, derived from it (PROTOCOL.md §2), never declared.
+/// The packet type of a stanza, derived from it (docs/protocol.md §2), never declared.
 #[derive(Copy, Clone, Eq, PartialEq, Hash, Debug)]
 pub enum PacketType {
     Iq,

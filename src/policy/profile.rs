@@ -96,7 +96,7 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// `SystemDefaultComplianceProfile` exactly as CONFIG.md lists it: four JSM and five TC
+    /// `SystemDefaultComplianceProfile` exactly as docs/configuration.md lists it: four JSM and five TC
     /// events, all waiting for an answer.
     pub fn system_default() -> Profile {
         let entries = [

@@ -1,4 +1,4 @@
-//! Reading a compliance server's answer to a wait-mode request (PROTOCOL.md §4).
+//! Reading a compliance server's answer to a wait-mode request (docs/protocol.md §4).
 //!
 //! Only classifies the answer and finds the request it answers; whether the answer is allowed
 //! for the event (the PASS-only rules) is the engine's decision.

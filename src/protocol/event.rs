@@ -1,4 +1,4 @@
-//! Reading a router's event (PROTOCOL.md §2): `<iq type='set'><event name=...>STANZA</event></iq>`
+//! Reading a router's event (docs/protocol.md §2): `<iq type='set'><event name=...>STANZA</event></iq>`
 //! into an [`InboundEvent`] that can cross to its owner shard without copying the stanza.
 //!
 //! Decides nothing about routing; an event it cannot read is a [`BadEvent`] that says what is
@@ -43,7 +43,7 @@ pub struct InboundEvent {
     /// Derived from the inner stanza, never declared.
     pub packet: PacketType,
     pub node: NodeId,
-    /// The conversation key of PROTOCOL.md §2.
+    /// The conversation key of docs/protocol.md §2.
     pub key: String,
     /// The inner stanza, exactly as the router sent it.
     pub stanza: Bytes,

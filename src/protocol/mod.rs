@@ -1,4 +1,4 @@
-//! The Palisade compliance protocol (`urn:palisade:compliance:0`, PROTOCOL.md §§2-4), sans-IO:
+//! The Palisade compliance protocol (`urn:palisade:compliance:0`, docs/protocol.md §§2-4), sans-IO:
 //! reading a router's event, writing the request a compliance server judges, reading its
 //! answer, and writing the router's verdict.
 //!

@@ -1,4 +1,4 @@
-//! Writing what a compliance server judges (PROTOCOL.md §4): `<iq type='set'>` for wait mode,
+//! Writing what a compliance server judges (docs/protocol.md §4): `<iq type='set'>` for wait mode,
 //! `<message>` for fire-and-forget, both carrying `<event/>` around the stanza's original bytes.
 //!
 //! Also owns the request id, which tells an answer's arrival back to the shard, slot and

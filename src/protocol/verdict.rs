@@ -1,4 +1,4 @@
-//! Writing the router's answer (PROTOCOL.md §3): a `<verdict/>` in an iq result, or
+//! Writing the router's answer (docs/protocol.md §3): a `<verdict/>` in an iq result, or
 //! `bad-request` for an event that could not be read.
 //!
 //! Splices the router's own `id` and `from`, a modified stanza and a server's `<error/>`

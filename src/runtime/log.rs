@@ -1,5 +1,5 @@
 //! The gateway's log: one line per record on stderr, `STAMP LEVEL [shard N] message`, with the
-//! component state lines of PROTOCOL.md §5 verbatim inside the message.
+//! component state lines of docs/protocol.md §5 verbatim inside the message.
 //!
 //! Records are rare (connections, alarms, violations), never one per event, so a blocking
 //! write from the executor thread is acceptable; per-event problems are counted, and their log

@@ -114,7 +114,7 @@ pub enum FrameError {
 }
 
 impl FrameError {
-    /// The stream error condition this finding is reported with (PROTOCOL.md §1.4, §6).
+    /// The stream error condition this finding is reported with (docs/protocol.md §1.4, §6).
     pub fn condition(&self) -> Condition {
         match self {
             FrameError::InvalidUtf8 | FrameError::Malformed(_) => Condition::NotWellFormed,

@@ -1,4 +1,4 @@
-//! Limits on what a peer may send (PROTOCOL.md §6). Plain data: enforcement lives in the framer.
+//! Limits on what a peer may send (docs/protocol.md §6). Plain data: enforcement lives in the framer.
 
 /// Per-stream input limits. Depth counts elements inside one stanza, the stanza itself being 1.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! The wire core: XEP-0114 component streams over restricted XML, sans-IO.
 //!
-//! Owns framing ([`framer`]), the XML rules of PROTOCOL.md §1.5 ([`xml`]), the limits of §6
+//! Owns framing ([`framer`]), the XML rules of docs/protocol.md §1.5 ([`xml`]), the limits of §6
 //! ([`limits`]), stanza views ([`stanza`]), the handshake ([`handshake`]), the stream state
 //! machine for both roles ([`stream`]) and serialization by splicing ([`write`]).
 //!

@@ -1,4 +1,4 @@
-//! The XEP-0114 component stream, both sides, as a sans-IO state machine (PROTOCOL.md §1).
+//! The XEP-0114 component stream, both sides, as a sans-IO state machine (docs/protocol.md §1).
 //!
 //! Feed it received bytes and the current time; poll it for events (a name to look up, the
 //! stream becoming active, stanzas, the stream closing) and for bytes to write; ask it when its
@@ -130,7 +130,7 @@ pub enum Closed {
 
 impl Closed {
     /// Graceful ends are the ones where the peer (or we) closed the stream on purpose
-    /// (PROTOCOL.md §5); everything else is an ungraceful outage.
+    /// (docs/protocol.md §5); everything else is an ungraceful outage.
     pub fn is_graceful(&self) -> bool {
         matches!(
             self,

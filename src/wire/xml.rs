@@ -1,4 +1,4 @@
-//! The restricted-XML rules of PROTOCOL.md §1.5 that are about character data: entity
+//! The restricted-XML rules of docs/protocol.md §1.5 that are about character data: entity
 //! references (only the five predefined ones and character references) and escaping.
 //!
 //! Pure functions over byte slices; nothing here allocates unless a value actually needs

@@ -1,4 +1,4 @@
-//! The configuration model (CONFIG.md's keys as Rust types), its defaults, and the entry points
+//! The configuration model (docs/configuration.md's keys as Rust types), its defaults, and the entry points
 //! that load, validate and report on a configuration file.
 //!
 //! This module owns what a valid configuration is. Syntax and shape are read in `load.rs`,
@@ -85,7 +85,7 @@ pub struct Timers {
     pub keepalive: Duration,
     pub dead_interval: Duration,
     pub handshake_timeout: Duration,
-    /// A stanza that has started must be complete within this (PROTOCOL.md §6).
+    /// A stanza that has started must be complete within this (docs/protocol.md §6).
     pub stanza_timeout: Duration,
 }
 
@@ -243,7 +243,7 @@ impl fmt::Debug for ServerConfig {
     }
 }
 
-/// The open-port component name of CONFIG.md: `op-cs1.palisade-example-com` for server `cs1`,
+/// The open-port component name of docs/configuration.md: `op-cs1.palisade-example-com` for server `cs1`,
 /// gateway `palisade.example.com`, domain `example.com`.
 pub fn generated_component_name(server: &str, gateway_name: &str, domain: &str) -> String {
     let gateway_label = gateway_name.split('.').next().unwrap_or(gateway_name);

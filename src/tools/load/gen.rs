@@ -1,4 +1,4 @@
-//! Realistic router events (PROTOCOL.md §2) for `palisade load`: a population of users spread
+//! Realistic router events (docs/protocol.md §2) for `palisade load`: a population of users spread
 //! over one or more domains, each with a handful of regular contacts (so conversations recur,
 //! as the gateway's per-key ordering sees in production), rooms on the first domain's
 //! conference service, and logins and logouts that walk the population in turn (so N logins

@@ -91,7 +91,7 @@ impl Template {
         })
     }
 
-    /// Room events carry the room's JID as the event's `room` attribute (PROTOCOL.md §2).
+    /// Room events carry the room's JID as the event's `room` attribute (docs/protocol.md §2).
     pub fn has_room(self) -> bool {
         matches!(
             self,

@@ -1,4 +1,4 @@
-//! Reading what the gateway answers a router (PROTOCOL.md §3): a verdict, `bad-request`, or
+//! Reading what the gateway answers a router (docs/protocol.md §3): a verdict, `bad-request`, or
 //! some other error, and which event it is for.
 //!
 //! A zero-copy look at the framed stanza: its `type`, its `id`, the `<verdict/>` child's

@@ -1,4 +1,4 @@
-//! Writing a compliance server's answers (PROTOCOL.md §4): `<iq type='result'/>` (PASS), a
+//! Writing a compliance server's answers (docs/protocol.md §4): `<iq type='result'/>` (PASS), a
 //! `<verdict action='pass'>` holding a modified stanza, `<verdict action='handle'/>`, or
 //! `<iq type='error'>` with an RFC 6120 `<error/>`.
 //!

@@ -1,5 +1,5 @@
 //! The `<body/>` of a message stanza: finding its text for content rules, and writing a copy
-//! of the stanza with text appended to it (PASS with a modified stanza, PROTOCOL.md §4).
+//! of the stanza with text appended to it (PASS with a modified stanza, docs/protocol.md §4).
 //!
 //! The wire core records elements two levels below a stanza's root, which for an embedded
 //! message stops above its body, so this file tokenizes just the embedded stanza. Everything

@@ -2,7 +2,7 @@
 //! `--error-rate` / `--handle-rate` draws), archives every request and notification, and
 //! answers pings and disco like any component.
 //!
-//! Only answers an event may legally get are sent (PROTOCOL.md §4): the rules file is checked
+//! Only answers an event may legally get are sent (docs/protocol.md §4): the rules file is checked
 //! for that when loaded, and the random draws apply only to events that accept any answer.
 //! Must not touch sockets or timing beyond asking the latency model for a delay.
 

@@ -1,5 +1,5 @@
 //! One simulator stream after its handshake: the read-decide-answer loop, the delay queue that
-//! holds answers for `--latency`, and obedience to the fault mode (PROTOCOL.md §5 outages).
+//! holds answers for `--latency`, and obedience to the fault mode (docs/protocol.md §5 outages).
 //!
 //! What to answer is a [`Handler`]'s business (the compliance role in `comply.rs`, the
 //! router-echo role in `echo.rs`); this file owns only when bytes move. Many stanzas are read

@@ -1,7 +1,7 @@
 //! Scheduled outages for drills: `--fault graceful@10s,hang@20s,crash@30s,recover@40s`, times
 //! relative to the simulator's start, and the shared state the connections obey.
 //!
-//! What each mode means (PROTOCOL.md §5 names the outages the gateway must tell apart):
+//! What each mode means (docs/protocol.md §5 names the outages the gateway must tell apart):
 //! - `graceful`: every stream gets `<stream:error><system-shutdown/></stream:error>` and
 //!   `</stream:stream>`; new streams are answered the same way, so none becomes active;
 //! - `hang`: streams stay open but are neither read nor answered, and new connections wait in

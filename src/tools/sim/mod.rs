@@ -15,7 +15,7 @@
 //!   stdout is `listening on ADDR` (useful with port 0).
 //! - Inbound mode (`--connect`): the simulator dials the gateway's compliance port as NAME and
 //!   keeps `--connections` streams up, redialing when one drops.
-//! - Answers (PROTOCOL.md §4) come from `--rules` (see [`rules`] for the format), else PASS;
+//! - Answers (docs/protocol.md §4) come from `--rules` (see [`rules`] for the format), else PASS;
 //!   `--error-rate` and `--handle-rate` then turn a share of the remaining PASSes of events that
 //!   accept any answer into errors and HANDLEs. Notifications are archived, never answered.
 //! - `--archive FILE`: one JSON line per request or notification ([`archive::Record`]),

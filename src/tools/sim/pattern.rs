@@ -2,7 +2,7 @@
 //! `analyst?@example.com`, `alice@example.com`) or a regular expression written `re:...`.
 //!
 //! Matching is against the folded bare JID (the conversation key's form) and ignores ASCII
-//! case, as JIDs compare (PROTOCOL.md §2). One group compiles to one anchored regular
+//! case, as JIDs compare (docs/protocol.md §2). One group compiles to one anchored regular
 //! expression, so a membership test is a single match. Must not know what groups are for.
 
 use regex::Regex;

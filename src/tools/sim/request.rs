@@ -1,4 +1,4 @@
-//! Reading what the gateway sends a compliance server (PROTOCOL.md §4): a wait-mode
+//! Reading what the gateway sends a compliance server (docs/protocol.md §4): a wait-mode
 //! `<iq type='set'><event mode='wait' ...>STANZA</event></iq>` or a fire-and-forget
 //! `<message><event mode='notify' ...>STANZA</event></message>`.
 //!

@@ -35,13 +35,13 @@
 //!   bare `to` (the recipient). A one-way wall `from = A, to = B` blocks A → B only; `between`
 //!   blocks both directions.
 //! - Room (TC) events: the sender (bare `from` of the stanza) against the room, which is the
-//!   request's `key` (the gateway keys TC events by the room's bare JID, PROTOCOL.md §2). So a
+//!   request's `key` (the gateway keys TC events by the room's bare JID, docs/protocol.md §2). So a
 //!   wall blocks a trader joining or writing in a room that a `research` pattern lists. Room
 //!   membership is not tracked: listing the room is how a room belongs to a side.
 //! - Rules are tried in file order, walls before content rules; the first that matches answers.
 //!   Content rules see the body only of `<message>` stanzas that have one.
 //!
-//! A rule can only give an answer the event accepts (PROTOCOL.md §4): a wall or blocking rule
+//! A rule can only give an answer the event accepts (docs/protocol.md §4): a wall or blocking rule
 //! naming an event whose only valid answer is PASS is refused when the file is loaded, and an
 //! `append` rule may not name an event that refuses a modified stanza. The simulator never
 //! sends a protocol violation on purpose.

@@ -6,7 +6,7 @@ only to check that component.py / slixmpp work before the Palisade gateway
 exists. Tests of Palisade must point component.py at the gateway, not at this.
 Standard library only; runs with any python3.
 
-Behaviour (PROTOCOL.md 1, receiver side, simplified):
+Behaviour (docs/protocol.md 1, receiver side, simplified):
   - reads the initiator's header; accepts jabber:component:accept and
     jabber:component:connect; NAME from 'to', else 'from';
   - unknown NAME -> host-unknown; other namespace -> invalid-namespace
