@@ -17,11 +17,12 @@ mod notify;
 mod reload;
 mod router;
 mod shard;
+mod startup;
 pub mod status;
 
 use crate::engine::{EngineConfig, ShardEngine};
 use crate::policy::{AcceptMode, CompiledPolicy, Config, ServerId, ServerMode};
-use glommio::channels::channel_mesh::{MeshBuilder, Senders};
+use glommio::channels::channel_mesh::Senders;
 use glommio::channels::shared_channel::ConnectedReceiver;
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
@@ -114,7 +115,8 @@ pub fn run_with(
     };
     let policy = Arc::new(CompiledPolicy::compile(&config));
     let config = Arc::new(config);
-    let mesh: MeshBuilder<ShardMsg, _> = MeshBuilder::full(shards, MESH_CAPACITY);
+    // Every clone of the mesh builder is made here, before any executor runs (see startup.rs).
+    let startup = startup::Startup::new(shards, MESH_CAPACITY);
     log::record(
         Level::Info,
         None,
@@ -129,24 +131,29 @@ pub fn run_with(
         .name("palisade")
         .io_memory(1 << 20)
         .preempt_timer(Duration::from_millis(1))
-        .on_all_shards(move || {
-            let (config, policy, mesh, stop, reload) = (
-                config.clone(),
-                policy.clone(),
-                mesh.clone(),
-                stop.clone(),
-                reload.clone(),
-            );
-            async move {
-                let result = shard_main(config, policy, mesh, shards, stop.clone(), reload).await;
-                if result.is_err() {
-                    // One shard failing to start stops them all.
-                    stop.store(true, Ordering::SeqCst);
+        .on_all_shards({
+            let startup = startup.clone();
+            move || {
+                let (config, policy, startup, stop, reload) = (
+                    config.clone(),
+                    policy.clone(),
+                    startup.clone(),
+                    stop.clone(),
+                    reload.clone(),
+                );
+                async move {
+                    let result =
+                        shard_main(config, policy, startup, shards, stop.clone(), reload).await;
+                    if result.is_err() {
+                        // One shard failing to start stops them all.
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                    result
                 }
-                result
             }
         })
         .map_err(|e| RunError::Executors(e.to_string()))?;
+    startup.watch_until_joined(handles.handles());
     let mut first_error = None;
     for result in handles.join_all() {
         match result {
@@ -171,15 +178,14 @@ pub fn run_with(
 async fn shard_main(
     config: Arc<Config>,
     policy: Arc<CompiledPolicy>,
-    mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
+    startup: Arc<startup::Startup>,
     shards: usize,
     stop: Arc<AtomicBool>,
     reload: Option<ReloadSource>,
 ) -> Result<(), String> {
-    let (senders, mut receivers) = mesh
-        .join()
-        .await
-        .map_err(|_| "cannot join the channel mesh".to_owned())?;
+    let mesh = startup.take_mesh();
+    let (senders, mut receivers) = startup.join(mesh).await?;
+    drop(startup);
     let id = senders.peer_id() as u16;
     let engine = ShardEngine::new(
         engine_config(id, shards as u16, &config),
