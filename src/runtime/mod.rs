@@ -89,7 +89,39 @@ pub fn run(config: Config, file: Option<PathBuf>) -> Result<(), RunError> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, requested.clone())
         .map_err(RunError::Signals)?;
     // Handled even without a file: SIGHUP's default action would end the process.
-    run_with(config, stop, Some(ReloadSource { file, requested }))
+    let result = run_with(config, stop, Some(ReloadSource { file, requested }));
+    wait_for_detached_threads(DETACHED_THREADS_LIMIT);
+    result
+}
+
+/// How long the process waits at exit for glommio's detached threads to end.
+const DETACHED_THREADS_LIMIT: Duration = Duration::from_secs(2);
+
+/// Waits, at most `limit`, until the calling thread is the process's only thread; returns how
+/// many others are left. For the process's exit only (`run`), not for a gateway run inside
+/// a larger program.
+///
+/// `join_all` joins glommio's executor threads, but each executor also starts a blocking-pool
+/// thread (`sys::blocking::BlockingThread`) whose `JoinHandle` it drops: the thread is
+/// detached, and ends on its own once its executor has dropped the pool's channel, running its
+/// thread-local destructors (mimalloc's per-thread heap among them) as it goes. Exiting while
+/// one is still doing so lets the allocator's exit walk over the heaps (`mi_process_done`)
+/// race a thread that is abandoning its own. Nothing can join a detached thread, so this
+/// watches the process's task list until only the caller is left.
+fn wait_for_detached_threads(limit: Duration) -> usize {
+    let others = || {
+        std::fs::read_dir("/proc/self/task")
+            .map(|tasks| tasks.count().saturating_sub(1))
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = others();
+        if left == 0 || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Runs the gateway until `stop` is set.
