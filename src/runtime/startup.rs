@@ -27,9 +27,10 @@
 //! waits in `shared_channel::Connector`, which re-checks the peer on every reactor pass (a
 //! connection waker) and so makes a stranded task likely on a busy machine; once stranded,
 //! nothing wakes it, and both shards sleep for ever, before the router port is opened and
-//! before the stop flag is ever read. About one start in 20 to 200 on two busy cores.
-//! The fix upstream (glommio/glommio#53) makes `run_task_queues` tell "preempted" from
-//! "idle"; 0.9.0 does not have it. So the starting thread, which would only block in
+//! before the stop flag is ever read: about one start in 20 (debug) to 70 (release) on two
+//! busy cores. Upstream's later fix ("do not park the executor while a task queue is still
+//! runnable") makes `run_task_queues` tell "preempted" from "idle"; 0.9.0 does not have it.
+//! So the starting thread, which would only block in
 //! `join_all` anyway, wakes every shard still joining every [`JOIN_KICK`] until all have
 //! joined: a foreign wake writes the executor's eventfd, the executor leaves
 //! `io_uring_enter`, and its next turn runs the stranded task. This is a bounded start-up
