@@ -30,12 +30,11 @@
 //! before the stop flag is ever read: about one start in 20 (debug) to 70 (release) on two
 //! busy cores. Upstream's later fix ("do not park the executor while a task queue is still
 //! runnable") makes `run_task_queues` tell "preempted" from "idle"; 0.9.0 does not have it.
-//! So the starting thread, which would only block in
-//! `join_all` anyway, wakes every shard still joining every [`JOIN_KICK`] until all have
-//! joined: a foreign wake writes the executor's eventfd, the executor leaves
-//! `io_uring_enter`, and its next turn runs the stranded task. This is a bounded start-up
-//! step: it ends as soon as the last shard has joined (normally within the first kick), and
-//! nothing polls afterwards.
+//! So the starting thread, which would only block in `join_all` anyway, wakes every shard
+//! still joining every [`JOIN_KICK`] until all have joined: a foreign wake writes the
+//! executor's eventfd, the executor leaves `io_uring_enter`, and its next turn runs the
+//! stranded task. This is a bounded start-up step: it ends as soon as the last shard has
+//! joined (normally within the first kick), and nothing polls afterwards.
 
 use super::mesh::ShardMsg;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
