@@ -20,11 +20,12 @@ mod notify;
 mod reload;
 mod router;
 mod shard;
+mod startup;
 pub mod status;
 
 use crate::engine::{EngineConfig, ShardEngine};
 use crate::policy::{AcceptMode, CompiledPolicy, Config, ServerId, ServerMode};
-use glommio::channels::channel_mesh::{MeshBuilder, Senders};
+use glommio::channels::channel_mesh::Senders;
 use glommio::channels::shared_channel::ConnectedReceiver;
 use glommio::net::TcpStream;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
@@ -90,7 +91,39 @@ pub fn run(config: Config, file: Option<PathBuf>) -> Result<(), RunError> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, requested.clone())
         .map_err(RunError::Signals)?;
     // Handled even without a file: SIGHUP's default action would end the process.
-    run_with(config, stop, Some(ReloadSource { file, requested }))
+    let result = run_with(config, stop, Some(ReloadSource { file, requested }));
+    wait_for_detached_threads(DETACHED_THREADS_LIMIT);
+    result
+}
+
+/// How long the process waits at exit for glommio's detached threads to end.
+const DETACHED_THREADS_LIMIT: Duration = Duration::from_secs(2);
+
+/// Waits, at most `limit`, until the calling thread is the process's only thread; returns how
+/// many others are left. For the process's exit only (`run`), not for a gateway run inside
+/// a larger program.
+///
+/// `join_all` joins glommio's executor threads, but each executor also starts a blocking-pool
+/// thread (`sys::blocking::BlockingThread`) whose `JoinHandle` it drops: the thread is
+/// detached, and ends on its own once its executor has dropped the pool's channel, running its
+/// thread-local destructors (mimalloc's per-thread heap among them) as it goes. Exiting while
+/// one is still doing so lets the allocator's exit walk over the heaps (`mi_process_done`)
+/// race a thread that is abandoning its own. Nothing can join a detached thread, so this
+/// watches the process's task list until only the caller is left.
+fn wait_for_detached_threads(limit: Duration) -> usize {
+    let others = || {
+        std::fs::read_dir("/proc/self/task")
+            .map(|tasks| tasks.count().saturating_sub(1))
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = others();
+        if left == 0 || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Runs the gateway until `stop` is set.
@@ -131,7 +164,8 @@ pub fn run_with(
     };
     let policy = Arc::new(CompiledPolicy::compile(&config));
     let config = Arc::new(config);
-    let mesh: MeshBuilder<ShardMsg, _> = MeshBuilder::full(shards, MESH_CAPACITY);
+    // Every clone of the mesh builder is made here, before any executor runs (see startup.rs).
+    let startup = startup::Startup::new(shards, MESH_CAPACITY);
     log::record(
         Level::Info,
         None,
@@ -146,24 +180,29 @@ pub fn run_with(
         .name("palisade")
         .io_memory(1 << 20)
         .preempt_timer(Duration::from_millis(1))
-        .on_all_shards(move || {
-            let (config, policy, mesh, stop, reload) = (
-                config.clone(),
-                policy.clone(),
-                mesh.clone(),
-                stop.clone(),
-                reload.clone(),
-            );
-            async move {
-                let result = shard_main(config, policy, mesh, shards, stop.clone(), reload).await;
-                if result.is_err() {
-                    // One shard failing to start stops them all.
-                    stop.store(true, Ordering::SeqCst);
+        .on_all_shards({
+            let startup = startup.clone();
+            move || {
+                let (config, policy, startup, stop, reload) = (
+                    config.clone(),
+                    policy.clone(),
+                    startup.clone(),
+                    stop.clone(),
+                    reload.clone(),
+                );
+                async move {
+                    let result =
+                        shard_main(config, policy, startup, shards, stop.clone(), reload).await;
+                    if result.is_err() {
+                        // One shard failing to start stops them all.
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                    result
                 }
-                result
             }
         })
         .map_err(|e| RunError::Executors(e.to_string()))?;
+    startup.watch_until_joined(handles.handles());
     let mut first_error = None;
     for result in handles.join_all() {
         match result {
@@ -188,15 +227,14 @@ pub fn run_with(
 async fn shard_main(
     config: Arc<Config>,
     policy: Arc<CompiledPolicy>,
-    mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
+    startup: Arc<startup::Startup>,
     shards: usize,
     stop: Arc<AtomicBool>,
     reload: Option<ReloadSource>,
 ) -> Result<(), String> {
-    let (senders, mut receivers) = mesh
-        .join()
-        .await
-        .map_err(|_| "cannot join the channel mesh".to_owned())?;
+    let mesh = startup.take_mesh();
+    let (senders, mut receivers) = startup.join(mesh).await?;
+    drop(startup);
     let id = senders.peer_id() as u16;
     let engine = ShardEngine::new(
         engine_config(id, shards as u16, &config),

@@ -123,6 +123,24 @@ impl Gateway {
 
     /// As [`Gateway::start`], letting `configure` change the command first.
     pub fn start_with(config: &str, configure: impl FnOnce(&mut Command)) -> Gateway {
+        let gw = Gateway::spawn_with(config, configure);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(gw.router_addr).is_err() {
+            if Instant::now() > deadline {
+                panic!("the gateway never listened; log:\n{}", gw.log.all());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        gw
+    }
+
+    /// Starts `palisade run` like [`Gateway::start`], without waiting for anything.
+    pub fn spawn(config: &str) -> Gateway {
+        Self::spawn_with(config, |_| {})
+    }
+
+    /// As [`Gateway::spawn`], letting `configure` change the command first.
+    pub fn spawn_with(config: &str, configure: impl FnOnce(&mut Command)) -> Gateway {
         let (rp, cp, ap) = (free_port(), free_port(), free_port());
         let config = config
             .replace("{ROUTER_PORT}", &rp.to_string())
@@ -152,17 +170,9 @@ impl Gateway {
                 sink.push(line);
             }
         });
-        let router_addr: SocketAddr = format!("127.0.0.1:{rp}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(router_addr).is_err() {
-            if Instant::now() > deadline {
-                panic!("the gateway never listened; log:\n{}", log.all());
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
         Gateway {
             child: Some(child),
-            router_addr,
+            router_addr: format!("127.0.0.1:{rp}").parse().unwrap(),
             compliance_addr: format!("127.0.0.1:{cp}").parse().unwrap(),
             admin_addr: format!("127.0.0.1:{ap}").parse().unwrap(),
             log,
@@ -172,21 +182,31 @@ impl Gateway {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        unsafe_kill(child.id(), "TERM");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
+        self.stop_within(Duration::from_secs(15))
+            .unwrap_or_else(|| {
                 panic!(
                     "the gateway did not stop on SIGTERM; log:\n{}",
                     self.log.all()
-                );
+                )
+            })
+    }
+
+    /// Sends SIGTERM and waits up to `limit` for the exit status; past it, kills the gateway
+    /// and returns `None`.
+    pub fn stop_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take().expect("running");
+        unsafe_kill(child.id(), "TERM");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
             }
-            thread::sleep(Duration::from_millis(20));
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            thread::sleep(Duration::from_millis(5));
         }
     }
 

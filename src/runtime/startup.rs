@@ -1,0 +1,147 @@
+//! Start-up: each shard's copy of the channel mesh builder, and a watch that keeps any shard
+//! from sleeping through its mesh join.
+//!
+//! Two defects of glommio 0.9 meet here; both are worked around in this file, not patched.
+//!
+//! **The mesh builder is not thread-safe.** `MeshBuilder` keeps its peer list in an
+//! `Rc<RwLock<Vec<Peer>>>` and is declared `Send`, so cloning or dropping it on several
+//! executor threads at once races the non-atomic reference count. A lost increment frees the
+//! list while a shard still holds it, and the next decrement writes `0 - 1` into the freed
+//! block, where the allocator keeps its free-list link: at exit mimalloc's `mi_process_done`
+//! then walks a thread-free list holding `0xffffffffffffffff` and the process dies of SIGSEGV
+//! after "Palisade stopped" (a core shows the freed 64-byte block: strong count `!0`, weak 0,
+//! then a `Vec<Peer>` of capacity 4 and length 2). So every clone is made here, on the
+//! starting thread, before any executor runs; executors only move theirs out of a mutex, and
+//! `join` drops it. Concurrent decrements can then only lose a decrement (a leak of one small
+//! block), never free early, because the starting thread keeps one reference until every
+//! executor has been joined.
+//!
+//! **An executor can park with a runnable task.** `LocalExecutor::run` parks whenever
+//! `run_task_queues` returns false, and that function returns false both when nothing is
+//! runnable and when the 1 ms preempt timer had already fired before it ran anything
+//! (`if self.need_preempt() { break }` with `ran` still false). The executor then sleeps in
+//! `io_uring_enter` (`Reactor::link_rings_and_sleep`) until I/O completes, a timer fires or
+//! another thread writes its eventfd; the task it did not run is never looked at before
+//! that. Once shards are up there is always a timer (the stop-flag poll, the engine tick), so
+//! such a stall lasts at most one tick. During `MeshBuilder::join` there is none: the join
+//! waits in `shared_channel::Connector`, which re-checks the peer on every reactor pass (a
+//! connection waker) and so makes a stranded task likely on a busy machine; once stranded,
+//! nothing wakes it, and both shards sleep for ever, before the router port is opened and
+//! before the stop flag is ever read: about one start in 20 (debug) to 70 (release) on two
+//! busy cores. Upstream's later fix ("do not park the executor while a task queue is still
+//! runnable") makes `run_task_queues` tell "preempted" from "idle"; 0.9.0 does not have it.
+//! So the starting thread, which would only block in `join_all` anyway, wakes every shard
+//! still joining every [`JOIN_KICK`] until all have joined: a foreign wake writes the
+//! executor's eventfd, the executor leaves `io_uring_enter`, and its next turn runs the
+//! stranded task. This is a bounded start-up step: it ends as soon as the last shard has
+//! joined (normally within the first kick), and nothing polls afterwards.
+
+use super::mesh::ShardMsg;
+use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+/// How often the starting thread wakes the shards that have not joined the mesh yet.
+pub const JOIN_KICK: Duration = Duration::from_millis(10);
+
+type Mesh = MeshBuilder<ShardMsg, Full>;
+
+/// What the starting thread shares with the shards until they have joined the mesh.
+pub struct Startup {
+    /// The starting thread's own reference to the mesh; see the module doc for why it lives
+    /// until every executor has been joined (the mutex only makes `Startup` shareable).
+    _keep: Mutex<Mesh>,
+    /// One builder per shard, cloned on the starting thread.
+    meshes: Mutex<Vec<Mesh>>,
+    /// The waker of each shard that is joining, by slot.
+    wakers: Mutex<Vec<Option<Waker>>>,
+    /// Shards that have not finished joining (or failing to).
+    joining: AtomicUsize,
+}
+
+impl Startup {
+    /// A mesh of `shards` peers whose channels hold `capacity` messages each.
+    pub fn new(shards: usize, capacity: usize) -> Arc<Startup> {
+        let keep: Mesh = MeshBuilder::full(shards, capacity);
+        let meshes = (0..shards).map(|_| keep.clone()).collect();
+        Arc::new(Startup {
+            _keep: Mutex::new(keep),
+            meshes: Mutex::new(meshes),
+            wakers: Mutex::new(Vec::new()),
+            joining: AtomicUsize::new(shards),
+        })
+    }
+
+    /// This shard's builder (taken once per shard, on its executor thread; moving it out
+    /// touches no reference count).
+    pub fn take_mesh(&self) -> Option<Mesh> {
+        self.meshes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+    }
+
+    /// Joins the mesh from a shard, watched by the starting thread until it has.
+    pub async fn join(
+        &self,
+        mesh: Option<Mesh>,
+    ) -> Result<(Senders<ShardMsg>, Receivers<ShardMsg>), String> {
+        let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+        let _watched = self.watch(waker);
+        let mesh = mesh.ok_or_else(|| "no channel mesh left for this shard".to_owned())?;
+        mesh.join()
+            .await
+            .map_err(|_| "cannot join the channel mesh".to_owned())
+    }
+
+    /// Until every shard has joined (or one executor thread has ended), wakes the shards that
+    /// are joining every [`JOIN_KICK`]. Runs on the starting thread.
+    pub fn watch_until_joined<T>(&self, threads: &[std::thread::JoinHandle<T>]) {
+        while self.joining.load(Ordering::SeqCst) > 0 && !threads.iter().any(|t| t.is_finished()) {
+            std::thread::sleep(JOIN_KICK);
+            for waker in self
+                .wakers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .flatten()
+            {
+                // A foreign wake: glommio queues it and writes the shard's eventfd if the
+                // shard sleeps. A shard that is not stranded just polls its join once more.
+                waker.wake_by_ref();
+            }
+        }
+    }
+
+    fn watch(&self, waker: Waker) -> Watched<'_> {
+        let mut wakers = self.wakers.lock().unwrap_or_else(PoisonError::into_inner);
+        wakers.push(Some(waker));
+        Watched {
+            startup: self,
+            slot: wakers.len() - 1,
+        }
+    }
+}
+
+/// A shard being watched while it joins; dropping it (on the shard's thread, so that the
+/// waker is dropped there too) ends the watch for that shard.
+struct Watched<'a> {
+    startup: &'a Startup,
+    slot: usize,
+}
+
+impl Drop for Watched<'_> {
+    fn drop(&mut self) {
+        let waker = self
+            .startup
+            .wakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(self.slot)
+            .and_then(Option::take);
+        drop(waker);
+        self.startup.joining.fetch_sub(1, Ordering::SeqCst);
+    }
+}
