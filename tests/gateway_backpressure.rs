@@ -194,3 +194,84 @@ fn a_router_held_by_the_gateways_own_flow_control_is_not_taken_for_dead() {
         gw.log.all()
     );
 }
+
+/// A router that keeps its socket full (and reads what it gets back) must not keep its shard
+/// to itself: a quiet router on the same shard is still read, answered, and never dropped as
+/// silent. glommio completes reads at once when data is waiting and never preempts a task
+/// between ready awaits, so every loop that can stay ready yields when its time is up.
+#[test]
+fn a_flooding_router_does_not_starve_a_quiet_one() {
+    let port = free_port();
+    let server = TestServer::start(port, &component("cs1"), "pw-cs1");
+    let timers = "event_timeout = \"2s\"\noutage_window = \"5s\"\nkeepalive = \"300ms\"\n\
+                  dead_interval = \"1s\"\n";
+    let rest = format!(
+        "{}[[profile]]\nname = \"Wall\"\nevents = [{{ event = \"es_OUT\", packet = \"message\", \
+         handling = \"bounce\" }}]\n",
+        server_block("cs1", port, "Wall")
+    );
+    let gw = Gateway::start(&config(2, timers, &rest));
+    assert!(server.wait_streams(2, 5 * SECOND));
+    let stop = Arc::new(AtomicBool::new(false));
+    // Two flooders, so that both shards have one (connections are handed out in turn).
+    let floods: Vec<_> = (0..2)
+        .map(|_| {
+            let mut flood = TestRouter::connect(&gw);
+            let mut tcp = flood.raw_writer();
+            let stop_w = stop.clone();
+            let writer = thread::spawn(move || {
+                use std::io::Write;
+                let batch: String = (0..200)
+                    .map(|i| {
+                        format!(
+                            "<iq type='set' id='F{i}' from='{ROUTER}' to='{GATEWAY}'><event \
+                             xmlns='urn:palisade:compliance:0' name='es_OUT'><message \
+                             xmlns='jabber:client' from='f{i}@example.com/x' \
+                             to='g@example.com' type='chat'><body>flood</body></message>\
+                             </event></iq>"
+                        )
+                    })
+                    .collect();
+                while !stop_w.load(Ordering::SeqCst) && tcp.write_all(batch.as_bytes()).is_ok() {}
+            });
+            let stop_r = stop.clone();
+            let reader = thread::spawn(move || {
+                while !stop_r.load(Ordering::SeqCst) {
+                    let _ = flood.verdict(Duration::from_millis(50));
+                }
+            });
+            (writer, reader)
+        })
+        .collect();
+    let quiet: Vec<_> = (0..2)
+        .map(|q| {
+            let mut r = TestRouter::connect(&gw);
+            thread::spawn(move || {
+                let start = Instant::now();
+                let mut answered = 0;
+                while start.elapsed() < Duration::from_secs(6) {
+                    let id = r.chat(&format!("quiet{q}"), "peer", "hello");
+                    // Its events wait for admission behind the flood (the shard's events in
+                    // flight are at their limit), but they are read and answered.
+                    let v = r.verdict_for(&id, 30 * SECOND);
+                    assert!(!v.id.is_empty());
+                    answered += 1;
+                    thread::sleep(Duration::from_millis(200));
+                }
+                answered
+            })
+        })
+        .collect();
+    let answered: Vec<usize> = quiet.into_iter().map(|q| q.join().unwrap()).collect();
+    stop.store(true, Ordering::SeqCst);
+    for (w, r) in floods {
+        let _ = (w.join(), r.join());
+    }
+    assert!(
+        answered.iter().all(|&n| n >= 1),
+        "quiet routers answered {answered:?}; log:\n{}",
+        gw.log.all()
+    );
+    let log = gw.log.all();
+    assert!(!log.contains("disconnected: PeerSilent"), "log:\n{log}");
+}

@@ -202,8 +202,20 @@ fn load_router(
     let mut answered = 0u64;
     let mut n = 0u64;
     let window = 200;
+    let mut last_send = Instant::now();
+    let mut last_verdict = Instant::now();
     while !stop.load(Ordering::SeqCst) {
+        if !router.is_active() {
+            return Err(format!(
+                "router {index}: the gateway closed its stream ({} outstanding; last send {:?} \
+                 ago, last verdict {:?} ago)",
+                outstanding.len(),
+                last_send.elapsed(),
+                last_verdict.elapsed()
+            ));
+        }
         while outstanding.len() < window {
+            last_send = Instant::now();
             let from = format!("u{index}x{}", n % 97);
             let to = format!("v{}", n % 89);
             let id = router.chat(&from, &to, &format!("m{n}"));
@@ -217,6 +229,7 @@ fn load_router(
         // Paced: a few thousand events per second at most, so the soak tests robustness
         // rather than saturating two cores.
         while let Some(v) = router.verdict(Duration::from_millis(2)) {
+            last_verdict = Instant::now();
             if !outstanding.remove(&v.id) {
                 return Err(format!(
                     "router {index}: verdict for {} twice or unsent",

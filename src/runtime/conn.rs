@@ -209,16 +209,29 @@ pub async fn drive(
                 }
             }
             conn.wake_writer.notify();
+            let mut held_for_us = false;
             while closed.is_none() && !conn.stream.borrow().is_closed() {
                 let held = hold(&conn);
                 conn.holding.set(held);
                 match held {
                     Hold::Read => break,
                     Hold::UntilDrained(low) => conn.output_below(low).await,
-                    Hold::Poll => glommio::timer::sleep(Duration::from_millis(1)).await,
+                    Hold::Poll => {
+                        held_for_us = true;
+                        glommio::timer::sleep(Duration::from_millis(1)).await
+                    }
                 }
             }
             conn.holding.set(Hold::Read);
+            if held_for_us {
+                // The timer task samples the hold on its tick and may have missed part of
+                // it: the silence clocks start again from here, where reading resumes.
+                conn.stream.borrow_mut().handle_reads_held(Instant::now());
+            }
+            // glommio completes a read at once when the socket has data, and never preempts a
+            // task between ready awaits: a peer that keeps its socket full would otherwise
+            // keep this shard to itself.
+            glommio::yield_if_needed().await;
         }
         closed.unwrap_or(Closed::TransportEnded)
     };

@@ -420,6 +420,11 @@ async fn consume(ctx: Rc<ShardCtx>, rx: ConnectedReceiver<ShardMsg>) {
             }
         }
         ctx.on_message(msg);
+        // A channel that always has messages makes `recv` ready at every call, and glommio
+        // never preempts a task between ready awaits: without this, a peer shard that keeps
+        // the channel full (one flooding router is enough) starves every reader, writer and
+        // timer of this shard, and quiet routers get dropped as silent.
+        glommio::yield_if_needed().await;
     }
 }
 
@@ -433,6 +438,8 @@ async fn forward(ctx: Rc<ShardCtx>, senders: Rc<Senders<ShardMsg>>, peer: usize)
                     drop(msg);
                     return;
                 }
+                // As in `consume`: a send into a channel with room is ready at once.
+                glommio::yield_if_needed().await;
             }
             None => ctx.outbox.wake[peer].wait().await,
         }

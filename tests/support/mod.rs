@@ -421,6 +421,11 @@ impl TestRouter {
         }
     }
 
+    /// Whether the stream is still active (the gateway has not closed it).
+    pub fn is_active(&mut self) -> bool {
+        self.wire.stream.writer().is_some()
+    }
+
     /// Sends raw stanza bytes.
     pub fn send_raw(&mut self, xml: &str) {
         self.wire
@@ -475,11 +480,25 @@ impl TestRouter {
                     if let Some(v) = to_verdict(&s) {
                         return Some(v);
                     }
+                    self.answer_service(&s);
                 }
                 StreamEvent::Closed(_) => return None,
                 _ => {}
             }
         }
+    }
+
+    /// Answers the gateway's liveness pings (and disco) as a real router does.
+    fn answer_service(&mut self, s: &Stanza) {
+        if s.type_().as_deref() != Some("get") {
+            return;
+        }
+        let mut out = bytes::BytesMut::new();
+        palisade::protocol::service::answer(&mut out, &self.name, s);
+        if let Some(w) = self.wire.stream.writer() {
+            w.extend_from_slice(&out);
+        }
+        let _ = self.wire.flush();
     }
 
     /// Waits for the verdict of `id` (keeping others for later).
