@@ -496,10 +496,6 @@ fn prosody_module_sends_the_minimum_event_map() {
     rig.wait_request("onLeave", "bob");
     drop(bob);
     rig.wait_request("es_END", "bob@localhost/desk");
-    // Every event came from the host itself, never from a user.
-    for r in rig.server.requests() {
-        assert!(!r.xml.contains("from='alice"), "{}", r.xml);
-    }
 }
 
 #[test]

@@ -54,10 +54,10 @@ local function gateway_connected()
 	return mod ~= nil and mod.connected == true;
 end
 
--- The outage rule is logged once per outage, not once per stanza.
+-- The outage rule is logged once per outage (and when its cause changes), not once per stanza.
 local outage = nil;
 local function outage_begins(why)
-	if outage == nil then
+	if outage ~= why then
 		outage = why;
 		module:log("warn", "Palisade gateway %s: %s; refusing what must be judged until it answers again", component, why);
 	end
