@@ -64,9 +64,8 @@ profile = "Wall"
 
 fn rig(test: &str, events: &str, timeout_s: u32) -> Option<Rig> {
     let plugins = format!("\"{}\"", root().join("integrations/prosody").display());
-    let module = format!(
-        "    modules_enabled = {{ \"palisade\" }}\n    palisade_timeout = {timeout_s}"
-    );
+    let module =
+        format!("    modules_enabled = {{ \"palisade\" }}\n    palisade_timeout = {timeout_s}");
     let level = std::env::var("PROSODY_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".into());
     let prosody = Prosody::start_with(
         test,
@@ -74,7 +73,10 @@ fn rig(test: &str, events: &str, timeout_s: u32) -> Option<Rig> {
             ("PROSODY_PLUGIN_PATHS", &plugins),
             ("PROSODY_VHOST_LINES", &module),
             ("PROSODY_MUC", MUC),
-            ("PROSODY_MUC_LINES", &format!("{module}\n    muc_room_locking = false")),
+            (
+                "PROSODY_MUC_LINES",
+                &format!("{module}\n    muc_room_locking = false"),
+            ),
             ("PROSODY_EXTRA_USERS", "bob:bob-pw carol:carol-pw"),
             ("PROSODY_LOG_LEVEL", &level),
         ],
@@ -126,7 +128,9 @@ impl Rig {
         // Available, so that messages to the bare JID reach this session.
         c.send("<presence/>");
         let own = format!("from='{user}@localhost/{resource}'");
-        c.expect("own presence", |s| s.starts_with("<presence") && s.contains(&own));
+        c.expect("own presence", |s| {
+            s.starts_with("<presence") && s.contains(&own)
+        });
         c
     }
 
@@ -177,7 +181,11 @@ fn base64(data: &[u8]) -> String {
     const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -354,7 +362,9 @@ impl Client {
             "<presence to='{room}/{nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
         ));
         let from = format!("from='{room}/{nick}'");
-        self.expect("join answer", |s| s.starts_with("<presence") && s.contains(&from))
+        self.expect("join answer", |s| {
+            s.starts_with("<presence") && s.contains(&from)
+        })
     }
 }
 
@@ -466,11 +476,18 @@ fn prosody_module_sends_the_minimum_event_map() {
     bob.message_with("map hello");
     let out = rig.wait_request("es_OUT", "map hello");
     assert_eq!(out.key, "alice@localhost|bob@localhost");
-    assert!(out.stanza.contains("from='alice@localhost/desk'"), "{}", out.stanza);
+    assert!(
+        out.stanza.contains("from='alice@localhost/desk'"),
+        "{}",
+        out.stanza
+    );
     let inbound = rig.wait_request("es_IN", "map hello");
     assert_eq!(inbound.packet.as_deref(), Some("message"));
     // Unmatched events cost nothing: no presence was ever sent to the gateway.
-    assert!(rig.requests("es_OUT").iter().all(|r| !r.stanza.starts_with("<presence")));
+    assert!(rig
+        .requests("es_OUT")
+        .iter()
+        .all(|r| !r.stanza.starts_with("<presence")));
 
     let room = format!("trading@{MUC}");
     let join = alice.join(&room, "alice");
@@ -535,8 +552,16 @@ fn prosody_module_outage_rule() {
         error.contains("type='wait'") && error.contains("<remote-server-timeout"),
         "{error}"
     );
-    assert!(started.elapsed() >= Duration::from_millis(1500), "{:?}", started.elapsed());
-    bob.expect_none("unjudged message", |s| s.contains("please-silence"), Duration::from_millis(200));
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    bob.expect_none(
+        "unjudged message",
+        |s| s.contains("please-silence"),
+        Duration::from_millis(200),
+    );
     // The gateway goes away: cancel / service-unavailable, at once; logged once.
     rig.gw.stop();
     rig.wait_prosody_log("component disconnected", 1);
@@ -548,7 +573,11 @@ fn prosody_module_outage_rule() {
             "{error}"
         );
     }
-    bob.expect_none("unjudged message", |s| s.contains("while down"), Duration::from_millis(200));
+    bob.expect_none(
+        "unjudged message",
+        |s| s.contains("while down"),
+        Duration::from_millis(200),
+    );
     // Logins and logouts go on.
     let mut carol = rig.login("carol", "desk");
     carol.send("</stream:stream>");
@@ -573,7 +602,11 @@ fn prosody_module_trust_rule() {
     alice.chat("palisade.localhost", "probe");
     let error = alice.stanza(|s| s.contains("type='error'"), Duration::from_secs(5));
     assert!(error.is_some_and(|e| e.contains("<forbidden")));
-    assert!(rig.server.requests().iter().all(|r| !r.stanza.contains("forged")));
+    assert!(rig
+        .server
+        .requests()
+        .iter()
+        .all(|r| !r.stanza.contains("forged")));
 }
 
 #[test]
@@ -586,10 +619,15 @@ fn prosody_module_learns_a_reload_without_restart() {
     let mut bob = rig.login("bob", "desk");
     alice.chat("bob@localhost", "before reload");
     bob.message_with("before reload");
-    assert!(rig.requests("es_OUT").is_empty(), "no round trip for an unmatched event");
+    assert!(
+        rig.requests("es_OUT").is_empty(),
+        "no round trip for an unmatched event"
+    );
     let reloaded = rig.gw.reload(&rig.template.replace(
         "{EVENTS}",
-        &format!("{events}\n{{ event = \"es_OUT\", packet = \"message\", handling = \"bounce\" }},"),
+        &format!(
+            "{events}\n{{ event = \"es_OUT\", packet = \"message\", handling = \"bounce\" }},"
+        ),
     ));
     assert!(reloaded.contains("reloaded from"), "{reloaded}");
     rig.wait_prosody_log("pair(s) to send", 3);

@@ -178,7 +178,13 @@ priority = ["Wall"]
 "#;
         match load_str(toml, "t.toml") {
             Ok(l) => CompiledPolicy::compile(&l.config),
-            Err(d) => panic!("{}", d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")),
+            Err(d) => panic!(
+                "{}",
+                d.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
         }
     }
 
@@ -199,8 +205,14 @@ priority = ["Wall"]
         let (outcome, text) = ask(CHAINS_NODE);
         assert_eq!(outcome, ServiceOutcome::Chains);
         assert!(text.contains(&format!("node='{CHAINS_NODE}'")), "{text}");
-        assert!(text.contains("var='urn:palisade:compliance:0#chain/wait/es_OUT/message'"), "{text}");
-        assert!(text.contains("var='urn:palisade:compliance:0#chain/notify/onAfterJoin'"), "{text}");
+        assert!(
+            text.contains("var='urn:palisade:compliance:0#chain/wait/es_OUT/message'"),
+            "{text}"
+        );
+        assert!(
+            text.contains("var='urn:palisade:compliance:0#chain/notify/onAfterJoin'"),
+            "{text}"
+        );
         assert!(!text.contains("es_OUT/presence"), "{text}");
         // Another node, named in the query, has its own chains: none here.
         let (_, other) = ask(&format!("{CHAINS_NODE}/imp9"));

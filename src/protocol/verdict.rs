@@ -166,11 +166,17 @@ mod tests {
     #[test]
     fn forbidden_names_the_condition() {
         let mut out = BytesMut::new();
-        write_forbidden(&mut out, "palisade.example.com", &reply(), "only the router");
+        write_forbidden(
+            &mut out,
+            "palisade.example.com",
+            &reply(),
+            "only the router",
+        );
         let text = String::from_utf8(out.to_vec()).unwrap();
         assert!(
-            text.starts_with("<iq type='error' id='R\"1' from='palisade.example.com' to='imp1.example.com'>")
-                && text.contains("type='auth'")
+            text.starts_with(
+                "<iq type='error' id='R\"1' from='palisade.example.com' to='imp1.example.com'>"
+            ) && text.contains("type='auth'")
                 && text.contains("<forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>")
                 && text.contains("only the router"),
             "{text}"
