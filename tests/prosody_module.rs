@@ -638,3 +638,97 @@ fn prosody_module_learns_a_reload_without_restart() {
     let id = alice.chat("bob@localhost", "please-bounce");
     assert!(alice.error_for(&id).contains("<not-acceptable"));
 }
+
+/// The events beyond the minimum map: before-events wait (handling pass), after-events are
+/// notices.
+const REST: &str = r#"
+{ event = "e_SERVER", packet = "iq", handling = "pass" },
+{ event = "e_DISCOFEAT", handling = "pass" },
+{ event = "onServicePacket", handling = "pass" },
+{ event = "onServiceDiscoInfo", fire_and_forget = true, handling = "pass" },
+{ event = "onAfterRoomCreate", fire_and_forget = true, handling = "pass" },
+{ event = "onPacket", handling = "pass" },
+{ event = "onExamineRoom", fire_and_forget = true, handling = "pass" },
+{ event = "onBeforeSubject", handling = "pass" },
+{ event = "onBeforeBroadcast", handling = "pass" },
+{ event = "onAfterInvite", fire_and_forget = true, handling = "pass" },
+{ event = "onMetaInfoGet", fire_and_forget = true, handling = "pass" },
+{ event = "onBeforeMetaInfoSet", handling = "pass" },
+{ event = "onAfterMetaInfoSet", fire_and_forget = true, handling = "pass" },
+{ event = "onBeforeChangeAffiliation", handling = "pass" },
+{ event = "onAfterChangeAffiliation", fire_and_forget = true, handling = "pass" },
+{ event = "onBeforeRemoveAffiliation", handling = "pass" },
+{ event = "onAfterRemoveAffiliation", fire_and_forget = true, handling = "pass" },
+{ event = "onBeforeChangeUser", handling = "pass" },
+{ event = "onHistory", fire_and_forget = true, handling = "pass" },
+{ event = "onClose", handling = "pass" },
+{ event = "onDestroy", fire_and_forget = true, handling = "pass" },
+"#;
+
+#[test]
+fn prosody_module_sends_the_rest_of_the_map() {
+    let Some(rig) = rig("module-rest", REST, 5) else {
+        return;
+    };
+    let mut alice = rig.login("alice", "desk");
+    let mut bob = rig.login("bob", "desk");
+    let answer = |c: &mut Client, id: &str| {
+        let needle = format!("id='{id}'");
+        let s = c.expect(id, |s| s.contains(&needle));
+        assert!(!s.contains("type='error'"), "{s}");
+        s
+    };
+    alice.send("<iq type='get' id='d1' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
+    answer(&mut alice, "d1");
+    rig.wait_request("e_SERVER", "id='d1'");
+    rig.wait_request("e_DISCOFEAT", "id='d1'");
+    alice.send(&format!("<iq type='get' id='d2' to='{MUC}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"));
+    answer(&mut alice, "d2");
+    rig.wait_request("onServiceDiscoInfo", "id='d2'");
+    rig.wait_request("onServicePacket", "id='d2'");
+
+    let room = format!("rest@{MUC}");
+    let join = alice.join(&room, "alice");
+    assert!(!join.contains("type='error'"), "{join}");
+    rig.wait_request("onAfterRoomCreate", "alice@localhost");
+    alice.send(&format!("<iq type='get' id='d3' to='{room}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"));
+    answer(&mut alice, "d3");
+    rig.wait_request("onExamineRoom", "id='d3'");
+    rig.wait_request("onPacket", "id='d3'");
+    alice.send(&format!("<message type='groupchat' to='{room}' id='s1'><subject>today</subject></message>"));
+    rig.wait_request("onBeforeSubject", "today");
+    alice.send(&format!("<message type='groupchat' to='{room}' id='g1'><body>to all</body></message>"));
+    alice.message_with("to all");
+    rig.wait_request("onBeforeBroadcast", "to all");
+    bob.join(&room, "bob");
+    rig.wait_request("onHistory", "bob@localhost");
+    alice.send(&format!("<message to='{room}' id='i1'><x xmlns='http://jabber.org/protocol/muc#user'><invite to='carol@localhost'/></x></message>"));
+    rig.wait_request("onAfterInvite", "carol@localhost");
+    alice.send(&format!("<iq type='get' id='f1' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'/></iq>"));
+    answer(&mut alice, "f1");
+    rig.wait_request("onMetaInfoGet", "muc#owner");
+    alice.send(&format!("<iq type='set' id='f2' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field><field var='muc#roomconfig_roomname'><value>Rest</value></field></x></query></iq>"));
+    answer(&mut alice, "f2");
+    rig.wait_request("onBeforeMetaInfoSet", "id='f2'");
+    rig.wait_request("onAfterMetaInfoSet", "Rest");
+    let admin = |id: &str, item: &str| {
+        format!("<iq type='set' id='{id}' to='{room}'><query xmlns='http://jabber.org/protocol/muc#admin'><item {item}/></query></iq>")
+    };
+    alice.send(&admin("a1", "jid='carol@localhost' affiliation='member'"));
+    answer(&mut alice, "a1");
+    rig.wait_request("onBeforeChangeAffiliation", "carol@localhost");
+    rig.wait_request("onAfterChangeAffiliation", "carol@localhost");
+    alice.send(&admin("a2", "jid='carol@localhost' affiliation='none'"));
+    answer(&mut alice, "a2");
+    rig.wait_request("onBeforeRemoveAffiliation", "carol@localhost");
+    rig.wait_request("onAfterRemoveAffiliation", "carol@localhost");
+    alice.send(&admin("r1", "nick='bob' role='visitor'"));
+    answer(&mut alice, "r1");
+    rig.wait_request("onBeforeChangeUser", "role='visitor'");
+    bob.send(&format!("<presence to='{room}/bob'><show>away</show></presence>"));
+    rig.wait_request("onBeforeChangeUser", "<show>away</show>");
+    alice.send(&format!("<iq type='set' id='x1' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'><destroy/></query></iq>"));
+    answer(&mut alice, "x1");
+    rig.wait_request("onClose", "destroy");
+    rig.wait_request("onDestroy", "destroy");
+}
