@@ -126,6 +126,7 @@ local function refresh_chains()
 			end
 		end
 		chains = learnt;
+		module:log("debug", "Palisade chains: %s", reply);
 		module:log("info", "Palisade gateway %s: %d (event, packet type) pair(s) to send", component, count);
 	end);
 end
