@@ -87,27 +87,42 @@ local function mode_of(name, stanza, tc)
 end
 
 -- Sends `iq` to the gateway; callback(reply) with its result or error, or callback(false)
--- after `seconds` without one.
-local function track(iq, seconds, callback)
-	local id = iq.attr.id;
-	local timer;
+-- after `seconds` without one. One timer sweeps every pending iq, rather than one timer each.
+local deadlines = {}; -- id -> time after which the iq has failed
+local sweeping = false;
+local now = require "util.time".now;
+local function sweep()
+	local t = now();
+	for id, deadline in pairs(deadlines) do
+		if deadline <= t then
+			local waiting = pending[id];
+			if waiting then waiting(false); end
+		end
+	end
+	if next(deadlines) == nil then
+		sweeping = false;
+		return nil;
+	end
+	return 0.25;
+end
+
+local function track(id, seconds, callback)
 	pending[id] = function (reply)
-		pending[id] = nil;
-		if timer then timer:stop(); end
+		pending[id], deadlines[id] = nil, nil;
 		return callback(reply);
 	end
-	timer = module:add_timer(seconds, function ()
-		local waiting = pending[id];
-		if waiting then waiting(false); end
-	end);
-	module:send(iq);
+	deadlines[id] = now() + seconds;
+	if not sweeping then
+		sweeping = true;
+		module:add_timer(0.25, sweep);
+	end
 end
 
 local function refresh_chains()
 	if not gateway_connected() then return; end
 	local query = st.iq({ type = "get", from = host, to = component, id = "palisade-chains-"..new_id() })
 		:tag("query", { xmlns = xmlns_disco_info, node = chains_node }):up();
-	track(query, verdict_timeout, function (reply)
+	track(query.attr.id, verdict_timeout, function (reply)
 		local result = reply and reply.attr.type == "result" and reply:get_child("query", xmlns_disco_info);
 		if not result then
 			module:log("warn", "Palisade gateway %s did not list its chains", component);
@@ -129,17 +144,29 @@ local function refresh_chains()
 		module:log("debug", "Palisade chains: %s", reply);
 		module:log("info", "Palisade gateway %s: %d (event, packet type) pair(s) to send", component, count);
 	end);
+	module:send(query);
 end
 
--- The event iq for `stanza` (a copy; the original stays as it is).
-local function event_iq(name, stanza, room)
-	local id = "palisade-"..new_id();
-	local iq = st.iq({ type = "set", from = host, to = component, id = id })
+-- Event ids: a random prefix per module instance, then a counter (cheaper than random ids).
+local id_prefix = "palisade-"..new_id().."-";
+local id_counter = 0;
+local function next_event_id()
+	id_counter = id_counter + 1;
+	return id_prefix..id_counter;
+end
+
+-- Sends `stanza` to the gateway as event `name`. The stanza itself is embedded (with its
+-- namespace declared, as an embedded stanza must) only while the iq is serialized, which
+-- sending to the component does at once; it is then restored. No copy is made.
+local function send_event(name, stanza, room, id)
+	local iq = st.iq({ type = "set", from = host, to = component, id = id or next_event_id() })
 		:tag("event", { xmlns = NS, name = name, node = node, room = room });
-	local copy = st.clone(stanza);
-	copy.attr.xmlns = "jabber:client";
-	iq:add_child(copy);
-	return iq, id;
+	local xmlns = stanza.attr.xmlns;
+	stanza.attr.xmlns = "jabber:client";
+	iq:add_child(stanza);
+	local ok, err = pcall(module.send, module, iq);
+	stanza.attr.xmlns = xmlns;
+	if not ok then error(err); end
 end
 
 local function stanza_error(type, condition, text)
@@ -182,8 +209,8 @@ local function ask(name, stanza, room, callback)
 		outage_begins("not connected");
 		return callback("outage", stanza_error("cancel", "service-unavailable", "The compliance gateway is not connected"));
 	end
-	local iq = event_iq(name, stanza, room);
-	track(iq, verdict_timeout, function (reply)
+	local id = next_event_id();
+	track(id, verdict_timeout, function (reply)
 		if not reply then
 			outage_begins("no verdict within "..verdict_timeout.." s");
 			return callback("outage", stanza_error("wait", "remote-server-timeout", "No compliance verdict in time"));
@@ -196,20 +223,47 @@ local function ask(name, stanza, room, callback)
 		outage_ends();
 		return callback(action, detail);
 	end);
+	send_event(name, stanza, room, id);
 end
 
 local function notify(name, stanza, room)
 	if not gateway_connected() then return; end
-	local iq = event_iq(name, stanza, room);
-	module:send(iq);
+	send_event(name, stanza, room);
 end
 
--- Judges inside the current async runner: returns action, detail. Must only be called when
--- async.ready().
-local function judge_now(name, stanza, room)
+-- While a session's runner waits, mod_c2s pauses its connection; bytes the socket library had
+-- already buffered are not announced again when reading resumes, so a client that sent many
+-- stanzas at once would stall until it sent more. Each time such a session's runner is ready
+-- again, read what is buffered.
+local function read_buffered(session)
+	local conn, thread = session.conn, session.thread;
+	if not conn or not conn.onreadable or not thread or thread.palisade_watched then return; end
+	thread.palisade_watched = true;
+	local watchers = thread.watchers;
+	local ready = watchers.ready;
+	thread.watchers = setmetatable({
+		ready = function (runner, ...)
+			if ready then ready(runner, ...); end
+			local buffered = conn.conn;
+			if not (buffered and buffered.dirty and buffered:dirty()) then return; end
+			module:add_timer(0, function ()
+				local sock = conn.conn;
+				if runner.state == "ready" and not session.destroyed
+				and sock and sock.dirty and sock:dirty() then
+					conn:onreadable();
+				end
+			end);
+		end;
+	}, { __index = watchers });
+end
+
+-- Judges inside the current async runner (the session `origin`'s): returns action, detail.
+-- Must only be called when async.ready().
+local function judge_now(name, stanza, room, origin)
 	local wait, done = async.waiter();
 	local action, detail;
 	ask(name, stanza, room, function (a, d) action, detail = a, d; done(); end);
+	if origin then read_buffered(origin); end
 	wait();
 	return action, detail;
 end
@@ -267,6 +321,7 @@ local function bounce(origin, stanza, err, from)
 	local t = stanza.attr.type;
 	if t == "error" or (stanza.name == "iq" and t == "result") then return; end
 	local reply = st.clone(stanza);
+	reply.attr.xmlns = nil;
 	reply.attr.from = from or stanza.attr.to or host;
 	reply.attr.to = stanza.attr.from;
 	reply.attr.type = "error";
@@ -306,7 +361,7 @@ local function judge_stanza(name, event, room, from)
 	if mode == nil then return nil; end
 	if mode == "notify" then notify(name, stanza, room); return nil; end
 	if async.ready() then
-		local action, detail = judge_now(name, stanza, room);
+		local action, detail = judge_now(name, stanza, room, origin);
 		return enforce(origin, stanza, action, detail, from);
 	end
 	-- No runner to suspend (a component's stanza, a timer): hold the stanza and post it again,
@@ -323,14 +378,14 @@ end
 
 -- Judges a hook with no stanza of its own to stop (an affiliation, a role, a destruction):
 -- returns action, detail; "pass" when nothing matches or no runner can wait.
-local function judge_action(name, stanza, room)
+local function judge_action(name, stanza, room, origin)
 	local mode = mode_of(name, stanza, room ~= nil);
 	if mode == nil then return "pass"; end
 	if mode == "notify" or not async.ready() then
 		notify(name, stanza, room);
 		return "pass";
 	end
-	return judge_now(name, stanza, room);
+	return judge_now(name, stanza, room, origin);
 end
 
 -- Sends a fire-and-forget event (after-the-fact hooks: nothing left to stop).
@@ -381,7 +436,7 @@ if not is_component then
 		local mode = mode_of("e_SESSION", stanza);
 		if mode == nil then return; end
 		if mode == "notify" or not async.ready() then notify("e_SESSION", stanza); return; end
-		local action, detail = judge_now("e_SESSION", stanza);
+		local action, detail = judge_now("e_SESSION", stanza, nil, session);
 		if action == "bounce" then
 			local t, condition, text = error_fields(detail);
 			event.error = { type = t, condition = condition, text = text };

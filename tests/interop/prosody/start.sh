@@ -22,6 +22,7 @@
 #   PROSODY_MUC         name of a MUC component to add (default: none)
 #   PROSODY_MUC_LINES   extra config lines for it
 #   PROSODY_EXTRA_USERS "name:password name:password" registered besides USER
+#   PROSODY_NAGLE       false: TCP_NODELAY on every connection (default: Prosody's, on)
 #
 # stdout: KEY=VALUE lines (COMPONENT_PORT, C2S_PORT, SECRET, COMPONENT, DOMAIN,
 # USER, PASSWORD, JID, PID, CONFIG, LOG); the same lines are saved in DIR/env.
@@ -92,7 +93,7 @@ component_ports = { $COMPONENT_PORT }
 s2s_ports = {}
 http_ports = {}
 https_ports = {}
-network_settings = { read_timeout = $READ_TIMEOUT }
+network_settings = { read_timeout = $READ_TIMEOUT; nagle = ${PROSODY_NAGLE:-true} }
 
 modules_enabled = { "roster", "saslauth", "disco", "version", "ping", "time", "uptime" }
 modules_disabled = { "s2s", "s2s_auth_certs", "offline" }
