@@ -7,6 +7,9 @@
 # usage: integrations/prosody/bench.sh [MESSAGES (20000)] [PAIRS (20)] [WORKDIR]
 # env:   PALISADE=path/to/palisade (default: the newer of target/release and target/debug;
 #        build with cargo build --release for meaningful gateway figures)
+#        BENCH_ENTRY='{ event = "es_OUT", packet = "message", fire_and_forget = true, handling = "pass" }'
+#        replaces the profile's one entry (here: a notice the module does not wait for);
+#        BENCH_PERF=1 records a perf profile of Prosody; BENCH_RECV_TIMEOUT (s, default 120)
 # exit:  0 ran; 77 Prosody, python3 or the binary is missing.
 set -euo pipefail
 
@@ -101,11 +104,11 @@ python3 "$HERE/bench_clients.py" --port "$C2S_PORT" --pairs "$PAIRS" --messages 
     --pid "prosody=$PID" --pid "gateway=$GW" --pid "sim=$SIM" --label module > "$WORK/module.json"
 if [ -n "${PERF:-}" ]; then kill -INT "$PERF"; wait "$PERF" || true; fi
 
-python3 - "$WORK/plain.json" "$WORK/module.json" "$PALISADE" <<'PY'
+python3 - "$WORK/plain.json" "$WORK/module.json" "$PALISADE" "$ENTRY" <<'PY'
 import json, sys
 plain, module = (json.loads(open(p).read()) for p in sys.argv[1:3])
-print("binary: %s; %d messages over %d pairs; one wait-mode step per message with the module"
-      % (sys.argv[3], plain["messages"], plain["pairs"]))
+print("binary: %s; %d messages over %d pairs; the gateway's profile: %s"
+      % (sys.argv[3], plain["messages"], plain["pairs"], sys.argv[4]))
 print("%-22s %12s %12s" % ("", "plain", "with module"))
 print("%-22s %12.0f %12.0f" % ("messages/s", plain["messages_per_s"], module["messages_per_s"]))
 print("%-22s %12.1f %12.1f" % ("Prosody CPU µs/msg", plain["prosody_cpu_us_per_msg"], module["prosody_cpu_us_per_msg"]))
