@@ -46,13 +46,18 @@ fn events_only_from_the_router_host_jid() {
         ));
         let v = router.verdict_for(id, 5 * SECOND);
         assert!(
-            v.is("error") && v.xml.contains("<forbidden") && v.xml.contains(&format!("to='{from}'")),
+            v.is("error")
+                && v.xml.contains("<forbidden")
+                && v.xml.contains(&format!("to='{from}'")),
             "{v:?}"
         );
     }
     let id = router.chat("alice", "bob", "from the router");
     assert!(router.verdict_for(&id, 5 * SECOND).is("pass"));
-    assert!(server.requests().iter().all(|r| !r.stanza.contains("forged")));
+    assert!(server
+        .requests()
+        .iter()
+        .all(|r| !r.stanza.contains("forged")));
     let metrics = palisade::ops::http_get::get(gw.admin_addr, "/metrics").expect("metrics");
     assert!(
         metrics.contains("palisade_forbidden_events_total 2"),

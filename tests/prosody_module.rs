@@ -695,9 +695,13 @@ fn prosody_module_sends_the_rest_of_the_map() {
     answer(&mut alice, "d3");
     rig.wait_request("onExamineRoom", "id='d3'");
     rig.wait_request("onPacket", "id='d3'");
-    alice.send(&format!("<message type='groupchat' to='{room}' id='s1'><subject>today</subject></message>"));
+    alice.send(&format!(
+        "<message type='groupchat' to='{room}' id='s1'><subject>today</subject></message>"
+    ));
     rig.wait_request("onBeforeSubject", "today");
-    alice.send(&format!("<message type='groupchat' to='{room}' id='g1'><body>to all</body></message>"));
+    alice.send(&format!(
+        "<message type='groupchat' to='{room}' id='g1'><body>to all</body></message>"
+    ));
     alice.message_with("to all");
     rig.wait_request("onBeforeBroadcast", "to all");
     bob.join(&room, "bob");
@@ -725,7 +729,9 @@ fn prosody_module_sends_the_rest_of_the_map() {
     alice.send(&admin("r1", "nick='bob' role='visitor'"));
     answer(&mut alice, "r1");
     rig.wait_request("onBeforeChangeUser", "role='visitor'");
-    bob.send(&format!("<presence to='{room}/bob'><show>away</show></presence>"));
+    bob.send(&format!(
+        "<presence to='{room}/bob'><show>away</show></presence>"
+    ));
     rig.wait_request("onBeforeChangeUser", "<show>away</show>");
     alice.send(&format!("<iq type='set' id='x1' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'><destroy/></query></iq>"));
     answer(&mut alice, "x1");
