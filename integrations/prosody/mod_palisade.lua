@@ -448,6 +448,11 @@ if not is_component then
 		-- pass, or an outage: logins go on
 	end, 100);
 
+	-- Every session's runner may wait for a verdict (in this host's hooks or a room's).
+	module:hook("resource-bind", function (event)
+		read_buffered(event.session);
+	end);
+
 	-- es_END: logouts go on; the event is a notice.
 	module:hook("resource-unbind", function (event)
 		local session = event.session;
