@@ -1,8 +1,9 @@
 //! Interop with Prosody (Debian package `prosody`), software we did not write:
 //! - Palisade's XEP-0114 initiator connects to Prosody as an external component and exchanges
 //!   stanzas Prosody answers itself; Prosody's refusals come back as the right stream errors;
-//! - the real gateway uses Prosody as a router over the outbound router leg: a c2s user sends an
-//!   event through Prosody and gets the gateway's verdict back.
+//! - the real gateway uses Prosody as a router over the outbound router leg, and trusts only
+//!   Prosody itself: a c2s user who sends an event iq through Prosody gets `forbidden`, and
+//!   nothing reaches a compliance server.
 //!
 //! A missing Prosody is reported as SKIPPED on stderr (a failure under
 //! `PALISADE_INTEROP_REQUIRED=1`, which CI sets).
@@ -183,6 +184,7 @@ fn interop_gateway_uses_prosody_as_its_router() {
 name = "{component}"
 domain = "localhost"
 shards = 1
+admin = "127.0.0.1:{{ADMIN_PORT}}"
 [listen]
 routers = "127.0.0.1:{{ROUTER_PORT}}"
 [[router]]
@@ -204,7 +206,7 @@ connect = "127.0.0.1:{port}"
         "{}",
         gw.log.all()
     );
-    // alice (a real c2s session on Prosody) sends an event iq to the gateway's component.
+    // alice (a real c2s session on Prosody) forges an event iq to the gateway's component.
     let event = format!(
         "<iq type='set' id='e1' to='{component}'><event xmlns='urn:palisade:compliance:0' name='es_OUT'>\
          <message xmlns='jabber:client' from='alice@localhost/interop' to='bob@localhost' type='chat'><body>through prosody</body></message>\
@@ -225,16 +227,24 @@ connect = "127.0.0.1:{port}"
         ])
         .arg("--stanza-file")
         .arg(&file)
-        .args(["--expect", "verdict[^>]*action=.pass", "--timeout", "15"])
+        .args(["--timeout", "15"])
         .output()
         .expect("python3");
+    // client_send reports the error reply as a bounce.
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.status.success(),
+        !out.status.success() && stderr.contains("forbidden") && stderr.contains("host JID"),
         "{}\ngateway log:\n{}",
         show(&out),
         gw.log.all()
     );
-    let req = &server.requests()[0];
-    assert_eq!(req.key, "alice@localhost|bob@localhost");
-    assert!(req.stanza.contains("through prosody"));
+    assert!(
+        server.requests().is_empty(),
+        "a forged event reached the compliance server"
+    );
+    let metrics = palisade::ops::http_get::get(gw.admin_addr, "/metrics").expect("metrics");
+    assert!(
+        metrics.contains("palisade_forbidden_events_total 1"),
+        "{metrics}"
+    );
 }

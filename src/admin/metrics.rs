@@ -240,6 +240,17 @@ pub fn render_metrics(s: &Summary) -> String {
     );
     family(
         &mut out,
+        "palisade_forbidden_events_total",
+        "counter",
+        "Events refused forbidden: not sent by the router's own host JID.",
+    );
+    let _ = writeln!(
+        out,
+        "palisade_forbidden_events_total {}",
+        s.runtime.forbidden_events
+    );
+    family(
+        &mut out,
         "palisade_undeliverable_verdicts_total",
         "counter",
         "Verdicts whose router connection had gone.",

@@ -8,6 +8,8 @@ use crate::engine::{Counters, Reach};
 pub struct RuntimeCounters {
     /// Events answered `bad-request`.
     pub bad_requests: u64,
+    /// Events refused `forbidden`: sent by a user, not by the router's host JID.
+    pub forbidden_events: u64,
     /// Other requests from routers or servers answered (ping, disco) or refused.
     pub service_requests: u64,
     /// Verdicts whose router connection was gone.
@@ -36,6 +38,7 @@ pub const LISTENERS: [&str; 3] = ["routers", "compliance", "admin"];
 impl RuntimeCounters {
     pub fn merge(&mut self, o: &RuntimeCounters) {
         self.bad_requests += o.bad_requests;
+        self.forbidden_events += o.forbidden_events;
         self.service_requests += o.service_requests;
         self.undeliverable_verdicts += o.undeliverable_verdicts;
         self.unknown_answers += o.unknown_answers;

@@ -151,6 +151,7 @@ pub fn render_status(s: &Summary) -> String {
             "keys_in_flight": s.keys_in_flight,
             "terminal": terminal_json(&s.counters.terminal),
             "bad_requests": s.runtime.bad_requests,
+            "forbidden": s.runtime.forbidden_events,
             "undeliverable_verdicts": s.runtime.undeliverable_verdicts,
         },
         "connections": {

@@ -10,7 +10,7 @@
 //! profile stays, retired, under its id), so events in flight, counters and server state never
 //! need renumbering.
 
-use super::catalog::{AnswerRule, EventId, PacketType};
+use super::catalog::{AnswerRule, EventId, EventKind, PacketType};
 use super::config::{Config, ServerConfig, ServerId, ServerMode};
 use super::profile::{Handling, ProfileId};
 
@@ -99,6 +99,23 @@ impl ServerInfo {
         ) || self.retired != new.retired
     }
 }
+
+/// One (event, packet type) pair a router must send (see [`CompiledPolicy::advertised`]).
+#[derive(Copy, Clone, Debug, Eq, PartialEq)]
+pub struct Advertised {
+    pub event: EventId,
+    /// `None` for TC events.
+    pub packet: Option<PacketType>,
+    /// Whether the verdict can be other than an immediate `pass`.
+    pub wait: bool,
+}
+
+const JSM_PACKETS: [Option<PacketType>; 4] = [
+    Some(PacketType::Iq),
+    Some(PacketType::Message),
+    Some(PacketType::Presence),
+    Some(PacketType::Subscription),
+];
 
 /// Five packet slots per event: the four packet types, then "not a message, iq or presence".
 const SLOTS: usize = 5;
@@ -365,6 +382,35 @@ impl CompiledPolicy {
             .unwrap_or_default()
     }
 
+    /// Every (event, packet type) with a non-empty chain on `node`, in catalog order, with
+    /// whether a router must wait for its verdict. JSM events are listed per packet type; TC
+    /// events (which ignore it) once, with `None`. A chain whose steps are all fire-and-forget
+    /// with handling `pass` always ends in `pass` at once: the router need not wait for it.
+    pub fn advertised(&self, node: NodeId) -> Vec<Advertised> {
+        let mut out = Vec::new();
+        for event in EventId::all() {
+            let packets: &[Option<PacketType>] = match event.kind() {
+                EventKind::Tc => &[None],
+                EventKind::Jsm => &JSM_PACKETS,
+            };
+            for &packet in packets {
+                let chain = self.chain(event, packet, node);
+                if chain.is_empty() {
+                    continue;
+                }
+                let wait = chain
+                    .iter()
+                    .any(|s| !(s.fire_and_forget && s.handling == Handling::Pass));
+                out.push(Advertised {
+                    event,
+                    packet,
+                    wait,
+                });
+            }
+        }
+        out
+    }
+
     pub fn server(&self, id: ServerId) -> Option<&ServerInfo> {
         self.servers.get(id.index())
     }
@@ -461,6 +507,40 @@ secret = "s"
     }
 
     const MSG: Option<PacketType> = Some(PacketType::Message);
+
+    #[test]
+    fn advertised_lists_non_empty_chains_and_whether_they_wait() {
+        let p = compile(&format!(
+            "[[profile]]\nname = \"P\"\nevents = [\n{{ event = \"es_OUT\", packet = \"message\" }},\n{{ event = \"es_IN\", packet = \"presence\", fire_and_forget = true, handling = \"pass\" }},\n{{ event = \"es_END\", fire_and_forget = true, handling = \"bounce\" }},\n{{ event = \"onAfterJoin\" }},\n]\n{}{}",
+            server("cs1", "P", "nodes = [\"imp1\"]\n"),
+            server("cs2", "SystemDefaultComplianceProfile", "nodes = [\"imp2\"]\n"),
+        ));
+        let shown = |node: &str| -> Vec<String> {
+            p.advertised(p.node_id(node.as_bytes()))
+                .iter()
+                .map(|a| {
+                    let packet = a.packet.map_or(String::new(), |t| format!("/{t}"));
+                    let mode = if a.wait { "wait" } else { "notify" };
+                    format!("{}{packet}:{mode}", a.event)
+                })
+                .collect()
+        };
+        assert_eq!(
+            shown("imp1"),
+            [
+                "es_IN/presence:notify",
+                "es_OUT/message:wait",
+                "es_END/iq:wait",
+                "es_END/message:wait",
+                "es_END/presence:wait",
+                "es_END/subscription:wait",
+                "onAfterJoin:wait",
+            ],
+            "fire-and-forget with handling bounce ends in drop: it must wait"
+        );
+        assert!(shown("imp9").is_empty(), "no server serves an unknown node");
+        assert!(shown("imp2").contains(&"es_OUT/message:wait".to_string()));
+    }
 
     #[test]
     fn node_ids_by_name_alias_and_case() {

@@ -36,6 +36,14 @@ impl Reply {
     }
 }
 
+/// Whether an event's `from` is a host JID (a domain: no localpart, no resource), the only
+/// sender a router stream accepts events from. The stream already checked the domain; this
+/// keeps a router's users (`alice@host/res`, `host/res`) from injecting or probing. A value
+/// with an entity reference is refused too: a real host name never needs one.
+pub fn is_host_jid(from: &[u8]) -> bool {
+    !from.is_empty() && !from.iter().any(|b| matches!(b, b'@' | b'/' | b'&'))
+}
+
 /// A readable event. Everything in it is owned (`Bytes`, `String`) so it is `Send`.
 #[derive(Clone, Debug)]
 pub struct InboundEvent {
@@ -186,6 +194,21 @@ mod tests {
             "<iq type='set' id='R1' from='imp1.example.com' to='palisade.example.com'>\
              <event xmlns='urn:palisade:compliance:0' name='{name}'{attrs}>{inner}</event></iq>"
         )
+    }
+
+    #[test]
+    fn only_host_jids_may_send_events() {
+        assert!(is_host_jid(b"localhost"));
+        assert!(is_host_jid(b"conference.example.com"));
+        for forged in [
+            &b"alice@localhost"[..],
+            b"alice@localhost/res",
+            b"localhost/res",
+            b"alice&#64;localhost",
+            b"",
+        ] {
+            assert!(!is_host_jid(forged), "{}", String::from_utf8_lossy(forged));
+        }
     }
 
     #[test]

@@ -16,9 +16,9 @@ pub mod stamp;
 pub mod verdict;
 
 pub use answer::{parse_answer, Answer, AnswerError, ParsedAnswer};
-pub use event::{parse_event, BadEvent, InboundEvent, Reply};
+pub use event::{is_host_jid, parse_event, BadEvent, InboundEvent, Reply};
 pub use request::{write_request, Mode, RequestFields, RequestId};
-pub use verdict::{write_bad_request, write_verdict, BounceCause, Verdict};
+pub use verdict::{write_bad_request, write_forbidden, write_verdict, BounceCause, Verdict};
 
 /// The namespace of `<event/>` and `<verdict/>`.
 pub const NS: &str = "urn:palisade:compliance:0";

@@ -137,6 +137,19 @@ pub fn write_bad_request(out: &mut BytesMut, from: &str, reply: &Reply, reason: 
     close(body, "iq");
 }
 
+/// Appends `<iq type='error'>` with `forbidden` (type `auth`): an event from a sender a router
+/// stream does not trust (see [`super::event::is_host_jid`]).
+pub fn write_forbidden(out: &mut BytesMut, from: &str, reply: &Reply, reason: &str) {
+    let body = Element::open(out, "iq")
+        .attr("type", "error")
+        .attr_raw("id", &reply.id, reply.id_quote)
+        .attr("from", from)
+        .attr_raw("to", &reply.to, reply.to_quote)
+        .start_content();
+    stanza_error(body, "auth", "forbidden", Some(reason));
+    close(body, "iq");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +161,26 @@ mod tests {
             id: Bytes::from_static(b"R\"1"),
             id_quote: b'\'',
         }
+    }
+
+    #[test]
+    fn forbidden_names_the_condition() {
+        let mut out = BytesMut::new();
+        write_forbidden(
+            &mut out,
+            "palisade.example.com",
+            &reply(),
+            "only the router",
+        );
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        assert!(
+            text.starts_with(
+                "<iq type='error' id='R\"1' from='palisade.example.com' to='imp1.example.com'>"
+            ) && text.contains("type='auth'")
+                && text.contains("<forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>")
+                && text.contains("only the router"),
+            "{text}"
+        );
     }
 
     fn verdict(v: &Verdict, origin: Option<Origin>) -> String {

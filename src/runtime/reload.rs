@@ -156,6 +156,7 @@ pub fn apply(ctx: &Rc<ShardCtx>, config: Arc<Config>, policy: Arc<CompiledPolicy
         }
     }
     router::reconcile(ctx, &old_config, &config);
+    router::push_chains_changed(ctx);
     if !ctx.compliance_listening.get() {
         if let Err(e) = super::listen_for_compliance(ctx, &config, &policy, true) {
             ctx.log(Level::Error, &e);

@@ -10,7 +10,9 @@ use super::shard::{RouterConn, ShardCtx};
 use crate::engine::RouterRef;
 use crate::policy::{Config, RouterConfig};
 use crate::protocol::event::is_event;
-use crate::protocol::{parse_event, service, write_bad_request, Reply};
+use crate::protocol::{
+    is_host_jid, parse_event, service, write_bad_request, write_forbidden, Reply,
+};
 use crate::wire::{Closed, ComponentStream, Condition, FromCheck, Stanza, StreamEvent};
 use bytes::BytesMut;
 use glommio::net::TcpStream;
@@ -245,6 +247,7 @@ fn on_event(
                     conn: conn.clone(),
                     name,
                     node,
+                    chain_askers: Vec::new(),
                 },
             );
         }
@@ -257,13 +260,28 @@ fn on_stanza(ctx: &ShardCtx, id: u32, conn: &ConnRef, stanza: &Stanza, now: Inst
     // Events are iq sets; only other stanzas need the (rarer) question of what they are.
     let set = stanza.name() == b"iq" && stanza.raw(stanza.attrs().type_) == Some(b"set");
     if !set && !is_event(stanza) {
-        return service(ctx, conn, stanza);
+        return service(ctx, id, conn, stanza);
     }
     let Some(reply) = Reply::of(stanza) else {
         // An event without an id cannot be answered; the stream's checks ensured a from.
         ctx.counters.borrow_mut().bad_requests += 1;
         return;
     };
+    // Only the router itself produces events: a user's (or a resource's) iq is refused before
+    // it is read, judged or sent anywhere.
+    if is_event(stanza) && !is_host_jid(&reply.to) {
+        ctx.counters.borrow_mut().forbidden_events += 1;
+        let mut out = BytesMut::new();
+        write_forbidden(
+            &mut out,
+            &ctx.config().gateway.name,
+            &reply,
+            "events are accepted only from the router's own host JID",
+        );
+        // Bounded by the router's reads pausing past its output limit (`router_hold`).
+        conn.push(&out);
+        return;
+    }
     let router_node = ctx.routers.borrow().get(&id).map(|r| r.node);
     let policy = &ctx.policy();
     let parsed = parse_event(stanza, reply.clone(), |node| match node {
@@ -281,7 +299,7 @@ fn on_stanza(ctx: &ShardCtx, id: u32, conn: &ConnRef, stanza: &Stanza, now: Inst
         ),
         // An iq set with some other payload is a request we do not serve, not a bad event.
         Err(crate::protocol::BadEvent::NoEventElement) if !is_event(stanza) => {
-            service(ctx, conn, stanza)
+            service(ctx, id, conn, stanza)
         }
         Err(bad) => {
             ctx.counters.borrow_mut().bad_requests += 1;
@@ -298,14 +316,62 @@ fn on_stanza(ctx: &ShardCtx, id: u32, conn: &ConnRef, stanza: &Stanza, now: Inst
     }
 }
 
-/// Pings, disco and requests we do not serve.
-fn service(ctx: &ShardCtx, conn: &ConnRef, stanza: &Stanza) {
+/// Pings, disco (with the chains this router must send) and requests we do not serve.
+fn service(ctx: &ShardCtx, id: u32, conn: &ConnRef, stanza: &Stanza) {
     let mut out = BytesMut::new();
-    if service::answer(&mut out, &ctx.config().gateway.name, stanza)
-        != service::ServiceOutcome::Ignored
-    {
-        ctx.counters.borrow_mut().service_requests += 1;
-        // Bounded by the router's reads pausing past its output limit (`router_hold`).
-        conn.push(&out);
+    let policy = ctx.policy().clone();
+    let node = ctx.routers.borrow().get(&id).map(|r| r.node);
+    let chains = node.map(|n| (&*policy, n));
+    let outcome = service::answer_router(&mut out, &ctx.config().gateway.name, stanza, chains);
+    if outcome == service::ServiceOutcome::Ignored {
+        return;
+    }
+    ctx.counters.borrow_mut().service_requests += 1;
+    // Bounded by the router's reads pausing past its output limit (`router_hold`).
+    conn.push(&out);
+    if outcome == service::ServiceOutcome::Chains {
+        remember_asker(ctx, id, stanza);
+    }
+}
+
+/// Keeps who asked for the chains (a host JID only: a user cannot subscribe to pushes), and on
+/// which disco node, so a reload can tell it to ask again.
+fn remember_asker(ctx: &ShardCtx, id: u32, stanza: &Stanza) {
+    let from = stanza
+        .raw(stanza.attrs().from)
+        .map(|f| String::from_utf8_lossy(f).into_owned());
+    let node = stanza
+        .children()
+        .next()
+        .and_then(|q| stanza.element_attr(q, "node"))
+        .map(|n| n.into_owned());
+    let (Some(from), Some(node)) = (from, node) else {
+        return;
+    };
+    if !is_host_jid(from.as_bytes()) {
+        return;
+    }
+    if let Some(r) = ctx.routers.borrow_mut().get_mut(&id) {
+        let asker = (from, node);
+        if !r.chain_askers.contains(&asker) && r.chain_askers.len() < MAX_CHAIN_ASKERS {
+            r.chain_askers.push(asker);
+        }
+    }
+}
+
+/// A bound on the hosts one router stream may register for pushes (a server has a few:
+/// its VirtualHosts and MUC components).
+const MAX_CHAIN_ASKERS: usize = 64;
+
+/// After a reload: tells every host that asked which events to send that the chains changed.
+pub fn push_chains_changed(ctx: &ShardCtx) {
+    let gateway = ctx.config().gateway.name.clone();
+    for r in ctx.routers.borrow().values() {
+        for (to, node) in &r.chain_askers {
+            let mut out = BytesMut::new();
+            service::write_chains_changed(&mut out, &gateway, to, node);
+            // One small stanza per asker (at most MAX_CHAIN_ASKERS) per reload.
+            r.conn.push(&out);
+        }
     }
 }

@@ -25,6 +25,9 @@ pub struct RouterConn {
     pub conn: ConnRef,
     pub name: String,
     pub node: NodeId,
+    /// Who asked this stream which events to send (host JID, disco node), to be told again
+    /// after a reload.
+    pub chain_askers: Vec<(String, String)>,
 }
 
 pub use crate::admin::RuntimeCounters;

@@ -48,12 +48,17 @@ pub struct Prosody {
 
 impl Prosody {
     pub fn start(test: &str) -> Option<Prosody> {
+        Prosody::start_with(test, &[])
+    }
+
+    /// As `start`, with start.sh's optional settings (`PROSODY_MUC`, `PROSODY_VHOST_LINES`...).
+    pub fn start_with(test: &str, env: &[(&str, &str)]) -> Option<Prosody> {
         let dir =
             std::env::temp_dir().join(format!("palisade-prosody-{}-{}", std::process::id(), test));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).ok()?;
         let script = root().join("tests/interop/prosody/start.sh");
-        let out = match run(Command::new(&script).arg(&dir)) {
+        let out = match run(Command::new(&script).arg(&dir).envs(env.iter().copied())) {
             Ok(o) => o,
             Err(why) => {
                 skip(test, &why);

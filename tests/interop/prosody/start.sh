@@ -16,6 +16,13 @@
 #   PROSODY_COMPONENT_CONFLICT  kick_new (default) | kick_old
 #   PROSODY_LOG_LEVEL   debug (default) | info | warn
 #   PROSODY_START_TIMEOUT  seconds to wait for the ports (default 60)
+#   PROSODY_PLUGIN_PATHS  Lua list body for plugin_paths (default empty)
+#   PROSODY_VHOST_LINES / PROSODY_COMPONENT_LINES  extra config lines for the
+#                       VirtualHost / the external component
+#   PROSODY_MUC         name of a MUC component to add (default: none)
+#   PROSODY_MUC_LINES   extra config lines for it
+#   PROSODY_EXTRA_USERS "name:password name:password" registered besides USER
+#   PROSODY_NAGLE       false: TCP_NODELAY on every connection (default: Prosody's, on)
 #
 # stdout: KEY=VALUE lines (COMPONENT_PORT, C2S_PORT, SECRET, COMPONENT, DOMAIN,
 # USER, PASSWORD, JID, PID, CONFIG, LOG); the same lines are saved in DIR/env.
@@ -72,7 +79,7 @@ cat > "$CONFIG" <<CFG
 run_as_root = true            -- we are root in CI; mod_posix refuses root without this
 pidfile = "$DIR/prosody.pid"
 data_path = "$DIR/data"
-plugin_paths = {}
+plugin_paths = { ${PROSODY_PLUGIN_PATHS:-} }
 certificates = "$DIR/certs"     -- empty: no TLS anywhere
 log = { { levels = { min = "$LOG_LEVEL" }, to = "file", filename = "$LOG" } }
 
@@ -86,7 +93,7 @@ component_ports = { $COMPONENT_PORT }
 s2s_ports = {}
 http_ports = {}
 https_ports = {}
-network_settings = { read_timeout = $READ_TIMEOUT }
+network_settings = { read_timeout = $READ_TIMEOUT; nagle = ${PROSODY_NAGLE:-true} }
 
 modules_enabled = { "roster", "saslauth", "disco", "version", "ping", "time", "uptime" }
 modules_disabled = { "s2s", "s2s_auth_certs", "offline" }
@@ -103,15 +110,25 @@ $LIMIT_LINE
 component_conflict_resolve = "$CONFLICT"
 
 VirtualHost "$DOMAIN"
+${PROSODY_VHOST_LINES:-}
 
 Component "$COMPONENT"
     component_secret = "$SECRET"
+${PROSODY_COMPONENT_LINES:-}
 CFG
+if [ -n "${PROSODY_MUC:-}" ]; then
+    printf '\nComponent "%s" "muc"\n%s\n' "$PROSODY_MUC" "${PROSODY_MUC_LINES:-}" >> "$CONFIG"
+fi
 
 # prosodyctl works offline on the storage: no running server needed.
 if ! prosodyctl --config "$CONFIG" register "$USER_NAME" "$DOMAIN" "$PASSWORD" >"$DIR/prosodyctl.log" 2>&1; then
     echo "start.sh: prosodyctl register failed:" >&2; cat "$DIR/prosodyctl.log" >&2; exit 1
 fi
+for pair in ${PROSODY_EXTRA_USERS:-}; do
+    if ! prosodyctl --config "$CONFIG" register "${pair%%:*}" "$DOMAIN" "${pair#*:}" >>"$DIR/prosodyctl.log" 2>&1; then
+        echo "start.sh: prosodyctl register ${pair%%:*} failed:" >&2; cat "$DIR/prosodyctl.log" >&2; exit 1
+    fi
+done
 
 # Foreground mode (-F) in the background: its PID is ours to signal. Detach all
 # stdio so a caller capturing our stdout is not held open by prosody.

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# What mod_palisade costs Prosody: N chat messages between PAIRS client pairs through a plain
+# Prosody, then through a Prosody with the module, the gateway and the simulator (one wait-mode
+# step per message: es_OUT/message, handling pass), side by side in one run. Reports messages/s
+# and CPU µs per message of Prosody (and of the gateway and simulator) for both.
+#
+# usage: integrations/prosody/bench.sh [MESSAGES (20000)] [PAIRS (20)] [WORKDIR]
+# env:   PALISADE=path/to/palisade (default: the newer of target/release and target/debug;
+#        build with cargo build --release for meaningful gateway figures)
+#        BENCH_ENTRY='{ event = "es_OUT", packet = "message", fire_and_forget = true, handling = "pass" }'
+#        replaces the profile's one entry (here: a notice the module does not wait for);
+#        BENCH_PERF=1 records a perf profile of Prosody; BENCH_RECV_TIMEOUT (s, default 120)
+# exit:  0 ran; 77 Prosody, python3 or the binary is missing.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+N=${1:-20000}
+PAIRS=${2:-20}
+WORK=${3:-$(mktemp -d /tmp/palisade-prosody-bench.XXXXXX)}
+mkdir -p "$WORK"
+command -v prosody >/dev/null 2>&1 || { echo "SKIP: prosody not installed"; exit 77; }
+command -v python3 >/dev/null 2>&1 || { echo "SKIP: python3 missing"; exit 77; }
+PALISADE=${PALISADE:-}
+if [ -z "$PALISADE" ]; then
+    for p in "$ROOT/target/release/palisade" "$ROOT/target/debug/palisade"; do
+        if [ -x "$p" ] && { [ -z "$PALISADE" ] || [ "$p" -nt "$PALISADE" ]; }; then PALISADE=$p; fi
+    done
+fi
+[ -n "$PALISADE" ] && [ -x "$PALISADE" ] || { echo "SKIP: no palisade binary (cargo build --release)"; exit 77; }
+
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for d in plain module; do "$ROOT/tests/interop/prosody/stop.sh" "$WORK/$d" >/dev/null 2>&1 || true; done
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+USERS=""
+for i in $(seq 0 $((PAIRS - 1))); do USERS="$USERS s$i:pw r$i:pw"; done
+
+start_prosody() { # DIR [module]
+    local lines="" paths=""
+    if [ "${2:-}" = module ]; then
+        lines='    modules_enabled = { "palisade" }'
+        paths="\"$HERE\""
+    fi
+    PROSODY_PLUGIN_PATHS="$paths" PROSODY_VHOST_LINES="$lines" PROSODY_EXTRA_USERS="$USERS" PROSODY_NAGLE=false \
+    PROSODY_LOG_LEVEL=${BENCH_PROSODY_LOG_LEVEL:-warn} "$ROOT/tests/interop/prosody/start.sh" "$1" > "$1.env"
+}
+
+echo "== plain Prosody" >&2
+start_prosody "$WORK/plain"
+(
+    . "$WORK/plain.env"
+    python3 "$HERE/bench_clients.py" --port "$C2S_PORT" --pairs "$PAIRS" --messages "$N" \
+        --pid "prosody=$PID" --label plain
+) > "$WORK/plain.json"
+"$ROOT/tests/interop/prosody/stop.sh" "$WORK/plain" >/dev/null
+
+echo "== Prosody with mod_palisade, the gateway and the simulator" >&2
+start_prosody "$WORK/module" module
+. "$WORK/module.env"
+CS_PORT=$(free_port)
+"$PALISADE" sim --listen "127.0.0.1:$CS_PORT" --secret bench-cs --quiet > "$WORK/sim.out" 2>&1 &
+SIM=$!; PIDS+=("$SIM")
+# The one profile entry (BENCH_ENTRY overrides it, e.g. with fire_and_forget = true).
+ENTRY=${BENCH_ENTRY:-'{ event = "es_OUT", packet = "message", handling = "pass" }'}
+cat > "$WORK/palisade.toml" <<TOML
+[gateway]
+name = "$COMPONENT"
+domain = "localhost"
+shards = 1
+[listen]
+routers = "127.0.0.1:$(free_port)"
+[[router]]
+name = "localhost"
+secret = "$SECRET"
+connect = "127.0.0.1:$COMPONENT_PORT"
+[[profile]]
+name = "OneStep"
+events = [$ENTRY]
+[[server]]
+name = "cs1"
+host = "127.0.0.1"
+port = $CS_PORT
+password = "bench-cs"
+profile = "OneStep"
+TOML
+"$PALISADE" run --config "$WORK/palisade.toml" > /dev/null 2> "$WORK/palisade.log" &
+GW=$!; PIDS+=("$GW")
+deadline=$(( $(date +%s) + 20 ))
+until grep -q "Router localhost is ACTIVE" "$WORK/palisade.log" && grep -q "Component .* is ACTIVE" "$WORK/palisade.log"; do
+    [ "$(date +%s)" -lt "$deadline" ] || { echo "the gateway never came up; logs in $WORK" >&2; exit 1; }
+    sleep 0.1
+done
+sleep 1 # the module asks which events to send once the gateway is connected
+if [ -n "${BENCH_PERF:-}" ]; then # profile Prosody during the run (perf report -i WORK/perf.data)
+    perf record -F 999 -g -p "$PID" -o "$WORK/perf.data" >/dev/null 2>&1 &
+    PERF=$!
+fi
+python3 "$HERE/bench_clients.py" --port "$C2S_PORT" --pairs "$PAIRS" --messages "$N" \
+    --pid "prosody=$PID" --pid "gateway=$GW" --pid "sim=$SIM" --label module > "$WORK/module.json"
+if [ -n "${PERF:-}" ]; then kill -INT "$PERF"; wait "$PERF" || true; fi
+
+python3 - "$WORK/plain.json" "$WORK/module.json" "$PALISADE" "$ENTRY" <<'PY'
+import json, sys
+plain, module = (json.loads(open(p).read()) for p in sys.argv[1:3])
+print("binary: %s; %d messages over %d pairs; the gateway's profile: %s"
+      % (sys.argv[3], plain["messages"], plain["pairs"], sys.argv[4]))
+print("%-22s %12s %12s" % ("", "plain", "with module"))
+print("%-22s %12.0f %12.0f" % ("messages/s", plain["messages_per_s"], module["messages_per_s"]))
+print("%-22s %12.1f %12.1f" % ("Prosody CPU µs/msg", plain["prosody_cpu_us_per_msg"], module["prosody_cpu_us_per_msg"]))
+print("%-22s %12s %12.1f" % ("gateway CPU µs/msg", "-", module["gateway_cpu_us_per_msg"]))
+print("%-22s %12s %12.1f" % ("simulator CPU µs/msg", "-", module["sim_cpu_us_per_msg"]))
+rate = module["messages_per_s"] / plain["messages_per_s"]
+share = module["gateway_cpu_us_per_msg"] / module["prosody_cpu_us_per_msg"]
+print("rate kept with the module: %.0f%% (target >= 50%%); gateway CPU / Prosody CPU: %.1f%% (target < 5%%)"
+      % (rate * 100, share * 100))
+print("delivered: plain %d, with module %d" % (plain["delivered"], module["delivered"]))
+PY

@@ -1,0 +1,684 @@
+-- mod_palisade: turns client traffic into Palisade compliance events and enforces the verdicts.
+--
+-- Load it on a VirtualHost (JSM events: logins, logouts, messages, presence, iq) and on a MUC
+-- component (TC events: room creation, joins, leaves, room messages, invitations...). The
+-- Palisade gateway is an external component of the same Prosody (palisade_component); every
+-- event is an <iq type='set'> from this host to it, holding
+-- <event xmlns='urn:palisade:compliance:0' name='...'> and a copy of the stanza, and its answer
+-- is a <verdict action='pass|handle|bounce|drop'/> (see docs/protocol.md of Palisade).
+--
+-- Only what must wait waits: the gateway lists, per (event, packet type), whether it has a chain
+-- and whether its verdict can be other than an immediate pass (disco#info on the node
+-- urn:palisade:compliance:0#chains). Unlisted events cost nothing; 'notify' ones are sent
+-- without waiting; 'wait' ones suspend the processing of the stanza that caused them, inside the
+-- sending session's async runner (util.async), never the whole server. The gateway tells us
+-- when a reload changed the list, and we ask again.
+--
+-- Options: palisade_component (default "palisade.<VirtualHost>"), palisade_timeout (seconds,
+-- default 35), palisade_node (the node attribute of every event, default this host's name).
+
+local st = require "util.stanza";
+local async = require "util.async";
+local jid = require "util.jid";
+local new_id = require "util.id".medium;
+
+local jid_bare, jid_host = jid.bare, jid.host;
+
+local NS = "urn:palisade:compliance:0";
+local CHAINS_NODE = NS.."#chains";
+local CHAIN_PREFIX = NS.."#chain/";
+local xmlns_disco_info = "http://jabber.org/protocol/disco#info";
+local xmlns_stanzas = "urn:ietf:params:xml:ns:xmpp-stanzas";
+local xmlns_component_status = "xmpp:prosody.im/protocol/component";
+local xmlns_muc_owner = "http://jabber.org/protocol/muc#owner";
+
+local host = module.host;
+local is_component = module:get_host_type() == "component";
+-- A MUC component's VirtualHost is its parent domain (conference.example.com -> example.com).
+local base = is_component and host:match("^[^.]+%.(.+)$") or host;
+local component = module:get_option_string("palisade_component", "palisade."..base);
+local verdict_timeout = module:get_option_number("palisade_timeout", 35);
+local node = module:get_option_string("palisade_node", host);
+local chains_node = CHAINS_NODE.."/"..node;
+
+-- chains[event][packet or ""] = "wait" | "notify"; nil until the gateway first answered, which
+-- means "every event waits" (fail closed: nothing is delivered unjudged).
+local chains = nil;
+
+-- Events sent and waiting for their verdict: id -> function(reply_stanza_or_false).
+local pending = {};
+
+local function gateway_connected()
+	local h = prosody.hosts[component];
+	local mod = h and h.modules and h.modules.component;
+	return mod ~= nil and mod.connected == true;
+end
+
+-- The outage rule is logged once per outage (and when its cause changes), not once per stanza.
+local outage = nil;
+local function outage_begins(why)
+	if outage ~= why then
+		outage = why;
+		module:log("warn", "Palisade gateway %s: %s; refusing what must be judged until it answers again", component, why);
+	end
+end
+local function outage_ends()
+	if outage ~= nil then
+		module:log("info", "Palisade gateway %s answers again (the outage was: %s)", component, outage);
+		outage = nil;
+	end
+end
+
+local function packet_type(stanza)
+	local name, t = stanza.name, stanza.attr.type;
+	if name == "presence" and (t == "subscribe" or t == "subscribed" or t == "unsubscribe" or t == "unsubscribed") then
+		return "subscription";
+	end
+	return name;
+end
+
+-- "wait", "notify", or nil (no profile matches: send nothing).
+local function mode_of(name, stanza, tc)
+	if chains == nil then return "wait"; end
+	local per = chains[name];
+	if per == nil then return nil; end
+	if tc then return per[""]; end
+	return per[packet_type(stanza)];
+end
+
+-- Sends `iq` to the gateway; callback(reply) with its result or error, or callback(false)
+-- after `seconds` without one. One timer sweeps every pending iq, rather than one timer each.
+local deadlines = {}; -- id -> time after which the iq has failed
+local sweeping = false;
+local now = require "util.time".now;
+local function sweep()
+	local t = now();
+	for id, deadline in pairs(deadlines) do
+		if deadline <= t then
+			local waiting = pending[id];
+			if waiting then waiting(false); end
+		end
+	end
+	if next(deadlines) == nil then
+		sweeping = false;
+		return nil;
+	end
+	return 0.25;
+end
+
+local function track(id, seconds, callback)
+	pending[id] = function (reply)
+		pending[id], deadlines[id] = nil, nil;
+		return callback(reply);
+	end
+	deadlines[id] = now() + seconds;
+	if not sweeping then
+		sweeping = true;
+		module:add_timer(0.25, sweep);
+	end
+end
+
+local function refresh_chains()
+	if not gateway_connected() then return; end
+	local query = st.iq({ type = "get", from = host, to = component, id = "palisade-chains-"..new_id() })
+		:tag("query", { xmlns = xmlns_disco_info, node = chains_node }):up();
+	track(query.attr.id, verdict_timeout, function (reply)
+		local result = reply and reply.attr.type == "result" and reply:get_child("query", xmlns_disco_info);
+		if not result then
+			module:log("warn", "Palisade gateway %s did not list its chains", component);
+			return;
+		end
+		local learnt, count = {}, 0;
+		for feature in result:childtags("feature") do
+			local var = feature.attr.var or "";
+			if var:sub(1, #CHAIN_PREFIX) == CHAIN_PREFIX then
+				local mode, name, packet = var:sub(#CHAIN_PREFIX + 1):match("^(%a+)/([%w_]+)/?(%a*)$");
+				if mode then
+					learnt[name] = learnt[name] or {};
+					learnt[name][packet] = mode;
+					count = count + 1;
+				end
+			end
+		end
+		chains = learnt;
+		module:log("debug", "Palisade chains: %s", reply);
+		module:log("info", "Palisade gateway %s: %d (event, packet type) pair(s) to send", component, count);
+	end);
+	module:send(query);
+end
+
+-- Event ids: a random prefix per module instance, then a counter (cheaper than random ids).
+local id_prefix = "palisade-"..new_id().."-";
+local id_counter = 0;
+local function next_event_id()
+	id_counter = id_counter + 1;
+	return id_prefix..id_counter;
+end
+
+-- Sends `stanza` to the gateway as event `name`. The stanza itself is embedded (with its
+-- namespace declared, as an embedded stanza must) only while the iq is serialized, which
+-- sending to the component does at once; it is then restored. No copy is made.
+local function send_event(name, stanza, room, id)
+	local iq = st.iq({ type = "set", from = host, to = component, id = id or next_event_id() })
+		:tag("event", { xmlns = NS, name = name, node = node, room = room });
+	local xmlns = stanza.attr.xmlns;
+	stanza.attr.xmlns = "jabber:client";
+	iq:add_child(stanza);
+	local ok, err = pcall(module.send, module, iq);
+	stanza.attr.xmlns = xmlns;
+	if not ok then error(err); end
+end
+
+local function stanza_error(type, condition, text)
+	local e = st.stanza("error", { type = type })
+		:tag(condition, { xmlns = xmlns_stanzas }):up();
+	if text then e:tag("text", { xmlns = xmlns_stanzas }):text(text):up(); end
+	return e;
+end
+
+-- Reads a verdict: action, then the replacement stanza (pass) or the <error/> (bounce).
+local function read_verdict(reply)
+	if reply.attr.type == "error" then
+		local err;
+		for _, child in ipairs(reply.tags) do
+			if child.name == "error" then err = child; end
+		end
+		if err and err:get_child("not-connected", xmlns_component_status) then
+			return "outage", "not-connected";
+		end
+		return "bounce", err or stanza_error("cancel", "service-unavailable");
+	end
+	local verdict = reply:get_child("verdict", NS);
+	if not verdict then return "pass"; end
+	local action = verdict.attr.action or "pass";
+	for _, child in ipairs(verdict.tags) do
+		if action == "pass" and (child.name == "message" or child.name == "presence" or child.name == "iq") then
+			return "pass", child;
+		elseif action == "bounce" and child.name == "error" then
+			return "bounce", child;
+		end
+	end
+	if action == "bounce" then return "bounce", stanza_error("cancel", "not-allowed"); end
+	return action;
+end
+
+-- Sends the event; calls back(action, detail) with the verdict, or with "outage" and the error
+-- to give the sender when the gateway is not connected or is silent past palisade_timeout.
+local function ask(name, stanza, room, callback)
+	if not gateway_connected() then
+		outage_begins("not connected");
+		return callback("outage", stanza_error("cancel", "service-unavailable", "The compliance gateway is not connected"));
+	end
+	local id = next_event_id();
+	track(id, verdict_timeout, function (reply)
+		if not reply then
+			outage_begins("no verdict within "..verdict_timeout.." s");
+			return callback("outage", stanza_error("wait", "remote-server-timeout", "No compliance verdict in time"));
+		end
+		local action, detail = read_verdict(reply);
+		if action == "outage" then
+			outage_begins("not connected");
+			return callback("outage", stanza_error("cancel", "service-unavailable", "The compliance gateway is not connected"));
+		end
+		outage_ends();
+		return callback(action, detail);
+	end);
+	send_event(name, stanza, room, id);
+end
+
+local function notify(name, stanza, room)
+	if not gateway_connected() then return; end
+	send_event(name, stanza, room);
+end
+
+-- While a session's runner waits, mod_c2s pauses its connection; bytes the socket library had
+-- already buffered are not announced again when reading resumes, so a client that sent many
+-- stanzas at once would stall until it sent more. Each time such a session's runner is ready
+-- again, read what is buffered.
+local function read_buffered(session)
+	local conn, thread = session.conn, session.thread;
+	if not conn or not conn.onreadable or not thread or thread.palisade_watched then return; end
+	thread.palisade_watched = true;
+	local watchers = thread.watchers;
+	local ready = watchers.ready;
+	thread.watchers = setmetatable({
+		ready = function (runner, ...)
+			if ready then ready(runner, ...); end
+			local buffered = conn.conn;
+			if not (buffered and buffered.dirty and buffered:dirty()) then return; end
+			module:add_timer(0, function ()
+				local sock = conn.conn;
+				if runner.state == "ready" and not session.destroyed
+				and sock and sock.dirty and sock:dirty() then
+					conn:onreadable();
+				end
+			end);
+		end;
+	}, { __index = watchers });
+end
+
+-- Judges inside the current async runner (the session `origin`'s): returns action, detail.
+-- Must only be called when async.ready().
+local function judge_now(name, stanza, room, origin)
+	local wait, done = async.waiter();
+	local action, detail;
+	ask(name, stanza, room, function (a, d) action, detail = a, d; done(); end);
+	if origin then read_buffered(origin); end
+	wait();
+	return action, detail;
+end
+
+-- Verdicts and pushes from the gateway reach this host; nothing else may use them.
+module:hook("iq/host", function (event)
+	local stanza = event.stanza;
+	if stanza.attr.from ~= component then return; end
+	local t = stanza.attr.type;
+	if t ~= "result" and t ~= "error" then return; end
+	local waiting = pending[stanza.attr.id];
+	if waiting then
+		waiting(stanza);
+		return true;
+	end
+	if (stanza.attr.id or ""):match("^palisade%-") then return true; end -- a late or notify verdict
+end, 1000);
+
+module:hook("message/host", function (event)
+	local stanza = event.stanza;
+	if stanza.attr.from == component and stanza:get_child("chains", NS) then
+		refresh_chains();
+		return true;
+	end
+end, 1000);
+
+-- Elements that came inside a verdict carry the namespace they were parsed in; in a client
+-- stream they are in the default namespace again.
+local function to_default_ns(el)
+	local ns = el.attr.xmlns;
+	if ns == "jabber:client" or ns == NS then el.attr.xmlns = nil; end
+	for _, child in ipairs(el.tags) do to_default_ns(child); end
+	return el;
+end
+
+-- The stanza becomes the verdict's replacement, in place (callers hold references to it).
+local function replace(stanza, new)
+	new = to_default_ns(st.clone(new));
+	local attr = {};
+	for k, v in pairs(new.attr) do attr[k] = v; end
+	attr.xmlns = nil;
+	stanza.name, stanza.attr = new.name, attr;
+	for i = #stanza, 1, -1 do stanza[i] = nil; end
+	local tags = {};
+	for i, child in ipairs(new) do
+		stanza[i] = child;
+		if type(child) == "table" then tags[#tags + 1] = child; end
+	end
+	stanza.tags = tags;
+end
+
+-- The stanza back to its sender as type='error' with `err`. Errors and results are never
+-- answered.
+local function bounce(origin, stanza, err, from)
+	local t = stanza.attr.type;
+	if t == "error" or (stanza.name == "iq" and t == "result") then return; end
+	local reply = st.clone(stanza);
+	reply.attr.xmlns = nil;
+	reply.attr.from = from or stanza.attr.to or host;
+	reply.attr.to = stanza.attr.from;
+	reply.attr.type = "error";
+	local e = to_default_ns(st.clone(err));
+	e.attr.xmlns = nil;
+	reply:add_child(e);
+	reply.palisade_judged = true;
+	if origin and origin.type == "c2s" and origin.full_jid and (reply.attr.to == nil or reply.attr.to == origin.full_jid) then
+		origin.send(reply);
+	else
+		module:send(reply);
+	end
+end
+
+-- Applies a verdict to a stanza on its way; true: stop processing it.
+local function enforce(origin, stanza, action, detail, from)
+	if action == "pass" then
+		if detail then replace(stanza, detail); end
+		return nil;
+	elseif action == "bounce" or action == "outage" then
+		bounce(origin, stanza, detail, from);
+	end
+	return true; -- handle, drop, bounce, outage
+end
+
+local function already_judged(stanza, name)
+	local judged = stanza.palisade_judged;
+	return judged == true or (type(judged) == "table" and judged[name]);
+end
+
+-- The common path of a hook that carries a stanza and may stop it. `room`: a TC event.
+-- Returns true when the stanza must not go on.
+local function judge_stanza(name, event, room, from)
+	local stanza, origin = event.stanza, event.origin;
+	if already_judged(stanza, name) then return nil; end
+	local mode = mode_of(name, stanza, room ~= nil);
+	if mode == nil then return nil; end
+	if mode == "notify" then notify(name, stanza, room); return nil; end
+	if async.ready() then
+		local action, detail = judge_now(name, stanza, room, origin);
+		return enforce(origin, stanza, action, detail, from);
+	end
+	-- No runner to suspend (a component's stanza, a timer): hold the stanza and post it again,
+	-- marked, once it passes; every hook it already passed lets it through.
+	ask(name, stanza, room, function (action, detail)
+		if enforce(origin, stanza, action, detail, from) then return; end
+		local judged = type(stanza.palisade_judged) == "table" and stanza.palisade_judged or {};
+		judged[name] = true;
+		stanza.palisade_judged = judged;
+		prosody.core_post_stanza(origin, stanza);
+	end);
+	return true;
+end
+
+-- Judges a hook with no stanza of its own to stop (an affiliation, a role, a destruction):
+-- returns action, detail; "pass" when nothing matches or no runner can wait.
+local function judge_action(name, stanza, room, origin)
+	local mode = mode_of(name, stanza, room ~= nil);
+	if mode == nil then return "pass"; end
+	if mode == "notify" or not async.ready() then
+		notify(name, stanza, room);
+		return "pass";
+	end
+	return judge_now(name, stanza, room, origin);
+end
+
+-- Sends a fire-and-forget event (after-the-fact hooks: nothing left to stop).
+local function tell(name, stanza, room)
+	if stanza and mode_of(name, stanza, room ~= nil) ~= nil then
+		notify(name, stanza, room);
+	end
+end
+
+local function error_fields(err)
+	local condition, text;
+	for child in err:childtags(nil, xmlns_stanzas) do
+		if child.name == "text" then text = child:get_text(); else condition = condition or child.name; end
+	end
+	return err.attr.type or "cancel", condition or "not-allowed", text;
+end
+
+-- Learn the chains now and whenever the gateway (re)connects.
+local function watch_component(h)
+	if h ~= component then return; end
+	module:context(component):hook("component-authenticated", function ()
+		module:add_timer(0, refresh_chains);
+	end);
+end
+if prosody.hosts[component] then
+	watch_component(component);
+else
+	module:hook_global("host-activated", watch_component);
+end
+module:add_timer(0, refresh_chains);
+
+if not is_component then
+	------------------------------------------------------------------------------------------
+	-- JSM events (a VirtualHost)
+
+	-- e_SESSION: the login waits; a refused one fails the bind; an outage lets it go on.
+	module:hook("pre-resource-bind", function (event)
+		local session = event.session;
+		local resource = event.resource;
+		if resource == nil or resource == "" then
+			resource = new_id();
+			event.resource = resource;
+		end
+		local full = session.username.."@"..session.host.."/"..resource;
+		local stanza = st.iq({ type = "set", from = full, to = host, id = "bind" })
+			:tag("bind", { xmlns = "urn:ietf:params:xml:ns:xmpp-bind" })
+				:tag("resource"):text(resource):up():up();
+		local mode = mode_of("e_SESSION", stanza);
+		if mode == nil then return; end
+		if mode == "notify" or not async.ready() then notify("e_SESSION", stanza); return; end
+		local action, detail = judge_now("e_SESSION", stanza, nil, session);
+		if action == "bounce" then
+			local t, condition, text = error_fields(detail);
+			event.error = { type = t, condition = condition, text = text };
+			return false;
+		elseif action == "handle" or action == "drop" then
+			event.error = { type = "cancel", condition = "not-allowed", text = "Login refused by compliance policy" };
+			return false;
+		end
+		-- pass, or an outage: logins go on
+	end, 100);
+
+	-- Every session's runner may wait for a verdict (in this host's hooks or a room's).
+	module:hook("resource-bind", function (event)
+		read_buffered(event.session);
+	end);
+
+	-- es_END: logouts go on; the event is a notice.
+	module:hook("resource-unbind", function (event)
+		local session = event.session;
+		if not session.full_jid then return; end
+		tell("es_END", st.presence({ type = "unavailable", from = session.full_jid }));
+	end);
+
+	-- Clients may not talk to the gateway; everything else a client sends is es_OUT.
+	local function from_client(event)
+		local stanza, origin = event.stanza, event.origin;
+		if jid_host(stanza.attr.to) == component then
+			local t = stanza.attr.type;
+			if t ~= "error" and t ~= "result" then
+				origin.send(st.error_reply(stanza, "auth", "forbidden", "Only the server talks to the compliance gateway"));
+			end
+			return true;
+		end
+		return judge_stanza("es_OUT", event);
+	end
+	for _, kind in ipairs({ "message", "presence", "iq" }) do
+		for _, to in ipairs({ "bare", "full", "host" }) do
+			module:hook("pre-"..kind.."/"..to, from_client, 100);
+		end
+	end
+
+	-- es_IN: a stanza about to reach a local user.
+	local function to_user(event)
+		local stanza = event.stanza;
+		if stanza.attr.from == component or jid_host(stanza.attr.from) == component then return; end
+		return judge_stanza("es_IN", event);
+	end
+	for _, name in ipairs({ "message/bare", "message/full", "presence/bare", "presence/full", "iq/full" }) do
+		module:hook(name, to_user, 100);
+	end
+
+	-- e_SERVER: stanzas addressed to the server itself.
+	local function to_server(event)
+		if event.stanza.attr.from == component then return; end
+		return judge_stanza("e_SERVER", event);
+	end
+	module:hook("iq/host", to_server, 100);
+	module:hook("message/host", to_server, 100);
+
+	-- e_DISCOFEAT: a user's disco#info query.
+	local function disco_info(event)
+		if event.origin.type ~= "c2s" then return; end
+		return judge_stanza("e_DISCOFEAT", event);
+	end
+	module:hook("iq-get/host/http://jabber.org/protocol/disco#info:query", disco_info, 100);
+	module:hook("iq-get/bare/http://jabber.org/protocol/disco#info:query", disco_info, 100);
+
+	-- e_OFFLINE: a message for a user with no session (mod_offline stores it).
+	module:hook("message/offline/handle", function (event)
+		return judge_stanza("e_OFFLINE", event);
+	end, 100);
+else
+	------------------------------------------------------------------------------------------
+	-- TC events (a MUC component)
+
+	local function presence_error_from(stanza) return stanza.attr.to; end
+
+	module:hook("muc-room-pre-create", function (event)
+		return judge_stanza("onBeforeRoomCreate", event, event.room.jid, presence_error_from(event.stanza));
+	end, 100);
+
+	module:hook("muc-occupant-pre-join", function (event)
+		return judge_stanza("onBeforeJoin", event, event.room.jid, presence_error_from(event.stanza));
+	end, 100);
+
+	module:hook("muc-occupant-pre-change", function (event)
+		return judge_stanza("onBeforeChangeUser", event, event.room.jid, presence_error_from(event.stanza));
+	end, 100);
+
+	module:hook("muc-occupant-joined", function (event)
+		tell("onAfterJoin", event.stanza, event.room.jid);
+	end);
+
+	module:hook("muc-occupant-left", function (event)
+		local stanza = event.stanza;
+		if not stanza and event.occupant then
+			stanza = st.presence({ type = "unavailable", from = event.occupant.bare_jid, to = event.occupant.nick });
+		end
+		tell("onLeave", stanza, event.room.jid);
+	end);
+
+	module:hook("muc-room-created", function (event)
+		tell("onAfterRoomCreate", event.stanza, event.room.jid);
+	end);
+
+	-- onBeforeSend (onBeforeSubject for a subject change): the sender's message to the room.
+	module:hook("muc-occupant-groupchat", function (event)
+		local stanza = event.stanza;
+		local name = (stanza:get_child("subject") and not stanza:get_child("body")) and "onBeforeSubject" or "onBeforeSend";
+		return judge_stanza(name, event, event.room.jid);
+	end, 100);
+
+	-- onBeforeBroadcast: the message as the room is about to send it to every occupant.
+	module:hook("muc-broadcast-message", function (event)
+		local mode = mode_of("onBeforeBroadcast", event.stanza, true);
+		if mode == nil then return; end
+		local action, detail = judge_action("onBeforeBroadcast", event.stanza, event.room.jid);
+		if action == "pass" then
+			if detail then replace(event.stanza, detail); end
+			return;
+		end
+		return true;
+	end, 100);
+
+	module:hook("muc-pre-invite", function (event)
+		return judge_stanza("onBeforeInvite", event, event.room.jid);
+	end, 100);
+
+	module:hook("muc-invite", function (event)
+		tell("onAfterInvite", event.stanza, event.room.jid);
+	end);
+
+	local function affiliation_iq(event)
+		return st.iq({ type = "set", from = event.actor or event.room.jid, to = event.room.jid, id = "affiliation" })
+			:tag("query", { xmlns = "http://jabber.org/protocol/muc#admin" })
+				:tag("item", { jid = event.jid, affiliation = event.affiliation }):up():up();
+	end
+
+	module:hook("muc-pre-set-affiliation", function (event)
+		local name = event.affiliation == "none" and "onBeforeRemoveAffiliation" or "onBeforeChangeAffiliation";
+		local action, detail = judge_action(name, affiliation_iq(event), event.room.jid);
+		if action == "bounce" or action == "outage" then
+			local t, condition = error_fields(detail);
+			event.allowed, event.error = false, { type = t, condition = condition };
+		elseif action ~= "pass" then
+			event.allowed, event.error = false, { type = "cancel", condition = "not-allowed" };
+		end
+	end, 100);
+
+	module:hook("muc-set-affiliation", function (event)
+		local name = event.affiliation == "none" and "onAfterRemoveAffiliation" or "onAfterChangeAffiliation";
+		tell(name, affiliation_iq(event), event.room.jid);
+	end);
+
+	module:hook("muc-pre-set-role", function (event)
+		if not event.occupant then return; end
+		local stanza = st.iq({ type = "set", from = event.actor or event.room.jid, to = event.room.jid, id = "role" })
+			:tag("query", { xmlns = "http://jabber.org/protocol/muc#admin" })
+				:tag("item", { nick = select(3, jid.split(event.occupant.nick)), role = event.role }):up():up();
+		local action, detail = judge_action("onBeforeChangeUser", stanza, event.room.jid);
+		if action == "bounce" or action == "outage" then
+			local t, condition = error_fields(detail);
+			event.allowed, event.error, event.condition = false, t, condition;
+		elseif action ~= "pass" then
+			event.allowed, event.error, event.condition = false, "cancel", "not-allowed";
+		end
+	end, 100);
+
+	local function destroy_presence(room)
+		return st.presence({ type = "unavailable", from = room.jid, to = room.jid })
+			:tag("x", { xmlns = "http://jabber.org/protocol/muc#user" }):tag("destroy"):up():up();
+	end
+
+	-- onClose: a request to close a room (may be refused); onDestroy: it is gone.
+	module:hook("muc-pre-room-destroy", function (event)
+		local action, detail = judge_action("onClose", destroy_presence(event.room), event.room.jid);
+		if action ~= "pass" then
+			event.allowed = false;
+			if detail and detail.name == "error" then
+				local t, condition, text = error_fields(detail);
+				event.error = { type = t, condition = condition, text = text };
+			end
+		end
+	end, 100);
+
+	module:hook("muc-room-destroyed", function (event)
+		tell("onDestroy", destroy_presence(event.room), event.room.jid);
+	end);
+
+	module:hook("muc-config-submitted", function (event)
+		tell("onAfterMetaInfoSet", event.stanza, event.room.jid);
+	end);
+
+	module:hook("muc-config-form", function (event)
+		local stanza = st.iq({ type = "get", from = event.actor, to = event.room.jid, id = "config" })
+			:tag("query", { xmlns = xmlns_muc_owner }):up();
+		tell("onMetaInfoGet", stanza, event.room.jid);
+	end);
+
+	module:hook("muc-disco#info", function (event)
+		tell("onExamineRoom", event.stanza, event.room.jid);
+	end);
+
+	module:hook("muc-get-history", function (event)
+		local stanza = st.presence({ from = event.to, to = event.room.jid });
+		tell("onHistory", stanza, event.room.jid);
+	end);
+
+	-- onPacket: any stanza to a room or an occupant; onServicePacket: to the service itself or
+	-- to a room that does not exist; onServiceDiscoInfo: disco#info to the service;
+	-- onBeforeMetaInfoSet: a room configuration form submitted.
+	local muc = module:depends("muc");
+	local function to_room(event)
+		local stanza = event.stanza;
+		if stanza.attr.from == component then return; end
+		local room_jid = jid_bare(stanza.attr.to);
+		local room = muc.get_room_from_jid(room_jid);
+		if not room then
+			return judge_stanza("onServicePacket", event, host);
+		end
+		if judge_stanza("onPacket", event, room_jid) then return true; end
+		local query = stanza.name == "iq" and stanza.attr.type == "set" and stanza:get_child("query", xmlns_muc_owner);
+		if query and query:get_child("x", "jabber:x:data") then
+			return judge_stanza("onBeforeMetaInfoSet", event, room_jid);
+		end
+	end
+	for _, name in ipairs({ "message/bare", "message/full", "presence/bare", "presence/full", "iq/bare", "iq/full" }) do
+		module:hook(name, to_room, 100);
+	end
+	local function to_service(event)
+		local stanza = event.stanza;
+		if stanza.attr.from == component then return; end
+		if stanza.name == "iq" and stanza.attr.type == "get" and stanza:get_child("query", xmlns_disco_info) then
+			tell("onServiceDiscoInfo", stanza, host);
+		end
+		return judge_stanza("onServicePacket", event, host);
+	end
+	module:hook("iq/host", to_service, 100);
+	module:hook("message/host", to_service, 100);
+	module:hook("presence/host", to_service, 100);
+
+	module:hook_global("config-reloaded", function ()
+		tell("onServiceReconfig", st.iq({ type = "set", from = host, to = host, id = "reconfig" }), host);
+	end);
+end
