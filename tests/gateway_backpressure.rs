@@ -221,17 +221,7 @@ fn a_flooding_router_does_not_starve_a_quiet_one() {
             let stop_w = stop.clone();
             let writer = thread::spawn(move || {
                 use std::io::Write;
-                let batch: String = (0..200)
-                    .map(|i| {
-                        format!(
-                            "<iq type='set' id='F{i}' from='{ROUTER}' to='{GATEWAY}'><event \
-                             xmlns='urn:palisade:compliance:0' name='es_OUT'><message \
-                             xmlns='jabber:client' from='f{i}@example.com/x' \
-                             to='g@example.com' type='chat'><body>flood</body></message>\
-                             </event></iq>"
-                        )
-                    })
-                    .collect();
+                let batch = flood_batch(200);
                 while !stop_w.load(Ordering::SeqCst) && tcp.write_all(batch.as_bytes()).is_ok() {}
             });
             let stop_r = stop.clone();

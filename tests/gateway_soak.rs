@@ -338,17 +338,7 @@ stanza_timeout = "2s"
                     thread::sleep(Duration::from_millis(100));
                     continue;
                 };
-                let batch: String = (0..200)
-                    .map(|i| {
-                        format!(
-                            "<iq type='set' id='F{i}' from='{ROUTER}' to='{GATEWAY}'><event \
-                             xmlns='urn:palisade:compliance:0' name='es_OUT'><message \
-                             xmlns='jabber:client' from='f{i}@example.com/x' \
-                             to='g@example.com' type='chat'><body>flood</body></message>\
-                             </event></iq>"
-                        )
-                    })
-                    .collect();
+                let batch = flood_batch(200);
                 let until = Instant::now() + Duration::from_secs(4);
                 let mut tcp = r.raw_writer();
                 tcp.set_write_timeout(Some(Duration::from_millis(200))).ok();

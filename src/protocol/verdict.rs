@@ -127,26 +127,30 @@ fn splice_error_with_text(out: &mut BytesMut, error: &[u8], note: Option<&str>) 
 
 /// Appends `<iq type='error'>` with `bad-request` and a text saying what is wrong.
 pub fn write_bad_request(out: &mut BytesMut, from: &str, reply: &Reply, reason: &str) {
-    let body = Element::open(out, "iq")
-        .attr("type", "error")
-        .attr_raw("id", &reply.id, reply.id_quote)
-        .attr("from", from)
-        .attr_raw("to", &reply.to, reply.to_quote)
-        .start_content();
-    stanza_error(body, "modify", "bad-request", Some(reason));
-    close(body, "iq");
+    write_iq_error(out, from, reply, ("modify", "bad-request"), reason);
 }
 
 /// Appends `<iq type='error'>` with `forbidden` (type `auth`): an event from a sender a router
 /// stream does not trust (see [`super::event::is_host_jid`]).
 pub fn write_forbidden(out: &mut BytesMut, from: &str, reply: &Reply, reason: &str) {
+    write_iq_error(out, from, reply, ("auth", "forbidden"), reason);
+}
+
+/// The iq error answering `reply` with `(error type, condition)` and a text.
+fn write_iq_error(
+    out: &mut BytesMut,
+    from: &str,
+    reply: &Reply,
+    (kind, condition): (&str, &str),
+    reason: &str,
+) {
     let body = Element::open(out, "iq")
         .attr("type", "error")
         .attr_raw("id", &reply.id, reply.id_quote)
         .attr("from", from)
         .attr_raw("to", &reply.to, reply.to_quote)
         .start_content();
-    stanza_error(body, "auth", "forbidden", Some(reason));
+    stanza_error(body, kind, condition, Some(reason));
     close(body, "iq");
 }
 

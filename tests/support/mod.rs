@@ -939,6 +939,21 @@ pub fn server_block(name: &str, port: u16, profile: &str) -> String {
     )
 }
 
+/// `n` es_OUT chat events with ids `F0`..`F{n-1}`, as one string: what a router that floods
+/// writes again and again.
+pub fn flood_batch(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "<iq type='set' id='F{i}' from='{ROUTER}' to='{GATEWAY}'><event \
+                 xmlns='{NS}' name='es_OUT'><message xmlns='jabber:client' \
+                 from='f{i}@example.com/x' to='g@example.com' type='chat'><body>flood</body>\
+                 </message></event></iq>"
+            )
+        })
+        .collect()
+}
+
 /// The component name the gateway announces to server `name`.
 pub fn component(name: &str) -> String {
     format!("op-{name}.palisade-example-com")
