@@ -239,20 +239,25 @@ fn a_flooding_router_does_not_starve_a_quiet_one() {
             thread::spawn(move || {
                 let start = Instant::now();
                 let mut answered = 0;
+                let mut slowest = Duration::ZERO;
                 while start.elapsed() < Duration::from_secs(6) {
+                    let sent = Instant::now();
                     let id = r.chat(&format!("quiet{q}"), "peer", "hello");
                     // Its events wait for admission behind the flood (the shard's events in
                     // flight are at their limit), but they are read and answered.
-                    let v = r.verdict_for(&id, 30 * SECOND);
+                    let v = r.verdict_for(&id, 60 * SECOND);
                     assert!(!v.id.is_empty());
+                    slowest = slowest.max(sent.elapsed());
                     answered += 1;
                     thread::sleep(Duration::from_millis(200));
                 }
-                answered
+                (answered, slowest)
             })
         })
         .collect();
-    let answered: Vec<usize> = quiet.into_iter().map(|q| q.join().unwrap()).collect();
+    let results: Vec<(usize, Duration)> = quiet.into_iter().map(|q| q.join().unwrap()).collect();
+    eprintln!("quiet routers (verdicts, slowest): {results:?}");
+    let answered: Vec<usize> = results.iter().map(|r| r.0).collect();
     stop.store(true, Ordering::SeqCst);
     for (w, r) in floods {
         let _ = (w.join(), r.join());
