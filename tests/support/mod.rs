@@ -18,6 +18,22 @@ pub const ROUTER: &str = "imp1.example.com";
 pub const ROUTER_SECRET: &str = "router-secret";
 pub const GATEWAY: &str = "palisade.example.com";
 
+/// Waits up to `limit` for `child` to exit; past it, kills it and returns `None`.
+fn exit_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// A free loopback port (bound, then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -196,18 +212,7 @@ impl Gateway {
     pub fn stop_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take().expect("running");
         unsafe_kill(child.id(), "TERM");
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
+        exit_within(&mut child, limit)
     }
 
     /// Starts a second `palisade run` with this gateway's configuration file; returns its exit
@@ -221,18 +226,7 @@ impl Gateway {
             .stderr(Stdio::piped())
             .spawn()
             .expect("palisade starts");
-        let deadline = Instant::now() + wait;
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            thread::sleep(Duration::from_millis(20));
-        };
+        let status = exit_within(&mut child, wait);
         let mut stderr = String::new();
         if let Some(mut pipe) = child.stderr.take() {
             let _ = pipe.read_to_string(&mut stderr);
