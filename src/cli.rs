@@ -61,7 +61,11 @@ pub enum Command {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { file } => crate::policy::check_config_command(&file),
+        Command::CheckConfig { file } => {
+            let (report, code) = crate::tls::check_config_report(&file);
+            print!("{report}");
+            code
+        }
         Command::Events => {
             print!("{}", crate::policy::events_command());
             0

@@ -10,6 +10,7 @@ pub mod policy;
 pub mod protocol;
 pub mod routing;
 pub mod runtime;
+pub mod tls;
 pub mod tools;
 pub mod tuning;
 pub mod wire;

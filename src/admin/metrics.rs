@@ -1,6 +1,6 @@
 //! `/metrics`: the summary in Prometheus text exposition format (version 0.0.4).
 
-use super::snapshot::LISTENERS;
+use super::snapshot::{LISTENERS, TLS_FAILURE_REASONS};
 use super::status::Summary;
 use crate::engine::Terminal;
 use crate::policy::EventId;
@@ -313,6 +313,18 @@ pub fn render_metrics(s: &Summary) -> String {
         let _ = writeln!(
             out,
             "palisade_accept_errors_total{{listener=\"{name}\"}} {n}"
+        );
+    }
+    family(
+        &mut out,
+        "palisade_tls_failures_total",
+        "counter",
+        "TLS connections that failed, by reason (verification, expired, name_mismatch...).",
+    );
+    for (reason, n) in TLS_FAILURE_REASONS.iter().zip(s.runtime.tls_failures) {
+        let _ = writeln!(
+            out,
+            "palisade_tls_failures_total{{reason=\"{reason}\"}} {n}"
         );
     }
     family(

@@ -30,7 +30,23 @@ pub struct RuntimeCounters {
     pub connections_refused: [u64; 3],
     /// Accepts that failed (descriptors exhausted...), per listener ([`LISTENERS`]).
     pub accept_errors: [u64; 3],
+    /// TLS failures, by reason ([`TLS_FAILURE_REASONS`]).
+    pub tls_failures: [u64; 9],
 }
+
+/// The reasons a TLS connection fails, as `/metrics` labels them (the order of
+/// `crate::tls::TlsFailure::REASONS`, which a test checks).
+pub const TLS_FAILURE_REASONS: [&str; 9] = [
+    "plaintext_peer",
+    "tls_on_plain_port",
+    "expired",
+    "name_mismatch",
+    "verification",
+    "no_client_certificate",
+    "refused_by_peer",
+    "handshake",
+    "timeout",
+];
 
 /// The listeners, as the per-listener counts are indexed and labelled.
 pub const LISTENERS: [&str; 3] = ["routers", "compliance", "admin"];
@@ -46,6 +62,9 @@ impl RuntimeCounters {
         for i in 0..LISTENERS.len() {
             self.connections_refused[i] += o.connections_refused[i];
             self.accept_errors[i] += o.accept_errors[i];
+        }
+        for (mine, theirs) in self.tls_failures.iter_mut().zip(o.tls_failures) {
+            *mine += theirs;
         }
         self.router_output_pauses += o.router_output_pauses;
         self.server_output_pauses += o.server_output_pauses;

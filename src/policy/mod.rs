@@ -29,6 +29,7 @@ pub use config::{
     Config, Diagnostic, GatewayConfig, Limits, ListenConfig, Loaded, RouterConfig, ServerConfig,
     ServerId, ServerMode, Severity, Timers, DEFAULT_TOML,
 };
+pub use config::{check_report, ClientIdentity, DialTls, FileRef, TlsConfig};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use jid::{Jid, JidError, ParsedJid};
 pub use key::{conversation_key, Address, KeyError};

@@ -80,6 +80,12 @@ pub fn plan(
     keep_running(&mut new.listen.compliance, l.compliance, |c| {
         keep("[listen] compliance", c && compliance_bound)
     });
+    keep_running(&mut new.listen.routers_tls, l.routers_tls, |c| {
+        keep("[listen] routers_tls", c)
+    });
+    keep_running(&mut new.listen.compliance_tls, l.compliance_tls, |c| {
+        keep("[listen] compliance_tls", c && compliance_bound)
+    });
     let summary = summarize(running, policy, &new);
     Ok(Plan {
         config: new,

@@ -385,7 +385,13 @@ pub fn admission(ctx: &ShardCtx, leg: Leg, change: Admission) {
 
 /// Accepts connections until shutdown. With `handoff`, each connection goes to the next shard
 /// in turn, through the mesh; the count stays here.
-pub async fn serve_listener(ctx: Rc<ShardCtx>, listener: TcpListener, leg: Leg, handoff: bool) {
+pub async fn serve_listener(
+    ctx: Rc<ShardCtx>,
+    listener: TcpListener,
+    leg: Leg,
+    transport: super::Transport,
+    handoff: bool,
+) {
     let kind = Listener::from(leg);
     let mut acceptor = Acceptor::new(listener, kind);
     let mut refusals = RateLimit::default();
@@ -411,13 +417,20 @@ pub async fn serve_listener(ctx: Rc<ShardCtx>, listener: TcpListener, leg: Leg, 
         next_shard = next_shard.wrapping_add(1);
         if target == usize::from(ctx.id) {
             let slot = Slot::new(ctx.clone(), ctx.id, leg);
-            super::serve(ctx.clone(), accepted.bind_to_executor(), leg, slot);
+            super::serve(
+                ctx.clone(),
+                accepted.bind_to_executor(),
+                leg,
+                transport,
+                slot,
+            );
         } else {
             ctx.outbox.push(
                 target,
                 ShardMsg::Accepted {
                     stream: accepted,
                     leg,
+                    transport,
                     acceptor: ctx.id,
                 },
             );

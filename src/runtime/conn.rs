@@ -10,9 +10,15 @@
 //! limit, and a writer that must not refuse ([`Conn::push`], for verdicts) pauses the reads that
 //! produce its output instead (see `router.rs`). [`Conn::output_below`] waits for the writer to
 //! drain the output to a low watermark.
+//!
+//! With TLS ([`Conn::with_tls`], after `tls.rs`'s handshake) the reader passes what it reads
+//! through the session before the stream sees it, and the writer encrypts what the stream
+//! queued: the stream itself is the same either way. A plain connection whose peer opens with
+//! a TLS record is closed without an answer, and says so ([`Conn::take_tls_failure`]).
 
 use super::contain::{contained, log_panic};
 use super::notify::Notify;
+use crate::tls::{looks_like_tls, Fed, Session, TlsFailure};
 use crate::wire::{Closed, ComponentStream, Condition, StreamEvent};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -43,6 +49,12 @@ pub struct Conn {
     holding: Cell<Hold>,
     /// When the writer last finished a write: progress a held reader's peer is making.
     wrote_at: Cell<Instant>,
+    /// The TLS session between the socket and the stream, if the leg has TLS.
+    tls: RefCell<Option<Session>>,
+    /// Plaintext that came with the TLS handshake, fed to the stream before the first read.
+    early: RefCell<Vec<u8>>,
+    /// Why TLS ended the connection, if it did.
+    tls_failure: RefCell<Option<TlsFailure>>,
 }
 
 pub type ConnRef = Rc<Conn>;
@@ -59,7 +71,75 @@ impl Conn {
             low_water: Cell::new(0),
             holding: Cell::new(Hold::Read),
             wrote_at: Cell::new(Instant::now()),
+            tls: RefCell::new(None),
+            early: RefCell::new(Vec::new()),
+            tls_failure: RefCell::new(None),
         })
+    }
+
+    /// A connection whose TLS handshake is done: `early` is the plaintext that came with it.
+    pub fn with_tls(stream: ComponentStream, session: Session, early: Vec<u8>) -> ConnRef {
+        let conn = Conn::new(stream);
+        *conn.tls.borrow_mut() = Some(session);
+        *conn.early.borrow_mut() = early;
+        conn
+    }
+
+    /// Why TLS ended this connection, once it ended (the caller logs and counts it).
+    pub fn take_tls_failure(&self) -> Option<TlsFailure> {
+        self.tls_failure.borrow_mut().take()
+    }
+
+    /// Feeds what the socket gave to the stream, through the TLS session if there is one.
+    /// `first`: these are the connection's first bytes.
+    fn feed(&self, data: &[u8], first: bool, now: Instant) {
+        let mut tls = self.tls.borrow_mut();
+        let mut stream = self.stream.borrow_mut();
+        let Some(session) = tls.as_mut() else {
+            if first && looks_like_tls(data) {
+                *self.tls_failure.borrow_mut() = Some(TlsFailure::TlsOnPlainPort);
+                return stream.transport_closed();
+            }
+            return stream.receive(data, now);
+        };
+        match session.receive(data, |plain| stream.receive(plain, now)) {
+            Ok(Fed::Open) => {}
+            Ok(Fed::PeerClosed) => stream.transport_closed(),
+            Err(failure) => {
+                *self.tls_failure.borrow_mut() = Some(failure);
+                stream.transport_closed();
+            }
+        }
+    }
+
+    /// The next bytes for the socket: the stream's output, encrypted if the leg has TLS (with
+    /// whatever else the session has to send).
+    fn next_output(&self) -> Option<bytes::Bytes> {
+        let plain = self.stream.borrow_mut().take_output();
+        let mut tls = self.tls.borrow_mut();
+        let Some(session) = tls.as_mut() else {
+            return plain;
+        };
+        let len = plain.as_ref().map_or(0, |p| p.len());
+        if let Some(plain) = plain {
+            session.send(&plain);
+        }
+        if !session.wants_write() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(records_len(len));
+        session.take_tls(&mut out);
+        Some(out.into())
+    }
+
+    /// Queues TLS `close_notify` and returns it (nothing for a plain connection).
+    fn close_notify(&self) -> Option<Vec<u8>> {
+        let mut tls = self.tls.borrow_mut();
+        let session = tls.as_mut()?;
+        session.close();
+        let mut out = Vec::new();
+        session.take_tls(&mut out);
+        Some(out)
     }
 
     /// Output not yet written to the socket: queued in the stream, or being written.
@@ -189,13 +269,21 @@ pub async fn drive(
     let read_loop = async {
         let mut buf = vec![0u8; READ_CHUNK];
         let mut closed = None;
+        let early = std::mem::take(&mut *conn.early.borrow_mut());
+        let mut first = true;
         while closed.is_none() {
-            let read = reader.read(&mut buf).await;
-            let now = Instant::now();
-            match read {
-                Ok(0) | Err(_) => conn.stream.borrow_mut().transport_closed(),
-                Ok(n) => conn.stream.borrow_mut().receive(&buf[..n], now),
+            if first && !early.is_empty() {
+                conn.stream.borrow_mut().receive(&early, Instant::now());
+            } else {
+                let read = reader.read(&mut buf).await;
+                let now = Instant::now();
+                match read {
+                    Ok(0) | Err(_) => conn.stream.borrow_mut().transport_closed(),
+                    Ok(n) => conn.feed(&buf[..n], first, now),
+                }
             }
+            first = false;
+            let now = Instant::now();
             loop {
                 let event = conn.stream.borrow_mut().poll_event();
                 match event {
@@ -326,7 +414,7 @@ async fn timer_loop(conn: ConnRef, fd: RawFd, tick: Duration) {
 }
 async fn write_loop(conn: ConnRef, mut writer: futures_lite::io::WriteHalf<TcpStream>) {
     loop {
-        let out = conn.stream.borrow_mut().take_output();
+        let out = conn.next_output();
         match out {
             Some(bytes) => {
                 conn.writing.set(bytes.len());
@@ -349,9 +437,18 @@ async fn write_loop(conn: ConnRef, mut writer: futures_lite::io::WriteHalf<TcpSt
             }
         }
     }
+    if let Some(notify) = conn.close_notify() {
+        let _ = writer.write_all(&notify).await;
+    }
     conn.finished.set(true);
     conn.wake_drained();
     let _ = writer.close().await;
+}
+
+/// Room for the TLS records of `plain` bytes: a header and a tag per 16 KiB record, and
+/// some room for what else the session sends.
+fn records_len(plain: usize) -> usize {
+    plain + (plain / 16_384 + 2) * 64
 }
 
 #[cfg(test)]

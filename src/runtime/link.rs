@@ -5,10 +5,11 @@
 //! shard's link to that server; its coming and going is broadcast to every shard's engine.
 
 use super::accept::Slot;
-use super::conn::{self, Conn, ConnRef};
+use super::conn::{self, ConnRef};
 use super::log::{os_error_text, Level};
 use super::notify::Notify;
 use super::shard::ShardCtx;
+use super::tls::{self, Transport};
 use crate::policy::{ServerId, ServerInfo, ServerMode};
 use crate::protocol::{parse_answer, service, AnswerError};
 use crate::wire::{Closed, ComponentStream, Condition, FromCheck, Stanza, StreamEvent};
@@ -51,7 +52,7 @@ pub async fn dial(ctx: Rc<ShardCtx>, server: ServerId, generation: u32) {
                     &format!("Component {} is GONE", info.component),
                 );
             }
-            Ok(tcp) => {
+            Ok(mut tcp) => {
                 ctx.log(
                     Level::Info,
                     &format!("Component {} is CONNECTED", info.component),
@@ -65,8 +66,28 @@ pub async fn dial(ctx: Rc<ShardCtx>, server: ServerId, generation: u32) {
                     Instant::now(),
                 );
                 stream.enable_pings(&ctx.config().gateway.name, &info.component);
-                if serve(&ctx, server, generation, &info, tcp, stream).await {
-                    backoff = t.reconnect_min;
+                let who = format!(
+                    "compliance server {} ({}:{})",
+                    info.name, info.host, info.port
+                );
+                let material = ctx.tls();
+                let dial = material.server_dial(&info.name);
+                match tls::dialed(&ctx, &mut tcp, dial, stream, &who).await {
+                    Ok(conn) => {
+                        if serve(&ctx, server, generation, &info, (tcp, conn), &who).await {
+                            backoff = t.reconnect_min;
+                        }
+                    }
+                    // An ungraceful failure of the connection: the server stays where it
+                    // was (in its outage window, if it was up before).
+                    Err(failure) => ctx.log(
+                        Level::Warn,
+                        &format!(
+                            "Component {} is GONE (TLS: {})",
+                            info.component,
+                            failure.reason()
+                        ),
+                    ),
                 }
             }
         }
@@ -80,7 +101,12 @@ pub async fn dial(ctx: Rc<ShardCtx>, server: ServerId, generation: u32) {
 
 /// Serves one accepted connection on the compliance port until it closes; `slot` counts it
 /// against its listener's caps until then.
-pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream, slot: Slot) {
+pub async fn serve_inbound(
+    ctx: Rc<ShardCtx>,
+    mut tcp: TcpStream,
+    transport: Transport,
+    slot: Slot,
+) {
     let Some(stream) = ctx.receiver_stream("a compliance connection") else {
         return;
     };
@@ -89,7 +115,10 @@ pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream, slot: Slot) {
         shard: ctx.id,
         name: format!("compliance connection from {peer}"),
     };
-    let conn = Conn::new(stream);
+    let who = format!("the {}", label.name);
+    let Some(conn) = tls::accepted(&ctx, &mut tcp, transport, stream, &who).await else {
+        return;
+    };
     let this = conn.clone();
     // The server it announced, and the generation of its streams when it did.
     let server: Rc<Cell<Option<(ServerId, u32)>>> = Rc::new(Cell::new(None));
@@ -115,6 +144,7 @@ pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream, slot: Slot) {
         |conn| ctx.server_hold(conn),
     )
     .await;
+    tls::ended(&ctx, &this, &who);
     if let Some((id, generation)) = server.get() {
         ctx.close_link_flow(id, &this);
         lost(&ctx, id, generation, &this, active.get(), &closed);
@@ -171,10 +201,9 @@ async fn serve(
     server: ServerId,
     generation: u32,
     info: &ServerInfo,
-    tcp: TcpStream,
-    stream: ComponentStream,
+    (tcp, conn): (TcpStream, ConnRef),
+    who: &str,
 ) -> bool {
-    let conn = Conn::new(stream);
     let this = conn.clone();
     let active = Rc::new(Cell::new(false));
     let (ctx2, active2) = (ctx.clone(), active.clone());
@@ -193,6 +222,7 @@ async fn serve(
         |conn| ctx.server_hold(conn),
     )
     .await;
+    tls::ended(ctx, &this, who);
     let was_active = active.get();
     ctx.close_link_flow(server, &this);
     lost(ctx, server, generation, &this, was_active, &closed);

@@ -53,8 +53,15 @@ pub fn probe_reuseport_addresses(config: &Config) -> Result<(), String> {
         return Ok(());
     }
     probe(config.listen.routers, "routers")?;
+    if let Some(addr) = config.listen.routers_tls {
+        probe(addr, "routers (TLS)")?;
+    }
     if let Some(addr) = compliance_at_start(config) {
         probe(addr, "compliance servers")?;
+    }
+    let inbound = config.servers.iter().any(|s| s.mode == ServerMode::Inbound);
+    if let Some(addr) = config.listen.compliance_tls.filter(|_| inbound) {
+        probe(addr, "compliance servers (TLS)")?;
     }
     Ok(())
 }

@@ -63,11 +63,13 @@ pub enum ShardMsg {
     Reconfigure {
         config: std::sync::Arc<crate::policy::Config>,
         policy: std::sync::Arc<crate::policy::CompiledPolicy>,
+        tls: std::sync::Arc<crate::tls::Material>,
     },
     /// A connection the acceptor (shard 0) hands to this shard.
     Accepted {
         stream: glommio::net::AcceptedTcpStream,
         leg: super::Leg,
+        transport: super::Transport,
         /// The shard that counts it (see `accept.rs`).
         acceptor: u16,
     },

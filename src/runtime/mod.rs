@@ -22,6 +22,7 @@ mod router;
 mod shard;
 mod startup;
 pub mod status;
+mod tls;
 
 use crate::engine::{EngineConfig, ShardEngine};
 use crate::policy::{AcceptMode, CompiledPolicy, Config, ServerId, ServerMode};
@@ -37,6 +38,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+pub(crate) use tls::Transport;
 
 /// Messages each cross-shard channel holds before senders wait.
 const MESH_CAPACITY: usize = 4096;
@@ -162,6 +164,11 @@ pub fn run_with(
     } else {
         PoolPlacement::Unbound(shards)
     };
+    let origin = reload
+        .as_ref()
+        .and_then(|r| r.file.as_ref())
+        .map_or_else(|| "<configuration>".to_owned(), |f| f.display().to_string());
+    let tls = Arc::new(tls_material(&config, &origin).map_err(RunError::Shard)?);
     let policy = Arc::new(CompiledPolicy::compile(&config));
     let config = Arc::new(config);
     // Every clone of the mesh builder is made here, before any executor runs (see startup.rs).
@@ -183,16 +190,18 @@ pub fn run_with(
         .on_all_shards({
             let startup = startup.clone();
             move || {
-                let (config, policy, startup, stop, reload) = (
+                let (config, policy, startup, stop, reload, tls) = (
                     config.clone(),
                     policy.clone(),
                     startup.clone(),
                     stop.clone(),
                     reload.clone(),
+                    tls.clone(),
                 );
                 async move {
                     let result =
-                        shard_main(config, policy, startup, shards, stop.clone(), reload).await;
+                        shard_main((config, policy, tls), startup, shards, stop.clone(), reload)
+                            .await;
                     if result.is_err() {
                         // One shard failing to start stops them all.
                         stop.store(true, Ordering::SeqCst);
@@ -225,8 +234,7 @@ pub fn run_with(
 }
 
 async fn shard_main(
-    config: Arc<Config>,
-    policy: Arc<CompiledPolicy>,
+    (config, policy, tls): (Arc<Config>, Arc<CompiledPolicy>, Arc<crate::tls::Material>),
     startup: Arc<startup::Startup>,
     shards: usize,
     stop: Arc<AtomicBool>,
@@ -248,6 +256,7 @@ async fn shard_main(
         policy.clone(),
         engine,
     ));
+    ctx.replace_tls(tls);
     if let Some(source) = &reload {
         ctx.reload_report.borrow_mut().file.clone_from(&source.file);
     }
@@ -270,9 +279,27 @@ async fn shard_main(
             ctx.clone(),
             routers,
             Leg::Router,
+            Transport::Plain,
             handoff,
         ))
         .detach();
+        if let Some(addr) = config.listen.routers_tls {
+            let routers = listen::bind(addr, "routers (TLS)", listen::shared(&config))?;
+            glommio::spawn_local(accept::serve_listener(
+                ctx.clone(),
+                routers,
+                Leg::Router,
+                Transport::Tls,
+                handoff,
+            ))
+            .detach();
+            if id == 0 {
+                ctx.log(
+                    Level::Info,
+                    &format!("Listening for routers with TLS on {addr}"),
+                );
+            }
+        }
     }
     listen_for_compliance(&ctx, &config, &policy, false)?;
     for (i, server) in policy.servers().iter().enumerate() {
@@ -359,27 +386,76 @@ pub(crate) fn listen_for_compliance(
         .servers()
         .iter()
         .any(|s| s.mode == ServerMode::Inbound && !s.retired);
-    let (true, true, Some(addr)) = (listens, inbound, config.listen.compliance) else {
+    if !(listens && inbound) {
         return Ok(());
-    };
+    }
+    let addresses = [
+        (
+            config.listen.compliance,
+            Transport::Plain,
+            "compliance servers",
+        ),
+        (
+            config.listen.compliance_tls,
+            Transport::Tls,
+            "compliance servers (TLS)",
+        ),
+    ];
+    for (addr, transport, what) in addresses {
+        if let Some(addr) = addr {
+            listen_for_compliance_on(ctx, config, addr, transport, what, after_start)?;
+        }
+    }
+    ctx.compliance_listening.set(true);
+    Ok(())
+}
+
+fn listen_for_compliance_on(
+    ctx: &Rc<ShardCtx>,
+    config: &Config,
+    addr: std::net::SocketAddr,
+    transport: Transport,
+    what: &str,
+    after_start: bool,
+) -> Result<(), String> {
     let reuseport = config.gateway.accept == AcceptMode::ReusePort;
     if reuseport && ctx.id == 0 && !config.gateway.share_ports && after_start {
         // A reload added the first inbound server: shard 0 applies it before any other shard
         // hears of it, so it can probe the port before the shards bind it with SO_REUSEPORT.
         // (At start, `run_with` probed it before the shards began.)
-        listen::probe(addr, "compliance servers")?;
+        listen::probe(addr, what)?;
     }
-    let listener = listen::bind(addr, "compliance servers", listen::shared(config))?;
+    let listener = listen::bind(addr, what, listen::shared(config))?;
     let handoff = config.gateway.accept == AcceptMode::Handoff;
+    let leg = Leg::Compliance;
     glommio::spawn_local(accept::serve_listener(
         ctx.clone(),
         listener,
-        Leg::Compliance,
+        leg,
+        transport,
         handoff,
     ))
     .detach();
-    ctx.compliance_listening.set(true);
     Ok(())
+}
+
+/// Builds the TLS material the configuration calls for, logging its warnings; the first error
+/// (all are logged) stops the start.
+fn tls_material(config: &Config, origin: &str) -> Result<crate::tls::Material, String> {
+    let (material, problems) =
+        crate::tls::Material::build(config, origin, std::time::SystemTime::now());
+    for p in &problems {
+        let level = if p.is_error() {
+            Level::Error
+        } else {
+            Level::Warn
+        };
+        log::record(level, None, &p.to_string());
+    }
+    material.ok_or_else(|| {
+        let errors = problems.iter().filter(|p| p.is_error()).count();
+        format!("cannot start: {errors} problem(s) with the TLS files (see above)")
+    })
 }
 
 /// Which kind of peer a listener serves.
@@ -392,19 +468,25 @@ pub enum Leg {
 /// Serves an accepted connection on this shard; `slot` is its place in its listener's count.
 /// A panic while serving it ends that connection only (see `contain.rs`); the slot is
 /// released as the unwinding drops it.
-pub(crate) fn serve(ctx: Rc<ShardCtx>, tcp: TcpStream, leg: Leg, slot: accept::Slot) {
+pub(crate) fn serve(
+    ctx: Rc<ShardCtx>,
+    tcp: TcpStream,
+    leg: Leg,
+    transport: Transport,
+    slot: accept::Slot,
+) {
     let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let shard = ctx.id;
     match leg {
         Leg::Router => contain::spawn(
             shard,
             format!("the router connection from {peer}"),
-            router::serve_inbound(ctx, tcp, slot),
+            router::serve_inbound(ctx, tcp, transport, slot),
         ),
         Leg::Compliance => contain::spawn(
             shard,
             format!("the compliance connection from {peer}"),
-            link::serve_inbound(ctx, tcp, slot),
+            link::serve_inbound(ctx, tcp, transport, slot),
         ),
     }
 }

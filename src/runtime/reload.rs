@@ -7,6 +7,9 @@
 //! walk the new chains), then streams to servers that changed or left, dialers for new ones,
 //! router legs, and the compliance listener. The diff itself (what changed, what needs a
 //! restart) is pure and lives in `policy::reload`; the engine's part in `engine::reload`.
+//!
+//! Certificates and keys are read again too (even when the file did not change): new
+//! connections use them, established streams keep theirs; a bad one refuses the reload.
 
 use super::link;
 use super::log::Level;
@@ -50,9 +53,17 @@ pub async fn from_file(ctx: &Rc<ShardCtx>, path: &Path) {
     );
     let owned = path.to_path_buf();
     let loaded = glommio::executor()
-        .spawn_blocking(move || crate::policy::load_file(&owned))
+        .spawn_blocking(move || {
+            let loaded = crate::policy::load_file(&owned)?;
+            let origin = owned.display().to_string();
+            let now = SystemTime::now();
+            match crate::tls::Material::build(&loaded.config, &origin, now) {
+                (Some(material), problems) => Ok((loaded, material, problems)),
+                (None, problems) => Err(problems),
+            }
+        })
         .await;
-    let loaded = match loaded {
+    let (loaded, tls, tls_warnings) = match loaded {
         Ok(loaded) => loaded,
         Err(diagnostics) => {
             for d in &diagnostics {
@@ -67,7 +78,7 @@ pub async fn from_file(ctx: &Rc<ShardCtx>, path: &Path) {
             return report(ctx, false, text);
         }
     };
-    for w in &loaded.warnings {
+    for w in loaded.warnings.iter().chain(&tls_warnings) {
         ctx.log(Level::Warn, &w.to_string());
     }
     let plan = {
@@ -97,15 +108,18 @@ pub async fn from_file(ctx: &Rc<ShardCtx>, path: &Path) {
     } = plan;
     let policy = Arc::new(CompiledPolicy::compile_after(&config, Some(&ctx.policy())));
     let config = Arc::new(config);
+    let tls = Arc::new(tls);
     for peer in (0..ctx.shards).filter(|&p| p != ctx.id) {
         ctx.outbox.push(
             usize::from(peer),
             ShardMsg::Reconfigure {
                 config: config.clone(),
                 policy: policy.clone(),
+                tls: tls.clone(),
             },
         );
     }
+    ctx.replace_tls(tls);
     apply(ctx, config, policy);
     let generation = ctx.reload_report.borrow().generation + 1;
     ctx.reload_report.borrow_mut().generation = generation;

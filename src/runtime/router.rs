@@ -4,9 +4,10 @@
 //! (ping, disco) to answer; verdicts come back through the shard's router table.
 
 use super::accept::Slot;
-use super::conn::{self, Conn, ConnRef};
+use super::conn::{self, ConnRef};
 use super::log::Level;
 use super::shard::{RouterConn, ShardCtx};
+use super::tls::{self, Transport};
 use crate::engine::RouterRef;
 use crate::policy::{Config, RouterConfig};
 use crate::protocol::event::is_event;
@@ -21,12 +22,21 @@ use std::time::Instant;
 
 /// Serves one accepted router connection until it closes; `slot` counts it against its
 /// listener's caps until then.
-pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream, slot: Slot) {
+pub async fn serve_inbound(
+    ctx: Rc<ShardCtx>,
+    mut tcp: TcpStream,
+    transport: Transport,
+    slot: Slot,
+) {
     let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let Some(stream) = ctx.receiver_stream("a router connection") else {
         return;
     };
-    let conn = Conn::new(stream);
+    let who = format!("the router connection from {peer}");
+    let Some(conn) = tls::accepted(&ctx, &mut tcp, transport, stream, &who).await else {
+        return;
+    };
+    let this = conn.clone();
     let id = ctx.next_conn_id();
     let label = conn::Label {
         shard: ctx.id,
@@ -46,6 +56,7 @@ pub async fn serve_inbound(ctx: Rc<ShardCtx>, tcp: TcpStream, slot: Slot) {
         |conn| ctx.router_hold(conn),
     )
     .await;
+    tls::ended(&ctx, &this, &who);
     finish(&ctx, id, &peer, &closed);
 }
 
@@ -62,7 +73,7 @@ pub async fn dial_outbound(ctx: Rc<ShardCtx>, router: RouterConfig, addr: String
             break;
         }
         match connected {
-            Ok(tcp) => {
+            Ok(mut tcp) => {
                 ctx.log(
                     Level::Info,
                     &format!("Connected to router {} at {addr}", router.name),
@@ -77,7 +88,15 @@ pub async fn dial_outbound(ctx: Rc<ShardCtx>, router: RouterConfig, addr: String
                     Instant::now(),
                 );
                 stream.expect_peer(&router.name);
-                let conn = Conn::new(stream);
+                let who = format!("router {} at {addr}", router.name);
+                let material = ctx.tls();
+                let dial = material.router_dial(&router.name);
+                let Ok(conn) = tls::dialed(&ctx, &mut tcp, dial, stream, &who).await else {
+                    glommio::timer::sleep(super::backoff::jittered(backoff)).await;
+                    backoff = (backoff * 2).min(ctx.config().timers.reconnect_max);
+                    continue;
+                };
+                let this = conn.clone();
                 let id = ctx.next_conn_id();
                 let label = conn::Label {
                     shard: ctx.id,
@@ -93,6 +112,7 @@ pub async fn dial_outbound(ctx: Rc<ShardCtx>, router: RouterConfig, addr: String
                     |conn| ctx.router_hold(conn),
                 )
                 .await;
+                tls::ended(&ctx, &this, &who);
                 finish(&ctx, id, &addr, &closed);
                 backoff = ctx.config().timers.reconnect_min;
             }

@@ -96,6 +96,8 @@ pub struct ShardCtx {
     wall_cache: Cell<(Instant, SystemTime)>,
     /// Protocol violations logged in the current second, to rate-limit the log.
     violations_logged: Cell<(u64, u32)>,
+    /// The TLS configurations in force; replaced whole by a reload, like `config`.
+    tls: RefCell<Arc<crate::tls::Material>>,
 }
 
 impl ShardCtx {
@@ -130,7 +132,17 @@ impl ShardCtx {
             reload_report: RefCell::new(Default::default()),
             violations_logged: Cell::new((0, 0)),
             wall_cache: Cell::new((Instant::now(), SystemTime::now())),
+            tls: RefCell::new(Arc::default()),
         }
+    }
+
+    /// The TLS configurations in force (an `Arc`: hold it across an await, not the borrow).
+    pub fn tls(&self) -> Arc<crate::tls::Material> {
+        self.tls.borrow().clone()
+    }
+
+    pub fn replace_tls(&self, tls: Arc<crate::tls::Material>) {
+        *self.tls.borrow_mut() = tls;
     }
 
     pub fn config(&self) -> std::cell::Ref<'_, Arc<Config>> {
@@ -385,14 +397,28 @@ impl ShardCtx {
             ShardMsg::Snapshot { token, snapshot } => {
                 super::status::collected(self, token, *snapshot)
             }
-            ShardMsg::Reconfigure { config, policy } => super::reload::apply(self, config, policy),
+            ShardMsg::Reconfigure {
+                config,
+                policy,
+                tls,
+            } => {
+                self.replace_tls(tls);
+                super::reload::apply(self, config, policy)
+            }
             ShardMsg::Accepted {
                 stream,
                 leg,
+                transport,
                 acceptor,
             } => {
                 let slot = super::accept::Slot::new(self.clone(), acceptor, leg);
-                super::serve(self.clone(), stream.bind_to_executor(), leg, slot)
+                super::serve(
+                    self.clone(),
+                    stream.bind_to_executor(),
+                    leg,
+                    transport,
+                    slot,
+                )
             }
             ShardMsg::Admission { leg, change } => super::accept::admission(self, leg, change),
         }

@@ -32,6 +32,27 @@ pub(super) struct RawGateway {
 pub(super) struct RawListen {
     pub routers: Option<Sp<String>>,
     pub compliance: Option<Sp<String>>,
+    pub routers_tls: Option<Sp<String>>,
+    pub compliance_tls: Option<Sp<String>>,
+}
+
+/// `[tls]`: the gateway's own certificate for its TLS listeners.
+#[derive(Debug)]
+pub(super) struct RawTls {
+    pub at: usize,
+    pub cert: Option<Sp<String>>,
+    pub key: Option<Sp<String>>,
+    pub client_ca: Option<Sp<String>>,
+}
+
+/// The TLS keys of a dial (`[[server]]`, or `[[router]]` with `connect`).
+#[derive(Default, Debug)]
+pub(super) struct RawDialTls {
+    pub tls: Option<Sp<bool>>,
+    pub ca: Option<Sp<String>>,
+    pub tls_name: Option<Sp<String>>,
+    pub client_cert: Option<Sp<String>>,
+    pub client_key: Option<Sp<String>>,
 }
 
 #[derive(Debug)]
@@ -41,6 +62,7 @@ pub(super) struct RawRouter {
     pub secret: Option<Sp<String>>,
     pub node: Option<Sp<String>>,
     pub connect: Option<Sp<String>>,
+    pub tls: RawDialTls,
 }
 
 #[derive(Debug)]
@@ -55,6 +77,7 @@ pub(super) struct RawServer {
     pub nodes: Option<Vec<Sp<String>>>,
     pub component: Option<Sp<String>>,
     pub connections: Option<Sp<i64>>,
+    pub tls: RawDialTls,
     /// Whether `host` / `port` are written at all (a mistyped one is reported as such, not as
     /// missing).
     pub host_written: bool,
@@ -83,6 +106,7 @@ pub(super) struct RawProfile {
 pub(super) struct Raw {
     pub gateway: RawGateway,
     pub listen: RawListen,
+    pub tls: Option<RawTls>,
     /// The `[timers]` keys present, as written.
     pub timers: Vec<(&'static str, Sp<String>)>,
     /// The `[limits]` keys present, as written.
@@ -118,13 +142,24 @@ pub(super) const LIMIT_KEYS: [&str; 8] = [
     "max_unauthenticated",
 ];
 
-const TOP_KEYS: [&str; 8] = [
-    "gateway", "listen", "timers", "limits", "router", "server", "profile", "routing",
+const TOP_KEYS: [&str; 9] = [
+    "gateway", "listen", "timers", "limits", "router", "server", "profile", "routing", "tls",
 ];
 const GATEWAY_KEYS: [&str; 6] = ["name", "domain", "shards", "admin", "accept", "share_ports"];
-const LISTEN_KEYS: [&str; 2] = ["routers", "compliance"];
-const ROUTER_KEYS: [&str; 4] = ["name", "secret", "node", "connect"];
-const SERVER_KEYS: [&str; 9] = [
+const LISTEN_KEYS: [&str; 4] = ["routers", "compliance", "routers_tls", "compliance_tls"];
+const TLS_KEYS: [&str; 3] = ["cert", "key", "client_ca"];
+const ROUTER_KEYS: [&str; 9] = [
+    "name",
+    "secret",
+    "node",
+    "connect",
+    "tls",
+    "ca",
+    "tls_name",
+    "client_cert",
+    "client_key",
+];
+const SERVER_KEYS: [&str; 14] = [
     "name",
     "host",
     "port",
@@ -134,6 +169,11 @@ const SERVER_KEYS: [&str; 9] = [
     "nodes",
     "component",
     "connections",
+    "tls",
+    "ca",
+    "tls_name",
+    "client_cert",
+    "client_key",
 ];
 const PROFILE_KEYS: [&str; 3] = ["name", "description", "events"];
 const ENTRY_KEYS: [&str; 4] = ["event", "packet", "handling", "fire_and_forget"];
@@ -179,7 +219,18 @@ pub(super) fn parse(text: &str, d: &mut Diags<'_>) -> Option<Raw> {
         raw.listen = RawListen {
             routers: t.string(d, "routers"),
             compliance: t.string(d, "compliance"),
+            routers_tls: t.string(d, "routers_tls"),
+            compliance_tls: t.string(d, "compliance_tls"),
         };
+    }
+    if let Some(t) = top.table(d, "tls") {
+        t.check_keys(d, &TLS_KEYS);
+        raw.tls = Some(RawTls {
+            at: t.at,
+            cert: t.string(d, "cert"),
+            key: t.string(d, "key"),
+            client_ca: t.string(d, "client_ca"),
+        });
     }
     if let Some(t) = top.table(d, "timers") {
         t.check_keys(d, &TIMER_KEYS);
@@ -227,6 +278,7 @@ fn read_router(t: &Fields<'_>, d: &mut Diags<'_>) -> RawRouter {
         secret: t.string(d, "secret"),
         node: t.string(d, "node"),
         connect: t.string(d, "connect"),
+        tls: read_dial_tls(t, d),
     };
     t.require(d, "name", router.name.is_some());
     t.require(d, "secret", router.secret.is_some());
@@ -246,12 +298,23 @@ fn read_server(t: &Fields<'_>, d: &mut Diags<'_>) -> RawServer {
         nodes: t.strings(d, "nodes"),
         component: t.string(d, "component"),
         connections: t.integer(d, "connections"),
+        tls: read_dial_tls(t, d),
         host_written: t.table.contains_key("host"),
         port_written: t.table.contains_key("port"),
     };
     t.require(d, "name", server.name.is_some());
     t.require(d, "password", server.password.is_some());
     server
+}
+
+fn read_dial_tls(t: &Fields<'_>, d: &mut Diags<'_>) -> RawDialTls {
+    RawDialTls {
+        tls: t.boolean(d, "tls"),
+        ca: t.string(d, "ca"),
+        tls_name: t.string(d, "tls_name"),
+        client_cert: t.string(d, "client_cert"),
+        client_key: t.string(d, "client_key"),
+    }
 }
 
 fn read_profile(t: &Fields<'_>, d: &mut Diags<'_>) -> RawProfile {
@@ -322,6 +385,7 @@ fn section_name(key: &str) -> &'static str {
     match key {
         "gateway" => "in [gateway]",
         "listen" => "in [listen]",
+        "tls" => "in [tls]",
         "timers" => "in [timers]",
         "limits" => "in [limits]",
         "routing" => "in [routing]",

@@ -9,6 +9,7 @@ mod diagnostic;
 mod load;
 mod profiles;
 mod servers;
+mod tls;
 mod validate;
 
 pub use diagnostic::{did_you_mean, nearest, Diagnostic, Severity};
@@ -16,7 +17,7 @@ pub use diagnostic::{did_you_mean, nearest, Diagnostic, Severity};
 use super::profile::{Profile, ProfileId};
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The embedded configuration `palisade run` uses without `--config`: loopback only.
@@ -29,6 +30,8 @@ pub struct Config {
     pub listen: ListenConfig,
     pub timers: Timers,
     pub limits: Limits,
+    /// `[tls]`: the gateway's certificate for its TLS listeners.
+    pub tls: Option<TlsConfig>,
     pub routers: Vec<RouterConfig>,
     pub servers: Vec<ServerConfig>,
     /// The built-in `SystemDefaultComplianceProfile` first, then the file's in definition order.
@@ -72,8 +75,50 @@ pub enum AcceptMode {
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct ListenConfig {
     pub routers: SocketAddr,
-    /// Required when any server has mode `inbound`.
+    /// Required (this or `compliance_tls`) when any server has mode `inbound`.
     pub compliance: Option<SocketAddr>,
+    /// Routers dial here with direct TLS (needs `[tls]`).
+    pub routers_tls: Option<SocketAddr>,
+    /// Inbound compliance servers dial here with direct TLS (needs `[tls]`).
+    pub compliance_tls: Option<SocketAddr>,
+}
+
+/// A file the configuration names, and where it names it: problems with the file's contents
+/// (found outside this module, which reads no such file) point at that key.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct FileRef {
+    pub path: PathBuf,
+    /// The key that names the file, as `check-config` shows it: `client_ca`.
+    pub key: &'static str,
+    pub line: usize,
+    pub col: usize,
+}
+
+/// `[tls]`: the certificate chain and key the TLS listeners present, and optionally the CA
+/// whose certificates they require of their peers (mutual TLS).
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct TlsConfig {
+    pub cert: FileRef,
+    pub key: FileRef,
+    pub client_ca: Option<FileRef>,
+}
+
+/// A dial over direct TLS (`tls = true` on a `[[server]]`, or a `[[router]]` with `connect`).
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct DialTls {
+    /// Trust anchors; `None`: the system's roots.
+    pub ca: Option<FileRef>,
+    /// The name the peer's certificate must carry (`tls_name`, default the host dialed).
+    pub name: String,
+    /// A certificate to present (mutual TLS).
+    pub client: Option<ClientIdentity>,
+}
+
+/// The certificate chain and key a dial presents.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct ClientIdentity {
+    pub cert: FileRef,
+    pub key: FileRef,
 }
 
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -149,6 +194,8 @@ pub struct RouterConfig {
     pub node: String,
     /// `host:port` of an XMPP server's component port the gateway dials (router outbound leg).
     pub connect: Option<String>,
+    /// With `connect`: dial with direct TLS.
+    pub tls: Option<DialTls>,
 }
 
 impl fmt::Debug for RouterConfig {
@@ -158,6 +205,7 @@ impl fmt::Debug for RouterConfig {
             .field("secret", &"<redacted>")
             .field("node", &self.node)
             .field("connect", &self.connect)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -218,6 +266,8 @@ pub struct ServerConfig {
     /// The override, or `op-{server}.{first label of gateway name}-{domain, dots as dashes}`.
     pub component: String,
     pub connections: Option<usize>,
+    /// Outbound only: dial with direct TLS.
+    pub tls: Option<DialTls>,
 }
 
 impl ServerConfig {
@@ -239,6 +289,7 @@ impl fmt::Debug for ServerConfig {
             .field("nodes", &self.nodes)
             .field("component", &self.component)
             .field("connections", &self.connections)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -351,8 +402,13 @@ pub fn default_config() -> Config {
 /// Exactly what `palisade check-config FILE` prints, and its exit code: warnings then `ok` (0),
 /// or every diagnostic then a count (1).
 pub fn check_config_report(path: &Path) -> (String, i32) {
+    check_report(load_file(path))
+}
+
+/// What `check-config` prints for a loaded (or refused) configuration, and its exit code.
+pub fn check_report(result: Result<Loaded, Vec<Diagnostic>>) -> (String, i32) {
     let mut out = String::new();
-    match load_file(path) {
+    match result {
         Ok(loaded) => {
             for warning in &loaded.warnings {
                 out.push_str(&format!("{warning}\n"));

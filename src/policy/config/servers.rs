@@ -6,7 +6,8 @@
 //! (profiles.rs does).
 
 use super::diagnostic::{did_you_mean, Diags};
-use super::load::RawServer;
+use super::load::{RawServer, Sp};
+use super::tls::Dialer;
 use super::validate::{check_domain, FirstSeen};
 use super::{
     generated_component_name, GatewayConfig, ListenConfig, RouterConfig, ServerConfig, ServerMode,
@@ -74,6 +75,11 @@ pub(super) fn servers(raw: &[RawServer], cx: &Context<'_>, d: &mut Diags<'_>) ->
                     1
                 })
         });
+        let dialed = (mode == ServerMode::Outbound).then(|| Sp {
+            v: host.clone(),
+            at: s.host.as_ref().map_or(s.at, |h| h.at),
+        });
+        let tls = super::tls::dial_tls(&s.tls, dialed.as_ref(), Dialer::Server, &name, d);
         out.push(ServerConfig {
             name,
             host,
@@ -85,6 +91,7 @@ pub(super) fn servers(raw: &[RawServer], cx: &Context<'_>, d: &mut Diags<'_>) ->
             nodes,
             component,
             connections,
+            tls,
         });
     }
     out
@@ -128,7 +135,8 @@ fn mode(s: &RawServer, name: &str, listen: &ListenConfig, d: &mut Diags<'_>) -> 
             ServerMode::Outbound
         }),
     };
-    if mode == ServerMode::Inbound && listen.compliance.is_none() {
+    if mode == ServerMode::Inbound && listen.compliance.is_none() && listen.compliance_tls.is_none()
+    {
         d.error_hint(
             s.mode.as_ref().map_or(s.at, |m| m.at),
             format!("server `{name}` is inbound but [listen] has no `compliance` address"),

@@ -10,6 +10,7 @@ use super::diagnostic::Diags;
 use super::load::{Raw, RawRouter, Sp};
 use super::profiles::{priority, profiles};
 use super::servers::{servers, Context};
+use super::tls::Dialer;
 use super::{AcceptMode, MAX_SHARDS};
 use super::{Config, GatewayConfig, Limits, ListenConfig, RouterConfig, Timers};
 use crate::policy::duration::{format_duration, parse_duration};
@@ -25,6 +26,7 @@ pub(super) fn validate(raw: Raw, d: &mut Diags<'_>) -> Config {
     let listen = listen(&raw, d);
     let timers = timers(&raw, d);
     let limits = limits(&raw, d);
+    let tls = super::tls::listener_tls(raw.tls.as_ref(), &raw.listen, d);
     let routers = routers(&raw.routers, d);
     let profiles = profiles(&raw.profiles, d);
     let cx = Context {
@@ -46,6 +48,7 @@ pub(super) fn validate(raw: Raw, d: &mut Diags<'_>) -> Config {
         listen,
         timers,
         limits,
+        tls,
         routers,
         servers,
         profiles,
@@ -66,7 +69,7 @@ pub(super) fn check_domain(d: &mut Diags<'_>, key: &str, value: &Sp<String>) {
     }
 }
 
-fn socket_addr(d: &mut Diags<'_>, key: &str, value: &Sp<String>) -> Option<SocketAddr> {
+pub(super) fn socket_addr(d: &mut Diags<'_>, key: &str, value: &Sp<String>) -> Option<SocketAddr> {
     match value.v.parse::<SocketAddr>() {
         Ok(addr) => Some(addr),
         Err(_) => {
@@ -173,9 +176,14 @@ fn listen(raw: &Raw, d: &mut Diags<'_>) -> ListenConfig {
         .compliance
         .as_ref()
         .and_then(|c| socket_addr(d, "compliance", c));
+    let tls_addr = |key: &str, value: &Option<Sp<String>>, d: &mut Diags<'_>| {
+        value.as_ref().and_then(|v| socket_addr(d, key, v))
+    };
     ListenConfig {
         routers,
         compliance,
+        routers_tls: tls_addr("routers_tls", &raw.listen.routers_tls, d),
+        compliance_tls: tls_addr("compliance_tls", &raw.listen.compliance_tls, d),
     }
 }
 
@@ -357,14 +365,28 @@ fn routers(raw: &[RawRouter], d: &mut Diags<'_>) -> Vec<RouterConfig> {
             check_connect(d, c);
             c.v.clone()
         });
+        let host = r.connect.as_ref().map(|c| Sp {
+            v: connect_host(&c.v).to_string(),
+            at: c.at,
+        });
+        let tls = super::tls::dial_tls(&r.tls, host.as_ref(), Dialer::Router, &name, d);
         out.push(RouterConfig {
             name,
             secret,
             node,
             connect,
+            tls,
         });
     }
     out
+}
+
+/// The host part of a `connect` address (brackets of an IPv6 address removed).
+fn connect_host(connect: &str) -> &str {
+    let host = connect.rsplit_once(':').map_or(connect, |(h, _)| h);
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
 }
 
 fn check_connect(d: &mut Diags<'_>, c: &Sp<String>) {
