@@ -313,14 +313,36 @@ struct Wire {
     tcp: TcpStream,
     stream: ComponentStream,
     buf: Vec<u8>,
+    /// A TLS session between the socket and the stream (handshake done).
+    tls: Option<palisade::tls::Session>,
 }
 
 impl Wire {
     fn flush(&mut self) -> std::io::Result<()> {
         while let Some(out) = self.stream.take_output() {
+            match self.tls.as_mut() {
+                None => self.tcp.write_all(&out)?,
+                Some(session) => session.send(&out),
+            }
+        }
+        if let Some(session) = self.tls.as_mut() {
+            let mut out = Vec::new();
+            session.take_tls(&mut out);
             self.tcp.write_all(&out)?;
         }
         Ok(())
+    }
+
+    /// Feeds bytes read from the socket (through TLS if the wire has it).
+    fn feed(&mut self, data: &[u8]) {
+        let stream = &mut self.stream;
+        match self.tls.as_mut() {
+            None => stream.receive(data, Instant::now()),
+            Some(session) => match session.receive(data, |p| stream.receive(p, Instant::now())) {
+                Ok(palisade::tls::Fed::Open) => {}
+                _ => stream.transport_closed(),
+            },
+        }
     }
 
     /// The next stream event, waiting up to `timeout`.
@@ -345,7 +367,7 @@ impl Wire {
                 }
                 Ok(n) => {
                     let data = self.buf[..n].to_vec();
-                    self.stream.receive(&data, Instant::now());
+                    self.feed(&data);
                 }
                 Err(e)
                     if matches!(
@@ -402,6 +424,7 @@ impl TestRouter {
             tcp,
             stream,
             buf: vec![0; 65536],
+            tls: None,
         };
         wire.flush().map_err(|e| e.to_string())?;
         match wire.next(Duration::from_secs(5)) {
@@ -598,11 +621,23 @@ pub struct TestServer {
     pub streams: Arc<AtomicUsize>,
     graceful: Arc<AtomicBool>,
     hung: Arc<AtomicBool>,
+    /// Why TLS handshakes with the gateway failed, as this server saw them.
+    pub tls_failures: Arc<Mutex<Vec<String>>>,
 }
 
 impl TestServer {
     /// Listens on `port` for component `component` with `password`; answers PASS by default.
     pub fn start(port: u16, component: &str, password: &str) -> TestServer {
+        Self::start_with_tls(port, component, password, None)
+    }
+
+    /// The same, over direct TLS with `tls` (the gateway dials with `tls = true`).
+    pub fn start_with_tls(
+        port: u16,
+        component: &str,
+        password: &str,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> TestServer {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let listener = TcpListener::bind(addr).expect("test server binds");
         listener.set_nonblocking(true).unwrap();
@@ -618,7 +653,9 @@ impl TestServer {
             streams: Arc::default(),
             graceful: Arc::new(AtomicBool::new(false)),
             hung: Arc::new(AtomicBool::new(false)),
+            tls_failures: Arc::default(),
         };
+        let tls_failures = server.tls_failures.clone();
         let (requests, policy, conns, accepting, stop, streams, graceful, hung) = (
             server.requests.clone(),
             server.policy.clone(),
@@ -648,6 +685,8 @@ impl TestServer {
                             streams: streams.clone(),
                             graceful: graceful.clone(),
                             hung: hung.clone(),
+                            tls: tls.clone(),
+                            tls_failures: tls_failures.clone(),
                         };
                         thread::spawn(move || serve(tcp, ctx));
                     }
@@ -741,6 +780,8 @@ struct ServeCtx {
     streams: Arc<AtomicUsize>,
     graceful: Arc<AtomicBool>,
     hung: Arc<AtomicBool>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    tls_failures: Arc<Mutex<Vec<String>>>,
 }
 
 fn serve(tcp: TcpStream, ctx: ServeCtx) {
@@ -753,6 +794,8 @@ fn serve(tcp: TcpStream, ctx: ServeCtx) {
         streams,
         graceful,
         hung,
+        tls,
+        tls_failures,
     } = ctx;
     tcp.set_nodelay(true).ok();
     let mut random = [0u8; 16];
@@ -764,7 +807,22 @@ fn serve(tcp: TcpStream, ctx: ServeCtx) {
         tcp: tcp.try_clone().unwrap(),
         stream,
         buf: vec![0; 65536],
+        tls: None,
     }));
+    if let Some(config) = tls.clone() {
+        let session = palisade::tls::Session::server(config).expect("server session");
+        match tls_handshake(&tcp, session) {
+            Ok((session, early)) => {
+                let mut w = wire.lock().unwrap();
+                w.tls = Some(session);
+                w.stream.receive(&early, Instant::now());
+            }
+            Err(e) => {
+                tls_failures.lock().unwrap().push(e);
+                return;
+            }
+        }
+    }
     // Answers made on other threads (delayed ones) wait here for the serving loop to write
     // them: were they to take the wire's lock themselves, the loop, which holds it while it
     // reads, could starve them for hundreds of milliseconds.
@@ -1040,4 +1098,72 @@ pub fn rss_bytes(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kb| kb * 1024)
         .expect("VmRSS")
+}
+
+/// Runs a TLS handshake over a blocking socket; returns the session and any plaintext that
+/// came with its last flight, or why it failed.
+pub fn tls_handshake(
+    mut tcp: &TcpStream,
+    mut session: palisade::tls::Session,
+) -> Result<(palisade::tls::Session, Vec<u8>), String> {
+    let mut early = Vec::new();
+    let mut buf = vec![0u8; 16384];
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    loop {
+        let mut out = Vec::new();
+        session.take_tls(&mut out);
+        if !out.is_empty() {
+            tcp.write_all(&out).map_err(|e| e.to_string())?;
+        }
+        if !session.is_handshaking() {
+            return Ok((session, early));
+        }
+        let n = tcp.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed during the handshake".into());
+        }
+        session
+            .receive(&buf[..n], |p| early.extend_from_slice(p))
+            .map_err(|f| f.reason().to_owned())?;
+    }
+}
+
+impl TestRouter {
+    /// Connects over direct TLS with `dial` and completes the stream handshake.
+    pub fn connect_tls(
+        addr: SocketAddr,
+        name: &str,
+        secret: &str,
+        dial: &palisade::tls::Dial,
+    ) -> Result<TestRouter, String> {
+        let tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+        tcp.set_nodelay(true).ok();
+        let session = palisade::tls::Session::client(dial).map_err(|f| f.reason().to_owned())?;
+        let (session, early) = tls_handshake(&tcp, session)?;
+        let stream = ComponentStream::initiator(
+            stream_config(),
+            name,
+            secret.as_bytes(),
+            palisade::wire::stream::NS_ACCEPT,
+            FromCheck::None,
+            Instant::now(),
+        );
+        let mut wire = Wire {
+            tcp,
+            stream,
+            buf: vec![0; 65536],
+            tls: Some(session),
+        };
+        wire.stream.receive(&early, Instant::now());
+        wire.flush().map_err(|e| e.to_string())?;
+        match wire.next(Duration::from_secs(5)) {
+            Some(StreamEvent::Active) => Ok(TestRouter {
+                wire,
+                next_id: 0,
+                pending: VecDeque::new(),
+                name: name.to_owned(),
+            }),
+            other => Err(format!("{other:?}")),
+        }
+    }
 }
