@@ -819,6 +819,7 @@ fn serve(tcp: TcpStream, ctx: ServeCtx) {
             }
             Err(e) => {
                 tls_failures.lock().unwrap().push(e);
+                let _ = tcp.shutdown(Shutdown::Both);
                 return;
             }
         }
@@ -1122,9 +1123,13 @@ pub fn tls_handshake(
         if n == 0 {
             return Err("closed during the handshake".into());
         }
-        session
-            .receive(&buf[..n], |p| early.extend_from_slice(p))
-            .map_err(|f| f.reason().to_owned())?;
+        if let Err(f) = session.receive(&buf[..n], |p| early.extend_from_slice(p)) {
+            // Tell the peer why (the alert rustls queued), as any TLS stack does.
+            let mut out = Vec::new();
+            session.take_tls(&mut out);
+            let _ = tcp.write_all(&out);
+            return Err(f.reason().to_owned());
+        }
     }
 }
 
