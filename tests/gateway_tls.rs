@@ -261,20 +261,26 @@ fn every_leg_over_tls_with_mutual_tls_both_ways() {
         &dial(&ca.ca_path(), "localhost", None),
     );
     assert!(none.is_err());
-    assert!(wait_metric(&gw, "no_client_certificate") >= 1, "{}", gw.log.all());
+    assert!(
+        wait_metric(&gw, "no_client_certificate") >= 1,
+        "{}",
+        gw.log.all()
+    );
     let other = Ca::new("other");
     let (oc, ok) = other.leaf("intruder", &["imp1.example.com"], false);
     let intruder = TestRouter::connect_tls(
         tls_addr(tls_port),
         ROUTER,
         ROUTER_SECRET,
-        &dial(&ca.ca_path(), "localhost", Some((oc.as_path(), ok.as_path()))),
+        &dial(
+            &ca.ca_path(),
+            "localhost",
+            Some((oc.as_path(), ok.as_path())),
+        ),
     );
     assert!(intruder.is_err());
     assert!(wait_metric(&gw, "verification") >= 1, "{}", gw.log.all());
-    assert!(gw
-        .log
-        .wait_for("failed (verification)", 5 * SECOND));
+    assert!(gw.log.wait_for("failed (verification)", 5 * SECOND));
     // The plain router port still serves.
     let mut plain = TestRouter::connect(&gw);
     let id = plain.chat("carol", "dave", "plain");
@@ -288,9 +294,15 @@ fn failed_verification_of_a_server_is_named_and_counted() {
     let ca = Ca::new("main");
     let other = Ca::new("other");
     let cases = [
-        ("name_mismatch", ca.leaf("wrongname", &["elsewhere.example.com"], false)),
+        (
+            "name_mismatch",
+            ca.leaf("wrongname", &["elsewhere.example.com"], false),
+        ),
         ("expired", ca.leaf("expired", &["cs1.example.com"], true)),
-        ("verification", other.leaf("unknown", &["cs1.example.com"], false)),
+        (
+            "verification",
+            other.leaf("unknown", &["cs1.example.com"], false),
+        ),
     ];
     for (reason, (cert, key)) in cases {
         let port = free_port();
@@ -313,7 +325,10 @@ fn failed_verification_of_a_server_is_named_and_counted() {
         assert!(gw.log.wait_for("is GONE (TLS:", 5 * SECOND));
         assert!(wait_metric(&gw, reason) >= 1, "{reason}");
         assert_eq!(server.streams.load(std::sync::atomic::Ordering::SeqCst), 0);
-        assert!(!gw.log.all().contains(&format!("{} is ACTIVE", component("cs1"))));
+        assert!(!gw
+            .log
+            .all()
+            .contains(&format!("{} is ACTIVE", component("cs1"))));
         let mut router = TestRouter::connect(&gw);
         let id = router.chat("alice", "bob", "nobody judges this");
         assert!(router.verdict_for(&id, 5 * SECOND).is("bounce"));
@@ -362,7 +377,11 @@ fn plaintext_on_a_tls_port_and_tls_on_a_plain_port() {
     tcp.set_read_timeout(Some(5 * SECOND)).unwrap();
     let mut answer = Vec::new();
     let _ = tcp.read_to_end(&mut answer);
-    assert!(answer.is_empty(), "answered {:?}", String::from_utf8_lossy(&answer));
+    assert!(
+        answer.is_empty(),
+        "answered {:?}",
+        String::from_utf8_lossy(&answer)
+    );
     assert!(wait_metric(&gw, "plaintext_peer") >= 1, "{}", gw.log.all());
     assert!(gw.log.wait_for("failed (plaintext_peer)", 5 * SECOND));
 
@@ -373,7 +392,11 @@ fn plaintext_on_a_tls_port_and_tls_on_a_plain_port() {
         &dial(&ca.ca_path(), "localhost", None),
     );
     assert!(tried.is_err());
-    assert!(wait_metric(&gw, "tls_on_plain_port") >= 1, "{}", gw.log.all());
+    assert!(
+        wait_metric(&gw, "tls_on_plain_port") >= 1,
+        "{}",
+        gw.log.all()
+    );
     // Both ports still serve their own kind.
     let mut router = TestRouter::connect_tls(
         tls_addr(tls_port),
@@ -436,7 +459,11 @@ fn sighup_reloads_the_certificate() {
         &dial(&second.ca_path(), "localhost", None),
     );
     // imp2 is not configured: the stream is refused after TLS, which proves TLS worked.
-    assert!(matches!(&new, Err(e) if e.contains("Closed")), "{:?}", new.err());
+    assert!(
+        matches!(&new, Err(e) if e.contains("Closed")),
+        "{:?}",
+        new.err()
+    );
     let refused = TestRouter::connect_tls(
         tls_addr(tls_port),
         ROUTER,
@@ -497,7 +524,10 @@ fn check_config_checks_the_files() {
     assert!(out.contains("does not match the certificate"), "{out}");
     let (out, code) = check_config(&body(Path::new("/nonexistent/cert.pem"), &key));
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains(":6:8: error: `cert`: cannot read /nonexistent/cert.pem"), "{out}");
+    assert!(
+        out.contains(":6:8: error: `cert`: cannot read /nonexistent/cert.pem"),
+        "{out}"
+    );
     let (out, code) = check_config(&body(&key, &key));
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("holds no certificate"), "{out}");
@@ -512,6 +542,90 @@ fn check_config_checks_the_files() {
     std::fs::write(&sk, soon_key.serialize_pem()).unwrap();
     let (out, code) = check_config(&body(&sc, &sk));
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains(":6:8: warning: `cert`: the certificate in"), "{out}");
-    assert!(out.contains("expires in 9 day(s)") || out.contains("expires in 10 day(s)"), "{out}");
+    assert!(
+        out.contains(":6:8: warning: `cert`: the certificate in"),
+        "{out}"
+    );
+    assert!(
+        out.contains("expires in 9 day(s)") || out.contains("expires in 10 day(s)"),
+        "{out}"
+    );
+}
+
+/// Python's `ssl` (OpenSSL) on both legs: as a compliance server the gateway dials with TLS,
+/// and as a router dialing the gateway's TLS port. A missing python3 fails the test under
+/// `PALISADE_INTEROP_REQUIRED=1` (CI) and skips it otherwise.
+#[test]
+fn interop_with_python_ssl_as_router_and_as_compliance_server() {
+    if std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import ssl")
+        .status()
+        .map_or(true, |s| !s.success())
+    {
+        assert!(
+            std::env::var_os("PALISADE_INTEROP_REQUIRED").is_none(),
+            "python3 with ssl is required"
+        );
+        eprintln!("SKIPPED: python3 with ssl not found");
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/tls_peer.py");
+    let ca = Ca::new("main");
+    let (gw_cert, gw_key) = ca.leaf("gateway", &["localhost"], false);
+    let (cs_cert, cs_key) = ca.leaf("cs1", &["cs1.example.com"], false);
+    let port = free_port();
+    let mut server = std::process::Command::new("python3")
+        .args([
+            script,
+            "server",
+            &port.to_string(),
+            &p(&cs_cert),
+            &p(&cs_key),
+        ])
+        .arg(component("cs1"))
+        .arg("pw-cs1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(server.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut lines, &mut line).unwrap();
+    assert_eq!(line.trim(), "listening");
+    let tls_port = free_port();
+    let extra = format!(
+        "ca = \"{}\"\ntls_name = \"cs1.example.com\"\n",
+        p(&ca.ca_path())
+    );
+    let gw = Gateway::start(&tls_config(
+        tls_port,
+        &listener_tls(&gw_cert, &gw_key, None),
+        &tls_server_block(port, &extra),
+    ));
+    assert!(
+        gw.log
+            .wait_for(&format!("{} is ACTIVE", component("cs1")), 10 * SECOND),
+        "log:\n{}",
+        gw.log.all()
+    );
+    let out = std::process::Command::new("python3")
+        .args([script, "router", &tls_port.to_string(), &p(&ca.ca_path())])
+        .args(["localhost", ROUTER, ROUTER_SECRET, GATEWAY])
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("verdict pass"),
+        "router said {stdout:?} {:?}; log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.log.all()
+    );
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut lines, &mut rest);
+    assert!(
+        rest.contains("active") && rest.contains("request g"),
+        "{rest}"
+    );
 }

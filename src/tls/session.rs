@@ -185,7 +185,8 @@ mod tests {
         let mut out = HEADER.to_vec();
         for i in 0..n {
             out.extend_from_slice(
-                format!("<iq type='set' id='e{i}' from='r' to='g'><x>{body}{i}</x></iq>").as_bytes(),
+                format!("<iq type='set' id='e{i}' from='r' to='g'><x>{body}{i}</x></iq>")
+                    .as_bytes(),
             );
         }
         out
@@ -223,7 +224,8 @@ mod tests {
         let mut at = 0;
         for &cut in cuts.iter().chain(std::iter::once(&wire.len())) {
             let cut = cut.clamp(at, wire.len());
-            s.receive(&wire[at..cut], |p| pieces.push(p.to_vec())).unwrap();
+            s.receive(&wire[at..cut], |p| pieces.push(p.to_vec()))
+                .unwrap();
             at = cut;
         }
         pieces
