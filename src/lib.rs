@@ -9,6 +9,7 @@ pub mod ops;
 pub mod policy;
 pub mod protocol;
 pub mod routing;
+pub mod spool;
 pub mod runtime;
 pub mod tools;
 pub mod tuning;
