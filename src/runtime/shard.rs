@@ -635,10 +635,15 @@ impl ShardCtx {
             // Streams closing because we are stopping are not outages.
             return;
         }
-        let server = self
-            .policy()
-            .server(alarm.server())
-            .map_or_else(|| "?".to_owned(), |s| s.name.clone());
+        let server = alarm
+            .server()
+            .and_then(|id| self.policy().server(id).map(|s| s.name.clone()))
+            .unwrap_or_else(|| "?".to_owned());
+        // The spool's alarm is about this shard's spool, not a server.
+        let what = match alarm.server() {
+            Some(_) => format!("compliance server {server}"),
+            None => format!("the spool of shard {} refuses records", self.id),
+        };
         let mut raised = self.alarms.borrow_mut();
         let same = |a: &Alarm| a.name() == alarm.name() && a.server() == alarm.server();
         if alarm.raised() {
@@ -651,14 +656,14 @@ impl ShardCtx {
                 };
                 self.log(
                     level,
-                    &format!("alarm {} raised: compliance server {server}", alarm.name()),
+                    &format!("alarm {} raised: {what}", alarm.name()),
                 );
             }
         } else if raised.iter().any(same) {
             raised.retain(|a| !same(a));
             self.log(
                 Level::Info,
-                &format!("alarm {} cleared: compliance server {server}", alarm.name()),
+                &format!("alarm {} cleared: {what}", alarm.name()),
             );
         }
     }

@@ -42,10 +42,10 @@ pub fn snapshot(ctx: &ShardCtx) -> ShardSnapshot {
             .borrow()
             .iter()
             .map(|a| {
-                let server = ctx
-                    .policy()
-                    .server(a.server())
-                    .map_or(String::new(), |s| s.name.clone());
+                let server = a
+                    .server()
+                    .and_then(|id| ctx.policy().server(id).map(|s| s.name.clone()))
+                    .unwrap_or_default();
                 (a.name().to_owned(), server)
             })
             .collect(),

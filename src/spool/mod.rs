@@ -268,6 +268,17 @@ impl Spool {
     /// Appends a record; returns its number. It is durable once [`Spool::durable`] reaches it.
     pub fn append(&mut self, record: &RecordRef<'_>, born_ms: u64) -> Result<Seq, Refused> {
         let payload = format::encode_payload(record);
+        self.append_encoded(payload, record.profile, record.stable_key, born_ms)
+    }
+
+    /// [`Spool::append`] of a payload already encoded ([`format::encode_payload`]).
+    pub fn append_encoded(
+        &mut self,
+        payload: Vec<u8>,
+        profile: &str,
+        stable_key: u64,
+        born_ms: u64,
+    ) -> Result<Seq, Refused> {
         let frame = format::frame_len(payload.len());
         let header = format::SEGMENT_MAGIC.len() as u64;
         if frame + header > self.segment_bytes.max(format::MAX_PAYLOAD as u64) {
@@ -309,7 +320,7 @@ impl Spool {
                 self.pending_write = Some((segment, offset, framed));
             }
         }
-        let profile = self.profile_index(record.profile);
+        let profile = self.profile_index(profile);
         let seq = self.appended + 1;
         self.appended = seq;
         self.insert(
@@ -317,7 +328,7 @@ impl Spool {
             Pending {
                 segment,
                 profile,
-                stable_key: record.stable_key,
+                stable_key,
                 payload: Bytes::from(payload),
                 bytes: frame,
                 born_ms,
