@@ -69,6 +69,16 @@ impl ShardEngine {
         self.spool.as_ref()
     }
 
+    /// Records or removals wait for the spool's writer.
+    pub fn spool_has_work(&self) -> bool {
+        self.spool.as_ref().is_some_and(Spool::has_work)
+    }
+
+    /// Nothing of the spool waits to be written or is being written (shutdown waits for it).
+    pub fn spool_idle(&self) -> bool {
+        self.spool.as_ref().map_or(true, Spool::idle)
+    }
+
     /// The next batch of spool file operations to carry out (see [`Spool::take_batch`]).
     pub fn take_spool_batch(&mut self) -> Option<crate::spool::IoBatch> {
         self.spool.as_mut()?.take_batch()

@@ -80,6 +80,10 @@ pub fn plan(
     keep_running(&mut new.listen.compliance, l.compliance, |c| {
         keep("[listen] compliance", c && compliance_bound)
     });
+    if new.spool != running.spool {
+        restart_needed.push("[spool]");
+        new.spool = running.spool.clone();
+    }
     let summary = summarize(running, policy, &new);
     Ok(Plan {
         config: new,

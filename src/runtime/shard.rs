@@ -96,6 +96,8 @@ pub struct ShardCtx {
     wall_cache: Cell<(Instant, SystemTime)>,
     /// Protocol violations logged in the current second, to rate-limit the log.
     violations_logged: Cell<(u64, u32)>,
+    /// Wakes the spool's writer (`spool.rs`) when the engine spooled something.
+    pub spool_wake: Notify,
 }
 
 impl ShardCtx {
@@ -130,6 +132,7 @@ impl ShardCtx {
             reload_report: RefCell::new(Default::default()),
             violations_logged: Cell::new((0, 0)),
             wall_cache: Cell::new((Instant::now(), SystemTime::now())),
+            spool_wake: Notify::default(),
         }
     }
 
@@ -344,7 +347,13 @@ impl ShardCtx {
                             bytes,
                         },
                     );
+                } else if let Outgoing::Replay { seq } = request {
+                    self.outbox
+                        .push(usize::from(from), ShardMsg::ReplayWritten { seq });
                 }
+            }
+            ShardMsg::ReplayWritten { seq } => {
+                self.engine.borrow_mut().on_replay_written(seq, now)
             }
             ShardMsg::SendDeferred {
                 server,
@@ -431,6 +440,9 @@ impl ShardCtx {
         loop {
             let action = self.engine.borrow_mut().poll_action();
             let Some(action) = action else {
+                if self.engine.borrow().spool_has_work() {
+                    self.spool_wake.notify();
+                }
                 return;
             };
             match action {
@@ -497,6 +509,10 @@ impl ShardCtx {
                 bytes,
                 Instant::now(),
             );
+        } else if let Outgoing::Replay { seq } = request {
+            self.engine
+                .borrow_mut()
+                .on_replay_written(seq, Instant::now());
         }
     }
 

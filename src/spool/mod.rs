@@ -550,6 +550,11 @@ impl Spool {
         (all, per)
     }
 
+    /// Something waits for the next batch.
+    pub fn has_work(&self) -> bool {
+        !self.queued.is_empty() || self.pending_write.is_some()
+    }
+
     /// Nothing waits to be written or is being written.
     pub fn idle(&self) -> bool {
         self.in_flight.is_none() && self.queued.is_empty() && self.pending_write.is_none()
