@@ -118,7 +118,9 @@ fn records_survive_an_outage_and_kill_9_and_are_replayed_exactly_once() {
     let cfg = gateway_config(&dir, 1 << 30, port, "Archive");
     let gw = Gateway::start(&cfg);
     let mut r = TestRouter::connect(&gw);
-    let ids: Vec<String> = (0..N).map(|i| chat(&mut r, i, "before the crash")).collect();
+    let ids: Vec<String> = (0..N)
+        .map(|i| chat(&mut r, i, "before the crash"))
+        .collect();
     for id in &ids {
         let v = r.verdict_for(id, WAIT);
         assert!(v.is("pass"), "{}", v.xml);
@@ -135,13 +137,20 @@ fn records_survive_an_outage_and_kill_9_and_are_replayed_exactly_once() {
     let server = TestServer::start(port, &component("cs1"), "pw-cs1");
     let gw = Gateway::start(&cfg);
     assert!(
-        gw.log
-            .wait_for(&format!("spool: {N} record(s)"), WAIT),
+        gw.log.wait_for(&format!("spool: {N} record(s)"), WAIT),
         "{}",
         gw.log.all()
     );
-    assert!(gw.log.all().contains("torn or corrupt record"), "{}", gw.log.all());
-    assert!(server.wait_requests(N, WAIT), "{} of {N}", server.request_count());
+    assert!(
+        gw.log.all().contains("torn or corrupt record"),
+        "{}",
+        gw.log.all()
+    );
+    assert!(
+        server.wait_requests(N, WAIT),
+        "{} of {N}",
+        server.request_count()
+    );
     // Nothing more comes: each record exactly once.
     std::thread::sleep(Duration::from_millis(500));
     let got = server.requests();
@@ -167,7 +176,11 @@ fn records_survive_an_outage_and_kill_9_and_are_replayed_exactly_once() {
     // A restart now finds nothing to replay.
     drop(gw);
     let gw = Gateway::start(&cfg);
-    assert!(gw.log.wait_for("spool: 0 record(s)", WAIT), "{}", gw.log.all());
+    assert!(
+        gw.log.wait_for("spool: 0 record(s)", WAIT),
+        "{}",
+        gw.log.all()
+    );
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(server.request_count(), N);
     let _ = std::fs::remove_dir_all(&dir);
@@ -230,16 +243,63 @@ fn a_full_spool_fails_closed_and_raises_spool_full_until_space_is_free() {
     assert!(kept > 50, "{kept} records kept");
     assert!(v.xml.contains("type='wait'"), "{}", v.xml);
     assert!(v.xml.contains("<resource-constraint"), "{}", v.xml);
-    assert!(gw.log.wait_for("alarm SpoolFull raised", WAIT), "{}", gw.log.all());
+    assert!(
+        gw.log.wait_for("alarm SpoolFull raised", WAIT),
+        "{}",
+        gw.log.all()
+    );
+    // Visible: /status's spool object, /metrics, and the alarm.
+    let doc: serde_json::Value = serde_json::from_str(
+        &palisade::ops::http_get::get(gw.admin_addr, "/status").expect("status"),
+    )
+    .unwrap();
+    let sp = &doc["spool"];
+    assert_eq!(sp["enabled"], true);
+    assert_eq!(sp["full"], true);
+    assert_eq!(sp["records"].as_u64(), Some(kept as u64));
+    assert!(sp["bytes"].as_u64().unwrap() > (kept as u64) * 8000);
+    assert!(sp["oldest_age_seconds"].as_f64().unwrap() >= 0.0);
+    let p = &sp["profiles"][0];
+    assert_eq!(p["profile"], "Archive");
+    assert_eq!(p["records"].as_u64(), Some(kept as u64));
+    assert_eq!(p["replayed"].as_u64(), Some(0));
+    assert!(p["bytes"].is_u64() && p["oldest_age_seconds"].is_f64());
+    assert!(doc["alarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["name"] == "SpoolFull"));
+    let metrics = palisade::ops::http_get::get(gw.admin_addr, "/metrics").expect("metrics");
+    assert!(
+        metrics.contains(&format!("palisade_spool_records {kept}")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("palisade_spool_full 1"));
+    assert!(metrics.contains("palisade_spool_refused_total 1"));
+    assert!(metrics.contains("palisade_spool_oldest_age_seconds "));
     // Still full: refused again, at once.
     let id = chat(&mut r, 9999, &big);
     assert!(r.verdict_for(&id, WAIT).is("bounce"));
     // The server comes back: replay frees the space, the alarm clears, records are kept again.
     let server = TestServer::start(port, &component("cs1"), "pw-cs1");
-    assert!(server.wait_requests(kept, WAIT), "{}", server.request_count());
-    assert!(gw.log.wait_for("alarm SpoolFull cleared", WAIT), "{}", gw.log.all());
+    assert!(
+        server.wait_requests(kept, WAIT),
+        "{}",
+        server.request_count()
+    );
+    assert!(
+        gw.log.wait_for("alarm SpoolFull cleared", WAIT),
+        "{}",
+        gw.log.all()
+    );
     let id = chat(&mut r, 10_000, "after");
     assert!(r.verdict_for(&id, WAIT).is("pass"));
+    let metrics = palisade::ops::http_get::get(gw.admin_addr, "/metrics").expect("metrics");
+    assert!(
+        metrics.contains(&format!("palisade_spool_replayed_total {kept}")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("palisade_spool_full 0"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -276,8 +336,15 @@ fn replay_under_live_load_keeps_live_events_answered() {
         .iter()
         .filter(|q| q.mode == "wait")
         .count();
-    assert_eq!(waits, 200, "every live event reached the server (none failed open)");
-    assert!(server.wait_requests(N + 200, WAIT), "{}", server.request_count());
+    assert_eq!(
+        waits, 200,
+        "every live event reached the server (none failed open)"
+    );
+    assert!(
+        server.wait_requests(N + 200, WAIT),
+        "{}",
+        server.request_count()
+    );
     let replays: HashSet<String> = server
         .requests()
         .iter()

@@ -12,5 +12,5 @@ pub mod snapshot;
 pub mod status;
 
 pub use metrics::render_metrics;
-pub use snapshot::{RuntimeCounters, ServerState, ShardSnapshot};
+pub use snapshot::{RuntimeCounters, ServerState, ShardSnapshot, SpoolProfile, SpoolState};
 pub use status::{render_status, ServerSummary, Summary};

@@ -139,7 +139,8 @@ impl ShardEngine {
         self.spool.as_ref()?;
         let ev = self.events.by_slot(slot)?;
         let step = self.step_of(ev)?;
-        self.encode_step(slot, &step).map(|(p, _, _)| Bytes::from(p))
+        self.encode_step(slot, &step)
+            .map(|(p, _, _)| Bytes::from(p))
     }
 
     /// Spools the current step of `slot`; its verdict waits until the record is durable.

@@ -69,8 +69,14 @@ mod tests {
         // A leap day.
         let t = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(format(t), "2000-02-29T00:00:00.000Z");
-        assert_eq!(parse_millis("2026-11-21T10:00:00.123Z"), Some(1_795_255_200_123));
-        assert_eq!(parse_millis("2000-02-29T00:00:00.000Z"), Some(951_782_400_000));
+        assert_eq!(
+            parse_millis("2026-11-21T10:00:00.123Z"),
+            Some(1_795_255_200_123)
+        );
+        assert_eq!(
+            parse_millis("2000-02-29T00:00:00.000Z"),
+            Some(951_782_400_000)
+        );
         assert_eq!(parse_millis("2000-02-29T00:00:00.000"), None);
     }
 }

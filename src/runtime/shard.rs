@@ -352,9 +352,7 @@ impl ShardCtx {
                         .push(usize::from(from), ShardMsg::ReplayWritten { seq });
                 }
             }
-            ShardMsg::ReplayWritten { seq } => {
-                self.engine.borrow_mut().on_replay_written(seq, now)
-            }
+            ShardMsg::ReplayWritten { seq } => self.engine.borrow_mut().on_replay_written(seq, now),
             ShardMsg::SendDeferred {
                 server,
                 link,
@@ -670,10 +668,7 @@ impl ShardCtx {
                     Alarm::QueueFull { .. } => Level::Warn,
                     _ => Level::Error,
                 };
-                self.log(
-                    level,
-                    &format!("alarm {} raised: {what}", alarm.name()),
-                );
+                self.log(level, &format!("alarm {} raised: {what}", alarm.name()));
             }
         } else if raised.iter().any(same) {
             raised.retain(|a| !same(a));

@@ -127,8 +127,8 @@ pub fn load(root: &Path, shard: u16, shards: u16, max_bytes: u64) -> Result<Spoo
     let per_shard = (max_bytes / u64::from(shards.max(1))).max(1 << 16);
     let segment = Spool::segment_size_for(per_shard);
     let started = Instant::now();
-    let (mut spool, found) = crate::spool::load(&mut files, per_shard, segment, born_ms)
-        .map_err(|e| fail("read", e))?;
+    let (mut spool, found) =
+        crate::spool::load(&mut files, per_shard, segment, born_ms).map_err(|e| fail("read", e))?;
     report(shard, &dir, &found, adopted, started);
     // Segments found without a record are removed now, before anything is written.
     if let Some(batch) = spool.take_batch() {
@@ -226,9 +226,7 @@ pub async fn writer(ctx: Rc<ShardCtx>, root: PathBuf) {
                         dir.join(segment_name(segment)).display()
                     ),
                 );
-                ctx.engine
-                    .borrow_mut()
-                    .handle_spool_failed(batch.upto, now);
+                ctx.engine.borrow_mut().handle_spool_failed(batch.upto, now);
             }
         }
         ctx.pump();

@@ -94,7 +94,10 @@ fn record(i: usize, stanza_len: usize) -> Record {
         handling: Handling::Pass,
         node: "imp1".into(),
         key: format!("a{i}@example.com|b@example.com"),
-        stanza: Bytes::from(format!("<message><body>{}</body></message>", "x".repeat(stanza_len))),
+        stanza: Bytes::from(format!(
+            "<message><body>{}</body></message>",
+            "x".repeat(stanza_len)
+        )),
     }
 }
 
@@ -179,8 +182,15 @@ fn a_full_spool_refuses_and_frees_space_as_segments_are_delivered() {
     assert_eq!(spool.records(), 0);
     assert_eq!(spool.bytes(), 0);
     commit(&mut spool, &mut files).unwrap();
-    assert!(files.cache.is_empty(), "every segment removed: {:?}", files.list());
-    assert_eq!(spool.profiles().iter().map(|p| p.replayed).sum::<u64>(), kept.len() as u64);
+    assert!(
+        files.cache.is_empty(),
+        "every segment removed: {:?}",
+        files.list()
+    );
+    assert_eq!(
+        spool.profiles().iter().map(|p| p.replayed).sum::<u64>(),
+        kept.len() as u64
+    );
 }
 
 #[test]
@@ -196,7 +206,11 @@ fn a_failed_write_loses_only_the_batch_in_flight_and_the_spool_goes_on() {
         spool.append(&record(i, 10).as_ref(), 0).unwrap();
     }
     assert!(commit(&mut spool, &mut files).is_err());
-    assert_eq!(spool.records(), 3, "the failed batch's records left the index");
+    assert_eq!(
+        spool.records(),
+        3,
+        "the failed batch's records left the index"
+    );
     assert_eq!(spool.counters.lost_on_error, 3);
     files.tear_at = None;
     spool.append(&record(6, 10).as_ref(), 0).unwrap();
@@ -222,8 +236,12 @@ fn a_failed_sync_is_a_failed_batch() {
 
 #[test]
 fn a_file_without_a_header_is_not_a_segment() {
-    let (spool, report) =
-        Spool::recover(1 << 20, 64 << 10, vec![(3, Bytes::from_static(b"PALS"))], |_| 0);
+    let (spool, report) = Spool::recover(
+        1 << 20,
+        64 << 10,
+        vec![(3, Bytes::from_static(b"PALS"))],
+        |_| 0,
+    );
     assert_eq!(report.not_segments, vec![3]);
     assert_eq!(spool.records(), 0);
     let mut spool = spool;

@@ -7,7 +7,8 @@ use crate::spool::{Spool, SpoolIo};
 impl Harness {
     fn with_spool(max_bytes: u64) -> Harness {
         let mut h = Harness::new(TWO_PROFILES, 100);
-        h.engine.attach_spool(Spool::new(max_bytes, 64 << 10, 0), 0xb007);
+        h.engine
+            .attach_spool(Spool::new(max_bytes, 64 << 10, 0), 0xb007);
         h
     }
 
@@ -47,7 +48,11 @@ fn every_request_carries_a_record_id_stable_across_resends() {
     assert_eq!(h.sent.len(), 2);
     assert_eq!(attr(&h.sent[1].xml, "record"), Some(first.as_str()));
     h.pass(1);
-    assert_eq!(attr(&h.sent[2].xml, "record"), Some("abc.0.1.1"), "next step");
+    assert_eq!(
+        attr(&h.sent[2].xml, "record"),
+        Some("abc.0.1.1"),
+        "next step"
+    );
 }
 
 #[test]
@@ -73,18 +78,29 @@ fn a_failed_open_wait_step_is_spooled_a_server_that_answered_never_is() {
     h.up(CS3);
     // Wall's servers never came up: es_OUT's Wall step (bounce) times out in the queue and
     // bounces (nothing to record); e_SESSION (handling pass) fails open and is kept.
-    let id = h.event("e_SESSION", "", "<presence from='a@example.com/r' to='example.com'/>");
+    let id = h.event(
+        "e_SESSION",
+        "",
+        "<presence from='a@example.com/r' to='example.com'/>",
+    );
     h.advance(TIMEOUT + Duration::from_millis(1));
     assert_eq!(h.records(), 1);
     assert!(h.verdicts.is_empty());
     h.sync_spool();
     assert!(h.verdict_for(&id).contains("action='pass'"));
-    assert_eq!(h.engine.counters().terminal[Terminal::FailedOpen.index()], 1);
+    assert_eq!(
+        h.engine.counters().terminal[Terminal::FailedOpen.index()],
+        1
+    );
     // An error from a server that saw the event is not a record.
     let mut h = Harness::with_spool(1 << 20);
     h.up(CS1);
     h.up(CS2);
-    h.event("e_SESSION", "", "<presence from='a@example.com/r' to='example.com'/>");
+    h.event(
+        "e_SESSION",
+        "",
+        "<presence from='a@example.com/r' to='example.com'/>",
+    );
     h.answer(
         0,
         "error",
@@ -102,7 +118,10 @@ fn a_full_spool_bounces_with_resource_constraint_and_raises_spool_full() {
         ids.push(h.event(
             "es_IN",
             "",
-            &format!("<message from='a{i}@example.com/r' to='b@example.com'><body>{}</body></message>", "x".repeat(80)),
+            &format!(
+                "<message from='a{i}@example.com/r' to='b@example.com'><body>{}</body></message>",
+                "x".repeat(80)
+            ),
         ));
     }
     h.sync_spool();
@@ -112,11 +131,15 @@ fn a_full_spool_bounces_with_resource_constraint_and_raises_spool_full() {
         .filter(|v| v.contains("<resource-constraint"))
         .collect();
     assert!(!bounced.is_empty(), "{:?}", h.verdicts);
-    assert!(bounced.iter().all(|v| v.contains("action='bounce'") && v.contains("type='wait'")));
-    assert!(h
-        .alarms
-        .contains(&Alarm::SpoolFull { raised: true }));
-    assert_eq!(h.verdicts.len(), 6, "the kept ones dropped, the others bounced");
+    assert!(bounced
+        .iter()
+        .all(|v| v.contains("action='bounce'") && v.contains("type='wait'")));
+    assert!(h.alarms.contains(&Alarm::SpoolFull { raised: true }));
+    assert_eq!(
+        h.verdicts.len(),
+        6,
+        "the kept ones dropped, the others bounced"
+    );
     // Replay frees the space: the alarm clears.
     h.up(CS1);
     h.up(CS2);
@@ -127,12 +150,19 @@ fn a_full_spool_bounces_with_resource_constraint_and_raises_spool_full() {
 #[test]
 fn a_failed_write_fails_the_held_events_closed() {
     let mut h = Harness::with_spool(1 << 20);
-    let id = h.event("es_IN", "", "<message from='a@example.com/r' to='b@example.com'/>");
+    let id = h.event(
+        "es_IN",
+        "",
+        "<message from='a@example.com/r' to='b@example.com'/>",
+    );
     let batch = h.engine.take_spool_batch().unwrap();
     h.engine.handle_spool_failed(batch.upto, h.now);
     h.collect();
     let v = h.verdict_for(&id);
-    assert!(v.contains("action='bounce'") && v.contains("resource-constraint"), "{v}");
+    assert!(
+        v.contains("action='bounce'") && v.contains("resource-constraint"),
+        "{v}"
+    );
     assert_eq!(h.records(), 0);
 }
 
@@ -156,15 +186,29 @@ fn replay_sends_each_record_once_with_its_id_and_stamp_when_a_server_is_back() {
     h.up(CS2);
     assert_eq!(h.sent.len(), 20);
     assert_eq!(h.records(), 0);
-    let mut ids: Vec<&str> = h.sent.iter().map(|s| attr(&s.xml, "record").unwrap()).collect();
-    assert!(h.sent.iter().all(|s| s.xml.contains("replay='1'") && s.xml.contains("mode='notify'")));
+    let mut ids: Vec<&str> = h
+        .sent
+        .iter()
+        .map(|s| attr(&s.xml, "record").unwrap())
+        .collect();
+    assert!(h
+        .sent
+        .iter()
+        .all(|s| s.xml.contains("replay='1'") && s.xml.contains("mode='notify'")));
     assert!(h.sent.iter().all(|s| s.xml.starts_with("<message ")));
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 20, "every record once");
     // Removal: the segment goes once all its records were delivered.
     let batch = h.engine.take_spool_batch().unwrap();
-    assert!(batch.ops.iter().any(|o| matches!(o, SpoolIo::Remove { .. })), "{:?}", batch.ops);
+    assert!(
+        batch
+            .ops
+            .iter()
+            .any(|o| matches!(o, SpoolIo::Remove { .. })),
+        "{:?}",
+        batch.ops
+    );
 }
 
 #[test]
@@ -183,14 +227,21 @@ fn replay_is_paced_by_the_streams_flow_control() {
     h.up(CS1);
     h.up(CS2);
     let first = h.sent.len();
-    assert!(first < 200, "one batch per stream, not everything at once: {first}");
+    assert!(
+        first < 200,
+        "one batch per stream, not everything at once: {first}"
+    );
     for _ in 0..100 {
         h.drain(CS1);
         h.drain(CS2);
         h.advance(Duration::from_millis(1));
     }
     assert_eq!(h.records(), 0);
-    let mut ids: Vec<&str> = h.sent.iter().map(|s| attr(&s.xml, "record").unwrap()).collect();
+    let mut ids: Vec<&str> = h
+        .sent
+        .iter()
+        .map(|s| attr(&s.xml, "record").unwrap())
+        .collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 200);
