@@ -11,6 +11,7 @@ pub mod protocol;
 pub mod routing;
 pub mod runtime;
 pub mod tls;
+pub mod spool;
 pub mod tools;
 pub mod tuning;
 pub mod wire;

@@ -440,6 +440,8 @@ fn request(out: &mut BytesMut, slot: u32, event: &str, mode: Mode, key: &str, st
         node: "imp1",
         key,
         stamp: "2026-11-21T10:00:00.123Z",
+        record: "",
+        replay: false,
     };
     write_request(out, GATEWAY, CS_NAME, &fields, stanza.as_bytes());
 }

@@ -341,5 +341,130 @@ pub fn render_metrics(s: &Summary) -> String {
         "Seconds since start.",
     );
     let _ = writeln!(out, "palisade_uptime_seconds {}", s.uptime.as_secs_f64());
+    if let Some(spool) = &s.spool {
+        spool_metrics(&mut out, spool);
+    }
     out
+}
+
+/// The spool's gauges and counters (only with `[spool] dir`).
+fn spool_metrics(out: &mut String, sp: &super::snapshot::SpoolState) {
+    let gauges: [(&str, &str, f64); 5] = [
+        (
+            "palisade_spool_records",
+            "Records in the spool, waiting for replay.",
+            sp.records as f64,
+        ),
+        (
+            "palisade_spool_bytes",
+            "Bytes the spool's segments take on disk.",
+            sp.bytes as f64,
+        ),
+        (
+            "palisade_spool_max_bytes",
+            "The spool's bound ([spool] max_bytes).",
+            sp.max_bytes as f64,
+        ),
+        (
+            "palisade_spool_oldest_age_seconds",
+            "Age of the oldest record in the spool (0 when empty).",
+            sp.oldest_age_seconds,
+        ),
+        (
+            "palisade_spool_full",
+            "1 while the spool refuses records (alarm SpoolFull).",
+            f64::from(u8::from(sp.full)),
+        ),
+    ];
+    for (name, help, v) in gauges {
+        family(out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {v}");
+    }
+    let counters: [(&str, &str, u64); 5] = [
+        (
+            "palisade_spool_spooled_total",
+            "Records written to the spool.",
+            sp.spooled,
+        ),
+        (
+            "palisade_spool_replayed_total",
+            "Spooled records replayed to a compliance server.",
+            sp.replayed,
+        ),
+        (
+            "palisade_spool_refused_total",
+            "Records refused because the spool was full (their events bounced).",
+            sp.refused_full,
+        ),
+        (
+            "palisade_spool_write_errors_total",
+            "Spool batches that failed to write or sync.",
+            sp.write_errors,
+        ),
+        (
+            "palisade_spool_lost_on_error_total",
+            "Records a failed write did not keep (their events bounced).",
+            sp.lost_on_error,
+        ),
+    ];
+    for (name, help, v) in counters {
+        family(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {v}");
+    }
+    family(
+        out,
+        "palisade_spool_profile_records",
+        "gauge",
+        "Records in the spool, per profile.",
+    );
+    for p in &sp.profiles {
+        let _ = writeln!(
+            out,
+            "palisade_spool_profile_records{{profile=\"{}\"}} {}",
+            label(&p.profile),
+            p.records
+        );
+    }
+    family(
+        out,
+        "palisade_spool_profile_bytes",
+        "gauge",
+        "Spool bytes, per profile.",
+    );
+    for p in &sp.profiles {
+        let _ = writeln!(
+            out,
+            "palisade_spool_profile_bytes{{profile=\"{}\"}} {}",
+            label(&p.profile),
+            p.bytes
+        );
+    }
+    family(
+        out,
+        "palisade_spool_profile_oldest_age_seconds",
+        "gauge",
+        "Age of a profile's oldest spooled record.",
+    );
+    for p in &sp.profiles {
+        let _ = writeln!(
+            out,
+            "palisade_spool_profile_oldest_age_seconds{{profile=\"{}\"}} {}",
+            label(&p.profile),
+            p.oldest_age_seconds
+        );
+    }
+    family(
+        out,
+        "palisade_spool_profile_replayed_total",
+        "counter",
+        "Records replayed, per profile.",
+    );
+    for p in &sp.profiles {
+        let _ = writeln!(
+            out,
+            "palisade_spool_profile_replayed_total{{profile=\"{}\"}} {}",
+            label(&p.profile),
+            p.replayed
+        );
+    }
 }

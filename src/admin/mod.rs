@@ -12,5 +12,7 @@ pub mod snapshot;
 pub mod status;
 
 pub use metrics::render_metrics;
-pub use snapshot::{RuntimeCounters, ServerState, ShardSnapshot, TLS_FAILURE_REASONS};
+pub use snapshot::{
+    RuntimeCounters, ServerState, ShardSnapshot, SpoolProfile, SpoolState, TLS_FAILURE_REASONS,
+};
 pub use status::{render_status, ServerSummary, Summary};

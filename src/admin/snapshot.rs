@@ -113,4 +113,62 @@ pub struct ShardSnapshot {
     pub servers: Vec<ServerState>,
     /// Raised alarms: (name, server name).
     pub alarms: Vec<(String, String)>,
+    /// This shard's spool, when `[spool] dir` is set.
+    pub spool: Option<SpoolState>,
+}
+
+/// One profile's share of a spool.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SpoolProfile {
+    pub profile: String,
+    pub records: u64,
+    pub bytes: u64,
+    /// Age of its oldest pending record (0 with none), as the runtime read the clock.
+    pub oldest_age_seconds: f64,
+    /// Records replayed (written to a server) since start.
+    pub replayed: u64,
+}
+
+/// A spool's state (one shard's, or merged).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SpoolState {
+    pub records: u64,
+    pub bytes: u64,
+    pub max_bytes: u64,
+    pub oldest_age_seconds: f64,
+    /// It refused a record and has not freed space since (alarm `SpoolFull`).
+    pub full: bool,
+    pub spooled: u64,
+    pub replayed: u64,
+    pub refused_full: u64,
+    pub write_errors: u64,
+    pub lost_on_error: u64,
+    pub profiles: Vec<SpoolProfile>,
+}
+
+impl SpoolState {
+    pub fn merge(&mut self, o: &SpoolState) {
+        self.records += o.records;
+        self.bytes += o.bytes;
+        self.max_bytes += o.max_bytes;
+        self.oldest_age_seconds = self.oldest_age_seconds.max(o.oldest_age_seconds);
+        self.full |= o.full;
+        self.spooled += o.spooled;
+        self.replayed += o.replayed;
+        self.refused_full += o.refused_full;
+        self.write_errors += o.write_errors;
+        self.lost_on_error += o.lost_on_error;
+        for p in &o.profiles {
+            match self.profiles.iter_mut().find(|q| q.profile == p.profile) {
+                Some(q) => {
+                    q.records += p.records;
+                    q.bytes += p.bytes;
+                    q.replayed += p.replayed;
+                    q.oldest_age_seconds = q.oldest_age_seconds.max(p.oldest_age_seconds);
+                }
+                None => self.profiles.push(p.clone()),
+            }
+        }
+        self.profiles.sort_by(|a, b| a.profile.cmp(&b.profile));
+    }
 }

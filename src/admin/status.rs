@@ -35,6 +35,8 @@ pub struct Summary {
     /// Raised alarms (name, server), each once.
     pub alarms: Vec<(String, String)>,
     pub profiles: Vec<String>,
+    /// Every shard's spool, merged (`None` without `[spool] dir`).
+    pub spool: Option<super::snapshot::SpoolState>,
     /// The configuration in force: its generation (0 until a reload), file, and the latest
     /// reload's outcome.
     pub config: Value,
@@ -86,7 +88,16 @@ impl Summary {
             snaps.iter().flat_map(|s| s.alarms.clone()).collect();
         alarms.sort();
         alarms.dedup();
+        let spool = snaps.iter().filter_map(|s| s.spool.as_ref()).fold(
+            None,
+            |acc: Option<super::snapshot::SpoolState>, s| {
+                let mut acc = acc.unwrap_or_default();
+                acc.merge(s);
+                Some(acc)
+            },
+        );
         Summary {
+            spool,
             gateway: gateway.to_owned(),
             shards: snaps.len(),
             uptime,
@@ -162,8 +173,42 @@ pub fn render_status(s: &Summary) -> String {
         "routers": s.routers,
         "servers": servers,
         "alarms": alarms,
+        "spool": spool_json(s.spool.as_ref()),
     });
     serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+/// The `spool` object: `enabled`, totals, `full`, and one entry per profile.
+fn spool_json(spool: Option<&super::snapshot::SpoolState>) -> Value {
+    let Some(s) = spool else {
+        return json!({
+            "enabled": false, "records": 0, "bytes": 0, "oldest_age_seconds": 0.0,
+            "full": false, "profiles": [],
+        });
+    };
+    let profiles: Vec<Value> = s
+        .profiles
+        .iter()
+        .map(|p| {
+            json!({
+                "profile": p.profile, "records": p.records, "bytes": p.bytes,
+                "oldest_age_seconds": p.oldest_age_seconds, "replayed": p.replayed,
+            })
+        })
+        .collect();
+    json!({
+        "enabled": true,
+        "records": s.records,
+        "bytes": s.bytes,
+        "oldest_age_seconds": s.oldest_age_seconds,
+        "full": s.full,
+        "max_bytes": s.max_bytes,
+        "spooled": s.spooled,
+        "replayed": s.replayed,
+        "refused_full": s.refused_full,
+        "write_errors": s.write_errors,
+        "profiles": profiles,
+    })
 }
 
 /// `{"routers": n, "compliance": n, "admin": n}`.

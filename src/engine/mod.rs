@@ -14,6 +14,7 @@ mod reload;
 mod servers;
 mod shard;
 mod slots;
+mod spooling;
 mod walk;
 
 pub use counters::{Counters, ServerCounters, Terminal, TerminalCounts};

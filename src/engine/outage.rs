@@ -32,6 +32,9 @@ impl ShardEngine {
             }
         }
         self.flush_queue(server, now);
+        // Spooled records of its profiles may go now (after what waited in its queue).
+        self.arm_replay(true);
+        self.replay_turn(now);
     }
 
     /// A stream to `server` held by shard `link` went away.
@@ -98,6 +101,8 @@ impl ShardEngine {
                     self.redirect(slot, now);
                 }
                 self.drain_queue(server, now, QueueEnd::Redirect);
+                // Its share of the spool maps to the servers left.
+                self.arm_replay(true);
             }
         }
     }
@@ -114,6 +119,7 @@ impl ShardEngine {
                     raised: true,
                 }));
                 self.drain_queue(server, now, QueueEnd::Fail);
+                self.arm_replay(true);
             }
         }
     }
@@ -164,10 +170,10 @@ impl ShardEngine {
                     bytes,
                     expires,
                     seq,
+                    record,
                 } => {
-                    let counters = &mut self.counters.servers[server.index()];
                     if expires > now {
-                        counters.notified += 1;
+                        self.counters.servers[server.index()].notified += 1;
                         let len = bytes.len();
                         self.actions.push_back(Action::Send {
                             server,
@@ -177,7 +183,9 @@ impl ShardEngine {
                         });
                         len
                     } else {
-                        counters.notifications_lost += 1;
+                        if !self.spool_dropped(record) {
+                            self.counters.servers[server.index()].notifications_lost += 1;
+                        }
                         0
                     }
                 }
@@ -208,8 +216,10 @@ impl ShardEngine {
                         QueueEnd::Fail => self.step_failed(r.slot, BounceCause::Unavailable, now),
                     }
                 }
-                Queued::Notify { .. } => {
-                    self.counters.servers[server.index()].notifications_lost += 1;
+                Queued::Notify { record, .. } => {
+                    if !self.spool_dropped(record) {
+                        self.counters.servers[server.index()].notifications_lost += 1;
+                    }
                 }
             }
         }

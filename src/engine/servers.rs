@@ -35,6 +35,8 @@ pub enum Queued {
         bytes: Bytes,
         expires: Instant,
         seq: u64,
+        /// Its spool record, kept if it is dropped here (only with a spool).
+        record: Option<Bytes>,
     },
 }
 

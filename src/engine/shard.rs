@@ -50,13 +50,16 @@ pub enum Outgoing {
     Wait { id: RequestId, seq: u64 },
     /// A fire-and-forget notification, worth writing until `expires`.
     Notify { seq: u64, expires: Instant },
+    /// The replay of spooled record `seq`: once written, report
+    /// [`ShardEngine::on_replay_written`] to the engine that sent it.
+    Replay { seq: u64 },
 }
 
 impl Outgoing {
     pub fn request(&self) -> Option<RequestId> {
         match self {
             Outgoing::Wait { id, .. } => Some(*id),
-            Outgoing::Notify { .. } => None,
+            Outgoing::Notify { .. } | Outgoing::Replay { .. } => None,
         }
     }
 }
@@ -99,6 +102,8 @@ pub enum Alarm {
     LeftRing { server: ServerId, raised: bool },
     /// A server's queue on this shard reached its bound (raised) or drained (cleared).
     QueueFull { server: ServerId, raised: bool },
+    /// This shard's spool refused a record (raised) or has room again (cleared).
+    SpoolFull { raised: bool },
 }
 
 impl Alarm {
@@ -107,6 +112,7 @@ impl Alarm {
             Alarm::ConnectionLost { .. } => "ComplianceServerConnectionLost",
             Alarm::LeftRing { .. } => "ComplianceServerLeftRing",
             Alarm::QueueFull { .. } => "ComplianceServerQueueFull",
+            Alarm::SpoolFull { .. } => "SpoolFull",
         }
     }
 
@@ -114,15 +120,18 @@ impl Alarm {
         match self {
             Alarm::ConnectionLost { raised, .. }
             | Alarm::LeftRing { raised, .. }
-            | Alarm::QueueFull { raised, .. } => *raised,
+            | Alarm::QueueFull { raised, .. }
+            | Alarm::SpoolFull { raised } => *raised,
         }
     }
 
-    pub fn server(&self) -> ServerId {
+    /// The server the alarm is about (none for the spool's).
+    pub fn server(&self) -> Option<ServerId> {
         match self {
             Alarm::ConnectionLost { server, .. }
             | Alarm::LeftRing { server, .. }
-            | Alarm::QueueFull { server, .. } => *server,
+            | Alarm::QueueFull { server, .. } => Some(*server),
+            Alarm::SpoolFull { .. } => None,
         }
     }
 }
@@ -169,6 +178,12 @@ pub(super) struct EventState {
     /// The policy the event walks under: the one in force when it arrived (see `reload.rs`).
     pub epoch: u32,
     pub failed_open: bool,
+    /// This shard's number for the event (record ids).
+    pub serial: u64,
+    /// The last spooled record its verdict waits for (0: none).
+    pub hold: u64,
+    /// A record it depended on could not be kept: it bounces (fail closed).
+    pub spool_lost: bool,
     pub phase: Phase,
     /// The next event of the same key, for [`KeyOrder`].
     pub next_same_key: Option<u32>,
@@ -197,6 +212,17 @@ pub struct ShardEngine {
     pub(super) pending_links: Vec<(ServerId, u16, bool, bool)>,
     /// The next place in the order requests are given to servers.
     pub(super) next_seq: u64,
+    /// The durable spool, when `[spool] dir` is set (see `spooling.rs`).
+    pub(super) spool: Option<crate::spool::Spool>,
+    /// This gateway run's id, first in every record id.
+    pub(super) boot: u64,
+    /// The last event serial given.
+    pub(super) serial: u64,
+    /// Verdicts waiting for their records to be durable, by record number.
+    pub(super) held: VecDeque<super::spooling::Held>,
+    pub(super) replay: super::spooling::Replay,
+    /// Alarm `SpoolFull` is raised.
+    pub(super) spool_alarm: bool,
 }
 
 impl ShardEngine {
@@ -232,6 +258,12 @@ impl ShardEngine {
             stamp_cache: (u128::MAX, [b'0'; 24]),
             pending_links: Vec::new(),
             next_seq: 0,
+            spool: None,
+            boot: 0,
+            serial: 0,
+            held: VecDeque::new(),
+            replay: Default::default(),
+            spool_alarm: false,
         }
     }
 
@@ -247,6 +279,7 @@ impl ShardEngine {
     ) {
         self.now = now;
         self.counters.received += 1;
+        self.serial += 1;
         let stamp = self.stamp(wall);
         let state = EventState {
             event: ev.event,
@@ -264,6 +297,9 @@ impl ShardEngine {
             step: 0,
             epoch: self.epoch,
             failed_open: false,
+            serial: self.serial,
+            hold: 0,
+            spool_lost: false,
             phase: Phase::Walking,
             next_same_key: None,
         };
@@ -360,7 +396,12 @@ impl ShardEngine {
                     bytes,
                     expires,
                     seq,
+                    record: None,
                 });
+            }
+            Outgoing::Replay { seq } => {
+                self.replay_deferred(seq);
+                return;
             }
         }
         // Another stream may still take it.
@@ -376,6 +417,9 @@ impl ShardEngine {
         };
         if view.link_room(usize::from(link)) {
             self.flush_queue(server, now);
+            // Live requests first; replay takes what room is left.
+            self.arm_replay(false);
+            self.replay_turn(now);
         }
     }
 
@@ -388,6 +432,7 @@ impl ShardEngine {
             }
         }
         self.expire_outages(now);
+        self.replay_turn(now);
     }
 
     /// When [`ShardEngine::handle_timeout`] should next run.
@@ -398,6 +443,9 @@ impl ShardEngine {
             .iter()
             .filter_map(|s| s.outage_deadline(window))
             .min();
+        if self.replay_due() {
+            return Some(self.now);
+        }
         match (self.timers.next(), outage) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -447,6 +495,22 @@ impl ShardEngine {
             .collect();
         for slot in waiting {
             self.step_failed(slot, crate::protocol::BounceCause::Unavailable, now);
+        }
+        // Notifications still queued for a server are kept in the spool, if there is one.
+        for i in 0..self.servers.len() {
+            let records: Vec<Option<Bytes>> = self.servers[i]
+                .queue
+                .drain(..)
+                .filter_map(|q| match q {
+                    Queued::Notify { record, .. } => Some(record),
+                    Queued::Wait { .. } => None,
+                })
+                .collect();
+            for record in records {
+                if !self.spool_dropped(record) {
+                    self.counters.servers[i].notifications_lost += 1;
+                }
+            }
         }
     }
 

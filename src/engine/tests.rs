@@ -153,7 +153,10 @@ impl Harness {
                         server,
                         request: request.request(),
                         xml: String::from_utf8(bytes.to_vec()).unwrap(),
-                    })
+                    });
+                    if let Outgoing::Replay { seq } = request {
+                        self.engine.on_replay_written(seq, self.now);
+                    }
                 }
                 Action::AwaitRoom { server, link } => {
                     assert_eq!(link, 0);
@@ -938,3 +941,4 @@ fn many_pending_events_cost_no_runtime_timers() {
 }
 
 mod reload;
+mod spool;

@@ -33,14 +33,31 @@ impl ShardEngine {
             };
             let notify = step.fire_and_forget || !ev.event.answer().expects_answer();
             let Some(server) = self.choose(&step, ev.epoch, ev.stable_key) else {
+                if notify && self.spool.is_some() {
+                    // Kept in the spool, the notification is as good as sent.
+                    if self.spool_step(slot, &step).is_err() {
+                        return self.refuse_closed(slot, &step);
+                    }
+                    if step.handling == Handling::Bounce {
+                        let decider = Some((step.profile, None));
+                        return self.finish(slot, Verdict::Drop, Terminal::Drop, decider);
+                    }
+                    if let Some(ev) = self.events.by_slot_mut(slot) {
+                        ev.step += 1;
+                    }
+                    continue;
+                }
                 // No server can take the step: it fails at once, as its handling says.
-                if self.fail_or_continue(slot, &step, None, BounceCause::Unavailable) {
+                let keep = !notify && self.spool.is_some();
+                if self.fail_or_continue(slot, &step, None, BounceCause::Unavailable, keep) {
                     return;
                 }
                 continue;
             };
             if notify {
-                self.notify(slot, server, now);
+                if !self.notify(slot, &step, server, now) {
+                    return self.refuse_closed(slot, &step);
+                }
                 if step.handling == Handling::Bounce {
                     // The seed's caution: bounce + fire-and-forget discards the event.
                     return self.finish(
@@ -82,13 +99,16 @@ impl ShardEngine {
     }
 
     /// Fails the current step without an answer. Returns true when that ended the walk; with
-    /// handling `pass` the event moves to its next step (the caller goes on walking).
+    /// handling `pass` the event moves to its next step (the caller goes on walking), its
+    /// record kept in the spool first when `keep` (no server saw it): a record that cannot be
+    /// kept ends the walk with a bounce (fail closed).
     fn fail_or_continue(
         &mut self,
         slot: u32,
         step: &Step,
         server: Option<ServerId>,
         cause: BounceCause,
+        keep: bool,
     ) -> bool {
         match step.handling {
             Handling::Bounce => {
@@ -101,6 +121,10 @@ impl ShardEngine {
                 true
             }
             Handling::Pass => {
+                if keep && self.spool_step(slot, step).is_err() {
+                    self.refuse_closed(slot, step);
+                    return true;
+                }
                 if let Some(ev) = self.events.by_slot_mut(slot) {
                     ev.failed_open = true;
                     ev.step += 1;
@@ -149,16 +173,33 @@ impl ShardEngine {
         }
         if view.queue.len() >= self.cfg.queue_bound {
             // Entries whose events timed out or moved on still sit in the queue: drop them
-            // before calling it full.
+            // before calling it full (expired notifications go to the spool, if there is one).
             let events = &self.events;
-            view.queue.retain(|q| match q {
+            let mut expired = Vec::new();
+            view.queue.retain_mut(|q| match q {
                 Queued::Wait { r, .. } => matches!(
                     events.get(*r).map(|e| &e.phase),
                     Some(Phase::Waiting { link: None, .. })
                 ),
-                Queued::Notify { expires, .. } => *expires > now,
+                Queued::Notify {
+                    expires, record, ..
+                } => {
+                    let keep = *expires > now;
+                    if !keep {
+                        expired.push(record.take());
+                    }
+                    keep
+                }
             });
+            for record in expired {
+                if !self.spool_dropped(record) {
+                    self.counters.servers[server.index()].notifications_lost += 1;
+                }
+            }
         }
+        let Some(view) = self.servers.get_mut(server.index()) else {
+            return;
+        };
         if view.queue.len() >= self.cfg.queue_bound {
             if !view.queue_alarm {
                 view.queue_alarm = true;
@@ -238,10 +279,12 @@ impl ShardEngine {
     }
 
     /// A fire-and-forget notification of the current step, written now or queued for the
-    /// server's return.
-    fn notify(&mut self, slot: u32, server: ServerId, now: Instant) {
+    /// server's return; with a spool, kept there instead while the server has no active
+    /// stream, or when its queue is full. False when it had to be kept and could not be (the
+    /// caller fails the event closed).
+    fn notify(&mut self, slot: u32, step: &Step, server: ServerId, now: Instant) -> bool {
         let Some(r) = self.events.current(slot) else {
-            return;
+            return true;
         };
         let id = RequestId {
             shard: self.cfg.shard,
@@ -249,15 +292,33 @@ impl ShardEngine {
             generation: r.generation,
         };
         let Some(bytes) = self.request_bytes(slot, server, id, Mode::Notify) else {
-            return;
+            return true;
         };
         let shard = usize::from(self.cfg.shard);
         let seq = self.take_seq();
         let expires = now + self.cfg.event_timeout;
-        let Some(view) = self.servers.get_mut(server.index()) else {
-            return;
+        let spooling = self.spool.is_some();
+        let Some(view) = self.servers.get(server.index()) else {
+            return true;
         };
-        match view.link(shard).filter(|_| view.queue.is_empty()) {
+        let link = view.link(shard).filter(|_| view.queue.is_empty());
+        let queue_full = view.queue.len() >= self.cfg.queue_bound;
+        if link.is_none() && spooling && (view.reach() != Reach::Up || queue_full) {
+            if queue_full {
+                if let Some(c) = self.counters.servers.get_mut(server.index()) {
+                    c.queue_full += 1;
+                }
+            }
+            return self.spool_step(slot, step).is_ok();
+        }
+        let record = match link {
+            None => self.queued_record(slot),
+            Some(_) => None,
+        };
+        let Some(view) = self.servers.get_mut(server.index()) else {
+            return true;
+        };
+        match link {
             Some(link) => {
                 if let Some(c) = self.counters.servers.get_mut(server.index()) {
                     c.notified += 1;
@@ -274,6 +335,7 @@ impl ShardEngine {
                     bytes,
                     expires,
                     seq,
+                    record,
                 });
             }
             None => {
@@ -283,6 +345,7 @@ impl ShardEngine {
                 }
             }
         }
+        true
     }
 
     fn request_bytes(
@@ -296,6 +359,7 @@ impl ShardEngine {
         let step = self.step_of(ev)?;
         let view = self.servers.get(server.index())?;
         let stamp = std::str::from_utf8(&ev.stamp).unwrap_or("");
+        let record = self.record_id(ev);
         let fields = RequestFields {
             id,
             event: ev.event,
@@ -306,6 +370,8 @@ impl ShardEngine {
             node: self.policy.node_name(ev.node).unwrap_or(""),
             key: &ev.key,
             stamp,
+            record: record.as_str(),
+            replay: false,
         };
         let mut out = BytesMut::with_capacity(ev.stanza.len() + 384);
         write_request(
@@ -364,7 +430,8 @@ impl ShardEngine {
             Judged::Error(error) => {
                 counters.errors += 1;
                 let cause = BounceCause::ServerError(error);
-                self.step_failed_with(slot, step, Some(server), cause, now);
+                // The server saw it and answered: never a record.
+                self.step_failed_with(slot, step, Some(server), cause, now, false);
             }
         }
     }
@@ -399,7 +466,9 @@ impl ShardEngine {
         let Some(step) = self.step_of(ev) else {
             return;
         };
-        self.step_failed_with(slot, step, server, cause, now);
+        // No answer: a record to keep if no server saw the request.
+        let keep = self.unseen(slot);
+        self.step_failed_with(slot, step, server, cause, now, keep);
     }
 
     fn step_failed_with(
@@ -409,10 +478,11 @@ impl ShardEngine {
         server: Option<ServerId>,
         cause: BounceCause,
         now: Instant,
+        keep: bool,
     ) {
         // The request is over: stale its timer and any queue entry.
         self.events.bump(slot);
-        if !self.fail_or_continue(slot, &step, server, cause) {
+        if !self.fail_or_continue(slot, &step, server, cause, keep) {
             self.advance(slot, now);
         }
     }
@@ -428,6 +498,11 @@ impl ShardEngine {
         let Some(ev) = self.events.by_slot_mut(slot) else {
             return;
         };
+        let (verdict, terminal) = match ev.spool_lost {
+            // A record it depended on was not kept: fail closed.
+            true => (Verdict::Bounce(BounceCause::SpoolFull), Terminal::Bounce),
+            false => (verdict, terminal),
+        };
         ev.phase = Phase::Done {
             verdict,
             terminal,
@@ -439,13 +514,14 @@ impl ShardEngine {
         self.release(key_hash);
     }
 
-    /// Emits the verdicts at the head of a key's order that are done.
-    fn release(&mut self, key_hash: u64) {
+    /// Emits the verdicts at the head of a key's order that are done, and whose records (if
+    /// any) are durable.
+    pub(super) fn release(&mut self, key_hash: u64) {
         while let Some(head) = self.order.head(key_hash) {
-            let done = matches!(
-                self.events.by_slot(head).map(|e| &e.phase),
-                Some(Phase::Done { .. })
-            );
+            let done = match self.events.by_slot(head) {
+                Some(e) => matches!(e.phase, Phase::Done { .. }) && self.hold_released(e.hold),
+                None => false,
+            };
             if !done {
                 return;
             }

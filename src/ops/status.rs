@@ -100,17 +100,46 @@ pub fn render(doc: &Value) -> String {
             s["component"].as_str().unwrap_or("?"),
         );
     }
+    let sp = &doc["spool"];
+    if sp["enabled"].as_bool() == Some(true) {
+        let _ = writeln!(
+            out,
+            "Spool: {} record(s), {} byte(s) of {}, oldest {:.1} s, replayed {}{}",
+            n(&sp["records"]),
+            n(&sp["bytes"]),
+            n(&sp["max_bytes"]),
+            sp["oldest_age_seconds"].as_f64().unwrap_or(0.0),
+            n(&sp["replayed"]),
+            if sp["full"].as_bool() == Some(true) {
+                "  FULL: refusing records"
+            } else {
+                ""
+            },
+        );
+        for p in sp["profiles"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "  {:<24} records {:<8} bytes {:<10} oldest {:.1} s  replayed {}",
+                p["profile"].as_str().unwrap_or("?"),
+                n(&p["records"]),
+                n(&p["bytes"]),
+                p["oldest_age_seconds"].as_f64().unwrap_or(0.0),
+                n(&p["replayed"]),
+            );
+        }
+    } else {
+        let _ = writeln!(out, "Spool: off");
+    }
     let alarms = doc["alarms"].as_array().cloned().unwrap_or_default();
     if alarms.is_empty() {
         let _ = writeln!(out, "Alarms: none");
     } else {
         for a in alarms {
-            let _ = writeln!(
-                out,
-                "ALARM {} on compliance server {}",
-                a["name"].as_str().unwrap_or("?"),
-                a["server"].as_str().unwrap_or("?")
-            );
+            let name = a["name"].as_str().unwrap_or("?");
+            let _ = match a["server"].as_str().filter(|s| !s.is_empty()) {
+                Some(server) => writeln!(out, "ALARM {name} on compliance server {server}"),
+                None => writeln!(out, "ALARM {name}"),
+            };
         }
     }
     out

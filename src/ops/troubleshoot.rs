@@ -202,6 +202,8 @@ fn test_event(
         node: "troubleshooter",
         key: "palisade-troubleshooter",
         stamp: &stamp,
+        record: "troubleshoot.0",
+        replay: false,
     };
     let probe = format!(
         "<iq xmlns='jabber:client' type='get' id='probe' from='{0}' to='{0}'><query xmlns='urn:palisade:troubleshooter'/></iq>",

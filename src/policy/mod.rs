@@ -27,7 +27,7 @@ pub use catalog::{
 pub use config::{
     check_config_report, default_config, generated_component_name, load_file, load_str, AcceptMode,
     Config, Diagnostic, GatewayConfig, Limits, ListenConfig, Loaded, RouterConfig, ServerConfig,
-    ServerId, ServerMode, Severity, Timers, DEFAULT_TOML,
+    ServerId, ServerMode, Severity, SpoolConfig, Timers, DEFAULT_TOML,
 };
 pub use config::{check_report, ClientIdentity, DialTls, FileRef, TlsConfig};
 pub use duration::{format_duration, parse_duration, DurationError};

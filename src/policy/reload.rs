@@ -86,6 +86,10 @@ pub fn plan(
     keep_running(&mut new.listen.compliance_tls, l.compliance_tls, |c| {
         keep("[listen] compliance_tls", c && compliance_bound)
     });
+    if new.spool != running.spool {
+        restart_needed.push("[spool]");
+        new.spool = running.spool.clone();
+    }
     let summary = summarize(running, policy, &new);
     Ok(Plan {
         config: new,

@@ -104,6 +104,10 @@ pub struct RequestFields<'a> {
     pub node: &'a str,
     pub key: &'a str,
     pub stamp: &'a str,
+    /// The step's record id (`record='ID'`): the same on every resend and replay.
+    pub record: &'a str,
+    /// A spooled record sent again (`replay='1'`).
+    pub replay: bool,
 }
 
 /// Appends one request from `from` (the gateway) to `to` (the server's component name) around
@@ -140,14 +144,20 @@ pub fn write_request(out: &mut BytesMut, from: &str, to: &str, f: &RequestFields
         Mode::Wait => "wait",
         Mode::Notify => "notify",
     };
-    let inner = event
+    let mut event = event
         .attr("profile", f.profile)
         .attr_trusted("handling", handling)
         .attr_trusted("mode", mode)
         .attr("node", f.node)
         .attr("key", f.key)
-        .attr_trusted("stamp", f.stamp)
-        .start_content();
+        .attr_trusted("stamp", f.stamp);
+    if !f.record.is_empty() {
+        event = event.attr("record", f.record);
+    }
+    if f.replay {
+        event = event.attr_trusted("replay", "1");
+    }
+    let inner = event.start_content();
     inner.put_slice(stanza);
     close(inner, "event");
     close(inner, outer);
@@ -212,6 +222,8 @@ mod tests {
             node: "imp1",
             key: "alice@example.com|bob@example.com",
             stamp: "2026-11-21T10:00:00.123Z",
+            record: "",
+            replay: false,
         };
         write_request(
             &mut out,
@@ -235,10 +247,16 @@ mod tests {
         let notify = RequestFields {
             mode: Mode::Notify,
             packet: None,
+            record: "1f.0.7.2",
+            replay: true,
             ..fields
         };
         write_request(&mut out, "gw", "cs", &notify, b"<presence/>");
         let text = std::str::from_utf8(&out).unwrap();
+        assert!(
+            text.contains("stamp='2026-11-21T10:00:00.123Z' record='1f.0.7.2' replay='1'>"),
+            "{text}"
+        );
         assert!(
             text.starts_with("<message id='g0.7.1' from='gw' to='cs'><event "),
             "{text}"

@@ -17,6 +17,30 @@ pub fn format(t: SystemTime) -> String {
     )
 }
 
+/// Milliseconds since the Unix epoch of a stamp written by [`format`]; `None` for anything else.
+pub fn parse_millis(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() != 24 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[19] != b'.' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss, ms) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || b[23] != b'Z' {
+        return None;
+    }
+    // Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    u64::try_from(secs * 1000 + ms).ok()
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -45,5 +69,14 @@ mod tests {
         // A leap day.
         let t = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(format(t), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            parse_millis("2026-11-21T10:00:00.123Z"),
+            Some(1_795_255_200_123)
+        );
+        assert_eq!(
+            parse_millis("2000-02-29T00:00:00.000Z"),
+            Some(951_782_400_000)
+        );
+        assert_eq!(parse_millis("2000-02-29T00:00:00.000"), None);
     }
 }

@@ -18,6 +18,8 @@ pub enum BounceCause {
     Timeout,
     /// No server could take the event (none routable, queue full, shutting down).
     Unavailable,
+    /// The event's record could not be kept: the spool is full (fail closed).
+    SpoolFull,
 }
 
 /// The verdict of a walk.
@@ -92,6 +94,10 @@ pub fn write_verdict(
                 BounceCause::Unavailable => {
                     let note = note.map(|n| format!("{n}: no compliance server available"));
                     stanza_error(inner, "cancel", "service-unavailable", note.as_deref())
+                }
+                BounceCause::SpoolFull => {
+                    let note = note.map(|n| format!("{n}: the spool is full, no record kept"));
+                    stanza_error(inner, "wait", "resource-constraint", note.as_deref())
                 }
             }
             close(inner, "verdict");

@@ -43,6 +43,8 @@ pub enum ShardMsg {
         request: Outgoing,
         bytes: Bytes,
     },
+    /// The receiving shard's replay of spooled record `seq` was written to a stream.
+    ReplayWritten { seq: u64 },
     /// Shard `from`'s engine waits for room on the receiving shard's stream to `server`.
     WantRoom { server: ServerId, from: u16 },
     /// Shard `link`'s stream to `server` has room for the receiving shard's engine again.

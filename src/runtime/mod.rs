@@ -20,6 +20,7 @@ mod notify;
 mod reload;
 mod router;
 mod shard;
+mod spool;
 mod startup;
 pub mod status;
 mod tls;
@@ -244,11 +245,21 @@ async fn shard_main(
     let (senders, mut receivers) = startup.join(mesh).await?;
     drop(startup);
     let id = senders.peer_id() as u16;
-    let engine = ShardEngine::new(
+    let mut engine = ShardEngine::new(
         engine_config(id, shards as u16, &config),
         policy.clone(),
         Instant::now(),
     );
+    // Record ids start with this run's id: random, so no two runs share one.
+    let mut boot = [0u8; 8];
+    getrandom::getrandom(&mut boot).map_err(|e| format!("no randomness for record ids: {e}"))?;
+    let boot = u64::from_le_bytes(boot) & 0xffff_ffff_ffff;
+    engine.set_boot(boot);
+    // The spool is read back before any router is accepted.
+    if let Some(dir) = &config.spool.dir {
+        let spool = spool::load(dir, id, shards as u16, config.spool.max_bytes)?;
+        engine.attach_spool(spool, boot);
+    }
     let ctx = Rc::new(ShardCtx::new(
         id,
         shards as u16,
@@ -268,6 +279,9 @@ async fn shard_main(
         glommio::spawn_local(forward(ctx.clone(), senders.clone(), peer)).detach();
     }
     glommio::spawn_local(engine_timers(ctx.clone())).detach();
+    if let Some(dir) = config.spool.dir.clone() {
+        glommio::spawn_local(spool::writer(ctx.clone(), dir)).detach();
+    }
 
     // Listeners: on every shard with SO_REUSEPORT, or on shard 0 only, which hands each
     // connection to the next shard in turn (`[gateway] accept`).
@@ -560,7 +574,9 @@ async fn shutdown(ctx: &Rc<ShardCtx>) {
     let mut quiet_since: Option<Instant> = None;
     while start.elapsed() < DRAIN_LIMIT {
         glommio::timer::sleep(Duration::from_millis(10)).await;
-        let busy = ctx.engine.borrow().in_flight() > 0 || !ctx.outbox.is_empty();
+        let busy = ctx.engine.borrow().in_flight() > 0
+            || !ctx.outbox.is_empty()
+            || !ctx.engine.borrow().spool_idle();
         let now = Instant::now();
         if busy {
             quiet_since = None;

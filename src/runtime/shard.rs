@@ -98,6 +98,8 @@ pub struct ShardCtx {
     violations_logged: Cell<(u64, u32)>,
     /// The TLS configurations in force; replaced whole by a reload, like `config`.
     tls: RefCell<Arc<crate::tls::Material>>,
+    /// Wakes the spool's writer (`spool.rs`) when the engine spooled something.
+    pub spool_wake: Notify,
 }
 
 impl ShardCtx {
@@ -133,6 +135,7 @@ impl ShardCtx {
             violations_logged: Cell::new((0, 0)),
             wall_cache: Cell::new((Instant::now(), SystemTime::now())),
             tls: RefCell::new(Arc::default()),
+            spool_wake: Notify::default(),
         }
     }
 
@@ -356,8 +359,12 @@ impl ShardCtx {
                             bytes,
                         },
                     );
+                } else if let Outgoing::Replay { seq } = request {
+                    self.outbox
+                        .push(usize::from(from), ShardMsg::ReplayWritten { seq });
                 }
             }
+            ShardMsg::ReplayWritten { seq } => self.engine.borrow_mut().on_replay_written(seq, now),
             ShardMsg::SendDeferred {
                 server,
                 link,
@@ -457,6 +464,9 @@ impl ShardCtx {
         loop {
             let action = self.engine.borrow_mut().poll_action();
             let Some(action) = action else {
+                if self.engine.borrow().spool_has_work() {
+                    self.spool_wake.notify();
+                }
                 return;
             };
             match action {
@@ -523,6 +533,10 @@ impl ShardCtx {
                 bytes,
                 Instant::now(),
             );
+        } else if let Outgoing::Replay { seq } = request {
+            self.engine
+                .borrow_mut()
+                .on_replay_written(seq, Instant::now());
         }
     }
 
@@ -661,10 +675,15 @@ impl ShardCtx {
             // Streams closing because we are stopping are not outages.
             return;
         }
-        let server = self
-            .policy()
-            .server(alarm.server())
-            .map_or_else(|| "?".to_owned(), |s| s.name.clone());
+        let server = alarm
+            .server()
+            .and_then(|id| self.policy().server(id).map(|s| s.name.clone()))
+            .unwrap_or_else(|| "?".to_owned());
+        // The spool's alarm is about this shard's spool, not a server.
+        let what = match alarm.server() {
+            Some(_) => format!("compliance server {server}"),
+            None => format!("the spool of shard {} refuses records", self.id),
+        };
         let mut raised = self.alarms.borrow_mut();
         let same = |a: &Alarm| a.name() == alarm.name() && a.server() == alarm.server();
         if alarm.raised() {
@@ -675,16 +694,13 @@ impl ShardCtx {
                     Alarm::QueueFull { .. } => Level::Warn,
                     _ => Level::Error,
                 };
-                self.log(
-                    level,
-                    &format!("alarm {} raised: compliance server {server}", alarm.name()),
-                );
+                self.log(level, &format!("alarm {} raised: {what}", alarm.name()));
             }
         } else if raised.iter().any(same) {
             raised.retain(|a| !same(a));
             self.log(
                 Level::Info,
-                &format!("alarm {} cleared: compliance server {server}", alarm.name()),
+                &format!("alarm {} cleared: {what}", alarm.name()),
             );
         }
     }

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 pub fn snapshot(ctx: &ShardCtx) -> ShardSnapshot {
     let engine = ctx.engine.borrow();
     let links = ctx.links.borrow();
+    let spool = engine.spool().map(spool_state);
     ShardSnapshot {
+        spool,
         shard: ctx.id,
         counters: engine.counters().clone(),
         runtime: ctx.counters.borrow().clone(),
@@ -42,11 +44,46 @@ pub fn snapshot(ctx: &ShardCtx) -> ShardSnapshot {
             .borrow()
             .iter()
             .map(|a| {
-                let server = ctx
-                    .policy()
-                    .server(a.server())
-                    .map_or(String::new(), |s| s.name.clone());
+                let server = a
+                    .server()
+                    .and_then(|id| ctx.policy().server(id).map(|s| s.name.clone()))
+                    .unwrap_or_default();
                 (a.name().to_owned(), server)
+            })
+            .collect(),
+    }
+}
+
+/// A spool's figures, its ages read from the wall clock now.
+fn spool_state(s: &crate::spool::Spool) -> crate::admin::SpoolState {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    let age = |born: Option<u64>| born.map_or(0.0, |b| now_ms.saturating_sub(b) as f64 / 1000.0);
+    let (oldest, per) = s.oldest_ms();
+    let c = &s.counters;
+    crate::admin::SpoolState {
+        records: s.records(),
+        bytes: s.bytes(),
+        max_bytes: s.max_bytes(),
+        oldest_age_seconds: age(oldest),
+        full: s.full(),
+        spooled: c.spooled,
+        replayed: c.replayed,
+        refused_full: c.refused_full,
+        write_errors: c.io_errors,
+        lost_on_error: c.lost_on_error,
+        profiles: s
+            .profiles()
+            .iter()
+            .zip(per)
+            .map(|(p, born)| crate::admin::SpoolProfile {
+                profile: p.name.clone(),
+                records: p.records,
+                bytes: p.bytes,
+                oldest_age_seconds: age(born),
+                replayed: p.replayed,
             })
             .collect(),
     }

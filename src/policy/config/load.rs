@@ -111,6 +111,9 @@ pub(super) struct Raw {
     pub timers: Vec<(&'static str, Sp<String>)>,
     /// The `[limits]` keys present, as written.
     pub limits: Vec<(&'static str, Sp<i64>)>,
+    /// `[spool]` as written.
+    pub spool_dir: Option<Sp<String>>,
+    pub spool_max_bytes: Option<Sp<i64>>,
     pub routers: Vec<RawRouter>,
     pub servers: Vec<RawServer>,
     pub profiles: Vec<RawProfile>,
@@ -142,9 +145,11 @@ pub(super) const LIMIT_KEYS: [&str; 8] = [
     "max_unauthenticated",
 ];
 
-const TOP_KEYS: [&str; 9] = [
+const TOP_KEYS: [&str; 10] = [
     "gateway", "listen", "timers", "limits", "router", "server", "profile", "routing", "tls",
+    "spool",
 ];
+const SPOOL_KEYS: [&str; 2] = ["dir", "max_bytes"];
 const GATEWAY_KEYS: [&str; 6] = ["name", "domain", "shards", "admin", "accept", "share_ports"];
 const LISTEN_KEYS: [&str; 4] = ["routers", "compliance", "routers_tls", "compliance_tls"];
 const TLS_KEYS: [&str; 3] = ["cert", "key", "client_ca"];
@@ -245,6 +250,11 @@ pub(super) fn parse(text: &str, d: &mut Diags<'_>) -> Option<Raw> {
             .iter()
             .filter_map(|&k| Some((k, t.integer(d, k)?)))
             .collect();
+    }
+    if let Some(t) = top.table(d, "spool") {
+        t.check_keys(d, &SPOOL_KEYS);
+        raw.spool_dir = t.string(d, "dir");
+        raw.spool_max_bytes = t.integer(d, "max_bytes");
     }
     raw.router_written = top.table.contains_key("router");
     raw.server_written = top.table.contains_key("server");
@@ -389,6 +399,7 @@ fn section_name(key: &str) -> &'static str {
         "timers" => "in [timers]",
         "limits" => "in [limits]",
         "routing" => "in [routing]",
+        "spool" => "in [spool]",
         "router" => "in [[router]]",
         "server" => "in [[server]]",
         "profile" => "in [[profile]]",

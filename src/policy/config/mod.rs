@@ -32,6 +32,7 @@ pub struct Config {
     pub limits: Limits,
     /// `[tls]`: the gateway's certificate for its TLS listeners.
     pub tls: Option<TlsConfig>,
+    pub spool: SpoolConfig,
     pub routers: Vec<RouterConfig>,
     pub servers: Vec<ServerConfig>,
     /// The built-in `SystemDefaultComplianceProfile` first, then the file's in definition order.
@@ -166,6 +167,24 @@ pub struct Limits {
     pub max_connections: usize,
     /// Of those, connections that have not completed the handshake yet.
     pub max_unauthenticated: usize,
+}
+
+/// `[spool]`: the durable spool of records no compliance server could take (off without `dir`).
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct SpoolConfig {
+    /// Where each shard keeps its segments (`shard-N/` below it).
+    pub dir: Option<std::path::PathBuf>,
+    /// Bytes on disk the spool may use, across shards.
+    pub max_bytes: u64,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> SpoolConfig {
+        SpoolConfig {
+            dir: None,
+            max_bytes: 1 << 30,
+        }
+    }
 }
 
 impl Default for Limits {

@@ -27,6 +27,7 @@ pub(super) fn validate(raw: Raw, d: &mut Diags<'_>) -> Config {
     let timers = timers(&raw, d);
     let limits = limits(&raw, d);
     let tls = super::tls::listener_tls(raw.tls.as_ref(), &raw.listen, d);
+    let spool = spool(&raw, d);
     let routers = routers(&raw.routers, d);
     let profiles = profiles(&raw.profiles, d);
     let cx = Context {
@@ -49,11 +50,37 @@ pub(super) fn validate(raw: Raw, d: &mut Diags<'_>) -> Config {
         timers,
         limits,
         tls,
+        spool,
         routers,
         servers,
         profiles,
         priority,
     }
+}
+
+/// The smallest spool worth having: a few segments of the smallest size.
+const MIN_SPOOL_BYTES: i64 = 1 << 20;
+
+fn spool(raw: &Raw, d: &mut Diags<'_>) -> super::SpoolConfig {
+    let mut s = super::SpoolConfig::default();
+    if let Some(dir) = &raw.spool_dir {
+        if dir.v.is_empty() {
+            d.error(dir.at, "`dir` must name a directory".to_owned());
+        } else {
+            s.dir = Some(std::path::PathBuf::from(&dir.v));
+        }
+    }
+    if let Some(max) = &raw.spool_max_bytes {
+        match u64::try_from(max.v) {
+            Ok(n) if max.v >= MIN_SPOOL_BYTES => s.max_bytes = n,
+            _ => d.error_hint(
+                max.at,
+                format!("`max_bytes` ({}) is below 1 MiB", max.v),
+                "write e.g. 1073741824 (1 GiB, the default)",
+            ),
+        }
+    }
+    s
 }
 
 /// Checks a component or host name that must be a bare JID domain.

@@ -123,6 +123,8 @@ mod tests {
             node: "imp1",
             key: "a@x|b@x",
             stamp: "2026-11-21T10:00:00.123Z",
+            record: "",
+            replay: false,
         };
         write_request(
             &mut out,

@@ -1,0 +1,419 @@
+//! The engine's side of the durable spool (docs/protocol.md §8): record ids, what goes in
+//! (a step that could not reach a server), holding a verdict until the runtime reports the
+//! sync that covers its records, failing closed when the spool is full or a write failed, and
+//! replay to the servers that are back, paced by the streams' flow control.
+//!
+//! Owns no file: the [`Spool`] it holds is sans-IO; the runtime carries its batches out and
+//! reports back through [`ShardEngine::handle_spool_durable`] and
+//! [`ShardEngine::handle_spool_failed`].
+
+use super::shard::{Action, Alarm, EventState, Outgoing, Phase, ShardEngine};
+use crate::policy::{ProfileId, ServerId, Step};
+use crate::protocol::request::{write_request, Mode, RequestFields};
+use crate::protocol::{BounceCause, RequestId, Verdict};
+use crate::spool::{format, RecordRef, Refused, Seq, Spool};
+use bytes::{Bytes, BytesMut};
+use std::fmt::Write as _;
+use std::time::Instant;
+
+/// Records looked at in one replay turn, at most (a turn never holds the shard for long).
+const REPLAY_SCAN: usize = 2048;
+
+/// A record id: `{boot}.{shard}.{event}.{step}` in lowercase hex (see docs/protocol.md).
+pub(super) struct RecordId {
+    buf: String,
+}
+
+impl RecordId {
+    pub fn as_str(&self) -> &str {
+        &self.buf
+    }
+}
+
+/// Where replay stands: a pass over the spool, oldest first, resumed across turns.
+#[derive(Debug, Default)]
+pub(super) struct Replay {
+    /// A pass is under way (or due).
+    pub armed: bool,
+    /// The next record the pass looks at.
+    pub cursor: Seq,
+    /// Something was sent during this pass (another pass follows it).
+    pub progress: bool,
+}
+
+/// A verdict waiting for its record to be durable.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Held {
+    pub seq: Seq,
+    pub slot: u32,
+    /// The event's serial: the slot may hold another event by the time the sync is reported.
+    pub serial: u64,
+    pub key_hash: u64,
+}
+
+impl ShardEngine {
+    /// Gives this engine its spool (read back at start-up), and the id of this gateway run
+    /// that every record id starts with. Without it, nothing is spooled.
+    pub fn attach_spool(&mut self, spool: Spool, boot: u64) {
+        self.spool = Some(spool);
+        self.boot = boot;
+        self.arm_replay(true);
+    }
+
+    /// Sets the run id record ids start with (without a spool).
+    pub fn set_boot(&mut self, boot: u64) {
+        self.boot = boot;
+    }
+
+    pub fn spool(&self) -> Option<&Spool> {
+        self.spool.as_ref()
+    }
+
+    /// Records or removals wait for the spool's writer.
+    pub fn spool_has_work(&self) -> bool {
+        self.spool.as_ref().is_some_and(Spool::has_work)
+    }
+
+    /// Nothing of the spool waits to be written or is being written (shutdown waits for it).
+    pub fn spool_idle(&self) -> bool {
+        self.spool.as_ref().map_or(true, Spool::idle)
+    }
+
+    /// The next batch of spool file operations to carry out (see [`Spool::take_batch`]).
+    pub fn take_spool_batch(&mut self) -> Option<crate::spool::IoBatch> {
+        self.spool.as_mut()?.take_batch()
+    }
+
+    pub(super) fn record_id(&self, ev: &EventState) -> RecordId {
+        let mut buf = String::with_capacity(40);
+        let _ = write!(
+            buf,
+            "{:x}.{:x}.{:x}.{:x}",
+            self.boot, self.cfg.shard, ev.serial, ev.step
+        );
+        RecordId { buf }
+    }
+
+    /// Whether a failed step of `slot` is a record to keep: the spool is on and no server saw
+    /// the request (it never left the queue, or its server is not ACTIVE).
+    pub(super) fn unseen(&self, slot: u32) -> bool {
+        if self.spool.is_none() {
+            return false;
+        }
+        match self.events.by_slot(slot).map(|e| &e.phase) {
+            Some(Phase::Waiting { server, link, .. }) => {
+                link.is_none()
+                    || self
+                        .servers
+                        .get(server.index())
+                        .is_some_and(|s| s.reach() != super::Reach::Up)
+            }
+            _ => true,
+        }
+    }
+
+    /// The current step of `slot` as a record.
+    fn encode_step(&self, slot: u32, step: &Step) -> Option<(Vec<u8>, u64, u64)> {
+        let ev = self.events.by_slot(slot)?;
+        let id = self.record_id(ev);
+        let stamp = std::str::from_utf8(&ev.stamp).unwrap_or("");
+        let record = RecordRef {
+            id: id.as_str(),
+            stamp,
+            stable_key: ev.stable_key,
+            profile: self.policy_of(ev.epoch).profile_name(step.profile),
+            event: ev.event,
+            packet: (ev.event.kind() == crate::policy::EventKind::Jsm).then_some(ev.packet),
+            handling: step.handling,
+            node: self.policy.node_name(ev.node).unwrap_or(""),
+            key: &ev.key,
+            stanza: &ev.stanza,
+        };
+        let born = crate::protocol::stamp::parse_millis(stamp).unwrap_or(0);
+        Some((format::encode_payload(&record), ev.stable_key, born))
+    }
+
+    /// The encoded record of `slot`'s current step, for a notification that waits in a queue
+    /// (spooled if it is dropped there); `None` without a spool.
+    pub(super) fn queued_record(&self, slot: u32) -> Option<Bytes> {
+        self.spool.as_ref()?;
+        let ev = self.events.by_slot(slot)?;
+        let step = self.step_of(ev)?;
+        self.encode_step(slot, &step)
+            .map(|(p, _, _)| Bytes::from(p))
+    }
+
+    /// Spools the current step of `slot`; its verdict waits until the record is durable.
+    pub(super) fn spool_step(&mut self, slot: u32, step: &Step) -> Result<(), Refused> {
+        let Some((payload, stable_key, born)) = self.encode_step(slot, step) else {
+            return Ok(());
+        };
+        let profile = self.policy.profile_name(step.profile).to_owned();
+        let seq = self.spool_payload(payload, &profile, stable_key, born)?;
+        if let Some(ev) = self.events.by_slot_mut(slot) {
+            ev.hold = ev.hold.max(seq);
+            let held = Held {
+                seq,
+                slot,
+                serial: ev.serial,
+                key_hash: ev.key_hash,
+            };
+            self.held.push_back(held);
+        }
+        Ok(())
+    }
+
+    fn spool_payload(
+        &mut self,
+        payload: Vec<u8>,
+        profile: &str,
+        stable_key: u64,
+        born: u64,
+    ) -> Result<Seq, Refused> {
+        let spool = self.spool.as_mut().ok_or(Refused::Full)?;
+        let result = spool.append_encoded(payload, profile, stable_key, born);
+        if result.is_err() && !self.spool_alarm {
+            self.spool_alarm = true;
+            self.actions
+                .push_back(Action::Alarm(Alarm::SpoolFull { raised: true }));
+        }
+        if result.is_ok() {
+            self.arm_replay(false);
+        }
+        result
+    }
+
+    /// A notification dropped from a queue after its event left (a server that left the
+    /// ring, an expired entry, shutdown): kept if the spool has room, else lost (counted).
+    pub(super) fn spool_dropped(&mut self, record: Option<Bytes>) -> bool {
+        let Some(payload) = record else {
+            return false;
+        };
+        let Some(r) = format::decode_payload(&payload) else {
+            return false;
+        };
+        let born = crate::protocol::stamp::parse_millis(&r.stamp).unwrap_or(0);
+        self.spool_payload(payload.to_vec(), &r.profile, r.stable_key, born)
+            .is_ok()
+    }
+
+    /// Whether the verdict of an event holding `hold` may leave.
+    pub(super) fn hold_released(&self, hold: Seq) -> bool {
+        hold == 0 || self.spool.as_ref().map_or(true, |s| s.durable() >= hold)
+    }
+
+    /// The runtime made every record up to `upto` durable: the verdicts waiting for them go.
+    pub fn handle_spool_durable(&mut self, upto: Seq, now: Instant) {
+        self.now = now;
+        if let Some(spool) = self.spool.as_mut() {
+            spool.on_durable(upto);
+        }
+        self.release_held(upto, false);
+        self.check_spool_alarm();
+    }
+
+    /// The runtime failed to make the records up to `upto` durable: they are not kept, and the
+    /// events that depended on them bounce (fail closed).
+    pub fn handle_spool_failed(&mut self, upto: Seq, now: Instant) {
+        self.now = now;
+        if let Some(spool) = self.spool.as_mut() {
+            spool.on_failed(upto);
+        }
+        self.release_held(upto, true);
+    }
+
+    fn release_held(&mut self, upto: Seq, lost: bool) {
+        while let Some(h) = self.held.front().copied() {
+            if h.seq > upto {
+                break;
+            }
+            self.held.pop_front();
+            if lost {
+                if let Some(ev) = self.events.by_slot_mut(h.slot) {
+                    if ev.serial == h.serial {
+                        ev.spool_lost = true;
+                        if let Phase::Done {
+                            verdict, terminal, ..
+                        } = &mut ev.phase
+                        {
+                            *verdict = Verdict::Bounce(BounceCause::SpoolFull);
+                            *terminal = super::Terminal::Bounce;
+                        }
+                    }
+                }
+            }
+            self.release(h.key_hash);
+        }
+    }
+
+    fn check_spool_alarm(&mut self) {
+        if self.spool_alarm && self.spool.as_ref().is_some_and(|s| !s.full()) {
+            self.spool_alarm = false;
+            self.actions
+                .push_back(Action::Alarm(Alarm::SpoolFull { raised: false }));
+        }
+    }
+
+    /// Something changed that may let records go out: a pass starts (from the oldest record
+    /// when `from_start`) at the next turn.
+    pub(super) fn arm_replay(&mut self, from_start: bool) {
+        if self.spool.as_ref().map_or(true, |s| s.records() == 0) {
+            return;
+        }
+        if from_start && !self.replay.armed {
+            self.replay.cursor = 0;
+        }
+        self.replay.armed = true;
+    }
+
+    /// Whether a replay turn is due now.
+    pub(super) fn replay_due(&self) -> bool {
+        self.replay.armed
+    }
+
+    /// One replay turn: looks at up to [`REPLAY_SCAN`] records from the pass's cursor, and
+    /// writes each whose server (rendezvous among its profile's routable servers) has a
+    /// stream with room, at most `link_batch_bytes` per stream; a stream that took its batch
+    /// is full until it reports room. Live requests waiting in a server's queue went first
+    /// (callers flush queues before replay).
+    pub(super) fn replay_turn(&mut self, now: Instant) {
+        if !self.replay.armed || self.draining {
+            return;
+        }
+        let Some(spool) = self.spool.as_ref() else {
+            return;
+        };
+        let profile_ids: Vec<Option<ProfileId>> = spool
+            .profiles()
+            .iter()
+            .map(|p| {
+                (0..self.policy.profile_count())
+                    .map(|i| ProfileId(i as u16))
+                    .find(|&id| self.policy.profile_name(id) == p.name)
+            })
+            .collect();
+        let batch: Vec<(Seq, usize, u64)> = spool
+            .pending_from(self.replay.cursor)
+            .take(REPLAY_SCAN)
+            .map(|(seq, p)| (seq, p.profile, p.stable_key))
+            .collect();
+        let reached_end = batch.len() < REPLAY_SCAN;
+        let shard = usize::from(self.cfg.shard);
+        let limit = self.cfg.link_batch_bytes.max(1);
+        let mut sent_on = vec![0usize; usize::from(self.cfg.shards)];
+        for (seq, profile, stable_key) in batch {
+            self.replay.cursor = seq + 1;
+            let Some(Some(profile)) = profile_ids.get(profile).copied() else {
+                continue;
+            };
+            let Some(server) = self.replay_server(profile, stable_key) else {
+                continue;
+            };
+            let Some(link) = self.servers[server.index()].link(shard) else {
+                continue;
+            };
+            let Some(bytes) = self.replay_bytes(seq, server) else {
+                continue;
+            };
+            let len = bytes.len();
+            if let Some(spool) = self.spool.as_mut() {
+                spool.set_in_transit(seq, true);
+            }
+            self.replay.progress = true;
+            self.actions.push_back(Action::Send {
+                server,
+                link: link as u16,
+                request: Outgoing::Replay { seq },
+                bytes,
+            });
+            if let Some(n) = sent_on.get_mut(link) {
+                *n += len;
+                if *n >= limit {
+                    *n = 0;
+                    self.servers[server.index()].link_full(link);
+                    self.actions.push_back(Action::AwaitRoom {
+                        server,
+                        link: link as u16,
+                    });
+                }
+            }
+        }
+        let _ = now;
+        if reached_end {
+            self.replay.cursor = 0;
+            self.replay.armed = self.replay.progress;
+            self.replay.progress = false;
+        }
+    }
+
+    /// The server a record of `profile` goes to now: rendezvous over the routable ones.
+    fn replay_server(&self, profile: ProfileId, stable_key: u64) -> Option<ServerId> {
+        let candidates = self
+            .policy
+            .profile_servers(profile)
+            .iter()
+            .filter_map(|id| self.servers.get(id.index()))
+            .filter(|s| s.routable() && !s.retired())
+            .map(|s| (s.id, s.seed));
+        crate::routing::rendezvous(stable_key, candidates)
+    }
+
+    fn replay_bytes(&self, seq: Seq, server: ServerId) -> Option<Bytes> {
+        let pending = self.spool.as_ref()?.get(seq)?;
+        let r = format::decode_payload(&pending.payload)?;
+        let view = self.servers.get(server.index())?;
+        let fields = RequestFields {
+            id: RequestId {
+                shard: self.cfg.shard,
+                slot: u32::MAX,
+                generation: (seq & 0xffff_ffff) as u32,
+            },
+            event: r.event,
+            packet: r.packet,
+            profile: &r.profile,
+            handling: r.handling,
+            mode: Mode::Notify,
+            node: &r.node,
+            key: &r.key,
+            stamp: &r.stamp,
+            record: &r.id,
+            replay: true,
+        };
+        let mut out = BytesMut::with_capacity(r.stanza.len() + 384);
+        write_request(
+            &mut out,
+            &self.cfg.gateway_name,
+            &view.component,
+            &fields,
+            &r.stanza,
+        );
+        Some(out.freeze())
+    }
+
+    /// A replayed record was written to a server's stream: it leaves the spool.
+    pub fn on_replay_written(&mut self, seq: Seq, now: Instant) {
+        self.now = now;
+        if let Some(spool) = self.spool.as_mut() {
+            spool.delivered(seq);
+        }
+        self.check_spool_alarm();
+    }
+
+    /// A replayed record could not be written: it stays, for a later pass.
+    pub(super) fn replay_deferred(&mut self, seq: Seq) {
+        if let Some(spool) = self.spool.as_mut() {
+            spool.set_in_transit(seq, false);
+        }
+        self.arm_replay(false);
+    }
+
+    /// The step could not be kept: the event bounces, whatever its handling (fail closed).
+    pub(super) fn refuse_closed(&mut self, slot: u32, step: &Step) {
+        self.finish(
+            slot,
+            Verdict::Bounce(BounceCause::SpoolFull),
+            super::Terminal::Bounce,
+            Some((step.profile, None)),
+        );
+    }
+}

@@ -1,0 +1,604 @@
+//! The durable spool of one shard, sans-IO: records that could not reach a compliance server
+//! (docs/protocol.md §8), kept in an append-only log of numbered segment files until they are
+//! replayed.
+//!
+//! Owns the record index (what is pending, per profile, oldest first), the byte bound, segment
+//! rolling and deletion, and group-commit bookkeeping: appends accumulate in memory; the
+//! runtime takes them as one [`IoBatch`] (writes, then one sync per segment written, then
+//! removals), carries it out, and reports [`Spool::on_durable`] (or [`Spool::on_failed`]) for
+//! the batch's last record. One batch is in flight at a time, so one sync covers every record
+//! appended while the previous one ran.
+//!
+//! Must not: perform I/O, read a clock or know anything of glommio. [`SpoolFiles`] is the small
+//! file trait a synchronous driver ([`execute`], [`load`]) works over: tests plug a
+//! fault-injecting double into it, start-up a plain std one; the gateway's running shards
+//! carry batches out on glommio's files instead (`runtime/spool.rs`).
+#![forbid(unsafe_code)]
+
+pub mod format;
+
+#[cfg(test)]
+mod tests;
+
+use bytes::Bytes;
+pub use format::{Record, RecordRef, Tail};
+use std::collections::BTreeMap;
+
+/// The number of a record in this shard's spool: increasing, never reused in one run.
+pub type Seq = u64;
+
+/// One file operation of a batch, carried out in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpoolIo {
+    /// Create segment `segment` (empty; its header comes as the first write).
+    Create { segment: u64 },
+    /// Write `bytes` at `offset` of `segment`.
+    Write {
+        segment: u64,
+        offset: u64,
+        bytes: Vec<u8>,
+    },
+    /// Make everything written to `segment` durable (fdatasync).
+    Sync { segment: u64 },
+    /// Delete `segment`: every record in it was delivered.
+    Remove { segment: u64 },
+}
+
+/// Operations covering every record appended up to `upto` (none when `upto` is 0 and the
+/// batch only removes segments).
+#[derive(Clone, Debug, Default)]
+pub struct IoBatch {
+    pub ops: Vec<SpoolIo>,
+    pub upto: Seq,
+}
+
+/// Why a record was not kept.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// It would take the spool past `max_bytes` (fail closed: the caller bounces).
+    Full,
+    /// It is larger than a segment may be.
+    TooLarge,
+}
+
+/// A spooled record waiting for replay.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    pub segment: u64,
+    /// Index in [`Spool::profiles`].
+    pub profile: usize,
+    pub stable_key: u64,
+    /// The encoded payload ([`format::decode_payload`] gives the record back).
+    pub payload: Bytes,
+    /// Frame size on disk.
+    pub bytes: u64,
+    /// When it was spooled, in milliseconds since the Unix epoch (the record's stamp).
+    pub born_ms: u64,
+    /// Handed to a stream and not yet confirmed written (skipped by replay scans).
+    pub in_transit: bool,
+}
+
+/// Per-profile figures, for status.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProfileStats {
+    pub name: String,
+    pub records: u64,
+    pub bytes: u64,
+    pub replayed: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Segment {
+    size: u64,
+    live: u64,
+    /// Never appended to again.
+    sealed: bool,
+}
+
+/// What start-up found in a shard's spool.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    pub segments: usize,
+    pub records: u64,
+    pub bytes: u64,
+    /// (segment, offset, bytes dropped) for each torn or corrupt tail.
+    pub torn: Vec<(u64, u64, u64)>,
+    /// Files that were not segments (no header), removed.
+    pub not_segments: Vec<u64>,
+    /// Frames whose checksum held but whose payload could not be read.
+    pub unreadable: u64,
+}
+
+/// Counters kept across the run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpoolCounters {
+    pub spooled: u64,
+    pub replayed: u64,
+    pub refused_full: u64,
+    pub io_errors: u64,
+    pub lost_on_error: u64,
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct Spool {
+    max_bytes: u64,
+    segment_bytes: u64,
+    segments: BTreeMap<u64, Segment>,
+    current: Option<u64>,
+    next_segment: u64,
+    /// Operations not yet handed out, in order.
+    queued: Vec<SpoolIo>,
+    /// The write being built for the current segment: (segment, offset, bytes).
+    pending_write: Option<(u64, u64, Vec<u8>)>,
+    /// Segments written since the last batch was taken (each gets one sync).
+    dirty: Vec<u64>,
+    appended: Seq,
+    durable: Seq,
+    /// The `upto` of the batch in flight, if any.
+    in_flight: Option<Seq>,
+    /// Bytes on disk (or about to be): the sum of the segments' sizes.
+    bytes: u64,
+    records: BTreeMap<Seq, Pending>,
+    profiles: Vec<ProfileStats>,
+    full: bool,
+    pub counters: SpoolCounters,
+}
+
+impl Spool {
+    /// An empty spool bounded by `max_bytes`, rolling segments at `segment_bytes`; new segment
+    /// numbers start at `first_segment`.
+    pub fn new(max_bytes: u64, segment_bytes: u64, first_segment: u64) -> Spool {
+        Spool {
+            max_bytes,
+            segment_bytes: segment_bytes.max(4096),
+            segments: BTreeMap::new(),
+            current: None,
+            next_segment: first_segment,
+            queued: Vec::new(),
+            pending_write: None,
+            dirty: Vec::new(),
+            appended: 0,
+            durable: 0,
+            in_flight: None,
+            bytes: 0,
+            records: BTreeMap::new(),
+            profiles: Vec::new(),
+            full: false,
+            counters: SpoolCounters::default(),
+        }
+    }
+
+    /// The segment size a spool of `max_bytes` rolls at: small enough that a delivered
+    /// segment frees space early, large enough that rolling is rare.
+    pub fn segment_size_for(max_bytes: u64) -> u64 {
+        (max_bytes / 16).clamp(64 << 10, 64 << 20)
+    }
+
+    /// Rebuilds the spool from segment files read back (`segments`: number and content, any
+    /// order). Every valid record is pending and durable; every recovered segment is sealed
+    /// (new records go to a new one); a torn tail is dropped and reported; a segment without
+    /// valid records is removed by the first batch.
+    pub fn recover(
+        max_bytes: u64,
+        segment_bytes: u64,
+        mut segments: Vec<(u64, Bytes)>,
+        born_ms: impl Fn(&Record) -> u64,
+    ) -> (Spool, Recovered) {
+        segments.sort_by_key(|(n, _)| *n);
+        let first = segments.last().map_or(0, |(n, _)| n + 1);
+        let mut spool = Spool::new(max_bytes, segment_bytes, first);
+        let mut report = Recovered::default();
+        for (number, data) in segments {
+            let scan = format::scan(&data);
+            match scan.tail {
+                Tail::NoHeader => {
+                    report.not_segments.push(number);
+                    spool.queued.push(SpoolIo::Remove { segment: number });
+                    continue;
+                }
+                Tail::Torn { at, bytes } => report.torn.push((number, at, bytes)),
+                Tail::Clean => {}
+            }
+            report.segments += 1;
+            let size = data.len() as u64;
+            spool.segments.insert(
+                number,
+                Segment {
+                    size,
+                    live: 0,
+                    sealed: true,
+                },
+            );
+            spool.bytes += size;
+            for (_, payload) in scan.frames {
+                let Some(record) = format::decode_payload(&payload) else {
+                    report.unreadable += 1;
+                    continue;
+                };
+                let profile = spool.profile_index(&record.profile);
+                let seq = spool.appended + 1;
+                spool.appended = seq;
+                let bytes = format::frame_len(payload.len());
+                spool.insert(
+                    seq,
+                    Pending {
+                        segment: number,
+                        profile,
+                        stable_key: record.stable_key,
+                        payload,
+                        bytes,
+                        born_ms: born_ms(&record),
+                        in_transit: false,
+                    },
+                );
+                report.records += 1;
+                report.bytes += bytes;
+            }
+            spool.release_if_empty(number);
+        }
+        spool.durable = spool.appended;
+        (spool, report)
+    }
+
+    fn profile_index(&mut self, name: &str) -> usize {
+        match self.profiles.iter().position(|p| p.name == name) {
+            Some(i) => i,
+            None => {
+                self.profiles.push(ProfileStats {
+                    name: name.to_owned(),
+                    ..Default::default()
+                });
+                self.profiles.len() - 1
+            }
+        }
+    }
+
+    fn insert(&mut self, seq: Seq, p: Pending) {
+        if let Some(s) = self.segments.get_mut(&p.segment) {
+            s.live += 1;
+        }
+        if let Some(stats) = self.profiles.get_mut(p.profile) {
+            stats.records += 1;
+            stats.bytes += p.bytes;
+        }
+        self.records.insert(seq, p);
+    }
+
+    /// Appends a record; returns its number. It is durable once [`Spool::durable`] reaches it.
+    pub fn append(&mut self, record: &RecordRef<'_>, born_ms: u64) -> Result<Seq, Refused> {
+        let payload = format::encode_payload(record);
+        self.append_encoded(payload, record.profile, record.stable_key, born_ms)
+    }
+
+    /// [`Spool::append`] of a payload already encoded ([`format::encode_payload`]).
+    pub fn append_encoded(
+        &mut self,
+        payload: Vec<u8>,
+        profile: &str,
+        stable_key: u64,
+        born_ms: u64,
+    ) -> Result<Seq, Refused> {
+        let frame = format::frame_len(payload.len());
+        let header = format::SEGMENT_MAGIC.len() as u64;
+        if frame + header > self.segment_bytes.max(format::MAX_PAYLOAD as u64) {
+            return Err(Refused::TooLarge);
+        }
+        // Roll when the record does not fit in the current segment.
+        let roll = match self.current.and_then(|c| self.segments.get(&c)) {
+            Some(seg) => seg.size + frame > self.segment_bytes && seg.size > header,
+            None => true,
+        };
+        let extra = if roll { header } else { 0 };
+        if self.bytes + frame + extra > self.max_bytes {
+            self.full = true;
+            self.counters.refused_full += 1;
+            return Err(Refused::Full);
+        }
+        if roll {
+            self.roll();
+        }
+        let Some(segment) = self.current else {
+            return Err(Refused::Full);
+        };
+        let mut framed = Vec::with_capacity(frame as usize);
+        format::put_frame(&mut framed, &payload);
+        let seg = self.segments.entry(segment).or_insert(Segment {
+            size: 0,
+            live: 0,
+            sealed: false,
+        });
+        let offset = seg.size;
+        seg.size += frame;
+        self.bytes += frame;
+        match &mut self.pending_write {
+            Some((s, o, buf)) if *s == segment && *o + buf.len() as u64 == offset => {
+                buf.extend_from_slice(&framed)
+            }
+            _ => {
+                self.flush_write();
+                self.pending_write = Some((segment, offset, framed));
+            }
+        }
+        let profile = self.profile_index(profile);
+        let seq = self.appended + 1;
+        self.appended = seq;
+        self.insert(
+            seq,
+            Pending {
+                segment,
+                profile,
+                stable_key,
+                payload: Bytes::from(payload),
+                bytes: frame,
+                born_ms,
+                in_transit: false,
+            },
+        );
+        self.counters.spooled += 1;
+        Ok(seq)
+    }
+
+    fn flush_write(&mut self) {
+        if let Some((segment, offset, bytes)) = self.pending_write.take() {
+            if !self.dirty.contains(&segment) {
+                self.dirty.push(segment);
+            }
+            self.queued.push(SpoolIo::Write {
+                segment,
+                offset,
+                bytes,
+            });
+        }
+    }
+
+    /// Seals the current segment and starts a new one.
+    fn roll(&mut self) {
+        self.flush_write();
+        if let Some(c) = self.current.take() {
+            if let Some(s) = self.segments.get_mut(&c) {
+                s.sealed = true;
+            }
+            self.release_if_empty(c);
+        }
+        let n = self.next_segment;
+        self.next_segment += 1;
+        let header = format::SEGMENT_MAGIC.len() as u64;
+        self.segments.insert(
+            n,
+            Segment {
+                size: header,
+                live: 0,
+                sealed: false,
+            },
+        );
+        self.bytes += header;
+        self.queued.push(SpoolIo::Create { segment: n });
+        self.pending_write = Some((n, 0, format::SEGMENT_MAGIC.to_vec()));
+        self.current = Some(n);
+    }
+
+    /// Removes a sealed segment with nothing pending in it.
+    fn release_if_empty(&mut self, segment: u64) {
+        let Some(s) = self.segments.get(&segment) else {
+            return;
+        };
+        if s.live > 0 || !s.sealed {
+            return;
+        }
+        let size = s.size;
+        self.segments.remove(&segment);
+        self.bytes = self.bytes.saturating_sub(size);
+        self.dirty.retain(|d| *d != segment);
+        if matches!(&self.pending_write, Some((s, _, _)) if *s == segment) {
+            self.pending_write = None;
+        }
+        self.queued.push(SpoolIo::Remove { segment });
+        if self.full && self.bytes < self.max_bytes {
+            self.full = false;
+        }
+    }
+
+    /// The next batch to carry out, when none is in flight and there is something to do.
+    pub fn take_batch(&mut self) -> Option<IoBatch> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        self.flush_write();
+        if self.queued.is_empty() {
+            return None;
+        }
+        let mut ops = std::mem::take(&mut self.queued);
+        for segment in self.dirty.drain(..) {
+            ops.push(SpoolIo::Sync { segment });
+        }
+        // Removals last: a sync never names a file already gone.
+        let (mut removes, mut rest): (Vec<SpoolIo>, Vec<SpoolIo>) = ops
+            .into_iter()
+            .partition(|op| matches!(op, SpoolIo::Remove { .. }));
+        rest.append(&mut removes);
+        let upto = self.appended;
+        self.in_flight = Some(upto);
+        Some(IoBatch { ops: rest, upto })
+    }
+
+    /// The batch in flight was carried out: every record up to `upto` is durable.
+    pub fn on_durable(&mut self, upto: Seq) {
+        self.in_flight = None;
+        self.durable = self.durable.max(upto);
+    }
+
+    /// The batch in flight failed: records after the last durable one up to `upto` were not
+    /// kept. They leave the index (the caller fails their events closed); the segment being
+    /// written is abandoned (sealed) and new records go to a fresh one. Returns how many were
+    /// dropped.
+    pub fn on_failed(&mut self, upto: Seq) -> u64 {
+        self.in_flight = None;
+        self.counters.io_errors += 1;
+        let lost: Vec<Seq> = self
+            .records
+            .range(self.durable + 1..=upto)
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in &lost {
+            self.remove(*seq, false);
+        }
+        self.counters.lost_on_error += lost.len() as u64;
+        if let Some(c) = self.current.take() {
+            if let Some(s) = self.segments.get_mut(&c) {
+                s.sealed = true;
+            }
+            self.release_if_empty(c);
+        }
+        self.durable = self.durable.max(upto);
+        lost.len() as u64
+    }
+
+    fn remove(&mut self, seq: Seq, replayed: bool) -> Option<Pending> {
+        let p = self.records.remove(&seq)?;
+        if let Some(stats) = self.profiles.get_mut(p.profile) {
+            stats.records = stats.records.saturating_sub(1);
+            stats.bytes = stats.bytes.saturating_sub(p.bytes);
+            if replayed {
+                stats.replayed += 1;
+            }
+        }
+        if let Some(s) = self.segments.get_mut(&p.segment) {
+            s.live = s.live.saturating_sub(1);
+            // The current segment, once all it holds is delivered, is sealed so that its
+            // space comes back; the next record starts a new one.
+            if s.live == 0 && !s.sealed && self.current == Some(p.segment) {
+                s.sealed = true;
+                self.flush_write();
+                self.current = None;
+            }
+        }
+        self.release_if_empty(p.segment);
+        Some(p)
+    }
+
+    /// Pending records from `from` on, oldest first.
+    pub fn pending_from(&self, from: Seq) -> impl Iterator<Item = (Seq, &Pending)> + '_ {
+        self.records
+            .range(from..)
+            .filter(|(_, p)| !p.in_transit)
+            .map(|(s, p)| (*s, p))
+    }
+
+    /// A replayed record was handed to a stream: it is skipped until confirmed or handed back.
+    pub fn set_in_transit(&mut self, seq: Seq, in_transit: bool) {
+        if let Some(p) = self.records.get_mut(&seq) {
+            p.in_transit = in_transit;
+        }
+    }
+
+    /// A replayed record was written to a server's stream: it leaves the spool.
+    pub fn delivered(&mut self, seq: Seq) {
+        if self.remove(seq, true).is_some() {
+            self.counters.replayed += 1;
+        }
+    }
+
+    pub fn get(&self, seq: Seq) -> Option<&Pending> {
+        self.records.get(&seq)
+    }
+
+    pub fn durable(&self) -> Seq {
+        self.durable
+    }
+
+    pub fn appended(&self) -> Seq {
+        self.appended
+    }
+
+    pub fn records(&self) -> u64 {
+        self.records.len() as u64
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// The spool refused a record and has not freed space since (alarm `SpoolFull`).
+    pub fn full(&self) -> bool {
+        self.full
+    }
+
+    pub fn profiles(&self) -> &[ProfileStats] {
+        &self.profiles
+    }
+
+    /// The oldest pending record's birth, per profile index and overall.
+    pub fn oldest_ms(&self) -> (Option<u64>, Vec<Option<u64>>) {
+        let mut per = vec![None; self.profiles.len()];
+        let mut all: Option<u64> = None;
+        let mut left = self.profiles.iter().filter(|p| p.records > 0).count();
+        for p in self.records.values() {
+            if left == 0 {
+                break;
+            }
+            if let Some(slot @ None) = per.get_mut(p.profile) {
+                *slot = Some(p.born_ms);
+                left -= 1;
+            }
+            all = Some(all.map_or(p.born_ms, |a| a.min(p.born_ms)));
+        }
+        (all, per)
+    }
+
+    /// Something waits for the next batch.
+    pub fn has_work(&self) -> bool {
+        !self.queued.is_empty() || self.pending_write.is_some()
+    }
+
+    /// Nothing waits to be written or is being written.
+    pub fn idle(&self) -> bool {
+        self.in_flight.is_none() && self.queued.is_empty() && self.pending_write.is_none()
+    }
+}
+
+/// The file operations a spool needs, synchronously (start-up, tests).
+pub trait SpoolFiles {
+    /// Segment numbers present.
+    fn list(&mut self) -> std::io::Result<Vec<u64>>;
+    fn read(&mut self, segment: u64) -> std::io::Result<Vec<u8>>;
+    fn create(&mut self, segment: u64) -> std::io::Result<()>;
+    fn write(&mut self, segment: u64, offset: u64, bytes: &[u8]) -> std::io::Result<()>;
+    fn sync(&mut self, segment: u64) -> std::io::Result<()>;
+    fn remove(&mut self, segment: u64) -> std::io::Result<()>;
+}
+
+/// Carries out a batch on `files`, stopping at the first error.
+pub fn execute<F: SpoolFiles>(batch: &IoBatch, files: &mut F) -> std::io::Result<()> {
+    for op in &batch.ops {
+        match op {
+            SpoolIo::Create { segment } => files.create(*segment)?,
+            SpoolIo::Write {
+                segment,
+                offset,
+                bytes,
+            } => files.write(*segment, *offset, bytes)?,
+            SpoolIo::Sync { segment } => files.sync(*segment)?,
+            SpoolIo::Remove { segment } => files.remove(*segment)?,
+        }
+    }
+    Ok(())
+}
+
+/// Reads every segment of `files` back ([`Spool::recover`]).
+pub fn load<F: SpoolFiles>(
+    files: &mut F,
+    max_bytes: u64,
+    segment_bytes: u64,
+    born_ms: impl Fn(&Record) -> u64,
+) -> std::io::Result<(Spool, Recovered)> {
+    let mut segments = Vec::new();
+    for n in files.list()? {
+        segments.push((n, Bytes::from(files.read(n)?)));
+    }
+    Ok(Spool::recover(max_bytes, segment_bytes, segments, born_ms))
+}
