@@ -26,8 +26,8 @@ pub use catalog::{
 };
 pub use config::{
     check_config_report, default_config, generated_component_name, load_file, load_str, AcceptMode,
-    Config, Diagnostic, GatewayConfig, Limits, ListenConfig, Loaded, RouterConfig, ServerConfig,
-    ServerId, ServerMode, Severity, Timers, DEFAULT_TOML,
+    Config, Diagnostic, GatewayConfig, Limits, ListenConfig, Loaded, LogConfig, LogFormat,
+    LogLevel, RouterConfig, ServerConfig, ServerId, ServerMode, Severity, Timers, DEFAULT_TOML,
 };
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use jid::{Jid, JidError, ParsedJid};

@@ -80,6 +80,7 @@ pub fn plan(
     keep_running(&mut new.listen.compliance, l.compliance, |c| {
         keep("[listen] compliance", c && compliance_bound)
     });
+    keep_running(&mut new.log, running.log, |c| keep("[log]", c));
     let summary = summarize(running, policy, &new);
     Ok(Plan {
         config: new,

@@ -395,6 +395,13 @@ pub enum Leg {
 pub(crate) fn serve(ctx: Rc<ShardCtx>, tcp: TcpStream, leg: Leg, slot: accept::Slot) {
     let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let shard = ctx.id;
+    if log::enabled(Level::Debug) {
+        log::record(
+            Level::Debug,
+            Some(shard),
+            &format!("serving the {leg:?} connection from {peer}"),
+        );
+    }
     match leg {
         Leg::Router => contain::spawn(
             shard,

@@ -34,6 +34,12 @@ pub(super) struct RawListen {
     pub compliance: Option<Sp<String>>,
 }
 
+#[derive(Default, Debug)]
+pub(super) struct RawLog {
+    pub level: Option<Sp<String>>,
+    pub format: Option<Sp<String>>,
+}
+
 #[derive(Debug)]
 pub(super) struct RawRouter {
     pub at: usize,
@@ -87,6 +93,7 @@ pub(super) struct Raw {
     pub timers: Vec<(&'static str, Sp<String>)>,
     /// The `[limits]` keys present, as written.
     pub limits: Vec<(&'static str, Sp<i64>)>,
+    pub log: RawLog,
     pub routers: Vec<RawRouter>,
     pub servers: Vec<RawServer>,
     pub profiles: Vec<RawProfile>,
@@ -118,8 +125,8 @@ pub(super) const LIMIT_KEYS: [&str; 8] = [
     "max_unauthenticated",
 ];
 
-const TOP_KEYS: [&str; 8] = [
-    "gateway", "listen", "timers", "limits", "router", "server", "profile", "routing",
+const TOP_KEYS: [&str; 9] = [
+    "gateway", "listen", "timers", "limits", "log", "router", "server", "profile", "routing",
 ];
 const GATEWAY_KEYS: [&str; 6] = ["name", "domain", "shards", "admin", "accept", "share_ports"];
 const LISTEN_KEYS: [&str; 2] = ["routers", "compliance"];
@@ -137,6 +144,7 @@ const SERVER_KEYS: [&str; 9] = [
 ];
 const PROFILE_KEYS: [&str; 3] = ["name", "description", "events"];
 const ENTRY_KEYS: [&str; 4] = ["event", "packet", "handling", "fire_and_forget"];
+const LOG_KEYS: [&str; 2] = ["level", "format"];
 const ROUTING_KEYS: [&str; 1] = ["priority"];
 
 /// Parses `text`; `None` only when the TOML itself is malformed (reported), since nothing
@@ -194,6 +202,13 @@ pub(super) fn parse(text: &str, d: &mut Diags<'_>) -> Option<Raw> {
             .iter()
             .filter_map(|&k| Some((k, t.integer(d, k)?)))
             .collect();
+    }
+    if let Some(t) = top.table(d, "log") {
+        t.check_keys(d, &LOG_KEYS);
+        raw.log = RawLog {
+            level: t.string(d, "level"),
+            format: t.string(d, "format"),
+        };
     }
     raw.router_written = top.table.contains_key("router");
     raw.server_written = top.table.contains_key("server");
@@ -324,6 +339,7 @@ fn section_name(key: &str) -> &'static str {
         "listen" => "in [listen]",
         "timers" => "in [timers]",
         "limits" => "in [limits]",
+        "log" => "in [log]",
         "routing" => "in [routing]",
         "router" => "in [[router]]",
         "server" => "in [[server]]",
