@@ -3,6 +3,7 @@
 //! See `ARCHITECTURE.md` at the repository root for the layers and their invariants.
 
 pub mod admin;
+pub mod build_info;
 pub mod cli;
 pub mod engine;
 pub mod ops;

@@ -1,5 +1,5 @@
 //! Operator commands that talk to a gateway or its compliance servers from outside: `palisade
-//! status` (reads the admin endpoint), `palisade troubleshoot` (checks every compliance server
+//! status` (reads the admin endpoint), `palisade reload` (asks it to reload), `palisade troubleshoot` (checks every compliance server
 //! as the seed's checklist does), and the login-rate measurement behind `palisade tuning relogin
 //! --measured`.
 //!
@@ -7,5 +7,6 @@
 
 pub mod http_get;
 pub mod login_rate;
+pub mod reload;
 pub mod status;
 pub mod troubleshoot;

@@ -26,8 +26,9 @@ pub use catalog::{
 };
 pub use config::{
     check_config_report, default_config, generated_component_name, load_file, load_str, AcceptMode,
-    Config, Diagnostic, GatewayConfig, Limits, ListenConfig, Loaded, RouterConfig, ServerConfig,
-    ServerId, ServerMode, Severity, SpoolConfig, Timers, DEFAULT_TOML,
+    Config, Diagnostic, GatewayConfig, Limits, ListenConfig, Loaded, LogConfig, LogFormat,
+    LogLevel, RouterConfig, ServerConfig, ServerId, ServerMode, Severity, SpoolConfig, Timers,
+    DEFAULT_TOML,
 };
 pub use config::{check_report, ClientIdentity, DialTls, FileRef, TlsConfig};
 pub use duration::{format_duration, parse_duration, DurationError};

@@ -86,6 +86,7 @@ pub fn plan(
     keep_running(&mut new.listen.compliance_tls, l.compliance_tls, |c| {
         keep("[listen] compliance_tls", c && compliance_bound)
     });
+    keep_running(&mut new.log, running.log, |c| keep("[log]", c));
     if new.spool != running.spool {
         restart_needed.push("[spool]");
         new.spool = running.spool.clone();

@@ -24,6 +24,7 @@
 //! accepts and counts its own connections, against an equal share of each cap.
 
 use super::log::Level;
+pub use super::log::RateLimit;
 use super::mesh::ShardMsg;
 use super::shard::ShardCtx;
 use super::Leg;
@@ -36,8 +37,6 @@ use std::time::{Duration, Instant};
 /// First pause after a failed accept; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
-/// At most one log line per listener and kind of trouble in this long.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 /// How often a waiting accept loop looks at the shutdown flag.
 const SHUTDOWN_CHECK: Duration = Duration::from_millis(100);
 /// Admin connections served at once: scrapers and operators need a handful, and each is short.
@@ -75,31 +74,6 @@ impl From<Leg> for Listener {
         match leg {
             Leg::Router => Listener::Routers,
             Leg::Compliance => Listener::Compliance,
-        }
-    }
-}
-
-// === impl RateLimit ===
-
-/// One log line per [`LOG_EVERY`], counting the lines it held back. Time is a parameter.
-#[derive(Debug, Default)]
-pub struct RateLimit {
-    last: Option<Instant>,
-    held_back: u64,
-}
-
-impl RateLimit {
-    /// `Some(lines held back since the last one)` when a line may be written at `now`.
-    pub fn allow(&mut self, now: Instant) -> Option<u64> {
-        match self.last {
-            Some(last) if now.duration_since(last) < LOG_EVERY => {
-                self.held_back += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.held_back))
-            }
         }
     }
 }
@@ -466,6 +440,7 @@ pub fn refused(ctx: &ShardCtx, kind: Listener, refusal: Refusal, log: &mut RateL
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::log::LOG_EVERY;
 
     #[test]
     fn backoff_doubles_to_a_second_and_resets_on_success() {

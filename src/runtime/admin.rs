@@ -1,5 +1,6 @@
 //! The admin endpoint (`[gateway] admin`): `/metrics` and `/status` over HTTP, served by
-//! shard 0 from every shard's snapshot. Rendering is `crate::admin`'s.
+//! shard 0 from every shard's snapshot, and `POST /reload` (see `reload.rs`). Rendering is
+//! `crate::admin`'s.
 
 use super::accept::{self, Acceptor, Listener, RateLimit, Refusal, ADMIN_MAX_CONNECTIONS};
 use super::shard::ShardCtx;
@@ -79,6 +80,10 @@ async fn answer(ctx: Rc<ShardCtx>, mut tcp: TcpStream, token: u64, started: Inst
             Ok(None) => continue,
             Err(_) => break (400, "Bad Request", "text/plain", b"bad request\n".to_vec()),
             Ok(Some((method, path))) => {
+                if (method, path) == ("POST", "/reload") {
+                    let (status, reason, body) = super::reload::on_request(&ctx).await;
+                    break (status, reason, "application/json", body);
+                }
                 if method != "GET" {
                     break (
                         405,

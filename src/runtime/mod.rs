@@ -24,6 +24,7 @@ mod spool;
 mod startup;
 pub mod status;
 mod tls;
+pub mod systemd;
 
 use crate::engine::{EngineConfig, ShardEngine};
 use crate::policy::{AcceptMode, CompiledPolicy, Config, ServerId, ServerMode};
@@ -174,6 +175,8 @@ pub fn run_with(
     let config = Arc::new(config);
     // Every clone of the mesh builder is made here, before any executor runs (see startup.rs).
     let startup = startup::Startup::new(shards, MESH_CAPACITY);
+    // systemd's notifications, when started by it (see systemd.rs).
+    let supervisor = Arc::new(systemd::Supervisor::from_env(shards));
     log::record(
         Level::Info,
         None,
@@ -191,18 +194,25 @@ pub fn run_with(
         .on_all_shards({
             let startup = startup.clone();
             move || {
-                let (config, policy, startup, stop, reload, tls) = (
+                let (config, policy, startup, stop, reload, tls, supervisor) = (
                     config.clone(),
                     policy.clone(),
                     startup.clone(),
                     stop.clone(),
                     reload.clone(),
                     tls.clone(),
+                    supervisor.clone(),
                 );
                 async move {
-                    let result =
-                        shard_main((config, policy, tls), startup, shards, stop.clone(), reload)
-                            .await;
+                    let result = shard_main(
+                        (config, policy, tls),
+                        startup,
+                        shards,
+                        stop.clone(),
+                        reload,
+                        supervisor,
+                    )
+                    .await;
                     if result.is_err() {
                         // One shard failing to start stops them all.
                         stop.store(true, Ordering::SeqCst);
@@ -240,6 +250,7 @@ async fn shard_main(
     shards: usize,
     stop: Arc<AtomicBool>,
     reload: Option<ReloadSource>,
+    supervisor: Arc<systemd::Supervisor>,
 ) -> Result<(), String> {
     let mesh = startup.take_mesh();
     let (senders, mut receivers) = startup.join(mesh).await?;
@@ -350,6 +361,12 @@ async fn shard_main(
             &format!("Listening for routers on {}", config.listen.routers),
         );
     }
+    // This shard's startup is complete (whatever must finish before the gateway serves goes
+    // above this line); the last shard here tells systemd READY=1.
+    supervisor.shard_ready(id);
+    if let Some(tick) = supervisor.watchdog_tick() {
+        glommio::spawn_local(feed_watchdog(supervisor.clone(), id, tick)).detach();
+    }
     while !stop.load(Ordering::SeqCst) {
         glommio::timer::sleep(Duration::from_millis(20)).await;
         if let Some(source) = reload.as_ref().filter(|_| id == 0) {
@@ -364,8 +381,22 @@ async fn shard_main(
             }
         }
     }
+    if id == 0 {
+        supervisor.stopping();
+    }
     shutdown(&ctx).await;
     Ok(())
+}
+
+/// Marks this shard alive every `tick` from its own executor; on shard 0, feeds systemd's
+/// watchdog every second tick while every shard is alive (see systemd.rs).
+async fn feed_watchdog(supervisor: Arc<systemd::Supervisor>, id: u16, tick: Duration) {
+    let mut feed = false;
+    loop {
+        supervisor.beat(id, feed);
+        feed = !feed;
+        glommio::timer::sleep(tick).await;
+    }
 }
 
 /// The engine's settings for shard `id` under `config`.
@@ -491,6 +522,13 @@ pub(crate) fn serve(
 ) {
     let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let shard = ctx.id;
+    if log::enabled(Level::Debug) {
+        log::record(
+            Level::Debug,
+            Some(shard),
+            &format!("serving the {leg:?} connection from {peer}"),
+        );
+    }
     match leg {
         Leg::Router => contain::spawn(
             shard,

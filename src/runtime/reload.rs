@@ -30,6 +30,8 @@ pub struct ReloadReport {
     pub file: Option<PathBuf>,
     /// Seconds since the Unix epoch, whether it worked, and what it did or why not.
     pub last: Option<(u64, bool, String)>,
+    /// A reload is under way (SIGHUP and `POST /reload` take turns).
+    pub in_progress: bool,
 }
 
 impl ReloadReport {
@@ -45,8 +47,60 @@ impl ReloadReport {
     }
 }
 
+/// `POST /reload` on the admin endpoint: reloads as SIGHUP does and answers with the outcome,
+/// `{"ok": .., "generation": .., "message": ..}` (200 when the file is in force, 422 when it
+/// was refused, 409 when there is no file to read).
+pub async fn on_request(ctx: &Rc<ShardCtx>) -> (u16, &'static str, Vec<u8>) {
+    let file = ctx.reload_report.borrow().file.clone();
+    let Some(file) = file else {
+        let message = "no configuration file to reload: the gateway runs the embedded default";
+        ctx.log(Level::Warn, &format!("POST /reload: {message}"));
+        let generation = ctx.reload_report.borrow().generation;
+        return (409, "Conflict", outcome_json(false, generation, message));
+    };
+    from_file(ctx, &file).await;
+    let report = ctx.reload_report.borrow();
+    let (ok, message) = report
+        .last
+        .as_ref()
+        .map_or((false, "no outcome recorded"), |(_, ok, m)| {
+            (*ok, m.as_str())
+        });
+    let body = outcome_json(ok, report.generation, message);
+    match ok {
+        true => (200, "OK", body),
+        false => (422, "Unprocessable Content", body),
+    }
+}
+
+fn outcome_json(ok: bool, generation: u32, message: &str) -> Vec<u8> {
+    let mut body =
+        serde_json::json!({ "ok": ok, "generation": generation, "message": message }).to_string();
+    body.push('\n');
+    body.into_bytes()
+}
+
 /// Reads `path` again and, if it is valid, puts it in force on every shard (shard 0 only).
+/// A reload asked for while another runs waits for it.
 pub async fn from_file(ctx: &Rc<ShardCtx>, path: &Path) {
+    while ctx.reload_report.borrow().in_progress {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    ctx.reload_report.borrow_mut().in_progress = true;
+    let _turn = Turn(ctx);
+    reload_file(ctx, path).await;
+}
+
+/// Ends a reload's turn however the reload ends (a contained panic included).
+struct Turn<'a>(&'a ShardCtx);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.0.reload_report.borrow_mut().in_progress = false;
+    }
+}
+
+async fn reload_file(ctx: &Rc<ShardCtx>, path: &Path) {
     ctx.log(
         Level::Info,
         &format!("Reloading the configuration from {}", path.display()),

@@ -18,7 +18,11 @@ use bytes::Bytes;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Protocol violations are logged at most 10 per this window on a shard; the next line says
+/// how many were suppressed.
+const VIOLATIONS_WINDOW: Duration = Duration::from_secs(1);
 
 /// A router connection on this shard.
 pub struct RouterConn {
@@ -94,8 +98,8 @@ pub struct ShardCtx {
     pub reload_report: RefCell<super::reload::ReloadReport>,
     /// The wall time read for the last batch of events, by the instant of that batch's read.
     wall_cache: Cell<(Instant, SystemTime)>,
-    /// Protocol violations logged in the current second, to rate-limit the log.
-    violations_logged: Cell<(u64, u32)>,
+    /// The log of protocol violations (one per bad answer: rate-limited).
+    violations_logged: RefCell<log::RateLimit>,
     /// The TLS configurations in force; replaced whole by a reload, like `config`.
     tls: RefCell<Arc<crate::tls::Material>>,
     /// Wakes the spool's writer (`spool.rs`) when the engine spooled something.
@@ -132,7 +136,7 @@ impl ShardCtx {
             compliance_listening: Cell::new(false),
             conn_counts: RefCell::new(Default::default()),
             reload_report: RefCell::new(Default::default()),
-            violations_logged: Cell::new((0, 0)),
+            violations_logged: RefCell::new(log::RateLimit::new(VIOLATIONS_WINDOW, 10)),
             wall_cache: Cell::new((Instant::now(), SystemTime::now())),
             tls: RefCell::new(Arc::default()),
             spool_wake: Notify::default(),
@@ -706,22 +710,19 @@ impl ShardCtx {
     }
 
     fn protocol_violation(&self, server: ServerId, event: &str, detail: &str) {
-        let second = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let (window, count) = self.violations_logged.get();
-        let count = if window == second { count + 1 } else { 1 };
-        self.violations_logged.set((second, count));
-        if count <= 10 {
-            let name = self
-                .policy()
-                .server(server)
-                .map_or_else(|| "?".to_owned(), |s| s.name.clone());
-            self.log(
-                Level::Warn,
-                &format!("protocol violation by compliance server {name} on {event}: {detail}"),
-            );
-        }
+        let Some(held_back) = self.violations_logged.borrow_mut().allow(Instant::now()) else {
+            return;
+        };
+        let name = self
+            .policy()
+            .server(server)
+            .map_or_else(|| "?".to_owned(), |s| s.name.clone());
+        self.log(
+            Level::Warn,
+            &format!(
+                "protocol violation by compliance server {name} on {event}: {detail}{}",
+                log::suppressed(held_back)
+            ),
+        );
     }
 }

@@ -55,6 +55,12 @@ pub(super) struct RawDialTls {
     pub client_key: Option<Sp<String>>,
 }
 
+#[derive(Default, Debug)]
+pub(super) struct RawLog {
+    pub level: Option<Sp<String>>,
+    pub format: Option<Sp<String>>,
+}
+
 #[derive(Debug)]
 pub(super) struct RawRouter {
     pub at: usize,
@@ -114,6 +120,7 @@ pub(super) struct Raw {
     /// `[spool]` as written.
     pub spool_dir: Option<Sp<String>>,
     pub spool_max_bytes: Option<Sp<i64>>,
+    pub log: RawLog,
     pub routers: Vec<RawRouter>,
     pub servers: Vec<RawServer>,
     pub profiles: Vec<RawProfile>,
@@ -145,9 +152,9 @@ pub(super) const LIMIT_KEYS: [&str; 8] = [
     "max_unauthenticated",
 ];
 
-const TOP_KEYS: [&str; 10] = [
-    "gateway", "listen", "timers", "limits", "router", "server", "profile", "routing", "tls",
-    "spool",
+const TOP_KEYS: [&str; 11] = [
+    "gateway", "listen", "timers", "limits", "log", "router", "server", "profile", "routing",
+    "tls", "spool",
 ];
 const SPOOL_KEYS: [&str; 2] = ["dir", "max_bytes"];
 const GATEWAY_KEYS: [&str; 6] = ["name", "domain", "shards", "admin", "accept", "share_ports"];
@@ -182,6 +189,7 @@ const SERVER_KEYS: [&str; 14] = [
 ];
 const PROFILE_KEYS: [&str; 3] = ["name", "description", "events"];
 const ENTRY_KEYS: [&str; 4] = ["event", "packet", "handling", "fire_and_forget"];
+const LOG_KEYS: [&str; 2] = ["level", "format"];
 const ROUTING_KEYS: [&str; 1] = ["priority"];
 
 /// Parses `text`; `None` only when the TOML itself is malformed (reported), since nothing
@@ -255,6 +263,13 @@ pub(super) fn parse(text: &str, d: &mut Diags<'_>) -> Option<Raw> {
         t.check_keys(d, &SPOOL_KEYS);
         raw.spool_dir = t.string(d, "dir");
         raw.spool_max_bytes = t.integer(d, "max_bytes");
+    }
+    if let Some(t) = top.table(d, "log") {
+        t.check_keys(d, &LOG_KEYS);
+        raw.log = RawLog {
+            level: t.string(d, "level"),
+            format: t.string(d, "format"),
+        };
     }
     raw.router_written = top.table.contains_key("router");
     raw.server_written = top.table.contains_key("server");
@@ -398,6 +413,7 @@ fn section_name(key: &str) -> &'static str {
         "tls" => "in [tls]",
         "timers" => "in [timers]",
         "limits" => "in [limits]",
+        "log" => "in [log]",
         "routing" => "in [routing]",
         "spool" => "in [spool]",
         "router" => "in [[router]]",

@@ -33,6 +33,7 @@ pub struct Config {
     /// `[tls]`: the gateway's certificate for its TLS listeners.
     pub tls: Option<TlsConfig>,
     pub spool: SpoolConfig,
+    pub log: LogConfig,
     pub routers: Vec<RouterConfig>,
     pub servers: Vec<ServerConfig>,
     /// The built-in `SystemDefaultComplianceProfile` first, then the file's in definition order.
@@ -71,6 +72,68 @@ pub enum AcceptMode {
     /// Every shard listens with SO_REUSEPORT and the kernel picks: no hand-off, but a few
     /// connections can land on one shard.
     ReusePort,
+}
+
+/// `[log]`: which records the gateway writes, and how.
+#[derive(Copy, Clone, Debug, Default, Eq, PartialEq)]
+pub struct LogConfig {
+    pub level: LogLevel,
+    pub format: LogFormat,
+}
+
+/// The least severe level written (`[log] level`, `--log-level`).
+#[derive(Copy, Clone, Debug, Default, Eq, PartialEq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub const ALL: [LogLevel; 5] = [
+        LogLevel::Error,
+        LogLevel::Warn,
+        LogLevel::Info,
+        LogLevel::Debug,
+        LogLevel::Trace,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<LogLevel> {
+        Self::ALL.into_iter().find(|l| l.as_str() == text)
+    }
+}
+
+/// How records are written (`[log] format`, `--log-format`).
+#[derive(Copy, Clone, Debug, Default, Eq, PartialEq)]
+pub enum LogFormat {
+    /// One line per record: `STAMP LEVEL [shard N] message`.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(text: &str) -> Option<LogFormat> {
+        match text {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Eq, PartialEq)]

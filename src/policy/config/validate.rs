@@ -11,7 +11,7 @@ use super::load::{Raw, RawRouter, Sp};
 use super::profiles::{priority, profiles};
 use super::servers::{servers, Context};
 use super::tls::Dialer;
-use super::{AcceptMode, MAX_SHARDS};
+use super::{AcceptMode, LogConfig, LogFormat, LogLevel, MAX_SHARDS};
 use super::{Config, GatewayConfig, Limits, ListenConfig, RouterConfig, Timers};
 use crate::policy::duration::{format_duration, parse_duration};
 use crate::policy::jid::Jid;
@@ -28,6 +28,7 @@ pub(super) fn validate(raw: Raw, d: &mut Diags<'_>) -> Config {
     let limits = limits(&raw, d);
     let tls = super::tls::listener_tls(raw.tls.as_ref(), &raw.listen, d);
     let spool = spool(&raw, d);
+    let log = log(&raw, d);
     let routers = routers(&raw.routers, d);
     let profiles = profiles(&raw.profiles, d);
     let cx = Context {
@@ -51,6 +52,7 @@ pub(super) fn validate(raw: Raw, d: &mut Diags<'_>) -> Config {
         limits,
         tls,
         spool,
+        log,
         routers,
         servers,
         profiles,
@@ -190,6 +192,32 @@ fn gateway(raw: &Raw, d: &mut Diags<'_>) -> GatewayConfig {
         accept,
         share_ports: g.share_ports.as_ref().is_some_and(|s| s.v),
     }
+}
+
+fn log(raw: &Raw, d: &mut Diags<'_>) -> LogConfig {
+    let level = match &raw.log.level {
+        None => LogLevel::default(),
+        Some(l) => LogLevel::parse(&l.v).unwrap_or_else(|| {
+            d.error_hint(
+                l.at,
+                format!("unknown log level {:?}", l.v),
+                "use \"error\", \"warn\", \"info\", \"debug\" or \"trace\"",
+            );
+            LogLevel::default()
+        }),
+    };
+    let format = match &raw.log.format {
+        None => LogFormat::default(),
+        Some(f) => LogFormat::parse(&f.v).unwrap_or_else(|| {
+            d.error_hint(
+                f.at,
+                format!("unknown log format {:?}", f.v),
+                "use \"text\" (one line per record) or \"json\" (one object per line)",
+            );
+            LogFormat::default()
+        }),
+    };
+    LogConfig { level, format }
 }
 
 fn listen(raw: &Raw, d: &mut Diags<'_>) -> ListenConfig {
