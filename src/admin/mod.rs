@@ -6,11 +6,13 @@
 // A core module: it reads peer bytes or decides on them, and needs no unsafe code.
 #![forbid(unsafe_code)]
 
+pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod page;
 pub mod snapshot;
 pub mod status;
 
 pub use metrics::render_metrics;
-pub use snapshot::{RuntimeCounters, ServerState, ShardSnapshot};
+pub use snapshot::{Listening, RuntimeCounters, ServerState, ShardSnapshot};
 pub use status::{render_status, ServerSummary, Summary};

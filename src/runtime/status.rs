@@ -3,13 +3,23 @@
 
 use super::mesh::ShardMsg;
 use super::shard::ShardCtx;
-use crate::admin::{ServerState, ShardSnapshot};
+use crate::admin::{Listening, ServerState, ShardSnapshot};
 use std::time::{Duration, Instant};
 
 /// This shard's snapshot.
 pub fn snapshot(ctx: &ShardCtx) -> ShardSnapshot {
     let engine = ctx.engine.borrow();
     let links = ctx.links.borrow();
+    let policy = ctx.policy();
+    let router_listeners = if ctx.shutting_down.get() {
+        Listening::ShuttingDown
+    } else if ctx.routers_listening.get() {
+        Listening::Open
+    } else if ctx.config().gateway.accept == crate::policy::AcceptMode::Handoff && ctx.id != 0 {
+        Listening::NotHere
+    } else {
+        Listening::Starting
+    };
     ShardSnapshot {
         shard: ctx.id,
         counters: engine.counters().clone(),
@@ -30,6 +40,11 @@ pub fn snapshot(ctx: &ShardCtx) -> ShardSnapshot {
             .map(|(i, s)| ServerState {
                 name: s.name.clone(),
                 component: s.component.clone(),
+                profile: policy
+                    .server(crate::policy::ServerId(i as u16))
+                    .map_or(String::new(), |info| {
+                        policy.profile_name(info.profile).to_owned()
+                    }),
                 reach: s.reach(),
                 active_links: s.active_links(),
                 local_link: links.get(i).is_some_and(Option::is_some),
@@ -42,13 +57,14 @@ pub fn snapshot(ctx: &ShardCtx) -> ShardSnapshot {
             .borrow()
             .iter()
             .map(|a| {
-                let server = ctx
-                    .policy()
+                let server = policy
                     .server(a.server())
                     .map_or(String::new(), |s| s.name.clone());
                 (a.name().to_owned(), server)
             })
             .collect(),
+        recent: engine.recent(Instant::now()),
+        router_listeners,
     }
 }
 
