@@ -115,10 +115,7 @@ mod tests {
                 "router listener not open yet"
             ]
         );
-        let s = summary(
-            Vec::new(),
-            vec![Listening::Open, Listening::ShuttingDown],
-        );
+        let s = summary(Vec::new(), vec![Listening::Open, Listening::ShuttingDown]);
         assert_eq!(not_ready(&s), ["shutting down"]);
     }
 }

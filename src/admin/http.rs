@@ -75,7 +75,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Method, &str)>, HeadError> {
         || !target.starts_with('/')
         || !printable(target)
         || !matches!(version, "HTTP/1.0" | "HTTP/1.1")
-        || head.bytes().any(|b| b.is_ascii_control() && b != b'\r' && b != b'\n' && b != b'\t')
+        || head
+            .bytes()
+            .any(|b| b.is_ascii_control() && b != b'\r' && b != b'\n' && b != b'\t')
     {
         return Err(HeadError::Malformed);
     }
@@ -141,10 +143,15 @@ pub const ROUTES: &[Route] = &[
 #[derive(Debug, PartialEq, Eq)]
 pub enum Routed {
     /// Serve `page`; with `head_only`, the headers of the `GET` answer and no body.
-    Serve { page: Page, head_only: bool },
+    Serve {
+        page: Page,
+        head_only: bool,
+    },
     NotFound,
     /// The path exists; the `Allow` header value.
-    WrongMethod { allow: String },
+    WrongMethod {
+        allow: String,
+    },
 }
 
 pub fn route(method: Method, path: &str) -> Routed {
@@ -308,8 +315,14 @@ mod tests {
         assert!(r.starts_with(b"HTTP/1.1 200 OK\r\n") && r.ends_with(b"\r\n\r\nhi"));
         let h = Response::text(200, "hi").to_bytes(true);
         let h = String::from_utf8(h).unwrap();
-        assert!(h.contains("Content-Length: 2\r\n") && h.ends_with("\r\n\r\n"), "{h}");
-        assert!(h.contains("Content-Type: text/plain; charset=utf-8\r\n"), "{h}");
+        assert!(
+            h.contains("Content-Length: 2\r\n") && h.ends_with("\r\n\r\n"),
+            "{h}"
+        );
+        assert!(
+            h.contains("Content-Type: text/plain; charset=utf-8\r\n"),
+            "{h}"
+        );
     }
 
     #[test]

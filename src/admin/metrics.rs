@@ -20,8 +20,27 @@ pub const COMMIT: &str = match option_env!("PALISADE_COMMIT") {
 /// Histogram bucket bounds in microseconds: tens of microseconds (an answer over loopback) to
 /// minutes (an event queued through an outage window).
 pub const BUCKETS_US: [u64; 21] = [
-    25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000,
-    500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000, 60_000_000, 300_000_000,
+    25,
+    50,
+    100,
+    250,
+    500,
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    30_000_000,
+    60_000_000,
+    300_000_000,
 ];
 
 /// How many recorded values are at or below each of [`BUCKETS_US`] (cumulative), to within the
@@ -521,9 +540,18 @@ mod tests {
         }
         let mut out = String::new();
         histogram(&mut out, "x_seconds", "server=\"a\"", &a, 2_000_961);
-        assert!(out.contains("x_seconds_bucket{server=\"a\",le=\"0.000025\"} 2\n"), "{out}");
-        assert!(out.contains("x_seconds_bucket{server=\"a\",le=\"+Inf\"} 5\n"), "{out}");
-        assert!(out.contains("x_seconds_sum{server=\"a\"} 2.000961\n"), "{out}");
+        assert!(
+            out.contains("x_seconds_bucket{server=\"a\",le=\"0.000025\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_seconds_bucket{server=\"a\",le=\"+Inf\"} 5\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_seconds_sum{server=\"a\"} 2.000961\n"),
+            "{out}"
+        );
         assert!(out.contains("x_seconds_count{server=\"a\"} 5\n"), "{out}");
         let mut out = String::new();
         histogram(&mut out, "y_seconds", "", &b, 0);

@@ -21,6 +21,9 @@ mod tests {
         let page = super::render(r#"{"gateway":"</script><b>x"}"#);
         assert!(page.contains(r#"{"gateway":"\u003c/script>\u003cb>x"}"#));
         assert_eq!(page.matches("</script>").count(), 1, "only the page's own");
-        assert!(!page.contains("http://") && !page.contains("https://"), "nothing from elsewhere");
+        assert!(
+            !page.contains("http://") && !page.contains("https://"),
+            "nothing from elsewhere"
+        );
     }
 }

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// A request must arrive whole within this, however slowly its bytes trickle in.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// After answering, what is still read and dropped before closing, and for how long at most.
+const LINGER_BYTES: usize = 256 * 1024;
+const LINGER: Duration = Duration::from_secs(1);
 
 /// Serves the endpoint until shutdown: at most [`ADMIN_MAX_CONNECTIONS`] at once, further
 /// connections closed at once (counted and logged, rate-limited), failed accepts backed off
@@ -111,6 +114,20 @@ async fn answer(ctx: Rc<ShardCtx>, mut tcp: TcpStream, token: u64, started: Star
     };
     let timeout = glommio::timer::sleep(REQUEST_TIMEOUT);
     futures_lite::future::or(write, timeout).await;
+    // A lingering close: read (and drop) what the peer still sends for a moment, so that
+    // closing with unread bytes does not reset the connection before the answer is read.
+    let _ = tcp.shutdown(std::net::Shutdown::Write).await;
+    let drain = async {
+        let mut chunk = [0u8; 2048];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match tcp.read(&mut chunk).await {
+                Ok(n) if n > 0 => left = left.saturating_sub(n),
+                _ => break,
+            }
+        }
+    };
+    futures_lite::future::or(drain, glommio::timer::sleep(LINGER)).await;
     let _ = tcp.close().await;
 }
 
