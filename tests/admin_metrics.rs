@@ -157,6 +157,16 @@ fn metrics_pass_the_prometheus_parser_and_promtool() {
         "histograms, not whole-run summaries"
     );
 
+    // Every family is documented for operators.
+    let docs = std::fs::read_to_string(root().join("docs/operations.md")).unwrap();
+    for line in m.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let name = line.split(' ').nth(2).unwrap();
+        assert!(
+            docs.contains(&format!("| `{name}` |")),
+            "{name} is not in docs/operations.md"
+        );
+    }
+
     // The parser, and the checks it leaves to us.
     if let Some(python) = python {
         let out = feed(
