@@ -368,7 +368,7 @@ mod tests {
                 head_only: false
             }
         );
-        for r in ROUTES {
+        for r in ROUTES.iter().filter(|r| r.methods.contains(&Method::Get)) {
             assert_eq!(
                 route(Method::Head, r.path),
                 Routed::Serve {
