@@ -418,7 +418,7 @@ fn queue_full_alarm_is_raised_and_cleared() {
         "{m}"
     );
     assert!(
-        m.contains("palisade_server_requests_total{server=\"cs1\",outcome=\"queue_full\"} 3"),
+        m.contains("palisade_server_step_failures_total{server=\"cs1\",reason=\"queue_full\"} 3"),
         "{m}"
     );
 }
@@ -538,7 +538,7 @@ fn a_backlog_larger_than_the_stream_is_sent_when_the_server_returns_in_time() {
     let m = metrics(&gw);
     assert!(
         m.lines().any(|l| l
-            .starts_with("palisade_server_requests_total{server=\"cs1\",outcome=\"passed\"}")
+            .starts_with("palisade_server_answers_total{server=\"cs1\",answer=\"pass\"}")
             && l.ends_with(&format!(" {EVENTS}"))),
         "{m}"
     );

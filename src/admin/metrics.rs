@@ -1,10 +1,87 @@
-//! `/metrics`: the summary in Prometheus text exposition format (version 0.0.4).
+//! `/metrics`: the summary in Prometheus text exposition format (version 0.0.4). Every family
+//! has `# HELP` and `# TYPE`; counters end in `_total`; latencies are histograms with the
+//! buckets of [`BUCKETS_US`], cumulative since start (docs/operations.md lists every metric).
 
 use super::snapshot::{LISTENERS, TLS_FAILURE_REASONS};
 use super::status::Summary;
 use crate::engine::Terminal;
 use crate::policy::EventId;
+use hdrhistogram::Histogram;
 use std::fmt::Write;
+
+/// The gateway's version, for `palisade_build_info`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The commit it was built from: `PALISADE_COMMIT` at build time, else `unknown`.
+pub const COMMIT: &str = match option_env!("PALISADE_COMMIT") {
+    Some(c) => c,
+    None => "unknown",
+};
+
+/// Histogram bucket bounds in microseconds: tens of microseconds (an answer over loopback) to
+/// minutes (an event queued through an outage window).
+pub const BUCKETS_US: [u64; 21] = [
+    25,
+    50,
+    100,
+    250,
+    500,
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    30_000_000,
+    60_000_000,
+    300_000_000,
+];
+
+/// How many recorded values are at or below each of [`BUCKETS_US`] (cumulative), to within the
+/// histogram's resolution (0.1 %). Additive: the counts of a merge of histograms are the sums of
+/// their counts, so shards' histograms merge into the same buckets.
+pub fn cumulative(h: &Histogram<u64>) -> [u64; BUCKETS_US.len()] {
+    let mut per = [0u64; BUCKETS_US.len()];
+    for v in h.iter_recorded() {
+        let value = v.value_iterated_to();
+        if let Some(i) = BUCKETS_US.iter().position(|&b| value <= b) {
+            per[i] += v.count_at_value();
+        }
+    }
+    let mut total = 0;
+    for c in &mut per {
+        total += *c;
+        *c = total;
+    }
+    per
+}
+
+/// One histogram series set: `_bucket` (with `le`), `_sum` and `_count`. `labels` is empty or
+/// `name="value",...` without braces.
+fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram<u64>, sum_us: u64) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    for (bound, n) in BUCKETS_US.iter().zip(cumulative(h)) {
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"{}\"}} {n}",
+            *bound as f64 / 1e6
+        );
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", h.len());
+    let braces = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    let _ = writeln!(out, "{name}_sum{braces} {}", sum_us as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count{braces} {}", h.len());
+}
 
 /// Escapes a label value.
 fn label(v: &str) -> String {
@@ -91,54 +168,115 @@ pub fn render_metrics(s: &Summary) -> String {
         &mut out,
         "palisade_server_requests_total",
         "counter",
-        "Steps on each compliance server by outcome.",
+        "Requests written to each compliance server: mode=\"wait\" expects an answer, mode=\"notify\" is fire-and-forget.",
     );
     for v in &s.servers {
-        let c = &v.counters;
-        for (outcome, n) in [
-            ("sent", c.sent),
-            ("notified", c.notified),
-            ("passed", c.passed),
-            ("modified", c.modified),
-            ("handled", c.handled),
-            ("errors", c.errors),
-            ("timeouts", c.timeouts),
-            ("protocol_violations", c.protocol_violations),
-            ("late_answers", c.late_answers),
-            ("queue_full", c.queue_full),
-            ("resent", c.resent),
-            ("moved_away", c.moved_away),
-            ("notifications_lost", c.notifications_lost),
-            ("deferred", c.deferred),
-        ] {
+        for (mode, n) in [("wait", v.counters.sent), ("notify", v.counters.notified)] {
             let _ = writeln!(
                 out,
-                "palisade_server_requests_total{{server=\"{}\",outcome=\"{outcome}\"}} {n}",
+                "palisade_server_requests_total{{server=\"{}\",mode=\"{mode}\"}} {n}",
                 label(&v.name)
             );
         }
     }
     family(
         &mut out,
-        "palisade_server_answer_seconds",
-        "summary",
-        "Time from writing a request to reading its answer.",
+        "palisade_server_answers_total",
+        "counter",
+        "Answers read in time from each compliance server, by what they said.",
     );
     for v in &s.servers {
-        for (q, us) in ["0.5", "0.9", "0.99", "0.999"].iter().zip(v.latency_us) {
+        let c = &v.counters;
+        for (answer, n) in [
+            ("pass", c.passed),
+            ("modify", c.modified),
+            ("handle", c.handled),
+            ("error", c.errors),
+        ] {
             let _ = writeln!(
                 out,
-                "palisade_server_answer_seconds{{server=\"{}\",quantile=\"{q}\"}} {}",
-                label(&v.name),
-                us as f64 / 1e6
+                "palisade_server_answers_total{{server=\"{}\",answer=\"{answer}\"}} {n}",
+                label(&v.name)
             );
         }
-        let _ = writeln!(
-            out,
-            "palisade_server_answer_seconds_count{{server=\"{}\"}} {}",
-            label(&v.name),
-            v.answers
-        );
+    }
+    family(
+        &mut out,
+        "palisade_server_step_failures_total",
+        "counter",
+        "Steps on each compliance server that failed without an answer: its timer fired (reason=\"timeout\") or its queue was full (reason=\"queue_full\").",
+    );
+    for v in &s.servers {
+        for (reason, n) in [
+            ("timeout", v.counters.timeouts),
+            ("queue_full", v.counters.queue_full),
+        ] {
+            let _ = writeln!(
+                out,
+                "palisade_server_step_failures_total{{server=\"{}\",reason=\"{reason}\"}} {n}",
+                label(&v.name)
+            );
+        }
+    }
+    for (name, help, get) in [
+        (
+            "palisade_server_protocol_violations_total",
+            "Answers refused by the answer rules (taken as a plain pass) or unreadable.",
+            (|c| c.protocol_violations) as fn(&crate::engine::ServerCounters) -> u64,
+        ),
+        (
+            "palisade_server_late_answers_total",
+            "Answers to requests no longer waiting (after a timeout or a move).",
+            |c| c.late_answers,
+        ),
+        (
+            "palisade_server_requests_resent_total",
+            "Requests sent again after the stream they went out on was lost.",
+            |c| c.resent,
+        ),
+        (
+            "palisade_server_requests_moved_total",
+            "Requests moved to another server after this one left the ring.",
+            |c| c.moved_away,
+        ),
+        (
+            "palisade_server_notifications_lost_total",
+            "Notifications lost because the server stayed away past their timer.",
+            |c| c.notifications_lost,
+        ),
+        (
+            "palisade_server_writes_deferred_total",
+            "Requests and notifications queued again because the stream had no room yet.",
+            |c| c.deferred,
+        ),
+    ] {
+        family(&mut out, name, "counter", help);
+        for v in &s.servers {
+            let _ = writeln!(
+                out,
+                "{name}{{server=\"{}\"}} {}",
+                label(&v.name),
+                get(&v.counters)
+            );
+        }
+    }
+    family(
+        &mut out,
+        "palisade_server_answer_seconds",
+        "histogram",
+        "Time from writing a request to reading its answer, per compliance server.",
+    );
+    for (i, v) in s.servers.iter().enumerate() {
+        if let Some(h) = s.counters.latency.get(i) {
+            let sum = s.counters.latency_sum_us.get(i).copied().unwrap_or(0);
+            histogram(
+                &mut out,
+                "palisade_server_answer_seconds",
+                &format!("server=\"{}\"", label(&v.name)),
+                h,
+                sum,
+            );
+        }
     }
     family(
         &mut out,
@@ -187,18 +325,16 @@ pub fn render_metrics(s: &Summary) -> String {
     family(
         &mut out,
         "palisade_residence_seconds",
-        "summary",
+        "histogram",
         "Time events spend in the gateway, arrival to verdict.",
     );
-    let h = &s.counters.residence;
-    for q in [0.5, 0.9, 0.99, 0.999] {
-        let _ = writeln!(
-            out,
-            "palisade_residence_seconds{{quantile=\"{q}\"}} {}",
-            h.value_at_quantile(q) as f64 / 1e6
-        );
-    }
-    let _ = writeln!(out, "palisade_residence_seconds_count {}", h.len());
+    histogram(
+        &mut out,
+        "palisade_residence_seconds",
+        "",
+        &s.counters.residence,
+        s.counters.residence_sum_us,
+    );
 
     family(
         &mut out,
@@ -273,9 +409,9 @@ pub fn render_metrics(s: &Summary) -> String {
     );
     for (name, help, n) in [
         (
-            "palisade_router_read_pauses_total",
-            "Milliseconds router reads paused because the shard had too many events in flight.",
-            s.runtime.read_pauses,
+            "palisade_service_requests_total",
+            "Requests from routers or servers other than events (pings, disco), answered or refused.",
+            s.runtime.service_requests,
         ),
         (
             "palisade_router_output_pauses_total",
@@ -291,6 +427,17 @@ pub fn render_metrics(s: &Summary) -> String {
         family(&mut out, name, "counter", help);
         let _ = writeln!(out, "{name} {n}");
     }
+    family(
+        &mut out,
+        "palisade_router_read_paused_seconds_total",
+        "counter",
+        "Time router reads paused because the shard had too many events in flight.",
+    );
+    let _ = writeln!(
+        out,
+        "palisade_router_read_paused_seconds_total {}",
+        s.runtime.read_pauses as f64 / 1e3
+    );
     family(
         &mut out,
         "palisade_connections_refused_total",
@@ -341,6 +488,36 @@ pub fn render_metrics(s: &Summary) -> String {
         "Seconds since start.",
     );
     let _ = writeln!(out, "palisade_uptime_seconds {}", s.uptime.as_secs_f64());
+    family(
+        &mut out,
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since the Unix epoch, in seconds.",
+    );
+    let _ = writeln!(out, "process_start_time_seconds {}", s.started_unix);
+    family(
+        &mut out,
+        "palisade_build_info",
+        "gauge",
+        "Always 1; the labels say which build is running.",
+    );
+    let _ = writeln!(
+        out,
+        "palisade_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+        label(VERSION),
+        label(COMMIT)
+    );
+    family(
+        &mut out,
+        "palisade_ready",
+        "gauge",
+        "1 when /readyz answers 200 (router listeners open, every profile in use has an ACTIVE server).",
+    );
+    let _ = writeln!(
+        out,
+        "palisade_ready {}",
+        u8::from(super::health::not_ready(s).is_empty())
+    );
     if let Some(spool) = &s.spool {
         spool_metrics(&mut out, spool);
     }
@@ -466,5 +643,56 @@ fn spool_metrics(out: &mut String, sp: &super::snapshot::SpoolState) {
             label(&p.profile),
             p.replayed
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(values: &[u64]) -> Histogram<u64> {
+        let mut h = Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        for v in values {
+            h.record(*v).unwrap();
+        }
+        h
+    }
+
+    #[test]
+    fn buckets_are_cumulative_and_merge_across_shards() {
+        let a = h(&[10, 25, 26, 900, 2_000_000]);
+        let b = h(&[40, 1_000_000, 400_000_000]);
+        let ca = cumulative(&a);
+        assert_eq!(ca[0], 2, "10 and 25 are <= 25 us");
+        assert_eq!(ca[1], 3);
+        assert_eq!(ca[5], 4, "<= 1 ms");
+        assert_eq!(ca[BUCKETS_US.len() - 1], 5);
+        let cb = cumulative(&b);
+        assert_eq!(cb[BUCKETS_US.len() - 1], 2, "400 s is past the last bound");
+        let mut merged = a.clone();
+        merged.add(&b).unwrap();
+        let cm = cumulative(&merged);
+        for i in 0..BUCKETS_US.len() {
+            assert_eq!(cm[i], ca[i] + cb[i]);
+        }
+        let mut out = String::new();
+        histogram(&mut out, "x_seconds", "server=\"a\"", &a, 2_000_961);
+        assert!(
+            out.contains("x_seconds_bucket{server=\"a\",le=\"0.000025\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_seconds_bucket{server=\"a\",le=\"+Inf\"} 5\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_seconds_sum{server=\"a\"} 2.000961\n"),
+            "{out}"
+        );
+        assert!(out.contains("x_seconds_count{server=\"a\"} 5\n"), "{out}");
+        let mut out = String::new();
+        histogram(&mut out, "y_seconds", "", &b, 0);
+        assert!(out.contains("y_seconds_bucket{le=\"300\"} 2\n"), "{out}");
+        assert!(out.contains("y_seconds_count 3\n"), "{out}");
     }
 }

@@ -6,13 +6,16 @@
 // A core module: it reads peer bytes or decides on them, and needs no unsafe code.
 #![forbid(unsafe_code)]
 
+pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod page;
 pub mod snapshot;
 pub mod status;
 
 pub use metrics::render_metrics;
 pub use snapshot::{
-    RuntimeCounters, ServerState, ShardSnapshot, SpoolProfile, SpoolState, TLS_FAILURE_REASONS,
+    Listening, RuntimeCounters, ServerState, ShardSnapshot, SpoolProfile, SpoolState,
+    TLS_FAILURE_REASONS,
 };
 pub use status::{render_status, ServerSummary, Summary};

@@ -1,7 +1,7 @@
 //! What one shard reports about itself (gathered through the channel mesh by the runtime), and
 //! the counts the runtime keeps beside the engine's. Plain data.
 
-use crate::engine::{Counters, Reach};
+use crate::engine::{Counters, Reach, Window};
 
 /// Counts the runtime keeps beside the engine's.
 #[derive(Clone, Debug, Default)]
@@ -90,6 +90,8 @@ impl RuntimeCounters {
 pub struct ServerState {
     pub name: String,
     pub component: String,
+    /// The profile assigned to it.
+    pub profile: String,
     pub reach: Reach,
     /// Streams active across all shards (this shard's replica).
     pub active_links: usize,
@@ -115,6 +117,23 @@ pub struct ShardSnapshot {
     pub alarms: Vec<(String, String)>,
     /// This shard's spool, when `[spool] dir` is set.
     pub spool: Option<SpoolState>,
+    /// The last minute (rates and percentiles for the status page).
+    pub recent: Window,
+    /// This shard's router listeners.
+    pub router_listeners: Listening,
+}
+
+/// Where a shard's router listeners are.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Listening {
+    /// Not bound yet: the shard is starting.
+    Starting,
+    /// Open and accepting.
+    Open,
+    /// This shard does not listen (`[gateway] accept = "handoff"`: shard 0 does).
+    NotHere,
+    /// Shutting down: no longer serving.
+    ShuttingDown,
 }
 
 /// One profile's share of a spool.

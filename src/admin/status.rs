@@ -1,7 +1,7 @@
 //! The gateway-wide summary merged from every shard's snapshot, and its JSON form (`/status`).
 
-use super::snapshot::{RuntimeCounters, ShardSnapshot};
-use crate::engine::{Counters, Reach, ServerCounters, Terminal};
+use super::snapshot::{Listening, RuntimeCounters, ShardSnapshot};
+use crate::engine::{Counters, Reach, ServerCounters, Terminal, Window};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use std::time::Duration;
 pub struct ServerSummary {
     pub name: String,
     pub component: String,
+    pub profile: String,
     /// `up` if any shard sees it up, else `outage` if any sees an outage, else `down`.
     pub state: &'static str,
     pub streams: usize,
@@ -18,6 +19,14 @@ pub struct ServerSummary {
     /// Answer latency percentiles (p50, p90, p99, p99.9) in microseconds, and the count.
     pub latency_us: [u64; 4],
     pub answers: u64,
+    /// The same over the last minute.
+    pub recent_latency_us: [u64; 4],
+    pub recent_answers: u64,
+}
+
+/// p50, p90, p99 and p99.9 of a histogram.
+pub fn percentiles<T: hdrhistogram::Counter>(h: &hdrhistogram::Histogram<T>) -> [u64; 4] {
+    [50.0, 90.0, 99.0, 99.9].map(|q| h.value_at_quantile(q / 100.0))
 }
 
 /// The gateway as a whole.
@@ -40,6 +49,14 @@ pub struct Summary {
     /// The configuration in force: its generation (0 until a reload), file, and the latest
     /// reload's outcome.
     pub config: Value,
+    /// The last minute, every shard's merged.
+    pub recent: Window,
+    /// Each answering shard's router listeners.
+    pub listeners: Vec<Listening>,
+    /// Shards running (those that did not answer in time are missing from the rest).
+    pub shards_expected: usize,
+    /// When the process started, seconds since the Unix epoch (0 when unknown).
+    pub started_unix: f64,
 }
 
 impl Summary {
@@ -52,9 +69,11 @@ impl Summary {
     ) -> Summary {
         let mut counters = snaps[0].counters.clone();
         let mut runtime = snaps[0].runtime.clone();
+        let mut recent = snaps[0].recent.clone();
         for s in &snaps[1..] {
             counters.merge(&s.counters);
             runtime.merge(&s.runtime);
+            recent.merge(&s.recent);
         }
         let servers = (0..snaps[0].servers.len())
             .map(|i| {
@@ -72,15 +91,19 @@ impl Summary {
                     "down"
                 };
                 let h = &counters.latency[i];
+                let recent_h = recent.latency.get(i);
                 ServerSummary {
                     name: views[0].name.clone(),
                     component: views[0].component.clone(),
+                    profile: views[0].profile.clone(),
                     state,
                     streams: views.iter().map(|v| v.active_links).max().unwrap_or(0),
                     queued: views.iter().map(|v| v.queued).sum(),
                     counters: counters.servers[i].clone(),
-                    latency_us: [50.0, 90.0, 99.0, 99.9].map(|q| h.value_at_quantile(q / 100.0)),
+                    latency_us: percentiles(h),
                     answers: h.len(),
+                    recent_latency_us: recent_h.map_or([0; 4], percentiles),
+                    recent_answers: recent_h.map_or(0, |h| h.len()),
                 }
             })
             .collect();
@@ -110,6 +133,10 @@ impl Summary {
             alarms,
             profiles,
             config: Value::Null,
+            recent,
+            listeners: snaps.iter().map(|s| s.router_listeners).collect(),
+            shards_expected: snaps.len(),
+            started_unix: 0.0,
         }
     }
 }
@@ -144,6 +171,8 @@ pub fn render_status(s: &Summary) -> String {
                     "notifications_lost": c.notifications_lost, "deferred": c.deferred,
                 },
                 "latency_us": { "p50": v.latency_us[0], "p90": v.latency_us[1], "p99": v.latency_us[2], "p999": v.latency_us[3], "answers": v.answers },
+                "profile": v.profile,
+                "last_minute_us": quantiles_json(&v.recent_latency_us, "answers", v.recent_answers),
             })
         })
         .collect();
@@ -152,8 +181,16 @@ pub fn render_status(s: &Summary) -> String {
         .iter()
         .map(|(name, server)| json!({ "name": name, "server": server }))
         .collect();
+    let reasons = super::health::not_ready(s);
+    let rates: serde_json::Map<String, Value> = Terminal::ALL
+        .iter()
+        .map(|t| (t.as_str().to_owned(), json!(s.recent.per_second(*t))))
+        .collect();
     let doc = json!({
         "gateway": s.gateway,
+        "version": super::metrics::VERSION,
+        "commit": super::metrics::COMMIT,
+        "ready": { "ready": reasons.is_empty(), "reasons": reasons },
         "shards": s.shards,
         "uptime_seconds": s.uptime.as_secs_f64(),
         "events": {
@@ -168,6 +205,11 @@ pub fn render_status(s: &Summary) -> String {
         "connections": {
             "refused": per_listener(&s.runtime.connections_refused),
             "accept_errors": per_listener(&s.runtime.accept_errors),
+        },
+        "last_minute": {
+            "window_seconds": s.recent.span.as_secs_f64(),
+            "verdicts_per_second": rates,
+            "residence_us": quantiles_json(&super::status::percentiles(&s.recent.residence), "verdicts", s.recent.residence.len()),
         },
         "config": s.config,
         "routers": s.routers,
@@ -209,6 +251,11 @@ fn spool_json(spool: Option<&super::snapshot::SpoolState>) -> Value {
         "write_errors": s.write_errors,
         "profiles": profiles,
     })
+}
+
+/// `{"p50": .., "p90": .., "p99": .., "p999": .., COUNT_NAME: count}`.
+fn quantiles_json(q: &[u64; 4], count_name: &str, count: u64) -> Value {
+    json!({ "p50": q[0], "p90": q[1], "p99": q[2], "p999": q[3], count_name: count })
 }
 
 /// `{"routers": n, "compliance": n, "admin": n}`.

@@ -108,8 +108,12 @@ pub struct Counters {
     pub servers: Vec<ServerCounters>,
     /// Answer latency per server, microseconds.
     pub latency: Vec<Histogram<u64>>,
+    /// The exact sum of each server's answer latencies, microseconds.
+    pub latency_sum_us: Vec<u64>,
     /// Gateway residence time of every released verdict, microseconds.
     pub residence: Histogram<u64>,
+    /// The exact sum of those residence times, microseconds.
+    pub residence_sum_us: u64,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -126,7 +130,9 @@ impl Counters {
             by_decider: vec![vec![[0; 5]; servers + 1]; profiles + 1],
             servers: vec![ServerCounters::default(); servers],
             latency: (0..servers).map(|_| histogram()).collect(),
+            latency_sum_us: vec![0; servers],
             residence: histogram(),
+            residence_sum_us: 0,
         }
     }
 
@@ -137,6 +143,9 @@ impl Counters {
         }
         while self.latency.len() < servers {
             self.latency.push(histogram());
+        }
+        if servers > self.latency_sum_us.len() {
+            self.latency_sum_us.resize(servers, 0);
         }
         let columns = self.servers.len() + 1;
         // The last row counts undecided events: it stays last.
@@ -182,7 +191,11 @@ impl Counters {
         for (a, b) in self.latency.iter_mut().zip(&o.latency) {
             let _ = a.add(b);
         }
+        for (a, b) in self.latency_sum_us.iter_mut().zip(&o.latency_sum_us) {
+            *a += b;
+        }
         let _ = self.residence.add(&o.residence);
+        self.residence_sum_us += o.residence_sum_us;
     }
 }
 

@@ -10,6 +10,7 @@ mod counters;
 mod deadlines;
 mod order;
 mod outage;
+mod recent;
 mod reload;
 mod servers;
 mod shard;
@@ -18,6 +19,7 @@ mod spooling;
 mod walk;
 
 pub use counters::{Counters, ServerCounters, Terminal, TerminalCounts};
+pub use recent::Window;
 pub use servers::LinkState;
 pub use servers::Reach;
 pub use shard::{Action, Alarm, EngineConfig, Outgoing, RouterRef, ShardEngine};

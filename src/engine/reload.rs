@@ -118,6 +118,7 @@ impl ShardEngine {
         }
         self.counters
             .grow(policy.profile_count(), self.servers.len());
+        self.recent.grow(self.servers.len());
         for (server, link, up, graceful) in std::mem::take(&mut self.pending_links) {
             if up {
                 self.on_link_up(server, link, now);

@@ -202,6 +202,8 @@ pub struct ShardEngine {
     pub(super) timers: Deadlines,
     pub(super) servers: Vec<ServerView>,
     pub(super) counters: Counters,
+    /// The last minute of the same (see `recent.rs`).
+    pub(super) recent: super::recent::Recent,
     pub(super) actions: VecDeque<Action>,
     /// Shutting down: every remaining step fails at once.
     pub(super) draining: bool,
@@ -244,6 +246,7 @@ impl ShardEngine {
         let profiles = policy.profile_count();
         ShardEngine {
             counters: Counters::new(profiles, servers.len()),
+            recent: super::recent::Recent::new(servers.len(), now),
             cfg,
             policy,
             epoch: 0,
@@ -339,6 +342,10 @@ impl ShardEngine {
         if let Some(h) = self.counters.latency.get_mut(server.index()) {
             h.saturating_record(micros.max(1));
         }
+        if let Some(sum) = self.counters.latency_sum_us.get_mut(server.index()) {
+            *sum += micros;
+        }
+        self.recent.record_answer(server.index(), micros, now);
         self.apply_answer(r.slot, server, answer.answer, now);
     }
 
@@ -468,6 +475,11 @@ impl ShardEngine {
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The last minute up to `now`: rates and percentiles for the status page.
+    pub fn recent(&self, now: Instant) -> super::Window {
+        self.recent.window(now)
     }
 
     pub fn servers(&self) -> &[ServerView] {

@@ -554,9 +554,10 @@ impl ShardEngine {
             );
             self.count_terminal(ev.event, terminal, decider);
             let residence = self.now.saturating_duration_since(ev.received_at);
-            self.counters
-                .residence
-                .saturating_record((residence.as_micros() as u64).max(1));
+            let micros = residence.as_micros() as u64;
+            self.counters.residence.saturating_record(micros.max(1));
+            self.counters.residence_sum_us += micros;
+            self.recent.record_terminal(terminal, micros, self.now);
             self.actions.push_back(Action::Verdict {
                 router: ev.router,
                 bytes: out.freeze(),

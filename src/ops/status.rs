@@ -50,6 +50,38 @@ pub fn render(doc: &Value) -> String {
         n(&t["failed_open"]),
         n(&e["bad_requests"]),
     );
+    let ready = &doc["ready"];
+    if let Some(ok) = ready["ready"].as_bool() {
+        let reasons: Vec<&str> = ready["reasons"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "Ready: {}",
+            if ok {
+                "yes".to_owned()
+            } else {
+                format!("NO: {}", reasons.join("; "))
+            }
+        );
+    }
+    let lm = &doc["last_minute"];
+    if let Some(window) = lm["window_seconds"].as_f64() {
+        let rate = |t: &str| lm["verdicts_per_second"][t].as_f64().unwrap_or(0.0);
+        let r = &lm["residence_us"];
+        let _ = writeln!(
+            out,
+            "Last {window:.0}s: pass {:.1}/s, handle {:.1}/s, bounce {:.1}/s, drop {:.1}/s, failed-open {:.1}/s; in the gateway p50 {} p99 {}",
+            rate("pass"),
+            rate("handle"),
+            rate("bounce"),
+            rate("drop"),
+            rate("failed_open"),
+            ms(&r["p50"]),
+            ms(&r["p99"]),
+        );
+    }
     let routers: Vec<&str> = doc["routers"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())

@@ -325,6 +325,7 @@ async fn shard_main(
                 );
             }
         }
+        ctx.routers_listening.set(true);
     }
     listen_for_compliance(&ctx, &config, &policy, false)?;
     for (i, server) in policy.servers().iter().enumerate() {
@@ -350,7 +351,8 @@ async fn shard_main(
         if let Some(addr) = config.gateway.admin {
             // Only shard 0 serves it: SO_REUSEPORT only when ports are shared on purpose.
             let listener = listen::bind(addr, "the admin endpoint", config.gateway.share_ports)?;
-            glommio::spawn_local(admin::serve(ctx.clone(), listener, Instant::now())).detach();
+            glommio::spawn_local(admin::serve(ctx.clone(), listener, admin::Started::now()))
+                .detach();
             ctx.log(
                 Level::Info,
                 &format!("Status and metrics on http://{addr}/status and /metrics"),

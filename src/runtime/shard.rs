@@ -91,6 +91,8 @@ pub struct ShardCtx {
     pub router_generations: RefCell<AHashMap<String, u32>>,
     /// The compliance listener is up on this shard.
     pub compliance_listening: Cell<bool>,
+    /// The router listeners are open on this shard (for `/readyz`).
+    pub routers_listening: Cell<bool>,
     /// Connections accepted here and still open, per listener (routers, compliance), wherever
     /// they are served (see `accept.rs`).
     pub conn_counts: RefCell<[super::accept::Count; 2]>,
@@ -134,6 +136,7 @@ impl ShardCtx {
             link_generations: RefCell::new(vec![0; servers]),
             router_generations: RefCell::new(AHashMap::new()),
             compliance_listening: Cell::new(false),
+            routers_listening: Cell::new(false),
             conn_counts: RefCell::new(Default::default()),
             reload_report: RefCell::new(Default::default()),
             violations_logged: RefCell::new(log::RateLimit::new(VIOLATIONS_WINDOW, 10)),

@@ -3,7 +3,7 @@
 
 use super::mesh::ShardMsg;
 use super::shard::ShardCtx;
-use crate::admin::{ServerState, ShardSnapshot};
+use crate::admin::{Listening, ServerState, ShardSnapshot};
 use std::time::{Duration, Instant};
 
 /// This shard's snapshot.
@@ -11,6 +11,16 @@ pub fn snapshot(ctx: &ShardCtx) -> ShardSnapshot {
     let engine = ctx.engine.borrow();
     let links = ctx.links.borrow();
     let spool = engine.spool().map(spool_state);
+    let policy = ctx.policy();
+    let router_listeners = if ctx.shutting_down.get() {
+        Listening::ShuttingDown
+    } else if ctx.routers_listening.get() {
+        Listening::Open
+    } else if ctx.config().gateway.accept == crate::policy::AcceptMode::Handoff && ctx.id != 0 {
+        Listening::NotHere
+    } else {
+        Listening::Starting
+    };
     ShardSnapshot {
         spool,
         shard: ctx.id,
@@ -32,6 +42,11 @@ pub fn snapshot(ctx: &ShardCtx) -> ShardSnapshot {
             .map(|(i, s)| ServerState {
                 name: s.name.clone(),
                 component: s.component.clone(),
+                profile: policy
+                    .server(crate::policy::ServerId(i as u16))
+                    .map_or(String::new(), |info| {
+                        policy.profile_name(info.profile).to_owned()
+                    }),
                 reach: s.reach(),
                 active_links: s.active_links(),
                 local_link: links.get(i).is_some_and(Option::is_some),
@@ -46,11 +61,13 @@ pub fn snapshot(ctx: &ShardCtx) -> ShardSnapshot {
             .map(|a| {
                 let server = a
                     .server()
-                    .and_then(|id| ctx.policy().server(id).map(|s| s.name.clone()))
+                    .and_then(|id| policy.server(id).map(|s| s.name.clone()))
                     .unwrap_or_default();
                 (a.name().to_owned(), server)
             })
             .collect(),
+        recent: engine.recent(Instant::now()),
+        router_listeners,
     }
 }
 
