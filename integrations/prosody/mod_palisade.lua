@@ -268,11 +268,49 @@ local function read_buffered(session)
 	}, { __index = watchers });
 end
 
+-- Resumes a session's runner suspended in judge_now, at once: util.async's own waiter resumes
+-- it from a zero-second timer, one more timer and event-loop turn for every judged stanza.
+-- What follows is what util.async does then: the stanza's processing goes on; once it is done
+-- (the coroutine yields "ready"), the runner takes the next queued stanza, or tells its
+-- watchers it is ready (mod_c2s resumes reading).
+local function resume_runner(runner, co)
+	local ok, state = coroutine.resume(co);
+	if not ok then
+		local on_error = runner.watchers.error;
+		if on_error then pcall(on_error, runner, debug.traceback(co, state)); end
+		runner.state = "ready";
+		return runner:run();
+	elseif state == "ready" then
+		runner.state = "ready";
+		return runner:run();
+	end
+	-- "wait": suspended again, by whatever it waits for now
+end
+
 -- Judges inside the current async runner (the session `origin`'s): returns action, detail.
 -- Must only be called when async.ready().
 local function judge_now(name, stanza, room, origin)
-	local wait, done = async.waiter();
+	local co = coroutine.running();
+	local runner = origin and origin.thread;
 	local action, detail;
+	if type(runner) == "table" and runner.thread == co then
+		-- A session's runner (a client's stanza, or a room's processing of it).
+		local suspended = false;
+		ask(name, stanza, room, function (a, d)
+			action, detail = a, d;
+			if suspended then
+				suspended = false;
+				resume_runner(runner, co);
+			end
+		end);
+		if action == nil then
+			read_buffered(origin);
+			suspended = true;
+			coroutine.yield("wait");
+		end
+		return action, detail;
+	end
+	local wait, done = async.waiter();
 	ask(name, stanza, room, function (a, d) action, detail = a, d; done(); end);
 	if origin then read_buffered(origin); end
 	wait();
