@@ -48,10 +48,15 @@ local chains = nil;
 -- Events sent and waiting for their verdict: id -> function(reply_stanza_or_false).
 local pending = {};
 
-local function gateway_connected()
+-- The gateway's component session while it is connected (mod_component keeps it), else nil.
+local function gateway_session()
 	local h = prosody.hosts[component];
 	local mod = h and h.modules and h.modules.component;
-	return mod ~= nil and mod.connected == true;
+	if mod ~= nil and mod.connected == true then return mod.session or nil; end
+	return nil;
+end
+local function gateway_connected()
+	return gateway_session() ~= nil;
 end
 
 -- The outage rule is logged once per outage (and when its cause changes), not once per stanza.
@@ -155,18 +160,22 @@ local function next_event_id()
 	return id_prefix..id_counter;
 end
 
--- Sends `stanza` to the gateway as event `name`. The stanza itself is embedded (with its
--- namespace declared, as an embedded stanza must) only while the iq is serialized, which
--- sending to the component does at once; it is then restored. No copy is made.
-local function send_event(name, stanza, room, id)
-	local iq = st.iq({ type = "set", from = host, to = component, id = id or next_event_id() })
-		:tag("event", { xmlns = NS, name = name, node = node, room = room });
-	local xmlns = stanza.attr.xmlns;
-	stanza.attr.xmlns = "jabber:client";
-	iq:add_child(stanza);
-	local ok, err = pcall(module.send, module, iq);
-	stanza.attr.xmlns = xmlns;
-	if not ok then error(err); end
+-- Sends `stanza` to the gateway as event `name`, written straight onto the gateway's component
+-- stream: the iq and <event/> around it are fixed text, and the stanza is serialized once, with
+-- its namespace declared as an embedded stanza's must be (restored afterwards; no copy is
+-- made). Building the iq as a stanza and routing it through Prosody cost several times more.
+local xml_escape = st.xml_escape;
+local event_head = "<iq type='set' from='"..xml_escape(host).."' to='"..xml_escape(component).."' id='";
+local event_open = "'><event xmlns='"..NS.."' node='"..xml_escape(node).."' name='";
+local function send_event(session, name, stanza, room, id)
+	local attr = stanza.attr;
+	local xmlns = attr.xmlns;
+	attr.xmlns = "jabber:client";
+	local ok, xml = pcall(tostring, stanza);
+	attr.xmlns = xmlns;
+	if not ok then error(xml); end
+	local room_attr = room and ("' room='"..xml_escape(room)) or "";
+	session.send(event_head..(id or next_event_id())..event_open..name..room_attr.."'>"..xml.."</event></iq>");
 end
 
 local function stanza_error(type, condition, text)
@@ -205,7 +214,8 @@ end
 -- Sends the event; calls back(action, detail) with the verdict, or with "outage" and the error
 -- to give the sender when the gateway is not connected or is silent past palisade_timeout.
 local function ask(name, stanza, room, callback)
-	if not gateway_connected() then
+	local session = gateway_session();
+	if not session then
 		outage_begins("not connected");
 		return callback("outage", stanza_error("cancel", "service-unavailable", "The compliance gateway is not connected"));
 	end
@@ -223,12 +233,13 @@ local function ask(name, stanza, room, callback)
 		outage_ends();
 		return callback(action, detail);
 	end);
-	send_event(name, stanza, room, id);
+	send_event(session, name, stanza, room, id);
 end
 
 local function notify(name, stanza, room)
-	if not gateway_connected() then return; end
-	send_event(name, stanza, room);
+	local session = gateway_session();
+	if not session then return; end
+	send_event(session, name, stanza, room);
 end
 
 -- While a session's runner waits, mod_c2s pauses its connection; bytes the socket library had
@@ -257,11 +268,49 @@ local function read_buffered(session)
 	}, { __index = watchers });
 end
 
+-- Resumes a session's runner suspended in judge_now, at once: util.async's own waiter resumes
+-- it from a zero-second timer, one more timer and event-loop turn for every judged stanza.
+-- What follows is what util.async does then: the stanza's processing goes on; once it is done
+-- (the coroutine yields "ready"), the runner takes the next queued stanza, or tells its
+-- watchers it is ready (mod_c2s resumes reading).
+local function resume_runner(runner, co)
+	local ok, state = coroutine.resume(co);
+	if not ok then
+		local on_error = runner.watchers.error;
+		if on_error then pcall(on_error, runner, debug.traceback(co, state)); end
+		runner.state = "ready";
+		return runner:run();
+	elseif state == "ready" then
+		runner.state = "ready";
+		return runner:run();
+	end
+	-- "wait": suspended again, by whatever it waits for now
+end
+
 -- Judges inside the current async runner (the session `origin`'s): returns action, detail.
 -- Must only be called when async.ready().
 local function judge_now(name, stanza, room, origin)
-	local wait, done = async.waiter();
+	local co = coroutine.running();
+	local runner = origin and origin.thread;
 	local action, detail;
+	if type(runner) == "table" and runner.thread == co then
+		-- A session's runner (a client's stanza, or a room's processing of it).
+		local suspended = false;
+		ask(name, stanza, room, function (a, d)
+			action, detail = a, d;
+			if suspended then
+				suspended = false;
+				resume_runner(runner, co);
+			end
+		end);
+		if action == nil then
+			read_buffered(origin);
+			suspended = true;
+			coroutine.yield("wait");
+		end
+		return action, detail;
+	end
+	local wait, done = async.waiter();
 	ask(name, stanza, room, function (a, d) action, detail = a, d; done(); end);
 	if origin then read_buffered(origin); end
 	wait();
