@@ -23,8 +23,8 @@ mod shard;
 mod spool;
 mod startup;
 pub mod status;
-mod tls;
 pub mod systemd;
+mod tls;
 
 use crate::engine::{EngineConfig, ShardEngine};
 use crate::policy::{AcceptMode, CompiledPolicy, Config, ServerId, ServerMode};
