@@ -801,3 +801,38 @@ fn prosody_module_tells_a_prosody_reconfiguration() {
         told.stanza
     );
 }
+
+#[test]
+fn palisade_demo_prosody_shows_the_wall_with_real_users() {
+    // The demo needs Prosody like the rest; without it, it says what is missing and exits 77.
+    let on_path = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| dir.join("prosody").is_file())
+    });
+    if !on_path {
+        skip("demo-prosody", "prosody not installed");
+        return;
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["demo", "--prosody"])
+        .output()
+        .expect("palisade demo --prosody");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "[ok] alice (trading) -> bob (research) is refused: forbidden",
+        "[ok] alice -> carol arrives",
+        "[ok] alice cannot join research-desk@conference.localhost: forbidden",
+        "RESULT: the wall held; allowed messages arrived",
+    ] {
+        assert!(text.contains(line), "{line:?} missing:\n{text}");
+    }
+    assert!(
+        text.contains("blocked: es_OUT error key=alice@localhost|bob@localhost"),
+        "{text}"
+    );
+}
