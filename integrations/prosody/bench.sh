@@ -10,6 +10,8 @@
 #        BENCH_ENTRY='{ event = "es_OUT", packet = "message", fire_and_forget = true, handling = "pass" }'
 #        replaces the profile's one entry (here: a notice the module does not wait for);
 #        BENCH_PERF=1 records a perf profile of Prosody; BENCH_RECV_TIMEOUT (s, default 120);
+#        BENCH_LPROF=1 loads bench_lprof/mod_lprof.lua into each Prosody: WORK/LABEL.lprof.txt then
+#        holds its Lua VM instructions (thousands) and where they went; slows Prosody ~10x;
 #        BENCH_BASELINE=path/to/mod_palisade.lua runs a third time with that module (e.g. an older
 #        commit's: git show REV:integrations/prosody/mod_palisade.lua > /tmp/old.lua), same clients
 # exit:  0 ran; 77 Prosody, python3 or the binary is missing.
@@ -43,12 +45,11 @@ USERS=""
 for i in $(seq 0 $((PAIRS - 1))); do USERS="$USERS s$i:pw r$i:pw"; done
 
 start_prosody() { # DIR [PLUGIN_DIR: load mod_palisade from there]
-    local lines="" paths=""
-    if [ -n "${2:-}" ]; then
-        lines='    modules_enabled = { "palisade" }'
-        paths="\"$2\""
-    fi
-    PROSODY_PLUGIN_PATHS="$paths" PROSODY_VHOST_LINES="$lines" PROSODY_EXTRA_USERS="$USERS" PROSODY_NAGLE=false \
+    local modules="" paths=""
+    if [ -n "${2:-}" ]; then modules='"palisade", '; paths="\"$2\", "; fi
+    if [ -n "${BENCH_LPROF:-}" ]; then modules="$modules\"lprof\""; paths="$paths\"$HERE/bench_lprof\""; fi
+    local lines="    modules_enabled = { $modules }"
+    LPROF_OUT="$1.lprof.txt" PROSODY_PLUGIN_PATHS="$paths" PROSODY_VHOST_LINES="$lines" PROSODY_EXTRA_USERS="$USERS" PROSODY_NAGLE=false \
     PROSODY_LOG_LEVEL=${BENCH_PROSODY_LOG_LEVEL:-warn} "$ROOT/tests/interop/prosody/start.sh" "$1" > "$1.env"
 }
 
@@ -59,6 +60,7 @@ start_prosody "$WORK/plain"
     python3 "$HERE/bench_clients.py" --port "$C2S_PORT" --pairs "$PAIRS" --messages "$N" \
         --pid "prosody=$PID" --label plain
 ) > "$WORK/plain.json"
+if [ -n "${BENCH_LPROF:-}" ]; then sleep 3.5; fi
 "$ROOT/tests/interop/prosody/stop.sh" "$WORK/plain" >/dev/null
 
 # The one profile entry (BENCH_ENTRY overrides it, e.g. with fire_and_forget = true).
@@ -109,6 +111,7 @@ TOML
     python3 "$HERE/bench_clients.py" --port "$C2S_PORT" --pairs "$PAIRS" --messages "$N" \
         --pid "prosody=$PID" --pid "gateway=$GW" --pid "sim=$SIM" --label "$label" > "$dir.json"
     if [ -n "${PERF:-}" ]; then kill -INT "$PERF"; wait "$PERF" || true; fi
+    if [ -n "${BENCH_LPROF:-}" ]; then sleep 3.5; fi # its last report
     )
     "$ROOT/tests/interop/prosody/stop.sh" "$dir" >/dev/null
 }
@@ -146,3 +149,9 @@ for r in runs[1:]:
           "gateway CPU / Prosody CPU %.1f%% (target < 5%%)" % (names[r["label"]], rate * 100, cpu * 100, share * 100))
 print("delivered: " + ", ".join("%s %d" % (names[r["label"]], r["delivered"]) for r in runs))
 PY
+if [ -n "${BENCH_LPROF:-}" ]; then
+    for label in plain module baseline; do
+        f="$WORK/$label.lprof.txt"
+        if [ -f "$f" ]; then echo "$label: Lua VM instructions (thousands), start-up and logins included: $(head -1 "$f" | cut -d' ' -f2); per message: $(head -1 "$f" | awk -v n="$N" '{ printf "%.2f", $2 / n }')"; fi
+    done
+fi
