@@ -63,7 +63,15 @@ profile = "Wall"
 }
 
 fn rig(test: &str, events: &str, timeout_s: u32) -> Option<Rig> {
+    rig_with(test, events, timeout_s, "")
+}
+
+/// As `rig`, with more modules on the VirtualHost (`extra`: a Lua list's items, e.g. `"offline", `).
+fn rig_with(test: &str, events: &str, timeout_s: u32, extra: &str) -> Option<Rig> {
     let plugins = format!("\"{}\"", root().join("integrations/prosody").display());
+    let vhost = format!(
+        "    modules_enabled = {{ {extra}\"palisade\" }}\n    palisade_timeout = {timeout_s}"
+    );
     let module =
         format!("    modules_enabled = {{ \"palisade\" }}\n    palisade_timeout = {timeout_s}");
     let level = std::env::var("PROSODY_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".into());
@@ -71,7 +79,7 @@ fn rig(test: &str, events: &str, timeout_s: u32) -> Option<Rig> {
         test,
         &[
             ("PROSODY_PLUGIN_PATHS", &plugins),
-            ("PROSODY_VHOST_LINES", &module),
+            ("PROSODY_VHOST_LINES", &vhost),
             ("PROSODY_MUC", MUC),
             (
                 "PROSODY_MUC_LINES",
@@ -737,4 +745,94 @@ fn prosody_module_sends_the_rest_of_the_map() {
     answer(&mut alice, "x1");
     rig.wait_request("onClose", "destroy");
     rig.wait_request("onDestroy", "destroy");
+}
+
+#[test]
+fn prosody_module_judges_offline_storage() {
+    let events = r#"{ event = "e_OFFLINE", handling = "bounce" },"#;
+    // start.sh disables mod_offline globally; this VirtualHost enables it again.
+    let Some(rig) = rig_with("module-offline", events, 5, "\"offline\", ") else {
+        return;
+    };
+    rig.server.set_policy(by_body);
+    let mut alice = rig.login("alice", "desk");
+    // bob has no session: the messages are for mod_offline to store, each judged first.
+    alice.chat("bob@localhost", "kept for later");
+    let stored = rig.wait_request("e_OFFLINE", "kept for later");
+    assert_eq!(stored.packet.as_deref(), Some("message"));
+    assert!(
+        stored.stanza.contains("from='alice@localhost/desk'"),
+        "{}",
+        stored.stanza
+    );
+    let refused = alice.chat("bob@localhost", "please-bounce");
+    let error = alice.error_for(&refused);
+    assert!(error.contains("<not-acceptable"), "{error}");
+    rig.wait_request("e_OFFLINE", "please-bounce");
+    // bob comes online: what passed was stored and is delivered; what was bounced was not.
+    let mut bob = rig.login("bob", "desk");
+    bob.message_with("kept for later");
+    bob.expect_none(
+        "a refused offline message",
+        |s| s.contains("please-bounce"),
+        Duration::from_millis(300),
+    );
+}
+
+#[test]
+fn prosody_module_tells_a_prosody_reconfiguration() {
+    let events = r#"{ event = "onServiceReconfig", fire_and_forget = true, handling = "pass" },"#;
+    let Some(rig) = rig("module-reconfig", events, 5) else {
+        return;
+    };
+    assert!(rig.requests("onServiceReconfig").is_empty());
+    // Prosody reloads its configuration on SIGHUP (mod_posix) and fires config-reloaded.
+    let pid = rig.prosody.get("PID");
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", pid])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -HUP {pid}");
+    let told = rig.wait_request("onServiceReconfig", "id='reconfig'");
+    assert_eq!(told.key, MUC, "{}", told.xml);
+    assert!(
+        told.stanza.contains(&format!("from='{MUC}'")),
+        "{}",
+        told.stanza
+    );
+}
+
+#[test]
+fn palisade_demo_prosody_shows_the_wall_with_real_users() {
+    // The demo needs Prosody like the rest; without it, it says what is missing and exits 77.
+    let on_path = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| dir.join("prosody").is_file())
+    });
+    if !on_path {
+        skip("demo-prosody", "prosody not installed");
+        return;
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["demo", "--prosody"])
+        .output()
+        .expect("palisade demo --prosody");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "[ok] alice (trading) -> bob (research) is refused: forbidden",
+        "[ok] alice -> carol arrives",
+        "[ok] alice cannot join research-desk@conference.localhost: forbidden",
+        "RESULT: the wall held; allowed messages arrived",
+    ] {
+        assert!(text.contains(line), "{line:?} missing:\n{text}");
+    }
+    assert!(
+        text.contains("blocked: es_OUT error key=alice@localhost|bob@localhost"),
+        "{text}"
+    );
 }

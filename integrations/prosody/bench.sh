@@ -5,11 +5,15 @@
 # and CPU µs per message of Prosody (and of the gateway and simulator) for both.
 #
 # usage: integrations/prosody/bench.sh [MESSAGES (20000)] [PAIRS (20)] [WORKDIR]
-# env:   PALISADE=path/to/palisade (default: the newer of target/release and target/debug;
-#        build with cargo build --release for meaningful gateway figures)
+# env:   PALISADE=path/to/palisade (default: target/release's, else target/debug's; build
+#        with cargo build --release for meaningful gateway figures)
 #        BENCH_ENTRY='{ event = "es_OUT", packet = "message", fire_and_forget = true, handling = "pass" }'
 #        replaces the profile's one entry (here: a notice the module does not wait for);
-#        BENCH_PERF=1 records a perf profile of Prosody; BENCH_RECV_TIMEOUT (s, default 120)
+#        BENCH_PERF=1 records a perf profile of Prosody; BENCH_RECV_TIMEOUT (s, default 120);
+#        BENCH_LPROF=1 loads bench_lprof/mod_lprof.lua into each Prosody: WORK/LABEL.lprof.txt then
+#        holds its Lua VM instructions (thousands) and where they went; slows Prosody ~10x;
+#        BENCH_BASELINE=path/to/mod_palisade.lua runs a third time with that module (e.g. an older
+#        commit's: git show REV:integrations/prosody/mod_palisade.lua > /tmp/old.lua), same clients
 # exit:  0 ran; 77 Prosody, python3 or the binary is missing.
 set -euo pipefail
 
@@ -24,7 +28,7 @@ command -v python3 >/dev/null 2>&1 || { echo "SKIP: python3 missing"; exit 77; }
 PALISADE=${PALISADE:-}
 if [ -z "$PALISADE" ]; then
     for p in "$ROOT/target/release/palisade" "$ROOT/target/debug/palisade"; do
-        if [ -x "$p" ] && { [ -z "$PALISADE" ] || [ "$p" -nt "$PALISADE" ]; }; then PALISADE=$p; fi
+        if [ -x "$p" ] && [ -z "$PALISADE" ]; then PALISADE=$p; fi
     done
 fi
 [ -n "$PALISADE" ] && [ -x "$PALISADE" ] || { echo "SKIP: no palisade binary (cargo build --release)"; exit 77; }
@@ -32,7 +36,7 @@ fi
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for d in plain module; do "$ROOT/tests/interop/prosody/stop.sh" "$WORK/$d" >/dev/null 2>&1 || true; done
+    for d in plain module baseline; do "$ROOT/tests/interop/prosody/stop.sh" "$WORK/$d" >/dev/null 2>&1 || true; done
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -40,13 +44,12 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 USERS=""
 for i in $(seq 0 $((PAIRS - 1))); do USERS="$USERS s$i:pw r$i:pw"; done
 
-start_prosody() { # DIR [module]
-    local lines="" paths=""
-    if [ "${2:-}" = module ]; then
-        lines='    modules_enabled = { "palisade" }'
-        paths="\"$HERE\""
-    fi
-    PROSODY_PLUGIN_PATHS="$paths" PROSODY_VHOST_LINES="$lines" PROSODY_EXTRA_USERS="$USERS" PROSODY_NAGLE=false \
+start_prosody() { # DIR [PLUGIN_DIR: load mod_palisade from there]
+    local modules="" paths=""
+    if [ -n "${2:-}" ]; then modules='"palisade", '; paths="\"$2\", "; fi
+    if [ -n "${BENCH_LPROF:-}" ]; then modules="$modules\"lprof\""; paths="$paths\"$HERE/bench_lprof\""; fi
+    local lines="    modules_enabled = { $modules }"
+    LPROF_OUT="$1.lprof.txt" PROSODY_PLUGIN_PATHS="$paths" PROSODY_VHOST_LINES="$lines" PROSODY_EXTRA_USERS="$USERS" PROSODY_NAGLE=false \
     PROSODY_LOG_LEVEL=${BENCH_PROSODY_LOG_LEVEL:-warn} "$ROOT/tests/interop/prosody/start.sh" "$1" > "$1.env"
 }
 
@@ -57,17 +60,21 @@ start_prosody "$WORK/plain"
     python3 "$HERE/bench_clients.py" --port "$C2S_PORT" --pairs "$PAIRS" --messages "$N" \
         --pid "prosody=$PID" --label plain
 ) > "$WORK/plain.json"
+if [ -n "${BENCH_LPROF:-}" ]; then sleep 3.5; fi
 "$ROOT/tests/interop/prosody/stop.sh" "$WORK/plain" >/dev/null
 
-echo "== Prosody with mod_palisade, the gateway and the simulator" >&2
-start_prosody "$WORK/module" module
-. "$WORK/module.env"
-CS_PORT=$(free_port)
-"$PALISADE" sim --listen "127.0.0.1:$CS_PORT" --secret bench-cs --quiet > "$WORK/sim.out" 2>&1 &
-SIM=$!; PIDS+=("$SIM")
 # The one profile entry (BENCH_ENTRY overrides it, e.g. with fire_and_forget = true).
 ENTRY=${BENCH_ENTRY:-'{ event = "es_OUT", packet = "message", handling = "pass" }'}
-cat > "$WORK/palisade.toml" <<TOML
+
+run_module() { # LABEL PLUGIN_DIR: Prosody with the module found there, the gateway, the simulator
+    local label=$1 dir=$WORK/$1
+    start_prosody "$dir" "$2"
+    (
+    . "$dir.env"
+    CS_PORT=$(free_port)
+    "$PALISADE" sim --listen "127.0.0.1:$CS_PORT" --secret bench-cs --quiet > "$dir.sim.out" 2>&1 &
+    SIM=$!
+    cat > "$dir.palisade.toml" <<TOML
 [gateway]
 name = "$COMPONENT"
 domain = "localhost"
@@ -88,35 +95,63 @@ port = $CS_PORT
 password = "bench-cs"
 profile = "OneStep"
 TOML
-"$PALISADE" run --config "$WORK/palisade.toml" > /dev/null 2> "$WORK/palisade.log" &
-GW=$!; PIDS+=("$GW")
-deadline=$(( $(date +%s) + 20 ))
-until grep -q "Router localhost is ACTIVE" "$WORK/palisade.log" && grep -q "Component .* is ACTIVE" "$WORK/palisade.log"; do
-    [ "$(date +%s)" -lt "$deadline" ] || { echo "the gateway never came up; logs in $WORK" >&2; exit 1; }
-    sleep 0.1
-done
-sleep 1 # the module asks which events to send once the gateway is connected
-if [ -n "${BENCH_PERF:-}" ]; then # profile Prosody during the run (perf report -i WORK/perf.data)
-    perf record -F 999 -g -p "$PID" -o "$WORK/perf.data" >/dev/null 2>&1 &
-    PERF=$!
-fi
-python3 "$HERE/bench_clients.py" --port "$C2S_PORT" --pairs "$PAIRS" --messages "$N" \
-    --pid "prosody=$PID" --pid "gateway=$GW" --pid "sim=$SIM" --label module > "$WORK/module.json"
-if [ -n "${PERF:-}" ]; then kill -INT "$PERF"; wait "$PERF" || true; fi
+    "$PALISADE" run --config "$dir.palisade.toml" > /dev/null 2> "$dir.palisade.log" &
+    GW=$!
+    trap 'kill $GW $SIM 2>/dev/null || true' EXIT
+    deadline=$(( $(date +%s) + 20 ))
+    until grep -q "Router localhost is ACTIVE" "$dir.palisade.log" && grep -q "Component .* is ACTIVE" "$dir.palisade.log"; do
+        [ "$(date +%s)" -lt "$deadline" ] || { echo "the gateway never came up; logs in $WORK" >&2; exit 1; }
+        sleep 0.1
+    done
+    sleep 1 # the module asks which events to send once the gateway is connected
+    if [ -n "${BENCH_PERF:-}" ]; then # profile Prosody during the run (perf report -i WORK/LABEL.perf.data)
+        perf record -F 999 -g -p "$PID" -o "$dir.perf.data" >/dev/null 2>&1 &
+        PERF=$!
+    fi
+    python3 "$HERE/bench_clients.py" --port "$C2S_PORT" --pairs "$PAIRS" --messages "$N" \
+        --pid "prosody=$PID" --pid "gateway=$GW" --pid "sim=$SIM" --label "$label" > "$dir.json"
+    if [ -n "${PERF:-}" ]; then kill -INT "$PERF"; wait "$PERF" || true; fi
+    if [ -n "${BENCH_LPROF:-}" ]; then sleep 3.5; fi # its last report
+    )
+    "$ROOT/tests/interop/prosody/stop.sh" "$dir" >/dev/null
+}
 
-python3 - "$WORK/plain.json" "$WORK/module.json" "$PALISADE" "$ENTRY" <<'PY'
+echo "== Prosody with mod_palisade, the gateway and the simulator" >&2
+run_module module "$HERE"
+RESULTS=("$WORK/plain.json" "$WORK/module.json")
+if [ -n "${BENCH_BASELINE:-}" ]; then # another mod_palisade.lua to compare, e.g. an older commit's
+    mkdir -p "$WORK/baseline-plugin"
+    cp "$BENCH_BASELINE" "$WORK/baseline-plugin/mod_palisade.lua"
+    echo "== the same with the baseline module $BENCH_BASELINE" >&2
+    run_module baseline "$WORK/baseline-plugin"
+    RESULTS+=("$WORK/baseline.json")
+fi
+
+python3 - "$PALISADE" "$ENTRY" "${RESULTS[@]}" <<'PY'
 import json, sys
-plain, module = (json.loads(open(p).read()) for p in sys.argv[1:3])
+runs = [json.loads(open(p).read()) for p in sys.argv[3:]]
+plain = runs[0]
 print("binary: %s; %d messages over %d pairs; the gateway's profile: %s"
-      % (sys.argv[3], plain["messages"], plain["pairs"], sys.argv[4]))
-print("%-22s %12s %12s" % ("", "plain", "with module"))
-print("%-22s %12.0f %12.0f" % ("messages/s", plain["messages_per_s"], module["messages_per_s"]))
-print("%-22s %12.1f %12.1f" % ("Prosody CPU µs/msg", plain["prosody_cpu_us_per_msg"], module["prosody_cpu_us_per_msg"]))
-print("%-22s %12s %12.1f" % ("gateway CPU µs/msg", "-", module["gateway_cpu_us_per_msg"]))
-print("%-22s %12s %12.1f" % ("simulator CPU µs/msg", "-", module["sim_cpu_us_per_msg"]))
-rate = module["messages_per_s"] / plain["messages_per_s"]
-share = module["gateway_cpu_us_per_msg"] / module["prosody_cpu_us_per_msg"]
-print("rate kept with the module: %.0f%% (target >= 50%%); gateway CPU / Prosody CPU: %.1f%% (target < 5%%)"
-      % (rate * 100, share * 100))
-print("delivered: plain %d, with module %d" % (plain["delivered"], module["delivered"]))
+      % (sys.argv[1], plain["messages"], plain["pairs"], sys.argv[2]))
+names = {"plain": "plain", "module": "with module", "baseline": "baseline module"}
+print("%-22s" % "" + "".join("%16s" % names[r["label"]] for r in runs))
+def row(title, key, fmt):
+    print("%-22s" % title + "".join(("%16" + fmt) % r[key] if key in r else "%16s" % "-" for r in runs))
+row("messages/s", "messages_per_s", ".0f")
+row("Prosody CPU µs/msg", "prosody_cpu_us_per_msg", ".1f")
+row("gateway CPU µs/msg", "gateway_cpu_us_per_msg", ".1f")
+row("simulator CPU µs/msg", "sim_cpu_us_per_msg", ".1f")
+for r in runs[1:]:
+    rate = r["messages_per_s"] / plain["messages_per_s"]
+    cpu = plain["prosody_cpu_us_per_msg"] / r["prosody_cpu_us_per_msg"]
+    share = r["gateway_cpu_us_per_msg"] / r["prosody_cpu_us_per_msg"]
+    print("%s: rate kept %.0f%% (target >= 50%%), Prosody CPU per message plain / with it %.0f%%; "
+          "gateway CPU / Prosody CPU %.1f%% (target < 5%%)" % (names[r["label"]], rate * 100, cpu * 100, share * 100))
+print("delivered: " + ", ".join("%s %d" % (names[r["label"]], r["delivered"]) for r in runs))
 PY
+if [ -n "${BENCH_LPROF:-}" ]; then
+    for label in plain module baseline; do
+        f="$WORK/$label.lprof.txt"
+        if [ -f "$f" ]; then echo "$label: Lua VM instructions (thousands), start-up and logins included: $(head -1 "$f" | cut -d' ' -f2); per message: $(head -1 "$f" | awk -v n="$N" '{ printf "%.2f", $2 / n }')"; fi
+    done
+fi

@@ -6,6 +6,11 @@
 //!
 //! Runs the three as child processes of this same binary, so what the demo shows is exactly
 //! what `palisade run`, `palisade sim` and `palisade load` do.
+//!
+//! `palisade demo --prosody` runs the same wall in a real Prosody instead: it hands over to the
+//! script beside the Prosody module (`integrations/prosody/demo.sh` of the source tree), which
+//! starts a throwaway Prosody with the module, this binary's gateway and simulator, and
+//! scripted clients, and says what is missing when Prosody is not installed.
 
 use super::local::{LocalError, LocalGateway};
 use clap::Args;
@@ -29,10 +34,53 @@ pub struct DemoArgs {
     /// Gateway shards (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub shards: usize,
+    /// Real users in a real Prosody instead of the load generator (needs Prosody installed and
+    /// the source tree's integrations/prosody/demo.sh).
+    #[arg(long)]
+    pub prosody: bool,
+}
+
+/// Where the Prosody demo script is: beside the module in the source tree, found from the
+/// current directory, from this binary's place (target/*/palisade), or where it was built.
+fn prosody_demo_script() -> Option<std::path::PathBuf> {
+    let tail = std::path::Path::new("integrations/prosody/demo.sh");
+    let mut roots: Vec<std::path::PathBuf> = Vec::new();
+    if let Ok(dir) = std::env::current_dir() {
+        roots.extend(dir.ancestors().map(|p| p.to_path_buf()));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        roots.extend(exe.ancestors().skip(1).map(|p| p.to_path_buf()));
+    }
+    roots.push(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    roots
+        .into_iter()
+        .map(|r| r.join(tail))
+        .find(|p| p.is_file())
+}
+
+/// `palisade demo --prosody`: runs the script with this binary; its exit code is the demo's
+/// (0 the wall held, 1 it did not, 77 something is missing).
+fn run_prosody() -> Result<i32, LocalError> {
+    let Some(script) = prosody_demo_script() else {
+        println!("palisade demo --prosody: cannot run the Prosody demo; missing:");
+        println!("  - integrations/prosody/demo.sh (run from the Palisade source tree)");
+        println!("Without it, 'palisade demo' shows the same wall with a simulated router.");
+        return Ok(77);
+    };
+    let exe = std::env::current_exe().map_err(|e| LocalError::Setup(e.to_string()))?;
+    let status = std::process::Command::new("bash")
+        .arg(&script)
+        .env("PALISADE", exe)
+        .status()
+        .map_err(|e| LocalError::Child("Prosody demo script", e))?;
+    Ok(status.code().unwrap_or(1))
 }
 
 /// Runs the demo; returns the exit code.
 pub fn run(args: DemoArgs) -> Result<i32, LocalError> {
+    if args.prosody {
+        return run_prosody();
+    }
     let scratch = std::env::temp_dir().join(format!("palisade-demo-rules-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).map_err(|e| LocalError::Setup(e.to_string()))?;
     let rules = scratch.join("walls.toml");
