@@ -369,6 +369,32 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any bytes, whole or cut anywhere: no panic, a path that is a plain absolute path, and
+        /// the same outcome once the head is complete however it arrived.
+        #[test]
+        fn any_bytes_parse_without_panicking(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            prefix in 0usize..3,
+            cut in 0usize..400,
+        ) {
+            let mut input = [&b"GET /"[..], b"\r\n", b""][prefix].to_vec();
+            input.extend(&bytes);
+            let whole = parse_head(&input).map(|o| o.map(|(m, p)| (m, p.to_owned())));
+            if let Ok(Some((_, path))) = &whole {
+                proptest::prop_assert!(path.starts_with('/'));
+                proptest::prop_assert!(path.bytes().all(|b| b.is_ascii_graphic() && b != b'?'));
+                let _ = route(Method::Get, path);
+            }
+            let cut = cut.min(input.len());
+            if let Ok(Some(_)) = parse_head(&input[..cut]) {
+                // A complete head in the prefix: the rest of the input does not change it.
+                let early = parse_head(&input[..cut]).map(|o| o.map(|(m, p)| (m, p.to_owned())));
+                proptest::prop_assert_eq!(early, whole);
+            }
+        }
+    }
+
     #[test]
     fn routes_answer_head_404_with_a_hint_and_405_with_allow() {
         assert_eq!(

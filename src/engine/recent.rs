@@ -203,6 +203,12 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_histogram_is_small() {
+        let h = histogram();
+        assert!(h.distinct_values() * std::mem::size_of::<u32>() <= 16 * 1024);
+    }
+
+    #[test]
     fn windows_merge_across_shards_and_grow_with_servers() {
         let t0 = Instant::now();
         let mut a = Recent::new(1, t0);
