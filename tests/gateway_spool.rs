@@ -77,7 +77,7 @@ fn kill9(gw: &Gateway) {
     let deadline = Instant::now() + WAIT;
     while Path::new(&format!("/proc/{}/stat", gw.pid())).exists()
         && std::fs::read_to_string(format!("/proc/{}/stat", gw.pid()))
-            .map_or(false, |s| !s.contains(") Z"))
+            .is_ok_and(|s| !s.contains(") Z"))
     {
         assert!(Instant::now() < deadline, "the gateway survived kill -9");
         std::thread::sleep(Duration::from_millis(5));
