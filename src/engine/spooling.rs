@@ -216,9 +216,10 @@ impl ShardEngine {
     /// events that depended on them bounce (fail closed).
     pub fn handle_spool_failed(&mut self, upto: Seq, now: Instant) {
         self.now = now;
-        if let Some(spool) = self.spool.as_mut() {
-            spool.on_failed(upto);
-        }
+        let upto = match self.spool.as_mut() {
+            Some(spool) => spool.on_failed(upto),
+            None => upto,
+        };
         self.release_held(upto, true);
     }
 
@@ -268,7 +269,7 @@ impl ShardEngine {
 
     /// Whether a replay turn is due now.
     pub(super) fn replay_due(&self) -> bool {
-        self.replay.armed
+        self.replay.armed && !self.draining
     }
 
     /// One replay turn: looks at up to [`REPLAY_SCAN`] records from the pass's cursor, and
