@@ -13,20 +13,57 @@ use crate::protocol::request::{write_request, Mode, RequestFields};
 use crate::protocol::{BounceCause, RequestId, Verdict};
 use crate::spool::{format, RecordRef, Refused, Seq, Spool};
 use bytes::{Bytes, BytesMut};
-use std::fmt::Write as _;
 use std::time::Instant;
 
 /// Records looked at in one replay turn, at most (a turn never holds the shard for long).
 const REPLAY_SCAN: usize = 2048;
 
-/// A record id: `{boot}.{shard}.{event}.{step}` in lowercase hex (see docs/protocol.md).
+/// A record id: `{boot}.{shard}.{event}.{step}` in lowercase hex (see docs/protocol.md), on
+/// the stack: one is written for every request.
 pub(super) struct RecordId {
-    buf: String,
+    buf: [u8; RecordId::MAX_LEN],
+    len: usize,
 }
 
 impl RecordId {
+    /// 16 + 4 + 16 + 4 hex digits and three dots.
+    const MAX_LEN: usize = 43;
+
+    fn new(parts: [u64; 4]) -> RecordId {
+        let mut id = RecordId {
+            buf: [0; RecordId::MAX_LEN],
+            len: 0,
+        };
+        for (i, mut v) in parts.into_iter().enumerate() {
+            if i > 0 {
+                id.buf[id.len] = b'.';
+                id.len += 1;
+            }
+            let mut digits = [0u8; 16];
+            let mut n = 0;
+            loop {
+                digits[n] = b"0123456789abcdef"[(v & 15) as usize];
+                n += 1;
+                v >>= 4;
+                if v == 0 {
+                    break;
+                }
+            }
+            for d in digits[..n].iter().rev() {
+                id.buf[id.len] = *d;
+                id.len += 1;
+            }
+        }
+        id
+    }
+
     pub fn as_str(&self) -> &str {
-        &self.buf
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+
+    #[cfg(test)]
+    pub fn new_for_test(parts: [u64; 4]) -> String {
+        RecordId::new(parts).as_str().to_owned()
     }
 }
 
@@ -85,13 +122,13 @@ impl ShardEngine {
     }
 
     pub(super) fn record_id(&self, ev: &EventState) -> RecordId {
-        let mut buf = String::with_capacity(40);
-        let _ = write!(
-            buf,
-            "{:x}.{:x}.{:x}.{:x}",
-            self.boot, self.cfg.shard, ev.serial, ev.step
-        );
-        RecordId { buf }
+        // The boot id is 48 bits and the shard 16: the longest id fits MAX_LEN.
+        RecordId::new([
+            self.boot & 0xffff_ffff_ffff,
+            u64::from(self.cfg.shard),
+            ev.serial,
+            u64::from(ev.step),
+        ])
     }
 
     /// Whether a failed step of `slot` is a record to keep: the spool is on and no server saw
