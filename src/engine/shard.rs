@@ -443,9 +443,6 @@ impl ShardEngine {
             .iter()
             .filter_map(|s| s.outage_deadline(window))
             .min();
-        if self.replay_due() {
-            return Some(self.now);
-        }
         match (self.timers.next(), outage) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

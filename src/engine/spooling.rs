@@ -15,8 +15,9 @@ use crate::spool::{format, RecordRef, Refused, Seq, Spool};
 use bytes::{Bytes, BytesMut};
 use std::time::Instant;
 
-/// Records looked at in one replay turn, at most (a turn never holds the shard for long).
-const REPLAY_SCAN: usize = 2048;
+/// Records looked at in one replay turn, at most: a turn holds the shard well under a
+/// millisecond, and the runtime lets every other task run between turns.
+const REPLAY_SCAN: usize = 512;
 
 /// A record id: `{boot}.{shard}.{event}.{step}` in lowercase hex (see docs/protocol.md), on
 /// the stack: one is written for every request.
@@ -304,8 +305,9 @@ impl ShardEngine {
         self.replay.armed = true;
     }
 
-    /// Whether a replay turn is due now.
-    pub(super) fn replay_due(&self) -> bool {
+    /// Whether a replay turn is due now (the runtime runs [`ShardEngine::replay_turn`] until
+    /// it is not, yielding between turns).
+    pub fn replay_due(&self) -> bool {
         self.replay.armed && !self.draining
     }
 
@@ -314,7 +316,7 @@ impl ShardEngine {
     /// stream with room, at most `link_batch_bytes` per stream; a stream that took its batch
     /// is full until it reports room. Live requests waiting in a server's queue went first
     /// (callers flush queues before replay).
-    pub(super) fn replay_turn(&mut self, now: Instant) {
+    pub fn replay_turn(&mut self, now: Instant) {
         if !self.replay.armed || self.draining {
             return;
         }
@@ -347,7 +349,17 @@ impl ShardEngine {
             let Some(server) = self.replay_server(profile, stable_key) else {
                 continue;
             };
-            let Some(link) = self.servers[server.index()].link(shard) else {
+            let view = &self.servers[server.index()];
+            let Some(link) = view.link(shard) else {
+                if view.reach() == super::Reach::Up {
+                    // Its streams are full: the pass waits here for room (`on_link_room`
+                    // arms it again), rather than scanning on past what it cannot send.
+                    self.replay.cursor = seq;
+                    self.replay.armed = false;
+                    self.replay.progress = false;
+                    return;
+                }
+                // Its server is in an outage window: the record waits for it.
                 continue;
             };
             let Some(bytes) = self.replay_bytes(seq, server) else {
