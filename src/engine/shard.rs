@@ -418,7 +418,7 @@ impl ShardEngine {
         if view.link_room(usize::from(link)) {
             self.flush_queue(server, now);
             // Live requests first; replay takes what room is left.
-            self.arm_replay(false);
+            self.resume_replay();
             self.replay_turn(now);
         }
     }

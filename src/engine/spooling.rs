@@ -77,6 +77,9 @@ pub(super) struct Replay {
     pub cursor: Seq,
     /// Something was sent during this pass (another pass follows it).
     pub progress: bool,
+    /// The pass stopped at `cursor` because that record's server had no stream with room: a
+    /// stream's room resumes it.
+    pub blocked: bool,
 }
 
 /// A verdict waiting for its record to be durable.
@@ -215,8 +218,11 @@ impl ShardEngine {
             self.actions
                 .push_back(Action::Alarm(Alarm::SpoolFull { raised: true }));
         }
-        if result.is_ok() {
-            self.arm_replay(false);
+        // No replay pass for it now: it is here because no server could take it; a server
+        // coming back or leaving the ring starts one. If some server is up (its queue or
+        // streams are full), the next room on a stream starts one too.
+        if result.is_ok() && self.servers.iter().any(|v| v.reach() == super::Reach::Up) {
+            self.replay.blocked = true;
         }
         result
     }
@@ -302,7 +308,17 @@ impl ShardEngine {
         if from_start && !self.replay.armed {
             self.replay.cursor = 0;
         }
+        self.replay.blocked = false;
         self.replay.armed = true;
+    }
+
+    /// A stream reported room: a pass that waited for room goes on (a pass that found
+    /// nothing to send is not started again for it: room changes nothing for records whose
+    /// servers are away).
+    pub(super) fn resume_replay(&mut self) {
+        if self.replay.blocked {
+            self.arm_replay(false);
+        }
     }
 
     /// Whether a replay turn is due now (the runtime runs [`ShardEngine::replay_turn`] until
@@ -357,6 +373,7 @@ impl ShardEngine {
                     self.replay.cursor = seq;
                     self.replay.armed = false;
                     self.replay.progress = false;
+                    self.replay.blocked = true;
                     return;
                 }
                 // Its server is in an outage window: the record waits for it.
@@ -454,7 +471,12 @@ impl ShardEngine {
         if let Some(spool) = self.spool.as_mut() {
             spool.set_in_transit(seq, false);
         }
-        self.arm_replay(false);
+        // Sent again once the stream that handed it back has room.
+        if self.replay.cursor > seq || !self.replay.armed {
+            self.replay.cursor = self.replay.cursor.min(seq);
+            self.replay.blocked = true;
+            self.replay.armed = false;
+        }
     }
 
     /// The step could not be kept: the event bounces, whatever its handling (fail closed).
