@@ -77,7 +77,7 @@ fn kill9(gw: &Gateway) {
     let deadline = Instant::now() + WAIT;
     while Path::new(&format!("/proc/{}/stat", gw.pid())).exists()
         && std::fs::read_to_string(format!("/proc/{}/stat", gw.pid()))
-            .map_or(false, |s| !s.contains(") Z"))
+            .is_ok_and(|s| !s.contains(") Z"))
     {
         assert!(Instant::now() < deadline, "the gateway survived kill -9");
         std::thread::sleep(Duration::from_millis(5));
@@ -100,8 +100,8 @@ fn chat(r: &mut TestRouter, i: usize, body: &str) -> String {
     )
 }
 
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("shard-0"))
+fn segments(dir: &Path, shard: usize) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join(format!("shard-{shard}")))
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     v.sort();
@@ -110,12 +110,31 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn records_survive_an_outage_and_kill_9_and_are_replayed_exactly_once() {
+    kill_and_replay(1, "", true);
+}
+
+/// Two shards, one stream to the server (held by one shard): the other shard's records are
+/// replayed over it, across the mesh.
+#[test]
+fn two_shards_replay_each_others_records_over_one_stream() {
+    kill_and_replay(2, "connections = 1\n", false);
+}
+
+fn kill_and_replay(shards: usize, server_extra: &str, tear: bool) {
     const N: usize = 300;
     let dir = spool_dir("kill");
     let port = free_port();
     // No compliance server: every notification goes to the spool, and its verdict comes only
     // once the record is on disk.
-    let cfg = gateway_config(&dir, 1 << 30, port, "Archive");
+    let cfg = config(
+        shards,
+        TIMERS,
+        &format!(
+            "[spool]\ndir = \"{}\"\n{PROFILES}\n{}{server_extra}",
+            dir.display(),
+            server_block("cs1", port, "Archive")
+        ),
+    );
     let gw = Gateway::start(&cfg);
     let mut r = TestRouter::connect(&gw);
     let ids: Vec<String> = (0..N)
@@ -128,21 +147,38 @@ fn records_survive_an_outage_and_kill_9_and_are_replayed_exactly_once() {
     // Every verdict is out: every record is durable. Crash.
     kill9(&gw);
     drop(gw);
-    // A write the crash cut short: a frame header promising more than is there.
-    let last = segments(&dir).pop().expect("a segment on disk");
-    let mut bytes = std::fs::read(&last).unwrap();
-    bytes.extend_from_slice(&[0x40, 0, 0, 0, 1, 2, 3, 4, b'<', b'm']);
-    std::fs::write(&last, bytes).unwrap();
+    if tear {
+        // A write the crash cut short: a frame header promising more than is there.
+        let last = segments(&dir, 0).pop().expect("a segment on disk");
+        let mut bytes = std::fs::read(&last).unwrap();
+        bytes.extend_from_slice(&[0x40, 0, 0, 0, 1, 2, 3, 4, b'<', b'm']);
+        std::fs::write(&last, bytes).unwrap();
+    }
 
     let server = TestServer::start(port, &component("cs1"), "pw-cs1");
     let gw = Gateway::start(&cfg);
     assert!(
-        gw.log.wait_for(&format!("spool: {N} record(s)"), WAIT),
+        gw.log.wait_count("spool: ", shards, WAIT),
         "{}",
         gw.log.all()
     );
-    assert!(
+    let found: usize = gw
+        .log
+        .all()
+        .lines()
+        .filter_map(|l| {
+            l.split("spool: ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(found, N, "{}", gw.log.all());
+    assert_eq!(
         gw.log.all().contains("torn or corrupt record"),
+        tear,
         "{}",
         gw.log.all()
     );
@@ -169,8 +205,8 @@ fn records_survive_an_outage_and_kill_9_and_are_replayed_exactly_once() {
     assert_eq!(bodies.len(), N, "every event's stanza");
     // Delivered: the segments go.
     let deadline = Instant::now() + WAIT;
-    while !segments(&dir).is_empty() {
-        assert!(Instant::now() < deadline, "left: {:?}", segments(&dir));
+    while (0..shards).any(|i| !segments(&dir, i).is_empty()) {
+        assert!(Instant::now() < deadline, "left: {:?}", segments(&dir, 0));
         std::thread::sleep(Duration::from_millis(20));
     }
     // A restart now finds nothing to replay.

@@ -425,7 +425,7 @@ impl ShardEngine {
         if view.link_room(usize::from(link)) {
             self.flush_queue(server, now);
             // Live requests first; replay takes what room is left.
-            self.arm_replay(false);
+            self.resume_replay();
             self.replay_turn(now);
         }
     }
@@ -450,9 +450,6 @@ impl ShardEngine {
             .iter()
             .filter_map(|s| s.outage_deadline(window))
             .min();
-        if self.replay_due() {
-            return Some(self.now);
-        }
         match (self.timers.next(), outage) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

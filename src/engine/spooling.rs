@@ -13,20 +13,58 @@ use crate::protocol::request::{write_request, Mode, RequestFields};
 use crate::protocol::{BounceCause, RequestId, Verdict};
 use crate::spool::{format, RecordRef, Refused, Seq, Spool};
 use bytes::{Bytes, BytesMut};
-use std::fmt::Write as _;
 use std::time::Instant;
 
-/// Records looked at in one replay turn, at most (a turn never holds the shard for long).
-const REPLAY_SCAN: usize = 2048;
+/// Records looked at in one replay turn, at most: a turn holds the shard well under a
+/// millisecond, and the runtime lets every other task run between turns.
+const REPLAY_SCAN: usize = 512;
 
-/// A record id: `{boot}.{shard}.{event}.{step}` in lowercase hex (see docs/protocol.md).
+/// A record id: `{boot}.{shard}.{event}.{step}` in lowercase hex (see docs/protocol.md), on
+/// the stack: one is written for every request.
 pub(super) struct RecordId {
-    buf: String,
+    buf: [u8; RecordId::MAX_LEN],
+    len: usize,
 }
 
 impl RecordId {
+    /// 16 + 4 + 16 + 4 hex digits and three dots.
+    const MAX_LEN: usize = 43;
+
+    fn new(parts: [u64; 4]) -> RecordId {
+        let mut id = RecordId {
+            buf: [0; RecordId::MAX_LEN],
+            len: 0,
+        };
+        for (i, mut v) in parts.into_iter().enumerate() {
+            if i > 0 {
+                id.buf[id.len] = b'.';
+                id.len += 1;
+            }
+            let mut digits = [0u8; 16];
+            let mut n = 0;
+            loop {
+                digits[n] = b"0123456789abcdef"[(v & 15) as usize];
+                n += 1;
+                v >>= 4;
+                if v == 0 {
+                    break;
+                }
+            }
+            for d in digits[..n].iter().rev() {
+                id.buf[id.len] = *d;
+                id.len += 1;
+            }
+        }
+        id
+    }
+
     pub fn as_str(&self) -> &str {
-        &self.buf
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+
+    #[cfg(test)]
+    pub fn new_for_test(parts: [u64; 4]) -> String {
+        RecordId::new(parts).as_str().to_owned()
     }
 }
 
@@ -39,6 +77,9 @@ pub(super) struct Replay {
     pub cursor: Seq,
     /// Something was sent during this pass (another pass follows it).
     pub progress: bool,
+    /// The pass stopped at `cursor` because that record's server had no stream with room: a
+    /// stream's room resumes it.
+    pub blocked: bool,
 }
 
 /// A verdict waiting for its record to be durable.
@@ -85,13 +126,13 @@ impl ShardEngine {
     }
 
     pub(super) fn record_id(&self, ev: &EventState) -> RecordId {
-        let mut buf = String::with_capacity(40);
-        let _ = write!(
-            buf,
-            "{:x}.{:x}.{:x}.{:x}",
-            self.boot, self.cfg.shard, ev.serial, ev.step
-        );
-        RecordId { buf }
+        // The boot id is 48 bits and the shard 16: the longest id fits MAX_LEN.
+        RecordId::new([
+            self.boot & 0xffff_ffff_ffff,
+            u64::from(self.cfg.shard),
+            ev.serial,
+            u64::from(ev.step),
+        ])
     }
 
     /// Whether a failed step of `slot` is a record to keep: the spool is on and no server saw
@@ -177,8 +218,11 @@ impl ShardEngine {
             self.actions
                 .push_back(Action::Alarm(Alarm::SpoolFull { raised: true }));
         }
-        if result.is_ok() {
-            self.arm_replay(false);
+        // No replay pass for it now: it is here because no server could take it; a server
+        // coming back or leaving the ring starts one. If some server is up (its queue or
+        // streams are full), the next room on a stream starts one too.
+        if result.is_ok() && self.servers.iter().any(|v| v.reach() == super::Reach::Up) {
+            self.replay.blocked = true;
         }
         result
     }
@@ -216,9 +260,10 @@ impl ShardEngine {
     /// events that depended on them bounce (fail closed).
     pub fn handle_spool_failed(&mut self, upto: Seq, now: Instant) {
         self.now = now;
-        if let Some(spool) = self.spool.as_mut() {
-            spool.on_failed(upto);
-        }
+        let upto = match self.spool.as_mut() {
+            Some(spool) => spool.on_failed(upto),
+            None => upto,
+        };
         self.release_held(upto, true);
     }
 
@@ -263,12 +308,23 @@ impl ShardEngine {
         if from_start && !self.replay.armed {
             self.replay.cursor = 0;
         }
+        self.replay.blocked = false;
         self.replay.armed = true;
     }
 
-    /// Whether a replay turn is due now.
-    pub(super) fn replay_due(&self) -> bool {
-        self.replay.armed
+    /// A stream reported room: a pass that waited for room goes on (a pass that found
+    /// nothing to send is not started again for it: room changes nothing for records whose
+    /// servers are away).
+    pub(super) fn resume_replay(&mut self) {
+        if self.replay.blocked {
+            self.arm_replay(false);
+        }
+    }
+
+    /// Whether a replay turn is due now (the runtime runs [`ShardEngine::replay_turn`] until
+    /// it is not, yielding between turns).
+    pub fn replay_due(&self) -> bool {
+        self.replay.armed && !self.draining
     }
 
     /// One replay turn: looks at up to [`REPLAY_SCAN`] records from the pass's cursor, and
@@ -276,7 +332,7 @@ impl ShardEngine {
     /// stream with room, at most `link_batch_bytes` per stream; a stream that took its batch
     /// is full until it reports room. Live requests waiting in a server's queue went first
     /// (callers flush queues before replay).
-    pub(super) fn replay_turn(&mut self, now: Instant) {
+    pub fn replay_turn(&mut self, now: Instant) {
         if !self.replay.armed || self.draining {
             return;
         }
@@ -309,7 +365,18 @@ impl ShardEngine {
             let Some(server) = self.replay_server(profile, stable_key) else {
                 continue;
             };
-            let Some(link) = self.servers[server.index()].link(shard) else {
+            let view = &self.servers[server.index()];
+            let Some(link) = view.link(shard) else {
+                if view.reach() == super::Reach::Up {
+                    // Its streams are full: the pass waits here for room (`on_link_room`
+                    // arms it again), rather than scanning on past what it cannot send.
+                    self.replay.cursor = seq;
+                    self.replay.armed = false;
+                    self.replay.progress = false;
+                    self.replay.blocked = true;
+                    return;
+                }
+                // Its server is in an outage window: the record waits for it.
                 continue;
             };
             let Some(bytes) = self.replay_bytes(seq, server) else {
@@ -404,7 +471,12 @@ impl ShardEngine {
         if let Some(spool) = self.spool.as_mut() {
             spool.set_in_transit(seq, false);
         }
-        self.arm_replay(false);
+        // Sent again once the stream that handed it back has room.
+        if self.replay.cursor > seq || !self.replay.armed {
+            self.replay.cursor = self.replay.cursor.min(seq);
+            self.replay.blocked = true;
+            self.replay.armed = false;
+        }
     }
 
     /// The step could not be kept: the event bounces, whatever its handling (fail closed).

@@ -176,3 +176,37 @@ pub fn render(doc: &Value) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shows_the_spool_per_profile_and_a_spool_alarm_without_a_server() {
+        let doc = serde_json::json!({
+            "gateway": "gw", "shards": 1, "uptime_seconds": 1.0, "routers": [], "servers": [],
+            "events": {}, "config": {},
+            "alarms": [{ "name": "SpoolFull", "server": "" }],
+            "spool": {
+                "enabled": true, "records": 7, "bytes": 2048, "max_bytes": 4096,
+                "oldest_age_seconds": 12.5, "full": true, "replayed": 3,
+                "profiles": [{ "profile": "Archive", "records": 7, "bytes": 2048,
+                               "oldest_age_seconds": 12.5, "replayed": 3 }],
+            },
+        });
+        let text = render(&doc);
+        assert!(
+            text.contains(
+                "Spool: 7 record(s), 2048 byte(s) of 4096, oldest 12.5 s, replayed 3  FULL"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("Archive") && text.contains("records 7"),
+            "{text}"
+        );
+        assert!(text.contains("ALARM SpoolFull\n"), "{text}");
+        let off = render(&serde_json::json!({ "spool": { "enabled": false } }));
+        assert!(off.contains("Spool: off"), "{off}");
+    }
+}

@@ -292,6 +292,7 @@ async fn shard_main(
     glommio::spawn_local(engine_timers(ctx.clone())).detach();
     if let Some(dir) = config.spool.dir.clone() {
         glommio::spawn_local(spool::writer(ctx.clone(), dir)).detach();
+        glommio::spawn_local(spool::replay(ctx.clone())).detach();
     }
 
     // Listeners: on every shard with SO_REUSEPORT, or on shard 0 only, which hands each

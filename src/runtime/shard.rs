@@ -106,6 +106,8 @@ pub struct ShardCtx {
     tls: RefCell<Arc<crate::tls::Material>>,
     /// Wakes the spool's writer (`spool.rs`) when the engine spooled something.
     pub spool_wake: Notify,
+    /// Wakes the spool's replay task (`spool.rs`) when a replay pass is due.
+    pub replay_wake: Notify,
 }
 
 impl ShardCtx {
@@ -143,6 +145,7 @@ impl ShardCtx {
             wall_cache: Cell::new((Instant::now(), SystemTime::now())),
             tls: RefCell::new(Arc::default()),
             spool_wake: Notify::default(),
+            replay_wake: Notify::default(),
         }
     }
 
@@ -471,8 +474,12 @@ impl ShardCtx {
         loop {
             let action = self.engine.borrow_mut().poll_action();
             let Some(action) = action else {
-                if self.engine.borrow().spool_has_work() {
+                let engine = self.engine.borrow();
+                if engine.spool_has_work() {
                     self.spool_wake.notify();
+                }
+                if engine.replay_due() {
+                    self.replay_wake.notify();
                 }
                 return;
             };

@@ -233,6 +233,23 @@ pub async fn writer(ctx: Rc<ShardCtx>, root: PathBuf) {
     }
 }
 
+/// The shard's replay: one bounded turn of the engine's replay pass at a time, every other
+/// task of the shard (readers, writers, timers) let run between turns, so live traffic keeps
+/// its latency and the replay runs as fast as the streams and the CPU allow, without waiting
+/// for a timer between turns.
+pub async fn replay(ctx: Rc<ShardCtx>) {
+    loop {
+        let due = ctx.engine.borrow().replay_due();
+        if !due {
+            ctx.replay_wake.wait().await;
+            continue;
+        }
+        ctx.engine.borrow_mut().replay_turn(Instant::now());
+        ctx.pump();
+        futures_lite::future::yield_now().await;
+    }
+}
+
 async fn carry_out(
     dir: &Path,
     batch: &IoBatch,

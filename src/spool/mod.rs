@@ -428,13 +428,20 @@ impl Spool {
         self.durable = self.durable.max(upto);
     }
 
-    /// The batch in flight failed: records after the last durable one up to `upto` were not
-    /// kept. They leave the index (the caller fails their events closed); the segment being
-    /// written is abandoned (sealed) and new records go to a fresh one. Returns how many were
-    /// dropped.
-    pub fn on_failed(&mut self, upto: Seq) -> u64 {
+    /// The batch in flight (up to `upto`) failed: no record after the last durable one is
+    /// kept, including those appended since (their frames would follow a torn one in the same
+    /// segment, where recovery never reaches them). They leave the index (the caller fails
+    /// their events closed); the segment being written is abandoned (sealed) and new records
+    /// go to a fresh one. Returns the last record number that was not kept.
+    pub fn on_failed(&mut self, upto: Seq) -> Seq {
         self.in_flight = None;
         self.counters.io_errors += 1;
+        let upto = upto.max(self.appended);
+        // Writes not carried out yet belong to the abandoned records; removals still hold.
+        self.queued
+            .retain(|op| matches!(op, SpoolIo::Remove { .. }));
+        self.pending_write = None;
+        self.dirty.clear();
         let lost: Vec<Seq> = self
             .records
             .range(self.durable + 1..=upto)
@@ -451,7 +458,7 @@ impl Spool {
             self.release_if_empty(c);
         }
         self.durable = self.durable.max(upto);
-        lost.len() as u64
+        upto
     }
 
     fn remove(&mut self, seq: Seq, replayed: bool) -> Option<Pending> {

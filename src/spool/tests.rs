@@ -353,3 +353,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn records_appended_during_a_failed_batch_are_not_kept_either() {
+    let mut spool = Spool::new(1 << 20, 64 << 10, 0);
+    let mut files = FaultFiles::default();
+    spool.append(&record(0, 10).as_ref(), 0).unwrap();
+    commit(&mut spool, &mut files).unwrap();
+    spool.append(&record(1, 10).as_ref(), 0).unwrap();
+    let batch = spool.take_batch().unwrap();
+    // Appended while the failing batch runs: its frame would follow the torn one.
+    spool.append(&record(2, 10).as_ref(), 0).unwrap();
+    files.tear_at = Some(files.written + 5);
+    assert!(execute(&batch, &mut files).is_err());
+    assert_eq!(spool.on_failed(batch.upto), 3, "everything not durable");
+    assert_eq!(ids(&spool), vec![record(0, 10).id]);
+    files.tear_at = None;
+    spool.append(&record(3, 10).as_ref(), 0).unwrap();
+    commit(&mut spool, &mut files).unwrap();
+    let (back, _) = Spool::recover(1 << 20, 64 << 10, files.crash(1 << 20), |_| 0);
+    assert_eq!(ids(&back), vec![record(0, 10).id, record(3, 10).id]);
+}

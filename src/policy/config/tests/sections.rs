@@ -264,3 +264,27 @@ fn share_ports() {
         ["2:15: error: `share_ports` must be true or false, found a string"]
     );
 }
+
+#[test]
+fn spool_section() {
+    let text = format!("{BASE}\n[spool]\ndir = \"/var/lib/palisade/spool\"\nmax_bytes = 2097152\n");
+    let config = crate::policy::load_str(&text, "t.toml").unwrap().config;
+    assert_eq!(
+        config.spool.dir.as_deref(),
+        Some(std::path::Path::new("/var/lib/palisade/spool"))
+    );
+    assert_eq!(config.spool.max_bytes, 2 << 20);
+    let config = crate::policy::load_str(BASE, "t.toml").unwrap().config;
+    assert_eq!(config.spool.dir, None, "off by default");
+    assert_eq!(config.spool.max_bytes, 1 << 30);
+    let d = diags(&format!(
+        "{BASE}\n[spool]\ndir = \"/s\"\nmax_bytes = 1000\n"
+    ));
+    assert!(
+        d.iter()
+            .any(|m| m.contains("`max_bytes` (1000) is below 1 MiB")),
+        "{d:?}"
+    );
+    let d = diags(&format!("{BASE}\n[spool]\ndirectory = \"/s\"\n"));
+    assert!(d.iter().any(|m| m.contains("directory")), "{d:?}");
+}
