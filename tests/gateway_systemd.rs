@@ -92,10 +92,7 @@ fn no_watchdog_for_another_pid_and_nothing_without_a_socket() {
     });
     assert!(got.iter().any(|(_, m)| m.starts_with("READY=1")), "{got:?}");
     let later = receive_until(&socket, Duration::from_secs(1), |_| false);
-    assert!(
-        !later.iter().any(|(_, m)| m == "WATCHDOG=1"),
-        "{later:?}"
-    );
+    assert!(!later.iter().any(|(_, m)| m == "WATCHDOG=1"), "{later:?}");
     assert!(gw.stop().success());
     let _ = std::fs::remove_file(path);
 }

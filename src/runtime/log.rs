@@ -323,6 +323,14 @@ impl RateLimit {
         }
     }
 
+    /// Whether a line would be let through at `now` (nothing is counted).
+    pub fn is_open(&self, now: Instant) -> bool {
+        match self.current {
+            Some((start, used)) => now.duration_since(start) >= self.window || used < self.burst,
+            None => true,
+        }
+    }
+
     /// `Some(lines held back since the last one let through)` when a line may be written at
     /// `now`.
     pub fn allow(&mut self, now: Instant) -> Option<u64> {
@@ -487,6 +495,8 @@ mod tests {
         let t = Instant::now();
         let seen: Vec<_> = (0..5).map(|_| r.allow(t)).collect();
         assert_eq!(seen, [Some(0), Some(0), Some(0), None, None]);
+        assert!(!r.is_open(t));
+        assert!(r.is_open(t + Duration::from_secs(1)));
         assert_eq!(r.allow(t + Duration::from_secs(1)), Some(2));
         assert_eq!(r.allow(t + Duration::from_secs(1)), Some(0));
         assert_eq!(suppressed(2), " (2 more suppressed since the last report)");
