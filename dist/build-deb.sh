@@ -15,4 +15,5 @@ gzip -9n target/dist/man/*.1
 "$bin" completions bash > target/dist/completions/palisade
 "$bin" completions zsh > target/dist/completions/_palisade
 "$bin" completions fish > target/dist/completions/palisade.fish
-cargo deb --no-build --locked "$@"
+# The release profile keeps line tables for profiling; the package ships a stripped binary.
+cargo deb --no-build --locked --strip "$@"

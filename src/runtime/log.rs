@@ -259,7 +259,14 @@ fn format_line(
             if target != TARGET {
                 let _ = write!(line, " {target}:");
             }
-            let _ = write!(line, " {}", fields.msg);
+            // One record, one line: a multi-line message (a dependency's pretty-printed error,
+            // a diagnostic with its hint) continues on the same line.
+            for (i, part) in fields.msg.lines().enumerate() {
+                let part = if i == 0 { part } else { part.trim() };
+                if i == 0 || !part.is_empty() {
+                    let _ = write!(line, " {part}");
+                }
+            }
             for (k, v) in &fields.rest {
                 match v {
                     serde_json::Value::String(s) => {
@@ -395,6 +402,11 @@ mod tests {
         assert_eq!(
             format_line(LogFormat::Text, t, Level::Info, TARGET, &f),
             "1970-01-01T00:16:40.123Z INFO  [shard 1] Component cs1.example.com is ACTIVE\n"
+        );
+        let f = fields("Error: Os {\n    code: 12,\n}\n", Some(0));
+        assert_eq!(
+            format_line(LogFormat::Text, t, Level::Warn, "glommio::sys::uring", &f),
+            "1970-01-01T00:16:40.123Z WARN  [shard 0] glommio::sys::uring: Error: Os { code: 12, }\n"
         );
         let mut f = fields("woke", None);
         f.rest.insert("fd".into(), 7.into());
