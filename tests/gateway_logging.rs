@@ -155,3 +155,28 @@ fn a_bad_level_is_refused_before_starting() {
     let status = gw.stop_within(WAIT).expect("it exits");
     assert!(!status.success(), "{status:?}");
 }
+
+#[test]
+fn a_server_that_keeps_refusing_is_logged_once_per_window() {
+    // Nobody listens on the server's port: the dialer retries every 20..100 ms.
+    let port = free_port();
+    let mut gw = Gateway::start_with(&one_server(port, ""), |c| {
+        c.env_remove("RUST_LOG");
+    });
+    assert!(gw.log.wait_for("Unable to connect", WAIT));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(gw.stop().success());
+    assert_eq!(gw.log.count("Unable to connect"), 1, "{}", gw.log.all());
+    assert_eq!(gw.log.count("is GONE"), 1, "{}", gw.log.all());
+
+    // At debug level the held-back attempts are there.
+    let mut gw = Gateway::start_with(&one_server(port, ""), |c| {
+        c.args(["--log-level", "debug"]).env_remove("RUST_LOG");
+    });
+    assert!(
+        gw.log.wait_count("Unable to connect", 3, WAIT),
+        "{}",
+        gw.log.all()
+    );
+    assert!(gw.stop().success());
+}

@@ -106,9 +106,9 @@ fn hostile_connection(addr: std::net::SocketAddr, rng: &mut Rng, limit: usize) {
             let start = b.len();
             b.extend_from_slice(b"<handshake x='");
             let before = limit.saturating_sub(b.len() - start + 1 + rng.below(3) as usize);
-            b.extend(std::iter::repeat(b'A').take(before));
+            b.extend(std::iter::repeat_n(b'A', before));
             b.extend_from_slice(["é", "€", "𝄞"][rng.below(3) as usize].as_bytes());
-            b.extend(std::iter::repeat(b'B').take(100));
+            b.extend(std::iter::repeat_n(b'B', 100));
             b.extend_from_slice(b"'/>");
             b
         }
@@ -159,7 +159,7 @@ fn hostile_connection(addr: std::net::SocketAddr, rng: &mut Rng, limit: usize) {
         // An oversized stanza.
         8 => {
             let mut s = format!("{HEADER}<message><body>");
-            s.extend(std::iter::repeat('x').take(limit * 2));
+            s.extend(std::iter::repeat_n('x', limit * 2));
             s.into_bytes()
         }
         // Trickle a header one byte at a time, then vanish.
@@ -222,7 +222,7 @@ fn load_router(
             outstanding.insert(id);
             n += 1;
             sent.fetch_add(1, Ordering::Relaxed);
-            if n % 50 == 0 {
+            if n.is_multiple_of(50) {
                 break;
             }
         }

@@ -117,7 +117,7 @@ impl ShardEngine {
 
     /// Nothing of the spool waits to be written or is being written (shutdown waits for it).
     pub fn spool_idle(&self) -> bool {
-        self.spool.as_ref().map_or(true, Spool::idle)
+        self.spool.as_ref().is_none_or(Spool::idle)
     }
 
     /// The next batch of spool file operations to carry out (see [`Spool::take_batch`]).
@@ -243,7 +243,7 @@ impl ShardEngine {
 
     /// Whether the verdict of an event holding `hold` may leave.
     pub(super) fn hold_released(&self, hold: Seq) -> bool {
-        hold == 0 || self.spool.as_ref().map_or(true, |s| s.durable() >= hold)
+        hold == 0 || self.spool.as_ref().is_none_or(|s| s.durable() >= hold)
     }
 
     /// The runtime made every record up to `upto` durable: the verdicts waiting for them go.
@@ -302,7 +302,7 @@ impl ShardEngine {
     /// Something changed that may let records go out: a pass starts (from the oldest record
     /// when `from_start`) at the next turn.
     pub(super) fn arm_replay(&mut self, from_start: bool) {
-        if self.spool.as_ref().map_or(true, |s| s.records() == 0) {
+        if self.spool.as_ref().is_none_or(|s| s.records() == 0) {
             return;
         }
         if from_start && !self.replay.armed {

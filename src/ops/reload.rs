@@ -1,5 +1,6 @@
 //! `palisade reload`: asks a running gateway to reload its configuration file, through its
 //! admin endpoint (`POST /reload`, which answers with the outcome) or by SIGHUP to its PID.
+//! It only asks and reports: the reload itself is the running gateway's (`runtime/reload.rs`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

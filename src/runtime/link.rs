@@ -6,7 +6,7 @@
 
 use super::accept::Slot;
 use super::conn::{self, ConnRef};
-use super::log::{os_error_text, Level};
+use super::log::{os_error_text, suppressed, Level, RateLimit};
 use super::notify::Notify;
 use super::shard::ShardCtx;
 use super::tls::{self, Transport};
@@ -30,29 +30,38 @@ pub async fn dial(ctx: Rc<ShardCtx>, server: ServerId, generation: u32) {
         return;
     };
     let mut backoff = ctx.config().timers.reconnect_min;
+    // Failed attempts in a row are logged once per LOG_EVERY (the rest at debug level), the
+    // next one with how many were held back; a stream that comes up starts afresh.
+    let mut failures = RateLimit::default();
     let current = |ctx: &ShardCtx| !ctx.shutting_down.get() && ctx.link_current(server, generation);
     while current(&ctx) {
         let t = ctx.config().timers.clone();
-        let connected = connect_logged(&ctx, &info, t.handshake_timeout).await;
+        let level = match failures.is_open(Instant::now()) {
+            true => Level::Info,
+            false => Level::Debug,
+        };
+        let connected = connect_logged(&ctx, &info, t.handshake_timeout, level).await;
         if !current(&ctx) {
             break;
         }
         match connected {
             Err(e) => {
                 let (code, text) = os_error_text(&e);
+                let (level, also) = match failures.allow(Instant::now()) {
+                    Some(held_back) => (Level::Warn, suppressed(held_back)),
+                    None => (Level::Debug, String::new()),
+                };
                 ctx.log(
-                    Level::Warn,
+                    level,
                     &format!(
-                        "Unable to connect to host '{}', port {}: ({code}) {text}",
+                        "Unable to connect to host '{}', port {}: ({code}) {text}{also}",
                         info.host, info.port
                     ),
                 );
-                ctx.log(
-                    Level::Warn,
-                    &format!("Component {} is GONE", info.component),
-                );
+                ctx.log(level, &format!("Component {} is GONE", info.component));
             }
             Ok(mut tcp) => {
+                failures = RateLimit::default();
                 ctx.log(
                     Level::Info,
                     &format!("Component {} is CONNECTED", info.component),
@@ -349,12 +358,13 @@ async fn connect_logged(
     ctx: &ShardCtx,
     info: &ServerInfo,
     timeout: Duration,
+    level: Level,
 ) -> io::Result<TcpStream> {
     let addr = resolve(&info.host, info.port).await?;
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_nonblocking(true)?;
     ctx.log(
-        Level::Info,
+        level,
         &format!(
             "Connecting on fd {} to host '{}', port {}",
             socket.as_raw_fd(),

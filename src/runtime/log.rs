@@ -259,7 +259,14 @@ fn format_line(
             if target != TARGET {
                 let _ = write!(line, " {target}:");
             }
-            let _ = write!(line, " {}", fields.msg);
+            // One record, one line: a multi-line message (a dependency's pretty-printed error,
+            // a diagnostic with its hint) continues on the same line.
+            for (i, part) in fields.msg.lines().enumerate() {
+                let part = if i == 0 { part } else { part.trim() };
+                if i == 0 || !part.is_empty() {
+                    let _ = write!(line, " {part}");
+                }
+            }
             for (k, v) in &fields.rest {
                 match v {
                     serde_json::Value::String(s) => {
@@ -320,6 +327,14 @@ impl RateLimit {
             burst,
             current: None,
             held_back: 0,
+        }
+    }
+
+    /// Whether a line would be let through at `now` (nothing is counted).
+    pub fn is_open(&self, now: Instant) -> bool {
+        match self.current {
+            Some((start, used)) => now.duration_since(start) >= self.window || used < self.burst,
+            None => true,
         }
     }
 
@@ -387,6 +402,11 @@ mod tests {
         assert_eq!(
             format_line(LogFormat::Text, t, Level::Info, TARGET, &f),
             "1970-01-01T00:16:40.123Z INFO  [shard 1] Component cs1.example.com is ACTIVE\n"
+        );
+        let f = fields("Error: Os {\n    code: 12,\n}\n", Some(0));
+        assert_eq!(
+            format_line(LogFormat::Text, t, Level::Warn, "glommio::sys::uring", &f),
+            "1970-01-01T00:16:40.123Z WARN  [shard 0] glommio::sys::uring: Error: Os { code: 12, }\n"
         );
         let mut f = fields("woke", None);
         f.rest.insert("fd".into(), 7.into());
@@ -487,6 +507,8 @@ mod tests {
         let t = Instant::now();
         let seen: Vec<_> = (0..5).map(|_| r.allow(t)).collect();
         assert_eq!(seen, [Some(0), Some(0), Some(0), None, None]);
+        assert!(!r.is_open(t));
+        assert!(r.is_open(t + Duration::from_secs(1)));
         assert_eq!(r.allow(t + Duration::from_secs(1)), Some(2));
         assert_eq!(r.allow(t + Duration::from_secs(1)), Some(0));
         assert_eq!(suppressed(2), " (2 more suppressed since the last report)");

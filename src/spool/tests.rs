@@ -88,7 +88,7 @@ fn record(i: usize, stanza_len: usize) -> Record {
         id: format!("b.0.{i:x}.0"),
         stamp: "2026-11-21T10:00:00.123Z".into(),
         stable_key: i as u64 * 7919,
-        profile: if i % 3 == 0 { "Audit" } else { "Wall" }.into(),
+        profile: if i.is_multiple_of(3) { "Audit" } else { "Wall" }.into(),
         event: EventId::lookup(b"es_OUT").unwrap(),
         packet: Some(PacketType::Message),
         handling: Handling::Pass,

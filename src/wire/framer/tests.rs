@@ -362,7 +362,7 @@ fn straddling(at: usize, ch: char, after: usize, in_text: bool) -> Vec<u8> {
         s.push('A');
     }
     s.push(ch);
-    s.extend(std::iter::repeat('A').take(after));
+    s.extend(std::iter::repeat_n('A', after));
     s.push_str(close);
     s.into_bytes()
 }

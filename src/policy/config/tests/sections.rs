@@ -288,3 +288,30 @@ fn spool_section() {
     let d = diags(&format!("{BASE}\n[spool]\ndirectory = \"/s\"\n"));
     assert!(d.iter().any(|m| m.contains("directory")), "{d:?}");
 }
+
+#[test]
+fn log_level_and_format() {
+    let config = load_str(BASE, "t.toml").expect("valid").config;
+    assert_eq!(config.log, LogConfig::default());
+    assert_eq!(
+        (config.log.level, config.log.format),
+        (LogLevel::Info, LogFormat::Text)
+    );
+    let config = loaded(&format!(
+        "{BASE}[log]\nlevel = \"debug\"\nformat = \"json\"\n"
+    ));
+    assert_eq!(
+        (config.log.level, config.log.format),
+        (LogLevel::Debug, LogFormat::Json)
+    );
+    assert_eq!(
+        on_base("[log]\nlevel = \"verbose\"\nformat = \"xml\"\n"),
+        [
+            "12:9: error: unknown log level \"verbose\"",
+            "13:10: error: unknown log format \"xml\"",
+        ]
+    );
+    let d = on_base("[log]\nlevl = \"info\"\n");
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(d[0].starts_with("12:1: error: unknown key `levl`"), "{d:?}");
+}
