@@ -234,7 +234,7 @@ mod tests {
     #[test]
     fn records_cut_at_every_offset_give_the_same_stanzas() {
         let plain = stanzas(6, "hello");
-        let expected = frames(&[plain.clone()]);
+        let expected = frames(std::slice::from_ref(&plain));
         assert_eq!(expected.len(), 6);
         let (mut c, _) = pair();
         let wire = records(&mut c, &plain, 3);
@@ -258,7 +258,7 @@ mod tests {
         ) {
             let body = body.replace('&', "&amp;");
             let plain = stanzas(n, &body);
-            let expected = frames(&[plain.clone()]);
+            let expected = frames(std::slice::from_ref(&plain));
             let (mut c, mut s) = pair();
             let wire = records(&mut c, &plain, writes);
             cuts.sort_unstable();
