@@ -629,3 +629,48 @@ fn interop_with_python_ssl_as_router_and_as_compliance_server() {
         "{rest}"
     );
 }
+
+/// `palisade troubleshoot` has a TLS step: green with a verified chain and name, red with the
+/// step that failed (here the name) and its hint.
+#[test]
+fn troubleshoot_reports_the_tls_step() {
+    let ca = Ca::new("main");
+    let (cs_cert, cs_key) = ca.leaf("cs1", &["cs1.example.com"], false);
+    let port = free_port();
+    let _server = TestServer::start_with_tls(
+        port,
+        &component("cs1"),
+        "pw-cs1",
+        Some(server_tls(&cs_cert, &cs_key, None)),
+    );
+    let run = |name: &str| {
+        let extra = format!("ca = \"{}\"\ntls_name = \"{name}\"\n", p(&ca.ca_path()));
+        let text = config(1, FAST_TIMERS, &tls_server_block(port, &extra))
+            .replace("{ROUTER_PORT}", &free_port().to_string())
+            .replace("{COMPLIANCE_PORT}", &free_port().to_string())
+            .replace("{ADMIN_PORT}", &free_port().to_string());
+        let path = ca.dir.join(format!("troubleshoot-{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["troubleshoot", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            out.status.success(),
+        )
+    };
+    let (out, ok) = run("cs1.example.com");
+    assert!(
+        ok && out.contains("GREEN") && out.contains("TLS verified"),
+        "{out}"
+    );
+    let (out, ok) = run("other.example.com");
+    assert!(!ok, "{out}");
+    assert!(out.contains("TLS name failed (name_mismatch)"), "{out}");
+    assert!(
+        out.contains("hint: the certificate names another host"),
+        "{out}"
+    );
+}
