@@ -674,3 +674,73 @@ fn troubleshoot_reports_the_tls_step() {
         "{out}"
     );
 }
+
+/// The bundled tools speak TLS too: `palisade sim --tls-cert` behind a gateway that dials it
+/// with `tls = true`, and `palisade load --tls-ca` on the gateway's `routers_tls`.
+#[test]
+fn the_simulator_and_the_load_generator_over_tls() {
+    let ca = Ca::new("main");
+    let (cert, key) = ca.leaf("both", &["localhost"], false);
+    let bin = env!("CARGO_BIN_EXE_palisade");
+    let mut sim = std::process::Command::new(bin)
+        .args([
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--quiet",
+            "--secret",
+            "pw-cs1",
+        ])
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(sim.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let sim_port: u16 = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{line:?}"));
+    let tls_port = free_port();
+    let extra = format!("ca = \"{}\"\ntls_name = \"localhost\"\n", p(&ca.ca_path()));
+    let gw = Gateway::start(&tls_config(
+        tls_port,
+        &listener_tls(&cert, &key, None),
+        &tls_server_block(sim_port, &extra),
+    ));
+    assert!(
+        gw.log.wait_for("is ACTIVE", 10 * SECOND),
+        "log:\n{}",
+        gw.log.all()
+    );
+    let json = ca.dir.join("load.json");
+    let out = std::process::Command::new(bin)
+        .args(["load", "--connect", &format!("127.0.0.1:{tls_port}")])
+        .args(["--name", ROUTER, "--secret", ROUTER_SECRET, "--quiet"])
+        .args(["--events", "300", "--rate", "2000", "--mix", "es_OUT=100"])
+        .arg("--tls-ca")
+        .arg(ca.ca_path())
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let report = std::fs::read_to_string(&json).unwrap_or_default();
+    assert!(
+        report.contains("\"answered\": 300"),
+        "{report} {} {}; log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        gw.log.all()
+    );
+}
