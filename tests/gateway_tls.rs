@@ -744,3 +744,59 @@ fn the_simulator_and_the_load_generator_over_tls() {
         gw.log.all()
     );
 }
+
+/// A dial whose TLS fails is an ungraceful failure: a server that went away stays in its
+/// outage window while its redials fail verification, events wait for it, and they go out
+/// when it is back with a good certificate.
+#[test]
+fn failed_tls_redials_keep_the_server_in_its_outage_window() {
+    let ca = Ca::new("main");
+    let (good, good_key) = ca.leaf("good", &["cs1.example.com"], false);
+    let (bad, bad_key) = ca.leaf("bad", &["elsewhere.example.com"], false);
+    let port = free_port();
+    let start = |c: &Path, k: &Path| {
+        TestServer::start_with_tls(
+            port,
+            &component("cs1"),
+            "pw-cs1",
+            Some(server_tls(c, k, None)),
+        )
+    };
+    let first = start(&good, &good_key);
+    let timers = r#"
+event_timeout = "5s"
+outage_window = "20s"
+reconnect_min = "20ms"
+reconnect_max = "100ms"
+keepalive = "1s"
+dead_interval = "3s"
+handshake_timeout = "2s"
+"#;
+    let extra = format!(
+        "ca = \"{}\"\ntls_name = \"cs1.example.com\"\n",
+        p(&ca.ca_path())
+    );
+    let gw = Gateway::start(&config(1, timers, &tls_server_block(port, &extra)));
+    assert!(first.wait_streams(1, 5 * SECOND), "log:\n{}", gw.log.all());
+    first.crash();
+    drop(first);
+    std::thread::sleep(Duration::from_millis(50));
+    let impostor = start(&bad, &bad_key);
+    assert!(
+        gw.log.wait_for("failed (name_mismatch)", 5 * SECOND),
+        "log:\n{}",
+        gw.log.all()
+    );
+    let mut router = TestRouter::connect(&gw);
+    let id = router.chat("alice", "bob", "waits for cs1");
+    router.expect_silence(Duration::from_millis(500));
+    drop(impostor);
+    std::thread::sleep(Duration::from_millis(50));
+    let back = start(&good, &good_key);
+    let v = router.verdict_for(&id, 5 * SECOND);
+    assert!(v.is("pass"), "{v:?}; log:\n{}", gw.log.all());
+    assert!(back
+        .requests()
+        .iter()
+        .any(|r| r.stanza.contains("waits for cs1")));
+}
