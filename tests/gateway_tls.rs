@@ -629,3 +629,174 @@ fn interop_with_python_ssl_as_router_and_as_compliance_server() {
         "{rest}"
     );
 }
+
+/// `palisade troubleshoot` has a TLS step: green with a verified chain and name, red with the
+/// step that failed (here the name) and its hint.
+#[test]
+fn troubleshoot_reports_the_tls_step() {
+    let ca = Ca::new("main");
+    let (cs_cert, cs_key) = ca.leaf("cs1", &["cs1.example.com"], false);
+    let port = free_port();
+    let _server = TestServer::start_with_tls(
+        port,
+        &component("cs1"),
+        "pw-cs1",
+        Some(server_tls(&cs_cert, &cs_key, None)),
+    );
+    let run = |name: &str| {
+        let extra = format!("ca = \"{}\"\ntls_name = \"{name}\"\n", p(&ca.ca_path()));
+        let text = config(1, FAST_TIMERS, &tls_server_block(port, &extra))
+            .replace("{ROUTER_PORT}", &free_port().to_string())
+            .replace("{COMPLIANCE_PORT}", &free_port().to_string())
+            .replace("{ADMIN_PORT}", &free_port().to_string());
+        let path = ca.dir.join(format!("troubleshoot-{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["troubleshoot", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            out.status.success(),
+        )
+    };
+    let (out, ok) = run("cs1.example.com");
+    assert!(
+        ok && out.contains("GREEN") && out.contains("TLS verified"),
+        "{out}"
+    );
+    let (out, ok) = run("other.example.com");
+    assert!(!ok, "{out}");
+    assert!(out.contains("TLS name failed (name_mismatch)"), "{out}");
+    assert!(
+        out.contains("hint: the certificate names another host"),
+        "{out}"
+    );
+}
+
+/// The bundled tools speak TLS too: `palisade sim --tls-cert` behind a gateway that dials it
+/// with `tls = true`, and `palisade load --tls-ca` on the gateway's `routers_tls`.
+#[test]
+fn the_simulator_and_the_load_generator_over_tls() {
+    let ca = Ca::new("main");
+    let (cert, key) = ca.leaf("both", &["localhost"], false);
+    let bin = env!("CARGO_BIN_EXE_palisade");
+    let mut sim = std::process::Command::new(bin)
+        .args([
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--quiet",
+            "--secret",
+            "pw-cs1",
+        ])
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(sim.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let sim_port: u16 = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{line:?}"));
+    let tls_port = free_port();
+    let extra = format!("ca = \"{}\"\ntls_name = \"localhost\"\n", p(&ca.ca_path()));
+    let gw = Gateway::start(&tls_config(
+        tls_port,
+        &listener_tls(&cert, &key, None),
+        &tls_server_block(sim_port, &extra),
+    ));
+    assert!(
+        gw.log.wait_for("is ACTIVE", 10 * SECOND),
+        "log:\n{}",
+        gw.log.all()
+    );
+    let json = ca.dir.join("load.json");
+    let out = std::process::Command::new(bin)
+        .args(["load", "--connect", &format!("127.0.0.1:{tls_port}")])
+        .args(["--name", ROUTER, "--secret", ROUTER_SECRET, "--quiet"])
+        .args(["--events", "300", "--rate", "2000", "--mix", "es_OUT=100"])
+        .arg("--tls-ca")
+        .arg(ca.ca_path())
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let report = std::fs::read_to_string(&json).unwrap_or_default();
+    assert!(
+        report.contains("\"answered\": 300"),
+        "{report} {} {}; log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        gw.log.all()
+    );
+}
+
+/// A dial whose TLS fails is an ungraceful failure: a server that went away stays in its
+/// outage window while its redials fail verification, events wait for it, and they go out
+/// when it is back with a good certificate.
+#[test]
+fn failed_tls_redials_keep_the_server_in_its_outage_window() {
+    let ca = Ca::new("main");
+    let (good, good_key) = ca.leaf("good", &["cs1.example.com"], false);
+    let (bad, bad_key) = ca.leaf("bad", &["elsewhere.example.com"], false);
+    let port = free_port();
+    let start = |c: &Path, k: &Path| {
+        TestServer::start_with_tls(
+            port,
+            &component("cs1"),
+            "pw-cs1",
+            Some(server_tls(c, k, None)),
+        )
+    };
+    let first = start(&good, &good_key);
+    let timers = r#"
+event_timeout = "5s"
+outage_window = "20s"
+reconnect_min = "20ms"
+reconnect_max = "100ms"
+keepalive = "1s"
+dead_interval = "3s"
+handshake_timeout = "2s"
+"#;
+    let extra = format!(
+        "ca = \"{}\"\ntls_name = \"cs1.example.com\"\n",
+        p(&ca.ca_path())
+    );
+    let gw = Gateway::start(&config(1, timers, &tls_server_block(port, &extra)));
+    assert!(first.wait_streams(1, 5 * SECOND), "log:\n{}", gw.log.all());
+    first.crash();
+    drop(first);
+    std::thread::sleep(Duration::from_millis(50));
+    let impostor = start(&bad, &bad_key);
+    assert!(
+        gw.log.wait_for("failed (name_mismatch)", 5 * SECOND),
+        "log:\n{}",
+        gw.log.all()
+    );
+    let mut router = TestRouter::connect(&gw);
+    let id = router.chat("alice", "bob", "waits for cs1");
+    router.expect_silence(Duration::from_millis(500));
+    drop(impostor);
+    std::thread::sleep(Duration::from_millis(50));
+    let back = start(&good, &good_key);
+    let v = router.verdict_for(&id, 5 * SECOND);
+    assert!(v.is("pass"), "{v:?}; log:\n{}", gw.log.all());
+    assert!(back
+        .requests()
+        .iter()
+        .any(|r| r.stanza.contains("waits for cs1")));
+}

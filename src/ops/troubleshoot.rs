@@ -2,7 +2,8 @@
 //! server of a configuration in turn: name resolution, TCP connect, stream and handshake
 //! (CONNECTED without ACTIVE means a wrong password or component name, and it says which), then
 //! one test event round trip with its latency. One green or red line per server, with the hint
-//! that fits; green everywhere is exit 0.
+//! that fits; green everywhere is exit 0. A server dialed with `tls = true` gets a TLS step
+//! between connect and stream: the handshake, the chain and the name, each with its own hint.
 
 use crate::policy::{CompiledPolicy, Config, EventId, Handling, ServerInfo, ServerMode};
 use crate::protocol::request::{write_request, Mode, RequestFields, RequestId};
@@ -43,15 +44,131 @@ impl std::fmt::Display for Outcome {
 /// dial the gateway and so cannot be dialed from here.
 pub fn run(config: &Config, admin_status: Option<&serde_json::Value>) -> Vec<Outcome> {
     let policy = CompiledPolicy::compile(config);
+    let (material, problems) =
+        crate::tls::Material::build(config, "the configuration", SystemTime::now());
     policy
         .servers()
         .iter()
         .enumerate()
         .map(|(i, info)| match info.mode {
-            ServerMode::Outbound => check_outbound(config, info, &config.servers[i].password),
+            ServerMode::Outbound => {
+                let tls = match (&config.servers[i].tls, &material) {
+                    (None, _) => Tls::Plain,
+                    (Some(_), Some(m)) => m.server_dial(&info.name).map_or(Tls::Plain, Tls::Dial),
+                    (Some(_), None) => Tls::Unusable(&problems),
+                };
+                check_outbound(config, info, &config.servers[i].password, tls)
+            }
             ServerMode::Inbound => check_inbound(info, admin_status),
         })
         .collect()
+}
+
+/// How a server is dialed, for the TLS step.
+enum Tls<'a> {
+    Plain,
+    Dial(&'a crate::tls::Dial),
+    /// The TLS files do not load: these are the problems.
+    Unusable(&'a [crate::policy::Diagnostic]),
+}
+
+/// The socket, and the TLS session on it if the server is dialed with TLS.
+pub(crate) struct Link {
+    tcp: TcpStream,
+    tls: Option<crate::tls::Session>,
+    plain: Vec<u8>,
+}
+
+impl Link {
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self.tls.as_mut() {
+            None => self.tcp.write_all(bytes),
+            Some(session) => {
+                session.send(bytes);
+                let mut out = Vec::new();
+                session.take_tls(&mut out);
+                self.tcp.write_all(&out)
+            }
+        }
+    }
+
+    /// Reads once; plaintext lands in `self.plain` (what TLS did not complete waits).
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.tcp.read(buf)?;
+        let Some(session) = self.tls.as_mut() else {
+            self.plain.clear();
+            self.plain.extend_from_slice(&buf[..n]);
+            return Ok(n);
+        };
+        self.plain.clear();
+        if n == 0 {
+            return Ok(0);
+        }
+        let plain = &mut self.plain;
+        match session.receive(&buf[..n], |p| plain.extend_from_slice(p)) {
+            Ok(crate::tls::Fed::Open) => Ok(n),
+            Ok(crate::tls::Fed::PeerClosed) => Ok(0),
+            Err(f) => Err(std::io::Error::other(f.detail())),
+        }
+    }
+
+    fn set_read_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
+        self.tcp.set_read_timeout(t)
+    }
+}
+
+/// The TLS step: a handshake over the blocking socket; on failure what to say and the hint.
+fn tls_step(
+    tcp: &mut TcpStream,
+    dial: &crate::tls::Dial,
+    timeout: Duration,
+) -> Result<(crate::tls::Session, Vec<u8>), (String, String)> {
+    let failed = |f: crate::tls::TlsFailure| {
+        let step = match f {
+            crate::tls::TlsFailure::NameMismatch(_) => "name",
+            crate::tls::TlsFailure::Expired(_) | crate::tls::TlsFailure::Verification(_) => "chain",
+            _ => "handshake",
+        };
+        (
+            format!(
+                "CONNECTED, TLS {step} failed ({}): {}",
+                f.reason(),
+                f.detail()
+            ),
+            f.hint().to_owned(),
+        )
+    };
+    let mut session = crate::tls::Session::client(dial).map_err(failed)?;
+    let deadline = Instant::now() + timeout;
+    let mut early = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let mut out = Vec::new();
+        session.take_tls(&mut out);
+        if tcp.write_all(&out).is_err() {
+            return Err(failed(crate::tls::TlsFailure::Handshake(
+                "write failed".into(),
+            )));
+        }
+        if !session.is_handshaking() {
+            return Ok((session, early));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(failed(crate::tls::TlsFailure::Timeout));
+        }
+        let _ = tcp.set_read_timeout(Some(left));
+        let n = match tcp.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                let why = "the server closed the connection during the handshake";
+                return Err(failed(crate::tls::TlsFailure::Handshake(why.into())));
+            }
+            Ok(n) => n,
+        };
+        session
+            .receive(&buf[..n], |p| early.extend_from_slice(p))
+            .map_err(failed)?;
+    }
 }
 
 fn red(info: &ServerInfo, detail: String, hint: &str) -> Outcome {
@@ -93,7 +210,7 @@ fn check_inbound(info: &ServerInfo, admin: Option<&serde_json::Value>) -> Outcom
     }
 }
 
-fn check_outbound(config: &Config, info: &ServerInfo, password: &str) -> Outcome {
+fn check_outbound(config: &Config, info: &ServerInfo, password: &str, tls: Tls<'_>) -> Outcome {
     let (host, port) = (&info.host, info.port);
     let addr: SocketAddr = match (host.as_str(), port)
         .to_socket_addrs()
@@ -119,6 +236,29 @@ fn check_outbound(config: &Config, info: &ServerInfo, password: &str) -> Outcome
         }
     };
     let _ = tcp.set_nodelay(true);
+    let (session, early, secured) = match tls {
+        Tls::Plain => (None, Vec::new(), ""),
+        Tls::Unusable(problems) => {
+            let first = problems.iter().find(|p| p.is_error());
+            return red(
+                info,
+                format!(
+                    "CONNECTED, but the TLS files do not load: {}",
+                    first.map_or_else(String::new, |p| p.message.clone())
+                ),
+                "run palisade check-config on this configuration",
+            );
+        }
+        Tls::Dial(dial) => match tls_step(&mut tcp, dial, timeout) {
+            Ok((session, early)) => (Some(session), early, ", TLS verified"),
+            Err((detail, hint)) => return red(info, detail, &hint),
+        },
+    };
+    let mut tcp = Link {
+        tcp,
+        tls: session,
+        plain: Vec::new(),
+    };
     let stream_config = StreamConfig {
         handshake_timeout: timeout,
         keepalive: None,
@@ -133,6 +273,7 @@ fn check_outbound(config: &Config, info: &ServerInfo, password: &str) -> Outcome
         FromCheck::PeerDomain,
         Instant::now(),
     );
+    stream.receive(&early, Instant::now());
     match wait_for(&mut tcp, &mut stream, timeout, |e| matches!(e, StreamEvent::Active)) {
         Waited::Done(_) => {}
         Waited::Closed(Closed::PeerError { condition: Condition::NotAuthorized, .. }) => {
@@ -160,7 +301,7 @@ fn check_outbound(config: &Config, info: &ServerInfo, password: &str) -> Outcome
             component: info.component.clone(),
             green: true,
             detail: format!(
-                "resolved {addr}, CONNECTED, ACTIVE, test event answered {answer} in {:.1} ms",
+                "resolved {addr}, CONNECTED{secured}, ACTIVE, test event answered {answer} in {:.1} ms",
                 started.elapsed().as_secs_f64() * 1000.0
             ),
             hint: None,
@@ -175,7 +316,7 @@ fn check_outbound(config: &Config, info: &ServerInfo, password: &str) -> Outcome
 
 /// Sends one harmless wait-mode event (e_STATS, handling pass) and waits for its answer.
 fn test_event(
-    tcp: &mut TcpStream,
+    tcp: &mut Link,
     stream: &mut ComponentStream,
     config: &Config,
     info: &ServerInfo,
@@ -253,7 +394,7 @@ enum Waited {
 
 /// Pumps the stream over the blocking socket until `done` accepts an event.
 fn wait_for(
-    tcp: &mut TcpStream,
+    tcp: &mut Link,
     stream: &mut ComponentStream,
     timeout: Duration,
     done: impl Fn(&StreamEvent) -> bool,
@@ -287,7 +428,7 @@ fn wait_for(
         let _ = tcp.set_read_timeout(Some(deadline - now));
         match tcp.read(&mut buf) {
             Ok(0) => stream.transport_closed(),
-            Ok(n) => stream.receive(&buf[..n], Instant::now()),
+            Ok(_) => stream.receive(&tcp.plain, Instant::now()),
             Err(e)
                 if matches!(
                     e.kind(),

@@ -58,6 +58,8 @@ pub struct ServerInfo {
     pub port: u16,
     pub password: String,
     pub connections: Option<usize>,
+    /// How its dials use TLS (`None`: plain); a change restarts its streams.
+    pub tls: Option<crate::policy::DialTls>,
     /// Removed from the configuration by a reload: in no chain, never dialed or admitted.
     pub retired: bool,
 }
@@ -73,6 +75,7 @@ impl std::fmt::Debug for ServerInfo {
             .field("port", &self.port)
             .field("password", &"<redacted>")
             .field("connections", &self.connections)
+            .field("tls", &self.tls)
             .field("retired", &self.retired)
             .finish()
     }
@@ -96,7 +99,8 @@ impl ServerInfo {
             new.port,
             &new.password,
             new.connections,
-        ) || self.retired != new.retired
+        ) || self.tls != new.tls
+            || self.retired != new.retired
     }
 }
 
@@ -171,6 +175,7 @@ impl From<&ServerConfig> for ServerInfo {
             port: s.port,
             password: s.password.clone(),
             connections: s.connections,
+            tls: s.tls.clone(),
             retired: false,
         }
     }

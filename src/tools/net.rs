@@ -4,6 +4,10 @@
 //!
 //! The stream logic itself is [`crate::wire::ComponentStream`]'s; this file only moves bytes
 //! and time in and out of it. Must not interpret stanzas: callers poll [`Link::poll_event`].
+//!
+//! With TLS (`palisade load --tls-ca`, `palisade sim --tls-cert`: set once per process, before
+//! any link, by [`use_tls`]) every link's bytes pass through a [`crate::tls::Session`]; the
+//! TLS handshake is done blocking, before the stream's.
 
 use crate::wire::stream::NS_ACCEPT;
 use crate::wire::{Closed, ComponentStream, Condition, FromCheck, StreamConfig, StreamEvent};
@@ -12,7 +16,49 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+/// The TLS a tool uses for all its links (see the module documentation).
+pub enum ToolTls {
+    /// Dials present nothing and verify the peer with this.
+    Dial(crate::tls::Dial),
+    /// Accepted connections get this certificate.
+    Accept(Arc<rustls::ServerConfig>),
+}
+
+static TLS: OnceLock<ToolTls> = OnceLock::new();
+
+/// Makes every link of this process use `tls` (the first call wins).
+pub fn use_tls(tls: ToolTls) {
+    let _ = TLS.set(tls);
+}
+
+/// A blocking TLS handshake on a fresh socket; the session and any plaintext that came with it.
+fn tls_handshake(
+    mut sock: &TcpStream,
+    mut session: crate::tls::Session,
+) -> io::Result<(crate::tls::Session, Vec<u8>)> {
+    sock.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut early = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let mut out = Vec::new();
+        session.take_tls(&mut out);
+        sock.write_all(&out)?;
+        if !session.is_handshaking() {
+            sock.set_read_timeout(None)?;
+            return Ok((session, early));
+        }
+        let n = sock.read(&mut buf)?;
+        if n == 0 {
+            return Err(io::Error::other("TLS: closed during the handshake"));
+        }
+        session
+            .receive(&buf[..n], |p| early.extend_from_slice(p))
+            .map_err(|f| io::Error::other(format!("TLS ({}): {}", f.reason(), f.detail())))?;
+    }
+}
 
 /// How much one `read(2)` asks for. Big reads mean many stanzas per syscall; the framer zeroes
 /// the region first, so this is also the per-read memset.
@@ -87,6 +133,8 @@ pub struct Link {
     /// The peer closed its side; reported to the stream once its buffered input is drained.
     peer_eof: bool,
     eof_reported: bool,
+    /// TLS between the socket and the stream, and its read buffer.
+    tls: Option<(crate::tls::Session, Vec<u8>)>,
 }
 
 impl Link {
@@ -99,7 +147,80 @@ impl Link {
             pending: Bytes::new(),
             peer_eof: false,
             eof_reported: false,
+            tls: None,
         })
+    }
+
+    /// [`Link::new`], over TLS when the process uses it ([`use_tls`]): the TLS handshake
+    /// first, as `dialer` or acceptor.
+    fn secured(sock: TcpStream, mut stream: ComponentStream, dialer: bool) -> io::Result<Link> {
+        let session = match (TLS.get(), dialer) {
+            (Some(ToolTls::Dial(d)), true) => Some(crate::tls::Session::client(d)),
+            (Some(ToolTls::Accept(c)), false) => Some(crate::tls::Session::server(c.clone())),
+            _ => None,
+        };
+        let Some(session) = session else {
+            return Link::new(sock, stream);
+        };
+        let session = session.map_err(|f| io::Error::other(f.detail()))?;
+        sock.set_nodelay(true)?;
+        let (session, early) = tls_handshake(&sock, session)?;
+        stream.receive(&early, Instant::now());
+        let mut link = Link::new(sock, stream)?;
+        link.tls = Some((session, vec![0; READ_CHUNK]));
+        Ok(link)
+    }
+
+    /// [`Link::read_some`] through TLS.
+    fn read_tls(&mut self, budget: usize, now: Instant) -> io::Result<usize> {
+        let Some((session, raw)) = self.tls.as_mut() else {
+            return Ok(0);
+        };
+        let stream = &mut self.stream;
+        let mut total = 0;
+        while total < budget && !self.peer_eof {
+            match (&self.sock).read(raw) {
+                Ok(0) => self.peer_eof = true,
+                Ok(n) => {
+                    total += n;
+                    match session.receive(&raw[..n], |p| stream.receive(p, now)) {
+                        Ok(crate::tls::Fed::Open) => {}
+                        Ok(crate::tls::Fed::PeerClosed) => self.peer_eof = true,
+                        Err(f) => {
+                            self.peer_eof = true;
+                            return Err(io::Error::other(f.detail()));
+                        }
+                    }
+                    if n < raw.len() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.peer_eof = true;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// The next bytes to write: the stream's output, encrypted when the link has TLS.
+    fn next_output(&mut self) -> Option<Bytes> {
+        let plain = self.stream.take_output();
+        let Some((session, _)) = self.tls.as_mut() else {
+            return plain;
+        };
+        if let Some(p) = plain {
+            session.send(&p);
+        }
+        if !session.wants_write() {
+            return None;
+        }
+        let mut out = Vec::new();
+        session.take_tls(&mut out);
+        Some(out.into())
     }
 
     pub fn socket(&self) -> &TcpStream {
@@ -109,6 +230,9 @@ impl Link {
     /// Reads what the socket holds, up to about `budget` bytes. Returns the bytes read; an EOF
     /// is remembered and surfaces as [`StreamEvent::Closed`] after the buffered stanzas.
     pub fn read_some(&mut self, budget: usize, now: Instant) -> io::Result<usize> {
+        if self.tls.is_some() {
+            return self.read_tls(budget, now);
+        }
         let mut total = 0;
         while total < budget && !self.peer_eof {
             let buf = self.stream.spare(READ_CHUNK);
@@ -161,7 +285,11 @@ impl Link {
 
     /// Bytes waiting to be written (taken and not).
     pub fn backlog(&self) -> usize {
-        self.pending.len() + self.stream.pending_output()
+        let tls = self
+            .tls
+            .as_ref()
+            .map_or(0, |(s, _)| usize::from(s.wants_write()));
+        self.pending.len() + self.stream.pending_output() + tls
     }
 
     pub fn wants_write(&self) -> bool {
@@ -172,7 +300,7 @@ impl Link {
     pub fn flush(&mut self) -> io::Result<bool> {
         loop {
             if self.pending.is_empty() {
-                match self.stream.take_output() {
+                match self.next_output() {
                     Some(b) => self.pending = b,
                     None => return Ok(true),
                 }
@@ -382,7 +510,7 @@ pub fn dial(
         FromCheck::None,
         Instant::now(),
     );
-    let mut link = Link::new(sock, stream)?;
+    let mut link = Link::secured(sock, stream, true)?;
     link.handshake(|_| None, None)?;
     Ok(link)
 }
@@ -404,7 +532,7 @@ pub fn stream_id_bits() -> [u8; 16] {
 /// Wraps an accepted socket in a receiver stream (the handshake is still to be driven).
 pub fn receiver(sock: TcpStream, config: StreamConfig, from_check: FromCheck) -> io::Result<Link> {
     let stream = ComponentStream::receiver(config, stream_id_bits(), from_check, Instant::now());
-    Link::new(sock, stream)
+    Link::secured(sock, stream, false)
 }
 
 #[cfg(test)]

@@ -148,8 +148,9 @@ pub struct ListenConfig {
 }
 
 /// A file the configuration names, and where it names it: problems with the file's contents
-/// (found outside this module, which reads no such file) point at that key.
-#[derive(Clone, Debug, Eq, PartialEq)]
+/// (found outside this module, which reads no such file) point at that key. Two are equal
+/// when they name the same file, wherever the file is named (a reload compares them).
+#[derive(Clone, Debug)]
 pub struct FileRef {
     pub path: PathBuf,
     /// The key that names the file, as `check-config` shows it: `client_ca`.
@@ -157,6 +158,14 @@ pub struct FileRef {
     pub line: usize,
     pub col: usize,
 }
+
+impl PartialEq for FileRef {
+    fn eq(&self, other: &FileRef) -> bool {
+        self.path == other.path
+    }
+}
+
+impl Eq for FileRef {}
 
 /// `[tls]`: the certificate chain and key the TLS listeners present, and optionally the CA
 /// whose certificates they require of their peers (mutual TLS).

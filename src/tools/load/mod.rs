@@ -44,6 +44,15 @@ use worker::{Outcome, Pacing, Plan};
 
 /// Runs `palisade load` and returns the exit code.
 pub fn run(args: LoadArgs) -> i32 {
+    if let Some(ca) = &args.tls_ca {
+        match crate::tls::tool_dial(ca, &args.tls_name) {
+            Ok(dial) => super::net::use_tls(super::net::ToolTls::Dial(dial)),
+            Err(e) => {
+                eprintln!("palisade load: {e}");
+                return 2;
+            }
+        }
+    }
     let settings = match Settings::resolve(&args) {
         Ok(s) => s,
         Err(e) => {

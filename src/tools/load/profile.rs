@@ -57,6 +57,12 @@ pub struct LoadArgs {
     /// The router's shared secret.
     #[arg(long)]
     pub secret: Option<String>,
+    /// Dial with direct TLS, trusting the CA certificates in FILE (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// With --tls-ca: the name the gateway's certificate must carry.
+    #[arg(long, value_name = "NAME", default_value = "localhost")]
+    pub tls_name: String,
     /// The gateway's component name, the `to` of events [default: palisade.example.com].
     #[arg(long, value_name = "NAME")]
     pub gateway: Option<String>,

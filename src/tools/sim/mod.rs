@@ -75,6 +75,12 @@ pub struct SimArgs {
     /// The shared secret of the XEP-0114 handshake.
     #[arg(long)]
     pub secret: String,
+    /// With --listen: accept direct TLS, presenting the certificate chain in FILE (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_key", requires = "listen")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Inbound mode: how many streams to keep up.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub connections: u32,
@@ -201,6 +207,15 @@ fn check_rate(flag: &str, p: f64) -> Result<f64, SimError> {
 
 /// Runs `palisade sim` and returns the exit code.
 pub fn run(args: SimArgs) -> i32 {
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        match crate::tls::tool_acceptor(cert, key) {
+            Ok(config) => super::net::use_tls(super::net::ToolTls::Accept(config)),
+            Err(e) => {
+                eprintln!("palisade sim: {e}");
+                return 2;
+            }
+        }
+    }
     match run_sim(args) {
         Ok(()) => 0,
         Err(e) => {

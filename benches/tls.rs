@@ -1,0 +1,89 @@
+//! What TLS adds to the gateway's user-space work per event: the bytes of one event's round
+//! trip on both legs (about 600 bytes in: the router's event and the server's answer; about
+//! 700 bytes out: the request and the verdict) decrypted and encrypted by the gateway's side of
+//! rustls sessions (ring, TLS 1.3), with `batch` events per read and per write as the gateway
+//! batches them under load. Only the gateway side's calls are timed; the peer's are not.
+//!
+//! `cargo bench --bench tls`; figures go to `perf/RESULTS.md`.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use palisade::tls::{Dial, Session};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const IN_PER_EVENT: usize = 600;
+const OUT_PER_EVENT: usize = 700;
+
+fn pair() -> (Session, Session) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let der = CertificateDer::from(cert.der().to_vec());
+    let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let server = rustls::ServerConfig::builder_with_provider(palisade::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![der.clone()], private)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(palisade::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let dial = Dial {
+        config: Arc::new(client),
+        name: ServerName::try_from("localhost").unwrap(),
+    };
+    let (mut c, mut s) = (
+        Session::client(&dial).unwrap(),
+        Session::server(Arc::new(server)).unwrap(),
+    );
+    for _ in 0..8 {
+        let mut out = Vec::new();
+        c.take_tls(&mut out);
+        s.receive(&out, |_| {}).unwrap();
+        let mut back = Vec::new();
+        s.take_tls(&mut back);
+        c.receive(&back, |_| {}).unwrap();
+    }
+    (c, s)
+}
+
+fn tls_per_event(c: &mut Criterion) {
+    let mut group = c.benchmark_group("tls_gateway_side");
+    for batch in [1usize, 16, 256] {
+        group.throughput(Throughput::Elements(batch as u64));
+        let inbound = vec![b'x'; IN_PER_EVENT * batch];
+        let outbound = vec![b'y'; OUT_PER_EVENT * batch];
+        group.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, _| {
+            let (mut peer, mut gateway) = pair();
+            let mut sink = 0usize;
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                let (mut wire, mut out) = (Vec::new(), Vec::new());
+                for _ in 0..iters {
+                    wire.clear();
+                    peer.send(&inbound);
+                    peer.take_tls(&mut wire);
+                    let started = Instant::now();
+                    gateway.receive(&wire, |p| sink += p.len()).unwrap();
+                    gateway.send(&outbound);
+                    out.clear();
+                    gateway.take_tls(&mut out);
+                    spent += started.elapsed();
+                    peer.receive(&out, |p| sink += p.len()).unwrap();
+                }
+                spent
+            });
+            assert!(sink > 0);
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, tls_per_event);
+criterion_main!(benches);

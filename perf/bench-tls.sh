@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# What TLS costs the gateway: perf/bench-gateway.sh's closed-loop (`max`) and open-loop
+# scenarios, plain and with TLS on both legs (the load generator dials the gateway's
+# routers_tls; the gateway dials the simulator with tls = true), side by side in one run.
+# Reports events/s, p50/p99 and the gateway's own CPU per event (user + sys from /proc).
+#
+#   perf/bench-tls.sh [SHARDS] [OPEN_RATE] [DURATION]     (defaults: 1 50000 10s)
+#
+# Needs openssl (for a throwaway CA) and python3 (free ports). Build first: cargo build --release.
+set -euo pipefail
+
+shards=${1:-1}
+open_rate=${2:-50000}
+duration=${3:-10s}
+bin=${PALISADE:-$(cd "$(dirname "$0")/.." && pwd)/target/release/palisade}
+[ -x "$bin" ] || { echo "no binary at $bin: cargo build --release" >&2; exit 2; }
+work=$(mktemp -d)
+# shellcheck source=perf/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+# A throwaway CA, and one certificate for "localhost" that both the gateway and the
+# simulator present.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -subj "/CN=bench CA" -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+  -keyout "$work/key.pem" -out "$work/csr.pem" 2>/dev/null
+openssl x509 -req -in "$work/csr.pem" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
+  -days 2 -extfile <(printf "subjectAltName=DNS:localhost") -out "$work/cert.pem" 2>/dev/null
+
+report() { # $1 name, $2 json, $3 cpu seconds
+  local n eps
+  n=$(json "$2" answered)
+  eps=$(json "$2" answered_per_s)
+  awk -v name="$1" -v n="$n" -v eps="$eps" -v c="$3" \
+      -v p50="$(json "$2" p50)" -v p99="$(json "$2" p99)" 'BEGIN {
+    printf "%-10s %9d events  %9.0f events/s  p50 %7.2f ms  p99 %7.2f ms  gateway CPU %.2f us/event\n",
+      name, n, eps, p50 / 1000, p99 / 1000, (n > 0 ? c / n * 1e6 : 0) }'
+}
+
+# start MODE (plain or tls): a simulator and a gateway wired to it; sets $gw and $load_port.
+start() {
+  local mode=$1 sim_port router_port tls_port admin_port sim_tls="" listen_tls="" tls_table="" server_tls=""
+  sim_port=$(free_port); router_port=$(free_port); tls_port=$(free_port); admin_port=$(free_port)
+  load_port=$router_port
+  if [ "$mode" = tls ]; then
+    sim_tls="--tls-cert $work/cert.pem --tls-key $work/key.pem"
+    listen_tls="routers_tls = \"127.0.0.1:$tls_port\""
+    tls_table="[tls]
+cert = \"$work/cert.pem\"
+key = \"$work/key.pem\""
+    server_tls="tls = true
+ca = \"$work/ca.pem\"
+tls_name = \"localhost\""
+    load_port=$tls_port
+  fi
+  # shellcheck disable=SC2086
+  "$bin" sim --listen "127.0.0.1:$sim_port" --secret bench --quiet $sim_tls >"$work/sim.out" 2>"$work/sim.err" &
+  pids+=($!)
+  cat >"$work/gw.toml" <<TOML
+[gateway]
+name = "palisade.example.com"
+domain = "example.com"
+shards = $shards
+admin = "127.0.0.1:$admin_port"
+[listen]
+routers = "127.0.0.1:$router_port"
+$listen_tls
+$tls_table
+[timers]
+event_timeout = "30s"
+[limits]
+max_in_flight = 300000
+queue_per_server = 300000
+[[router]]
+name = "imp1.example.com"
+secret = "bench"
+[[profile]]
+name = "Wall"
+events = [ { event = "es_OUT", packet = "message", handling = "bounce" } ]
+[[server]]
+name = "cs1"
+host = "127.0.0.1"
+port = $sim_port
+password = "bench"
+profile = "Wall"
+$server_tls
+TOML
+  "$bin" run --config "$work/gw.toml" 2>"$work/gw.log" &
+  gw=$!
+  pids+=($gw)
+  for _ in $(seq 200); do
+    [ "$(grep -c 'is ACTIVE' "$work/gw.log" 2>/dev/null || true)" -ge "$shards" ] && return 0
+    sleep 0.05
+  done
+  echo "the gateway did not connect to the simulator:" >&2
+  cat "$work/gw.log" >&2
+  return 1
+}
+
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); gateway shards: $shards"
+for mode in plain tls; do
+  tls_flags=()
+  [ "$mode" = tls ] && tls_flags=(--tls-ca "$work/ca.pem" --tls-name localhost)
+  start "$mode"
+  before=$(cpu "$gw")
+  "$bin" load --connect "127.0.0.1:$load_port" --name imp1.example.com --secret bench --rate max \
+    --in-flight 2000 --connections 2 --mix es_OUT=100 --duration "$duration" --quiet \
+    "${tls_flags[@]}" --json "$work/max.json" >/dev/null
+  report "max/$mode" "$work/max.json" "$(awk -v a="$(cpu "$gw")" -v b="$before" 'BEGIN { print a - b }')"
+  before=$(cpu "$gw")
+  "$bin" load --connect "127.0.0.1:$load_port" --name imp1.example.com --secret bench --rate "$open_rate" \
+    --connections 2 --mix es_OUT=100 --duration "$duration" --quiet \
+    "${tls_flags[@]}" --json "$work/open.json" >/dev/null
+  report "open/$mode" "$work/open.json" "$(awk -v a="$(cpu "$gw")" -v b="$before" 'BEGIN { print a - b }')"
+  stop_all
+done
