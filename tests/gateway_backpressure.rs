@@ -203,8 +203,8 @@ fn a_router_held_by_the_gateways_own_flow_control_is_not_taken_for_dead() {
 fn a_flooding_router_does_not_starve_a_quiet_one() {
     let port = free_port();
     let server = TestServer::start(port, &component("cs1"), "pw-cs1");
-    let timers = "event_timeout = \"2s\"\noutage_window = \"5s\"\nkeepalive = \"300ms\"\n\
-                  dead_interval = \"1s\"\n";
+    let timers = "event_timeout = \"2s\"\noutage_window = \"5s\"\nkeepalive = \"500ms\"\n\
+                  dead_interval = \"3s\"\n";
     let rest = format!(
         "{}[[profile]]\nname = \"Wall\"\nevents = [{{ event = \"es_OUT\", packet = \"message\", \
          handling = \"bounce\" }}]\n",

@@ -222,7 +222,7 @@ pub fn run_with(
             }
         })
         .map_err(|e| RunError::Executors(e.to_string()))?;
-    startup.watch_until_joined(handles.handles());
+    startup.watch_until_started(handles.handles());
     let mut first_error = None;
     for result in handles.join_all() {
         match result {
@@ -253,7 +253,7 @@ async fn shard_main(
     supervisor: Arc<systemd::Supervisor>,
 ) -> Result<(), String> {
     let mesh = startup.take_mesh();
-    let (senders, mut receivers) = startup.join(mesh).await?;
+    let (senders, mut receivers, starting) = startup.join(mesh).await?;
     drop(startup);
     let id = senders.peer_id() as u16;
     let mut engine = ShardEngine::new(
@@ -370,8 +370,11 @@ async fn shard_main(
     if let Some(tick) = supervisor.watchdog_tick() {
         glommio::spawn_local(feed_watchdog(supervisor.clone(), id, tick)).detach();
     }
+    // Watched by the starting thread until this task has slept on a timer once (startup.rs).
+    let mut starting = Some(starting);
     while !stop.load(Ordering::SeqCst) {
         glommio::timer::sleep(Duration::from_millis(20)).await;
+        starting.take();
         if let Some(source) = reload.as_ref().filter(|_| id == 0) {
             if source.requested.swap(false, Ordering::SeqCst) {
                 match &source.file {

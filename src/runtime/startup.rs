@@ -35,6 +35,14 @@
 //! executor's eventfd, the executor leaves `io_uring_enter`, and its next turn runs the
 //! stranded task. This is a bounded start-up step: it ends as soon as the last shard has
 //! joined (normally within the first kick), and nothing polls afterwards.
+//!
+//! The same stall can strand a shard just after its join: the join's completion wakes the
+//! shard's start-up task, and until that task has registered its first timer, an executor
+//! that parks without running it has nothing left to wake it (a shard that had joined was no
+//! longer kicked: about one start in 300 on two busy cores hung there, its main thread still
+//! watching the other shard). So a shard stays watched past its join, through the rest of its
+//! start-up, until the [`Starting`] token that `join` returns is dropped, which the shard does
+//! once its own stop-flag timer has fired once: from then on a timer bounds any stall.
 
 use super::mesh::ShardMsg;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
@@ -55,10 +63,10 @@ pub struct Startup {
     _keep: Mutex<Mesh>,
     /// One builder per shard, cloned on the starting thread.
     meshes: Mutex<Vec<Mesh>>,
-    /// The waker of each shard that is joining, by slot.
+    /// The waker of each shard that is starting, by slot.
     wakers: Mutex<Vec<Option<Waker>>>,
-    /// Shards that have not finished joining (or failing to).
-    joining: AtomicUsize,
+    /// Shards whose start-up is still watched: not yet past their first timer (or failed).
+    starting: AtomicUsize,
 }
 
 impl Startup {
@@ -70,7 +78,7 @@ impl Startup {
             _keep: Mutex::new(keep),
             meshes: Mutex::new(meshes),
             wakers: Mutex::new(Vec::new()),
-            joining: AtomicUsize::new(shards),
+            starting: AtomicUsize::new(shards),
         })
     }
 
@@ -83,23 +91,26 @@ impl Startup {
             .pop()
     }
 
-    /// Joins the mesh from a shard, watched by the starting thread until it has.
+    /// Joins the mesh from a shard, watched by the starting thread from here until the
+    /// shard drops the returned [`Starting`] (see the module doc).
     pub async fn join(
-        &self,
+        self: &Arc<Self>,
         mesh: Option<Mesh>,
-    ) -> Result<(Senders<ShardMsg>, Receivers<ShardMsg>), String> {
+    ) -> Result<(Senders<ShardMsg>, Receivers<ShardMsg>, Starting), String> {
         let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
-        let _watched = self.watch(waker);
+        let starting = self.watch(waker);
         let mesh = mesh.ok_or_else(|| "no channel mesh left for this shard".to_owned())?;
-        mesh.join()
+        let (senders, receivers) = mesh
+            .join()
             .await
-            .map_err(|_| "cannot join the channel mesh".to_owned())
+            .map_err(|_| "cannot join the channel mesh".to_owned())?;
+        Ok((senders, receivers, starting))
     }
 
-    /// Until every shard has joined (or one executor thread has ended), wakes the shards that
-    /// are joining every [`JOIN_KICK`]. Runs on the starting thread.
-    pub fn watch_until_joined<T>(&self, threads: &[std::thread::JoinHandle<T>]) {
-        while self.joining.load(Ordering::SeqCst) > 0 && !threads.iter().any(|t| t.is_finished()) {
+    /// Until every shard is past its start-up (or one executor thread has ended), wakes the
+    /// shards still starting every [`JOIN_KICK`]. Runs on the starting thread.
+    pub fn watch_until_started<T>(&self, threads: &[std::thread::JoinHandle<T>]) {
+        while self.starting.load(Ordering::SeqCst) > 0 && !threads.iter().any(|t| t.is_finished()) {
             std::thread::sleep(JOIN_KICK);
             for waker in self
                 .wakers
@@ -115,24 +126,24 @@ impl Startup {
         }
     }
 
-    fn watch(&self, waker: Waker) -> Watched<'_> {
+    fn watch(self: &Arc<Self>, waker: Waker) -> Starting {
         let mut wakers = self.wakers.lock().unwrap_or_else(PoisonError::into_inner);
         wakers.push(Some(waker));
-        Watched {
-            startup: self,
+        Starting {
+            startup: self.clone(),
             slot: wakers.len() - 1,
         }
     }
 }
 
-/// A shard being watched while it joins; dropping it (on the shard's thread, so that the
+/// A shard being watched while it starts; dropping it (on the shard's thread, so that the
 /// waker is dropped there too) ends the watch for that shard.
-struct Watched<'a> {
-    startup: &'a Startup,
+pub struct Starting {
+    startup: Arc<Startup>,
     slot: usize,
 }
 
-impl Drop for Watched<'_> {
+impl Drop for Starting {
     fn drop(&mut self) {
         let waker = self
             .startup
@@ -142,6 +153,6 @@ impl Drop for Watched<'_> {
             .get_mut(self.slot)
             .and_then(Option::take);
         drop(waker);
-        self.startup.joining.fetch_sub(1, Ordering::SeqCst);
+        self.startup.starting.fetch_sub(1, Ordering::SeqCst);
     }
 }
