@@ -34,8 +34,8 @@ pub struct RuntimeCounters {
     pub tls_failures: [u64; 9],
 }
 
-/// The reasons a TLS connection fails, as `/metrics` labels them (the order of
-/// `crate::tls::TlsFailure::REASONS`, which a test checks).
+/// The reasons a TLS connection fails, as `/metrics` labels them, indexed by
+/// `crate::tls::TlsFailure::index` (which takes its labels from here).
 pub const TLS_FAILURE_REASONS: [&str; 9] = [
     "plaintext_peer",
     "tls_on_plain_port",
