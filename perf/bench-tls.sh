@@ -37,64 +37,26 @@ report() { # $1 name, $2 json, $3 cpu seconds
       name, n, eps, p50 / 1000, p99 / 1000, (n > 0 ? c / n * 1e6 : 0) }'
 }
 
-# start MODE (plain or tls): a simulator and a gateway wired to it; sets $gw and $load_port.
+# start MODE (plain or tls): a simulator and a gateway wired to it (lib.sh's start_pair, with
+# the TLS lines in tls mode); sets $gw and $load_port.
 start() {
-  local mode=$1 sim_port router_port tls_port admin_port sim_tls="" listen_tls="" tls_table="" server_tls=""
-  sim_port=$(free_port); router_port=$(free_port); tls_port=$(free_port); admin_port=$(free_port)
-  load_port=$router_port
+  local mode=$1 tls_port sim_tls=""
+  pair_listen_extra="" pair_top_extra="" pair_server_extra=""
   if [ "$mode" = tls ]; then
+    tls_port=$(free_port)
     sim_tls="--tls-cert $work/cert.pem --tls-key $work/key.pem"
-    listen_tls="routers_tls = \"127.0.0.1:$tls_port\""
-    tls_table="[tls]
+    pair_listen_extra="routers_tls = \"127.0.0.1:$tls_port\""
+    pair_top_extra="[tls]
 cert = \"$work/cert.pem\"
 key = \"$work/key.pem\""
-    server_tls="tls = true
+    pair_server_extra="tls = true
 ca = \"$work/ca.pem\"
 tls_name = \"localhost\""
-    load_port=$tls_port
   fi
-  # shellcheck disable=SC2086
-  "$bin" sim --listen "127.0.0.1:$sim_port" --secret bench --quiet $sim_tls >"$work/sim.out" 2>"$work/sim.err" &
-  pids+=($!)
-  cat >"$work/gw.toml" <<TOML
-[gateway]
-name = "palisade.example.com"
-domain = "example.com"
-shards = $shards
-admin = "127.0.0.1:$admin_port"
-[listen]
-routers = "127.0.0.1:$router_port"
-$listen_tls
-$tls_table
-[timers]
-event_timeout = "30s"
-[limits]
-max_in_flight = 300000
-queue_per_server = 300000
-[[router]]
-name = "imp1.example.com"
-secret = "bench"
-[[profile]]
-name = "Wall"
-events = [ { event = "es_OUT", packet = "message", handling = "bounce" } ]
-[[server]]
-name = "cs1"
-host = "127.0.0.1"
-port = $sim_port
-password = "bench"
-profile = "Wall"
-$server_tls
-TOML
-  "$bin" run --config "$work/gw.toml" 2>"$work/gw.log" &
-  gw=$!
-  pids+=($gw)
-  for _ in $(seq 200); do
-    [ "$(grep -c 'is ACTIVE' "$work/gw.log" 2>/dev/null || true)" -ge "$shards" ] && return 0
-    sleep 0.05
-  done
-  echo "the gateway did not connect to the simulator:" >&2
-  cat "$work/gw.log" >&2
-  return 1
+  start_pair "$shards" "$sim_tls" 'event_timeout = "30s"'
+  load_port=$router_port
+  [ "$mode" = tls ] && load_port=$tls_port
+  return 0
 }
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); gateway shards: $shards"

@@ -17,7 +17,8 @@ json() { sed -n "s/^ *\"$2\": \([0-9.]*\),*$/\1/p" "$1" | head -1; }
 # the simulator assigned PROFILE: `Wall` (the default: es_OUT messages only, one wait-mode
 # step, what the benchmark measures) or `SystemDefaultComplianceProfile` (logins, logouts,
 # messages and room events, for workload profiles). Sets $gw (gateway pid), $sim, $router_port,
-# $admin_port.
+# $admin_port. Optional globals add lines: $pair_listen_extra to [listen], $pair_top_extra as
+# tables after it (before [timers]), $pair_server_extra to the [[server]].
 start_pair() {
   local shards=$1 sim_flags=$2 timers=$3 profile=${4:-Wall} sim_port
   sim_port=$(free_port)
@@ -35,6 +36,8 @@ shards = $shards
 admin = "127.0.0.1:$admin_port"
 [listen]
 routers = "127.0.0.1:$router_port"
+${pair_listen_extra:-}
+${pair_top_extra:-}
 [timers]
 $timers
 [limits]
@@ -52,6 +55,7 @@ host = "127.0.0.1"
 port = $sim_port
 password = "bench"
 profile = "$profile"
+${pair_server_extra:-}
 TOML
   "$bin" run --config "$work/gw.toml" 2>"$work/gw.log" &
   gw=$!
