@@ -139,11 +139,18 @@ impl Gateway {
 
     /// As [`Gateway::start`], letting `configure` change the command first.
     pub fn start_with(config: &str, configure: impl FnOnce(&mut Command)) -> Gateway {
-        let gw = Gateway::spawn_with(config, configure);
+        let mut gw = Gateway::spawn_with(config, configure);
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(gw.router_addr).is_err() {
-            if Instant::now() > deadline {
-                panic!("the gateway never listened; log:\n{}", gw.log.all());
+            // A gateway that exited (a port taken meanwhile, a bad start) says so at once, with
+            // what it wrote last: the log reader may lag behind the exit.
+            let exited = gw.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() > deadline {
+                thread::sleep(Duration::from_millis(200));
+                panic!(
+                    "the gateway never listened (exit: {exited:?}); log:\n{}",
+                    gw.log.all()
+                );
             }
             thread::sleep(Duration::from_millis(10));
         }
