@@ -4,7 +4,7 @@
 //! `cargo bench --bench framer`; figures go to `perf/RESULTS.md`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use palisade::wire::{Frame, Framer, Limits};
+use palisade_core::wire::{Frame, Framer, Limits};
 
 const HEADER: &str = "<stream:stream xmlns='jabber:component:accept' \
     xmlns:stream='http://etherx.jabber.org/streams' to='imp1.example.com'>";

@@ -7,11 +7,11 @@
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use palisade::engine::{Action, EngineConfig, RouterRef, ShardEngine};
-use palisade::policy::{load_str, CompiledPolicy, ServerId};
-use palisade::protocol::{parse_answer, parse_event, Reply};
-use palisade::routing::KeyHasher;
-use palisade::wire::{Frame, Framer, Limits};
+use palisade_core::engine::{Action, EngineConfig, RouterRef, ShardEngine};
+use palisade_core::policy::{load_str, CompiledPolicy, ServerId};
+use palisade_core::protocol::{parse_answer, parse_event, Reply};
+use palisade_core::routing::KeyHasher;
+use palisade_core::wire::{Frame, Framer, Limits};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -112,11 +112,11 @@ impl Pipeline {
             // The server answers everything written so far, in one read.
             while let Some(action) = self.engine.poll_action() {
                 if let Action::Send {
-                    request: palisade::engine::Outgoing::Wait { id, .. },
+                    request: palisade_core::engine::Outgoing::Wait { id, .. },
                     ..
                 } = action
                 {
-                    let mut id_buf = [0u8; palisade::protocol::RequestId::MAX_LEN];
+                    let mut id_buf = [0u8; palisade_core::protocol::RequestId::MAX_LEN];
                     let id = std::str::from_utf8(id.encode(&mut id_buf)).unwrap_or("");
                     self.answers.extend_from_slice(b"<iq type='result' id='");
                     self.answers.extend_from_slice(id.as_bytes());

@@ -7,7 +7,7 @@
 //! `cargo bench --bench tls`; figures go to `perf/RESULTS.md`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use palisade::tls::{Dial, Session};
+use palisade_tls::{Dial, Session};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ fn pair() -> (Session, Session) {
     let cert = params.self_signed(&key).unwrap();
     let der = CertificateDer::from(cert.der().to_vec());
     let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let server = rustls::ServerConfig::builder_with_provider(palisade::tls::provider())
+    let server = rustls::ServerConfig::builder_with_provider(palisade_tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
@@ -29,7 +29,7 @@ fn pair() -> (Session, Session) {
         .unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(der).unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(palisade::tls::provider())
+    let client = rustls::ClientConfig::builder_with_provider(palisade_tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)

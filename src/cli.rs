@@ -171,7 +171,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file } => {
-            let (report, code) = crate::tls::check_config_report(&file);
+            let (report, code) = crate::config::check_config_report(&file);
             print!("{report}");
             code
         }
@@ -301,7 +301,7 @@ pub fn man_pages(dir: &Path) -> std::io::Result<()> {
 fn load_config(source: &ConfigSource) -> Option<crate::policy::Config> {
     match source {
         ConfigSource::Embedded => Some(crate::policy::default_config()),
-        ConfigSource::File(path) => match crate::policy::load_file(path) {
+        ConfigSource::File(path) => match crate::config::load_file(path) {
             Ok(loaded) => {
                 for w in &loaded.warnings {
                     eprintln!("{w}");
@@ -351,7 +351,7 @@ fn troubleshoot(source: &ConfigSource) -> i32 {
     let admin = config
         .gateway
         .admin
-        .and_then(|a| crate::ops::http_get::get(a, "/status").ok())
+        .and_then(|a| crate::tools::http_get::get(a, "/status").ok())
         .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok());
     let outcomes = crate::ops::troubleshoot::run(&config, admin.as_ref());
     if outcomes.is_empty() {

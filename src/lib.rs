@@ -1,18 +1,22 @@
 //! Palisade: a sharded, thread-per-core compliance gateway for XMPP.
 //!
+//! This crate is the gateway itself: the glommio runtime (sockets, tasks, timers, the channel
+//! mesh), the admin endpoint, configuration files, the operator commands and the `palisade`
+//! binary's command line. It decides nothing about the protocol or the policy: that is
+//! `palisade-core` (sans-IO, no clock, no file system). `palisade-tls` holds the TLS layer,
+//! `palisade-tools` the simulator, load generator and demo, `palisade-tuning` the sizing model.
 //! See `ARCHITECTURE.md` at the repository root for the layers and their invariants.
 
 pub mod admin;
 pub mod build_info;
 pub mod cli;
-pub mod engine;
+pub mod config;
 pub mod ops;
-pub mod policy;
-pub mod protocol;
-pub mod routing;
 pub mod runtime;
-pub mod spool;
-pub mod tls;
-pub mod tools;
-pub mod tuning;
-pub mod wire;
+
+// The layers this crate is built on, under the names its modules use (`crate::engine`, ...):
+// private imports, so that users of the layers name the crates themselves.
+use palisade_core::{engine, policy, protocol, routing, spool, wire};
+use palisade_tls as tls;
+use palisade_tools as tools;
+use palisade_tuning as tuning;

@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use palisade::wire::{Frame, Framer, Limits};
+use palisade_core::wire::{Frame, Framer, Limits};
 
 const HEADER: &[u8] =
     b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>";

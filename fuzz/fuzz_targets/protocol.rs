@@ -3,13 +3,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use palisade::protocol::{parse_answer, parse_event, service, Reply};
-use palisade::wire::{Frame, Framer, Limits};
+use palisade_core::protocol::{parse_answer, parse_event, service, Reply};
+use palisade_core::wire::{Frame, Framer, Limits};
 use std::sync::OnceLock;
 
-fn policy() -> &'static palisade::policy::CompiledPolicy {
-    static P: OnceLock<palisade::policy::CompiledPolicy> = OnceLock::new();
-    P.get_or_init(|| palisade::policy::CompiledPolicy::compile(&palisade::policy::default_config()))
+fn policy() -> &'static palisade_core::policy::CompiledPolicy {
+    static P: OnceLock<palisade_core::policy::CompiledPolicy> = OnceLock::new();
+    P.get_or_init(|| palisade_core::policy::CompiledPolicy::compile(&palisade_core::policy::default_config()))
 }
 
 fuzz_target!(|data: &[u8]| {

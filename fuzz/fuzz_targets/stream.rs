@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use palisade::wire::{ComponentStream, FromCheck, Limits, StreamConfig, StreamEvent};
+use palisade_core::wire::{ComponentStream, FromCheck, Limits, StreamConfig, StreamEvent};
 use std::time::{Duration, Instant};
 
 fuzz_target!(|data: &[u8]| {
@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
                     if name.len() % 2 == 0 {
                         stream.accept_name(b"secret");
                     } else {
-                        stream.refuse(palisade::wire::Condition::HostUnknown, "no");
+                        stream.refuse(palisade_core::wire::Condition::HostUnknown, "no");
                     }
                 }
                 StreamEvent::Closed(_) => {

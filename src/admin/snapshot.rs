@@ -34,19 +34,7 @@ pub struct RuntimeCounters {
     pub tls_failures: [u64; 9],
 }
 
-/// The reasons a TLS connection fails, as `/metrics` labels them, indexed by
-/// `crate::tls::TlsFailure::index` (which takes its labels from here).
-pub const TLS_FAILURE_REASONS: [&str; 9] = [
-    "plaintext_peer",
-    "tls_on_plain_port",
-    "expired",
-    "name_mismatch",
-    "verification",
-    "no_client_certificate",
-    "refused_by_peer",
-    "handshake",
-    "timeout",
-];
+pub use palisade_tls::TLS_FAILURE_REASONS;
 
 /// The listeners, as the per-listener counts are indexed and labelled.
 pub const LISTENERS: [&str; 3] = ["routers", "compliance", "admin"];

@@ -5,8 +5,8 @@ use std::fmt::Write;
 use std::net::SocketAddr;
 
 /// Fetches `/status` from `admin` and renders it (or returns the raw JSON with `json`).
-pub fn run(admin: SocketAddr, json: bool) -> Result<String, super::http_get::GetError> {
-    let body = super::http_get::get(admin, "/status")?;
+pub fn run(admin: SocketAddr, json: bool) -> Result<String, crate::tools::http_get::GetError> {
+    let body = crate::tools::http_get::get(admin, "/status")?;
     if json {
         return Ok(body);
     }

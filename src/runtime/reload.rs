@@ -108,7 +108,7 @@ async fn reload_file(ctx: &Rc<ShardCtx>, path: &Path) {
     let owned = path.to_path_buf();
     let loaded = glommio::executor()
         .spawn_blocking(move || {
-            let loaded = crate::policy::load_file(&owned)?;
+            let loaded = crate::config::load_file(&owned)?;
             let origin = owned.display().to_string();
             let now = SystemTime::now();
             match crate::tls::Material::build(&loaded.config, &origin, now) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create (or reuse) a venv with the pinned prometheus-client of requirements.txt, whose text
-# parser checks /metrics (tests/admin_metrics.rs).
+# parser checks /metrics (tests/it/admin_metrics.rs).
 # usage: setup.sh VENV_DIR      (idempotent; safe to run before every test run)
 # env:   PYTHON (default python3)
 # exit:  0 ready ("READY VENV_DIR prometheus-client X" on stdout), 77 "SKIP: ..." when
