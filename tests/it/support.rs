@@ -35,11 +35,26 @@ fn exit_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitS
 }
 
 /// A free loopback port (bound, then released).
+///
+/// Ports come from below the kernel's ephemeral range (`ip_local_port_range`, 32768 and up by
+/// default): a port the kernel handed out with `bind(0)` can be taken again as the source port
+/// of another test's outgoing connection before the gateway binds it, which made a gateway exit
+/// with "address in use" now and then. Each call takes the next port of a per-process sequence
+/// (spread by process id) that binds right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 12_000;
+    const SPAN: u32 = 20_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = (std::process::id() % 40) * 500;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (base + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN)
 }
 
 fn stream_config() -> StreamConfig {
@@ -139,9 +154,16 @@ impl Gateway {
 
     /// As [`Gateway::start`], letting `configure` change the command first.
     pub fn start_with(config: &str, configure: impl FnOnce(&mut Command)) -> Gateway {
+        let admin = config.contains("{ADMIN_PORT}");
         let mut gw = Gateway::spawn_with(config, configure);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(gw.router_addr).is_err() {
+        // The router listener, and the admin endpoint when the configuration has one: the
+        // endpoint's task may open its port a moment after the listeners.
+        let listening = |gw: &Gateway| {
+            TcpStream::connect(gw.router_addr).is_ok()
+                && (!admin || TcpStream::connect(gw.admin_addr).is_ok())
+        };
+        while !listening(&gw) {
             // A gateway that exited (a port taken meanwhile, a bad start) says so at once, with
             // what it wrote last: the log reader may lag behind the exit.
             let exited = gw.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
