@@ -5,12 +5,12 @@
 //! by the caller in each event. No allocation per event. Two keys with the same 64-bit hash
 //! share a FIFO, which only makes ordering stricter, never wrong.
 
-use ahash::AHashMap;
+use crate::routing::FixedMap;
 
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub struct KeyOrder {
-    queues: AHashMap<u64, (u32, u32)>,
+    queues: FixedMap<u64, (u32, u32)>,
 }
 
 impl KeyOrder {
