@@ -51,7 +51,11 @@ fn prosody_demo_script() -> Option<std::path::PathBuf> {
     if let Ok(exe) = std::env::current_exe() {
         roots.extend(exe.ancestors().skip(1).map(|p| p.to_path_buf()));
     }
-    roots.push(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    // The source tree this binary was built from (the workspace root, above this crate).
+    roots.push(std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../.."
+    )));
     roots
         .into_iter()
         .map(|r| r.join(tail))

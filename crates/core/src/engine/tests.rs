@@ -670,11 +670,7 @@ fn after_the_outage_window_the_queue_fails_and_the_share_moves() {
 #[test]
 fn seed_two_profile_example_first_server_down_bounces_and_second_never_sees_it() {
     let mut h = Harness::new(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/configs/seed_outage_two_profiles.toml"
-        ))
-        .unwrap(),
+        include_str!("../../../../tests/configs/seed_outage_two_profiles.toml"),
         100,
     );
     h.up(ServerId(1)); // Compliance Server 2 is up; Server 1 fails ungracefully (never up).

@@ -438,7 +438,7 @@ mod tests {
 
     #[test]
     fn shipped_profiles_load() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("perf/profiles");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../perf/profiles");
         let mut n = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();

@@ -834,7 +834,7 @@ mod tests {
 
     #[test]
     fn the_shipped_demo_rules_load_and_wall_traders_from_research() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("perf/rules/demo-walls.toml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../perf/rules/demo-walls.toml");
         let r = Rules::load(&path).unwrap();
         assert!(matches!(
             r.decide(
