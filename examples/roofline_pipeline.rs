@@ -304,10 +304,26 @@ fn main() {
     let per = |c: Counts| (c.allocs as f64 / n as f64, c.bytes as f64 / n as f64);
     println!("batch {batch} events per read, {n} events measured (after one warm-up round)");
     for (name, c, wire) in [
-        ("router->gateway (frame, read, submit)", st.router, st.router_bytes),
-        ("gateway->server (request written)", st.request, st.request_bytes),
-        ("server->gateway (frame, apply answer)", st.answer, st.answer_bytes),
-        ("gateway->router (verdict written)", st.verdict, st.verdict_bytes),
+        (
+            "router->gateway (frame, read, submit)",
+            st.router,
+            st.router_bytes,
+        ),
+        (
+            "gateway->server (request written)",
+            st.request,
+            st.request_bytes,
+        ),
+        (
+            "server->gateway (frame, apply answer)",
+            st.answer,
+            st.answer_bytes,
+        ),
+        (
+            "gateway->router (verdict written)",
+            st.verdict,
+            st.verdict_bytes,
+        ),
     ] {
         let (a, b) = per(c);
         println!(
@@ -320,7 +336,10 @@ fn main() {
         bytes: st.router.bytes + st.request.bytes + st.answer.bytes + st.verdict.bytes,
     };
     let (a, b) = per(total);
-    println!("  {:<40} {a:6.2} allocs/event {b:8.1} B allocated/event", "total");
+    println!(
+        "  {:<40} {a:6.2} allocs/event {b:8.1} B allocated/event",
+        "total"
+    );
     println!(
         "  wall time {:.3} us/event (counting allocator on; contended machine: indicative only)",
         elapsed.as_secs_f64() * 1e6 / n as f64

@@ -71,15 +71,19 @@ fn main() {
     a.set_nodelay(true).ok();
     let msg = [b'x'; 400];
     let mut buf = [0u8; 4096];
-    measure("loopback TCP: write 400 B + read it (2 syscalls)", n, || {
-        for _ in 0..n {
-            a.write_all(&msg).expect("write");
-            let mut got = 0;
-            while got < msg.len() {
-                got += b.read(&mut buf[got..msg.len()]).expect("read");
+    measure(
+        "loopback TCP: write 400 B + read it (2 syscalls)",
+        n,
+        || {
+            for _ in 0..n {
+                a.write_all(&msg).expect("write");
+                let mut got = 0;
+                while got < msg.len() {
+                    got += b.read(&mut buf[got..msg.len()]).expect("read");
+                }
             }
-        }
-    });
+        },
+    );
     let big = vec![b'x'; 400 * 150];
     let mut bigbuf = vec![0u8; 400 * 150];
     let m = n / 150;
@@ -102,6 +106,50 @@ fn main() {
             std::hint::black_box(unsafe { libc::getppid() });
         }
     });
+
+    // glommio's executor calls membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) each time it is
+    // about to sleep (its reactor, before linking the rings): the kernel interrupts every other
+    // CPU that runs a thread of the process. Alone, and with a second thread busy on the other
+    // core (as a second shard is under load).
+    const REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
+    const PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
+    // SAFETY: membarrier takes no pointers.
+    let registered =
+        unsafe { libc::syscall(libc::SYS_membarrier, REGISTER_PRIVATE_EXPEDITED, 0, 0) } == 0;
+    if registered {
+        measure(
+            "membarrier(PRIVATE_EXPEDITED), no other thread running",
+            n,
+            || {
+                for _ in 0..n {
+                    // SAFETY: as above.
+                    unsafe { libc::syscall(libc::SYS_membarrier, PRIVATE_EXPEDITED, 0, 0) };
+                }
+            },
+        );
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spinner = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        measure(
+            "membarrier(PRIVATE_EXPEDITED), a busy sibling thread (+its CPU)",
+            n,
+            || {
+                for _ in 0..n {
+                    // SAFETY: as above.
+                    unsafe { libc::syscall(libc::SYS_membarrier, PRIVATE_EXPEDITED, 0, 0) };
+                }
+            },
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        spinner.join().ok();
+    }
 
     // 2. Two tasks of one executor passing a message back and forth through a local channel:
     // one glommio task switch (no thread wake-up).
@@ -140,12 +188,18 @@ fn main() {
     // message, what a cross-shard hop costs at a moderate rate). Stream: one side sends as
     // fast as it can, the other drains (the hop's cost at full load, amortised wake-ups).
     for (mode, label) in [
-        (0, "mesh ping-pong across 2 cores, per one-way hop (wake-up each)"),
-        (1, "mesh stream across 2 cores, per message (receiver awake)"),
+        (
+            0,
+            "mesh ping-pong across 2 cores, per one-way hop (wake-up each)",
+        ),
+        (
+            1,
+            "mesh stream across 2 cores, per message (receiver awake)",
+        ),
     ] {
         let mesh = MeshBuilder::<u64, _>::full(2, 1024);
         let (c0, s0, t0) = (cpu_seconds(), ctx_switches(), Instant::now());
-        let ops = if mode == 0 { 2 * n } else { 5 * n };
+        let ops = if mode == 0 { 2 * n } else { n };
         LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(2, None))
             .preempt_timer(Duration::from_millis(1))
             .on_all_shards(move || async move {
@@ -163,11 +217,11 @@ fn main() {
                         }
                     }
                 } else if me == 0 {
-                    for i in 0..5 * n {
+                    for i in 0..n {
                         tx.send_to(other, i).await.expect("send");
                     }
                 } else {
-                    for _ in 0..5 * n {
+                    for _ in 0..n {
                         rx.recv_from(other).await.expect("recv");
                     }
                 }

@@ -27,12 +27,17 @@ load() { # $1 json out
   local flight=()
   [ "$rate" = max ] && flight=(--in-flight 2000)
   "$bin" load --connect "127.0.0.1:$router_port" --name imp1.example.com --secret bench --rate "$rate" \
-    "${flight[@]}" --connections 2 --mix es_OUT=100 --events "$events" --drain 2s --quiet --json "$1" >/dev/null
+    "${flight[@]}" --connections 2 --mix es_OUT=100 --events "$events" --drain 2s --quiet --json "$1" >/dev/null 2>"$work/load.err" || { echo "load exit $? (not every event got one verdict):" >&2; tail -3 "$work/load.err" >&2; }
 }
 
 echo "date $(date -u +%FT%TZ); $(uptime)"
 echo "shards $shards, rate $rate, $events events, gateway env: $(env | grep '^PALISADE_' | tr '\n' ' ')"
-start_pair "$shards" "" 'event_timeout = "30s"'
+# On a busy machine the gateway can take longer than start_pair's 10 s to connect: try again.
+for try in 1 2 3; do
+  start_pair "$shards" "" 'event_timeout = "30s"' 2>"$work/start.err" && break
+  stop_all
+  [ "$try" = 3 ] && { cat "$work/start.err" >&2; exit 1; }
+done
 # Warm-up: buffers, tables and connections reach their steady state before counting.
 "$bin" load --connect "127.0.0.1:$router_port" --name imp1.example.com --secret bench --rate max \
   --in-flight 2000 --connections 2 --mix es_OUT=100 --events 20000 --drain 1s --quiet >/dev/null 2>&1 || true
