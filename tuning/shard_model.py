@@ -25,7 +25,7 @@ def main():
     p.add_argument("--c2", type=float, default=4.75, help="full load, 2 shards: CPU µs/event")
     p.add_argument("--c1m", type=float, default=14.1, help="moderate load, 1 shard: CPU µs/event")
     p.add_argument("--c2m", type=float, default=21.3, help="moderate load, 2 shards: CPU µs/event")
-    p.add_argument("--read-share", type=float, default=0.6,
+    p.add_argument("--read-share", type=float, default=0.75,
                    help="share of c1 spent where the event is read (framing, reading the event)")
     p.add_argument("--hop", type=float, default=None,
                    help="measured cost of one mesh hop at full load (µs), to check H against 2 x hop")
