@@ -187,10 +187,11 @@ pub fn run_with(
             config.listen.routers
         ),
     );
-    let handles = LocalExecutorPoolBuilder::new(placement)
+    let builder = LocalExecutorPoolBuilder::new(placement)
         .name("palisade")
         .io_memory(1 << 20)
-        .preempt_timer(Duration::from_millis(1))
+        .preempt_timer(Duration::from_millis(1));
+    let handles = executor_experiments(builder)
         .on_all_shards({
             let startup = startup.clone();
             move || {
@@ -642,5 +643,26 @@ async fn shutdown(ctx: &Rc<ShardCtx>) {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(1) && !conns.iter().all(|c| c.finished.get()) {
         glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Hidden, unsupported knobs for measuring glommio's options (see perf/RESULTS.md, "glommio
+/// options"): `PALISADE_SPIN_BEFORE_PARK_US` (spin that long polling io_uring before parking an
+/// idle executor; glommio ignores it on unbound shards) and `PALISADE_RING_DEPTH` (io_uring
+/// submission depth, glommio's default 128). Unset, the executors are built exactly as without
+/// them; neither is a configuration name and neither is documented for users.
+fn executor_experiments(builder: LocalExecutorPoolBuilder) -> LocalExecutorPoolBuilder {
+    let number = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let builder = match number("PALISADE_SPIN_BEFORE_PARK_US") {
+        Some(us) => builder.spin_before_park(Duration::from_micros(us)),
+        None => builder,
+    };
+    match number("PALISADE_RING_DEPTH") {
+        Some(depth) if depth > 0 => builder.ring_depth(usize::try_from(depth).unwrap_or(128)),
+        _ => builder,
     }
 }
