@@ -17,11 +17,11 @@
 //! It does no I/O besides printing; it is not part of the gateway.
 
 use bytes::BytesMut;
-use palisade::engine::{Action, EngineConfig, Outgoing, RouterRef, ShardEngine};
-use palisade::policy::{load_str, CompiledPolicy, ServerId};
-use palisade::protocol::{parse_answer, parse_event, Reply, RequestId};
-use palisade::routing::KeyHasher;
-use palisade::wire::{Frame, Framer, Limits};
+use palisade_core::engine::{Action, EngineConfig, Outgoing, RouterRef, ShardEngine};
+use palisade_core::policy::{load_str, CompiledPolicy, ServerId};
+use palisade_core::protocol::{parse_answer, parse_event, Reply, RequestId};
+use palisade_core::routing::KeyHasher;
+use palisade_core::wire::{Frame, Framer, Limits};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
