@@ -5,6 +5,8 @@
 //! runtime feeds it inputs (with `now`) and carries its [`Action`]s out.
 // A core module: it reads peer bytes or decides on them, and needs no unsafe code.
 #![forbid(unsafe_code)]
+// No clock, file, randomness or randomly seeded map here (clippy.toml lists them).
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod counters;
 mod deadlines;

@@ -13,9 +13,11 @@ use std::fmt;
 /// What a server said.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
+    /// PASS: the event goes on unchanged.
     Pass,
     /// PASS with this stanza instead of the original.
     PassModified(Bytes),
+    /// HANDLE: the server took the stanza over; the router must not deliver it.
     Handle,
     /// An `<error/>` element, exactly as the server sent it.
     Error(Bytes),
@@ -38,7 +40,9 @@ impl Answer {
 /// An answer and the request it answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParsedAnswer {
+    /// The request it answers (owner shard, slot, generation).
     pub id: RequestId,
+    /// What the server said.
     pub answer: Answer,
 }
 
@@ -66,6 +70,10 @@ impl std::error::Error for AnswerError {}
 const UNDEFINED_ERROR: &[u8] = b"<error type='cancel'><undefined-condition \
     xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>";
 
+/// Reads a compliance server's `<iq type='result'>` or `<iq type='error'>` as an answer to one of
+/// our requests. An `Err` means the stanza answers nothing we asked (wrong kind, unknown id): the
+/// server's mistake, ignored rather than guessed at. The result's own XML is spliced from the
+/// stanza, never re-encoded.
 pub fn parse_answer(stanza: &Stanza) -> Result<ParsedAnswer, AnswerError> {
     if stanza.name() != b"iq" {
         return Err(AnswerError::NotAnAnswer);

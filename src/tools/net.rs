@@ -446,6 +446,7 @@ pub fn wait_fd(fd: libc::c_int, events: libc::c_short, timeout: Duration) -> io:
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
     };
     // SAFETY: one valid pollfd, a valid timespec, no signal mask.
+    #[allow(unsafe_code)]
     let rc = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
     if rc < 0 {
         let e = io::Error::last_os_error();
