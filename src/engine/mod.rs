@@ -28,3 +28,7 @@ pub use shard::{Action, Alarm, EngineConfig, Outgoing, RouterRef, ShardEngine};
 
 #[cfg(test)]
 mod tests;
+
+// Calls the core may not make, compiled only to check that clippy refuses them.
+#[cfg(palisade_lint_probe)]
+mod lint_probe;
