@@ -70,10 +70,9 @@ impl std::error::Error for AnswerError {}
 const UNDEFINED_ERROR: &[u8] = b"<error type='cancel'><undefined-condition \
     xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>";
 
-/// Reads a compliance server's `<iq type='result'>` or `<iq type='error'>` as an answer to one of
-/// our requests. An `Err` means the stanza answers nothing we asked (wrong kind, unknown id): the
-/// server's mistake, ignored rather than guessed at. The result's own XML is spliced from the
-/// stanza, never re-encoded.
+/// Reads a compliance server's `<iq type='result'>` or `<iq type='error'>` as the answer to one
+/// of our requests; an `Err` says why the stanza answers none (not an iq result or error, or an
+/// id the gateway never sent). A modified stanza or an `<error/>` is kept as the server sent it.
 pub fn parse_answer(stanza: &Stanza) -> Result<ParsedAnswer, AnswerError> {
     if stanza.name() != b"iq" {
         return Err(AnswerError::NotAnAnswer);

@@ -125,7 +125,7 @@ pub enum Closed {
     Refused {
         /// The condition we sent.
         condition: Condition,
-        /// Why, as the stream error's `<text/>` gave it (and the log repeats it).
+        /// Why, as the stream error's `<text/>` said it.
         reason: String,
     },
     /// The peer was silent past the dead interval.
