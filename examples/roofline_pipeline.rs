@@ -15,6 +15,8 @@
 //!   valgrind --tool=callgrind target/release/examples/roofline_pipeline --batch 1 --rounds 1
 //!
 //! It does no I/O besides printing; it is not part of the gateway.
+// A measurement driver, not the gateway: a counting allocator (GlobalAlloc is an unsafe trait).
+#![allow(unsafe_code)]
 
 use bytes::BytesMut;
 use palisade_core::engine::{Action, EngineConfig, Outgoing, RouterRef, ShardEngine};

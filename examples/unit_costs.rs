@@ -9,6 +9,8 @@
 //!   target/release/examples/unit_costs [N]
 //!
 //! It is a measuring tool, not part of the gateway.
+// A measurement driver, not the gateway: direct system calls through libc, each with its SAFETY comment.
+#![allow(unsafe_code)]
 
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::channels::local_channel;

@@ -12,6 +12,8 @@ pub mod build_info;
 pub mod cli;
 pub mod config;
 pub mod ops;
+// The runtime's modules are private; the items they mark `pub` are crate-internal either way.
+#[allow(unreachable_pub)]
 pub mod runtime;
 
 // The layers this crate is built on, under the names its modules use (`crate::engine`, ...):

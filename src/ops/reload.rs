@@ -92,7 +92,9 @@ pub fn signal(pid: u32) -> Result<(), ReloadError> {
             ReloadError::Signal(pid, std::io::Error::from(std::io::ErrorKind::InvalidInput))
         })?;
     // SAFETY: kill(2) takes plain integers and has no memory effects in this process.
-    if unsafe { libc::kill(target, libc::SIGHUP) } != 0 {
+    #[allow(unsafe_code)]
+    let sent = unsafe { libc::kill(target, libc::SIGHUP) };
+    if sent != 0 {
         return Err(ReloadError::Signal(pid, std::io::Error::last_os_error()));
     }
     Ok(())

@@ -358,6 +358,7 @@ impl Drop for SetClosed {
 
 /// Shuts the socket down both ways, so that the reader's pending read returns and it sees
 /// the close; nothing once the reader has stopped (the descriptor may be gone by then).
+#[allow(unsafe_code)] // shutdown(2) on the connection's descriptor: see SAFETY below.
 fn shut_down(conn: &Conn, fd: RawFd) {
     if conn.closed.get() {
         return;
@@ -405,6 +406,7 @@ async fn timer_loop(conn: ConnRef, fd: RawFd, tick: Duration) {
         if conn.stream.borrow().is_closed() && !conn.closed.get() {
             // SAFETY: as in `shut_down`: `closed` is unset, so the reader's half still holds
             // the socket and `fd` is its open descriptor; shutdown touches no memory.
+            #[allow(unsafe_code)]
             unsafe {
                 libc::shutdown(fd, libc::SHUT_RD);
             }

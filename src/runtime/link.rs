@@ -404,6 +404,7 @@ async fn wait_connected(socket: &Socket, timeout: Duration) -> io::Result<()> {
             revents: 0,
         };
         // SAFETY: one valid pollfd, zero timeout; poll only reads and writes that struct.
+        #[allow(unsafe_code)]
         let ready = unsafe { libc::poll(&mut pfd, 1, 0) };
         if ready < 0 {
             return Err(io::Error::last_os_error());

@@ -30,7 +30,9 @@ pub fn bind(addr: SocketAddr, what: &str, share: bool) -> Result<TcpListener, St
         .map_err(|e| format!("cannot listen for {what} on {addr}: {}", describe(&e)))?;
     // SAFETY: `into_raw_fd` hands over a bound, listening socket that nothing else owns; the
     // listener owns (and closes) it from here on.
-    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
+    #[allow(unsafe_code)]
+    let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
+    Ok(listener)
 }
 
 /// Checks that no other socket listens on `addr` by binding it without SO_REUSEPORT (and
@@ -109,7 +111,9 @@ pub fn raise_fd_limit(config: &Config, shards: usize) {
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes one rlimit struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+    #[allow(unsafe_code)]
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    if got != 0 {
         return;
     }
     let before = limit.rlim_cur;
@@ -123,7 +127,9 @@ pub fn raise_fd_limit(config: &Config, shards: usize) {
             rlim_max: limit.rlim_max,
         };
         // SAFETY: setrlimit reads one rlimit struct we own.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        #[allow(unsafe_code)]
+        let set = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
+        if set == 0 {
             now = target;
             log::record(
                 Level::Info,

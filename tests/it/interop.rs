@@ -2,6 +2,8 @@
 //! loudly when a third-party peer is missing. In CI (`PALISADE_INTEROP_REQUIRED=1`) a missing
 //! peer is a failure, never a skip.
 #![allow(dead_code)]
+// Shared by many test crates, each using part of it: `pub` here is for them, not an API.
+#![allow(unreachable_pub)]
 
 use std::collections::HashMap;
 use std::io::Write;

@@ -14,6 +14,9 @@ thread_local! {
     static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
 }
 
+// A counting allocator must implement the unsafe `GlobalAlloc`; every method forwards to the
+// system allocator unchanged (see each SAFETY comment).
+#[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));

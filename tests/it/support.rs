@@ -2,6 +2,8 @@
 //! plus in-process test routers and compliance servers that speak the wire contract through the
 //! crate's own sans-IO stream (over blocking std sockets, one thread each).
 #![allow(dead_code)]
+// Shared by many test crates, each using part of it: `pub` here is for them, not an API.
+#![allow(unreachable_pub)]
 
 use palisade_core::protocol::NS;
 use palisade_core::wire::{ComponentStream, FromCheck, Stanza, StreamConfig, StreamEvent};
@@ -132,6 +134,7 @@ impl Gateway {
 
     /// As [`Gateway::start`], with the child's open-files limit set to `soft` and `hard`
     /// before it runs.
+    #[allow(unsafe_code)] // `pre_exec`: see SAFETY below.
     pub fn start_with_nofile(config: &str, soft: u64, hard: u64) -> Gateway {
         Self::start_with(config, move |command| {
             use std::os::unix::process::CommandExt;

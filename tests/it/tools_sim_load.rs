@@ -59,6 +59,7 @@ impl Sim {
 
     fn stop(&mut self) {
         // SAFETY: signalling our own child by pid.
+        #[allow(unsafe_code)]
         unsafe {
             libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
         }
@@ -756,6 +757,7 @@ fn sim_dials_the_gateway_in_inbound_mode_answers_late_and_redials() {
         Some(Answer::Pass)
     );
     // SAFETY: signalling our own child by pid.
+    #[allow(unsafe_code)]
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
     }
@@ -776,6 +778,7 @@ fn cpu_seconds(pid: u32) -> f64 {
             .unwrap_or(0.0)
     };
     // SAFETY: sysconf has no preconditions.
+    #[allow(unsafe_code)]
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     (ticks(11) + ticks(12)) / hz
 }

@@ -5,6 +5,8 @@
 //! runtime feeds it inputs (with `now`) and carries its [`Action`]s out.
 // A core module: it reads peer bytes or decides on them, and needs no unsafe code.
 #![forbid(unsafe_code)]
+// No clock, file, randomness or randomly seeded map here (clippy.toml lists them).
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod counters;
 mod deadlines;
@@ -26,3 +28,7 @@ pub use shard::{Action, Alarm, EngineConfig, Outgoing, RouterRef, ShardEngine};
 
 #[cfg(test)]
 mod tests;
+
+// Calls the core may not make, compiled only to check that clippy refuses them.
+#[cfg(palisade_lint_probe)]
+mod lint_probe;

@@ -9,9 +9,13 @@
 //! key it returns.
 // A core module: it reads peer bytes or decides on them, and needs no unsafe code.
 #![forbid(unsafe_code)]
+// No clock, file, randomness or randomly seeded map here (clippy.toml lists them).
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+#![deny(missing_docs)]
 
 pub mod catalog;
 pub mod config;
+pub mod det_hash;
 pub mod duration;
 pub mod jid;
 pub mod key;
@@ -31,6 +35,7 @@ pub use config::{
     LogLevel, RouterConfig, ServerConfig, ServerId, ServerMode, Severity, SpoolConfig, Timers,
     DEFAULT_TOML,
 };
+pub use det_hash::{DetHashMap, DetHashSet, DetState};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use jid::{Jid, JidError, ParsedJid};
 pub use key::{conversation_key, Address, KeyError};

@@ -7,6 +7,9 @@
 //! time is a parameter).
 // A core module: it reads peer bytes or decides on them, and needs no unsafe code.
 #![forbid(unsafe_code)]
+// No clock, file, randomness or randomly seeded map here (clippy.toml lists them).
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+#![deny(missing_docs)]
 
 pub mod answer;
 pub mod event;

@@ -7,48 +7,32 @@
 //! server.
 // A core module: it reads peer bytes or decides on them, and needs no unsafe code.
 #![forbid(unsafe_code)]
+// No clock, file, randomness or randomly seeded map here (clippy.toml lists them).
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+#![deny(missing_docs)]
 
-/// ahash with fixed seeds: the one hasher of the core's maps and of shard ownership, so that a
-/// run is reproducible from its inputs and every shard of a process agrees. (The workspace
-/// builds ahash without `runtime-rng`, so a randomly seeded `RandomState` does not compile
-/// here.)
-#[derive(Clone, Copy, Debug, Default)]
-pub struct FixedSeeds;
-
-impl std::hash::BuildHasher for FixedSeeds {
-    type Hasher = ahash::AHasher;
-
-    fn build_hasher(&self) -> ahash::AHasher {
-        ahash::RandomState::with_seeds(
-            0x5041_4c49_5341_4445,
-            0x636f_6d70_6c69_616e,
-            0x6365_2067_6174_6577,
-            0x6179_2076_3020_2020,
-        )
-        .build_hasher()
-    }
-}
-
-/// A hash map of the core: [`FixedSeeds`], never a random seed.
-pub type FixedMap<K, V> = std::collections::HashMap<K, V, FixedSeeds>;
-
-/// A hash set of the core: [`FixedSeeds`], never a random seed.
-pub type FixedSet<T> = std::collections::HashSet<T, FixedSeeds>;
+use crate::policy::DetState;
+use std::hash::BuildHasher;
 
 /// Hashes a conversation key for shard ownership and per-key ordering within this process.
+///
+/// Fixed seeds (those of [`DetState`]): every shard of one process must agree, and a run must
+/// be repeatable from its inputs. `KeyHasher::default()` is the same hasher as
+/// `KeyHasher::new()`.
 #[derive(Clone, Default)]
 pub struct KeyHasher {
-    state: FixedSeeds,
+    state: DetState,
 }
 
 impl KeyHasher {
-    /// Fixed seeds: every shard of one process must agree, and tests want repeatable runs.
+    /// The process-wide key hasher (every instance hashes alike).
     pub fn new() -> KeyHasher {
-        KeyHasher { state: FixedSeeds }
+        KeyHasher { state: DetState }
     }
 
+    /// The 64-bit hash of a conversation key, as [`owner_shard`] and the engine's per-key
+    /// order take it.
     pub fn hash(&self, key: &str) -> u64 {
-        use std::hash::BuildHasher;
         self.state.hash_one(key)
     }
 }

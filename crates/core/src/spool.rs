@@ -14,6 +14,9 @@
 //! fault-injecting double into it, start-up a plain std one; the gateway's running shards
 //! carry batches out on glommio's files instead (`runtime/spool.rs`).
 #![forbid(unsafe_code)]
+// No clock, file, randomness or randomly seeded map here (clippy.toml lists them).
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+#![deny(missing_docs)]
 
 pub mod format;
 
@@ -31,24 +34,39 @@ pub type Seq = u64;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SpoolIo {
     /// Create segment `segment` (empty; its header comes as the first write).
-    Create { segment: u64 },
+    Create {
+        /// The segment's number (its file name).
+        segment: u64,
+    },
     /// Write `bytes` at `offset` of `segment`.
     Write {
+        /// The segment written to.
         segment: u64,
+        /// Where in it the bytes go (always its current end).
         offset: u64,
+        /// The frames to append.
         bytes: Vec<u8>,
     },
     /// Make everything written to `segment` durable (fdatasync).
-    Sync { segment: u64 },
+    Sync {
+        /// The segment's number (its file name).
+        segment: u64,
+    },
     /// Delete `segment`: every record in it was delivered.
-    Remove { segment: u64 },
+    Remove {
+        /// The segment's number (its file name).
+        segment: u64,
+    },
 }
 
 /// Operations covering every record appended up to `upto` (none when `upto` is 0 and the
 /// batch only removes segments).
 #[derive(Clone, Debug, Default)]
 pub struct IoBatch {
+    /// The operations, to carry out in order.
     pub ops: Vec<SpoolIo>,
+    /// The last record the batch makes durable; report it to [`Spool::on_durable`] once every
+    /// operation succeeded.
     pub upto: Seq,
 }
 
@@ -64,9 +82,11 @@ pub enum Refused {
 /// A spooled record waiting for replay.
 #[derive(Clone, Debug)]
 pub struct Pending {
+    /// The segment that holds it (which cannot be removed while it is pending).
     pub segment: u64,
     /// Index in [`Spool::profiles`].
     pub profile: usize,
+    /// The conversation key's stable hash, to pick the replay's server.
     pub stable_key: u64,
     /// The encoded payload ([`format::decode_payload`] gives the record back).
     pub payload: Bytes,
@@ -81,9 +101,13 @@ pub struct Pending {
 /// Per-profile figures, for status.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProfileStats {
+    /// The profile's name.
     pub name: String,
+    /// Records of the profile waiting for replay.
     pub records: u64,
+    /// Bytes on disk those records take.
     pub bytes: u64,
+    /// Records of the profile replayed so far in this run.
     pub replayed: u64,
 }
 
@@ -98,8 +122,11 @@ struct Segment {
 /// What start-up found in a shard's spool.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Recovered {
+    /// Segment files read back.
     pub segments: usize,
+    /// Records found pending in them.
     pub records: u64,
+    /// Bytes those segments take.
     pub bytes: u64,
     /// (segment, offset, bytes dropped) for each torn or corrupt tail.
     pub torn: Vec<(u64, u64, u64)>,
@@ -112,10 +139,16 @@ pub struct Recovered {
 /// Counters kept across the run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SpoolCounters {
+    /// Records appended.
     pub spooled: u64,
+    /// Records replayed to a server and removed.
     pub replayed: u64,
+    /// Records refused because the spool was full (their events bounced).
     pub refused_full: u64,
+    /// Batches that failed (a write, sync or removal returned an error).
     pub io_errors: u64,
+    /// Records a failed batch did not keep (their events bounced: nothing was delivered without its
+    /// record).
     pub lost_on_error: u64,
 }
 
@@ -142,6 +175,7 @@ pub struct Spool {
     records: BTreeMap<Seq, Pending>,
     profiles: Vec<ProfileStats>,
     full: bool,
+    /// What the spool did in this run, for metrics and status.
     pub counters: SpoolCounters,
 }
 
@@ -506,26 +540,32 @@ impl Spool {
         }
     }
 
+    /// The pending record with sequence number `seq`, if it is still in the spool.
     pub fn get(&self, seq: Seq) -> Option<&Pending> {
         self.records.get(&seq)
     }
 
+    /// The last record known to be durable (0: none yet).
     pub fn durable(&self) -> Seq {
         self.durable
     }
 
+    /// The last record appended (0: none yet).
     pub fn appended(&self) -> Seq {
         self.appended
     }
 
+    /// Records waiting for replay.
     pub fn records(&self) -> u64 {
         self.records.len() as u64
     }
 
+    /// Bytes on disk, or about to be: the sum of the segments' sizes.
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
 
+    /// The byte bound the spool fails closed at.
     pub fn max_bytes(&self) -> u64 {
         self.max_bytes
     }
@@ -535,6 +575,7 @@ impl Spool {
         self.full
     }
 
+    /// Per-profile figures, indexed as [`Pending::profile`].
     pub fn profiles(&self) -> &[ProfileStats] {
         &self.profiles
     }
@@ -572,10 +613,15 @@ impl Spool {
 pub trait SpoolFiles {
     /// Segment numbers present.
     fn list(&mut self) -> std::io::Result<Vec<u64>>;
+    /// The whole content of segment `segment`.
     fn read(&mut self, segment: u64) -> std::io::Result<Vec<u8>>;
+    /// Creates segment `segment`, empty.
     fn create(&mut self, segment: u64) -> std::io::Result<()>;
+    /// Writes `bytes` at `offset` of segment `segment`.
     fn write(&mut self, segment: u64, offset: u64, bytes: &[u8]) -> std::io::Result<()>;
+    /// Makes everything written to segment `segment` durable (fdatasync).
     fn sync(&mut self, segment: u64) -> std::io::Result<()>;
+    /// Deletes segment `segment`.
     fn remove(&mut self, segment: u64) -> std::io::Result<()>;
 }
 

@@ -143,7 +143,7 @@ impl Builder<'_> {
                 Some(certs)
             }
             Err(e) => {
-                self.error(at, e);
+                self.error(at, e.to_string());
                 None
             }
         }
@@ -151,7 +151,7 @@ impl Builder<'_> {
 
     fn key(&mut self, at: &FileRef) -> Option<PrivateKeyDer<'static>> {
         pem::private_key(&at.path)
-            .map_err(|e| self.error(at, e))
+            .map_err(|e| self.error(at, e.to_string()))
             .ok()
     }
 

@@ -4,51 +4,139 @@
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+/// What a PEM file was read for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PemKind {
+    /// A certificate chain, or CA certificates to trust.
+    Certificates,
+    /// A private key (PKCS#8, PKCS#1 or SEC1).
+    PrivateKey,
+}
+
+/// Why a PEM file named by the configuration (or a tool's command line) cannot be used.
+#[derive(Debug)]
+pub enum PemError {
+    /// The local system's: the file is missing, is a directory, or this user may not read it.
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// What the read returned.
+        error: std::io::Error,
+    },
+    /// The file's (whoever made it, or named the wrong one): its PEM does not parse.
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What it was read for.
+        kind: PemKind,
+        /// What the PEM reader found wrong.
+        error: rustls_pki_types::pem::Error,
+    },
+    /// The file's: it parses, but holds no block of the kind it was named for.
+    Empty {
+        /// The file.
+        path: PathBuf,
+        /// What it was read for.
+        kind: PemKind,
+    },
+}
+
+impl fmt::Display for PemError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PemError::Unreadable { path, error } => {
+                write!(f, "cannot read {}: {error}", path.display())
+            }
+            PemError::Malformed { path, kind, error } => {
+                let what = match kind {
+                    PemKind::Certificates => "certificate",
+                    PemKind::PrivateKey => "private key",
+                };
+                write!(
+                    f,
+                    "{} is not a valid PEM {what} file: {error}",
+                    path.display()
+                )
+            }
+            PemError::Empty {
+                path,
+                kind: PemKind::Certificates,
+            } => write!(
+                f,
+                "{} holds no certificate (no -----BEGIN CERTIFICATE----- block)",
+                path.display()
+            ),
+            PemError::Empty {
+                path,
+                kind: PemKind::PrivateKey,
+            } => write!(
+                f,
+                "{} holds no private key (no -----BEGIN PRIVATE KEY----- block)",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PemError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PemError::Unreadable { error, .. } => Some(error),
+            PemError::Malformed { error, .. } => Some(error),
+            PemError::Empty { .. } => None,
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, PemError> {
+    std::fs::read(path).map_err(|error| PemError::Unreadable {
+        path: path.to_owned(),
+        error,
+    })
 }
 
 /// Every certificate in a PEM file, in order; an error if it holds none.
-pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, PemError> {
     let bytes = read(path)?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            format!(
-                "{} is not a valid PEM certificate file: {e}",
-                path.display()
-            )
+        .map_err(|error| PemError::Malformed {
+            path: path.to_owned(),
+            kind: PemKind::Certificates,
+            error,
         })?;
     if certs.is_empty() {
-        return Err(format!(
-            "{} holds no certificate (no -----BEGIN CERTIFICATE----- block)",
-            path.display()
-        ));
+        return Err(PemError::Empty {
+            path: path.to_owned(),
+            kind: PemKind::Certificates,
+        });
     }
     Ok(certs)
 }
 
 /// The first private key in a PEM file (PKCS#8, PKCS#1 or SEC1).
-pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+pub(crate) fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, PemError> {
     let bytes = read(path)?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| match e {
-        rustls_pki_types::pem::Error::NoItemsFound => format!(
-            "{} holds no private key (no -----BEGIN PRIVATE KEY----- block)",
-            path.display()
-        ),
-        e => format!(
-            "{} is not a valid PEM private key file: {e}",
-            path.display()
-        ),
+        rustls_pki_types::pem::Error::NoItemsFound => PemError::Empty {
+            path: path.to_owned(),
+            kind: PemKind::PrivateKey,
+        },
+        error => PemError::Malformed {
+            path: path.to_owned(),
+            kind: PemKind::PrivateKey,
+            error,
+        },
     })
 }
 
 /// A certificate's `notBefore` and `notAfter`, read from its DER; `None` if it cannot be read
 /// (rustls then reports the certificate itself).
-pub fn validity(cert: &[u8]) -> Option<(SystemTime, SystemTime)> {
+pub(crate) fn validity(cert: &[u8]) -> Option<(SystemTime, SystemTime)> {
     let (_, certificate) = element(cert, 0x30)?;
     let (_, mut tbs) = element(certificate, 0x30)?;
     if tbs.first() == Some(&0xa0) {

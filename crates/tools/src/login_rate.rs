@@ -6,7 +6,7 @@
 //! Runs the load generator as a child process of this binary; owns no arithmetic (the tuning
 //! model turns the rate into limits).
 
-use crate::local::LocalGateway;
+use crate::local::{LocalError, LocalGateway};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -64,26 +64,64 @@ fn storm_args(duration: Duration, json: &Path) -> Vec<String> {
     .collect()
 }
 
-fn read_report(path: &Path) -> Result<Value, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("no load report: {e}"))?;
-    serde_json::from_str(&text).map_err(|e| format!("unreadable load report: {e}"))
+/// Why a login-rate measurement gave no figure.
+#[derive(Debug)]
+pub enum MeasureError {
+    /// This machine's: the local gateway and simulator could not be started or driven.
+    Local(LocalError),
+    /// This machine's: a directory, this binary's path or the load generator's process.
+    System(std::io::Error),
+    /// This machine's: the load generator wrote no report.
+    NoReport(std::io::Error),
+    /// The load generator's report is not JSON (a mismatched binary).
+    BadReport(serde_json::Error),
+    /// The measured side's: the storm did not end cleanly (verdicts missing or wrong); the
+    /// report says what it saw.
+    Incomplete(Value),
+    /// The measured side's: logins passed without their compliance server, so the figure
+    /// would not measure the server.
+    FailedOpen(u64),
+}
+
+impl std::fmt::Display for MeasureError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MeasureError::Local(e) => e.fmt(f),
+            MeasureError::System(e) => e.fmt(f),
+            MeasureError::NoReport(e) => write!(f, "no load report: {e}"),
+            MeasureError::BadReport(e) => write!(f, "unreadable load report: {e}"),
+            MeasureError::Incomplete(report) => {
+                write!(f, "the login storm did not complete cleanly: {report}")
+            }
+            MeasureError::FailedOpen(n) => write!(
+                f,
+                "{n} logins were passed without their compliance server: not a measurement"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for MeasureError {}
+
+fn read_report(path: &Path) -> Result<Value, MeasureError> {
+    let text = std::fs::read_to_string(path).map_err(MeasureError::NoReport)?;
+    serde_json::from_str(&text).map_err(MeasureError::BadReport)
 }
 
 /// Runs the storm for `duration` against `target`.
-pub fn measure(target: &Target, duration: Duration) -> Result<Measured, String> {
+pub fn measure(target: &Target, duration: Duration) -> Result<Measured, MeasureError> {
     match target {
         Target::Local { shards } => {
-            let local = LocalGateway::start("measure", *shards, &[]).map_err(|e| e.to_string())?;
+            let local =
+                LocalGateway::start("measure", *shards, &[]).map_err(MeasureError::Local)?;
             let json = local.path("storm.json");
             let status = local
                 .load(&storm_args(duration, &json))
-                .map_err(|e| e.to_string())?;
+                .map_err(MeasureError::Local)?;
             let gateway = local.status().unwrap_or(Value::Null);
             let report = read_report(&json)?;
             if !status.success() {
-                return Err(format!(
-                    "the login storm did not complete cleanly: {report}"
-                ));
+                return Err(MeasureError::Incomplete(report));
             }
             // Logins pass when no server can take them (handling pass): such a run measures
             // nothing about the compliance server, so it is refused.
@@ -91,7 +129,7 @@ pub fn measure(target: &Target, duration: Duration) -> Result<Measured, String> 
                 .as_u64()
                 .unwrap_or(0);
             if failed_open > 0 {
-                return Err(format!("{failed_open} logins were passed without their compliance server: not a measurement"));
+                return Err(MeasureError::FailedOpen(failed_open));
             }
             let cpus = std::thread::available_parallelism().map_or(1, usize::from);
             let shards = gateway["shards"].as_u64().unwrap_or(0);
@@ -106,9 +144,9 @@ pub fn measure(target: &Target, duration: Duration) -> Result<Measured, String> 
             secret,
         } => {
             let dir = std::env::temp_dir().join(format!("palisade-measure-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(&dir).map_err(MeasureError::System)?;
             let json = dir.join("storm.json");
-            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let exe = std::env::current_exe().map_err(MeasureError::System)?;
             let status = Command::new(exe)
                 .args([
                     "load",
@@ -123,12 +161,10 @@ pub fn measure(target: &Target, duration: Duration) -> Result<Measured, String> 
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .status()
-                .map_err(|e| e.to_string())?;
+                .map_err(MeasureError::System)?;
             let report = read_report(&json)?;
             if !status.success() {
-                return Err(format!(
-                    "the login storm did not complete cleanly: {report}"
-                ));
+                return Err(MeasureError::Incomplete(report));
             }
             Ok(summarize(&report, format!(
                 "measured against the gateway at {connect} as router {name}: a login storm (e_SESSION, 15000 users, closed loop) \

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
+#[allow(unsafe_code)] // signal(2) from the handler: see SAFETY below.
 extern "C" fn on_signal(signal: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
     // SAFETY: `signal` is async-signal-safe (glibc implements it with sigaction); restoring
@@ -20,6 +21,7 @@ extern "C" fn on_signal(signal: libc::c_int) {
 }
 
 /// Installs the handlers. Idempotent.
+#[allow(unsafe_code)] // signal(2): see SAFETY below.
 pub fn install() {
     let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
     // SAFETY: the handler only stores to an atomic and re-installs the default action, both

@@ -191,7 +191,8 @@ fn measured_rate(args: &ReloginArgs) -> Result<RateOverride, String> {
         },
     };
     eprintln!("measuring the login rate for {:?}...", args.measure_for);
-    let m = palisade_tools::login_rate::measure(&target, args.measure_for)?;
+    let m = palisade_tools::login_rate::measure(&target, args.measure_for)
+        .map_err(|e| e.to_string())?;
     let rate = LoginRate::from_per_sec(m.logins_per_s).map_err(|e| e.to_string())?;
     Ok(RateOverride {
         rate,

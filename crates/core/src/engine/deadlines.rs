@@ -23,13 +23,13 @@ struct Lane {
 
 /// See the module documentation.
 #[derive(Debug, Default)]
-pub struct Deadlines {
+pub(crate) struct Deadlines {
     lanes: Vec<Lane>,
 }
 
 impl Deadlines {
     /// Arms a timer for `r` at `now + duration`.
-    pub fn arm(&mut self, now: Instant, duration: Duration, r: SlotRef) -> Instant {
+    pub(crate) fn arm(&mut self, now: Instant, duration: Duration, r: SlotRef) -> Instant {
         let deadline = now + duration;
         let lane = match self.lanes.iter().position(|l| l.duration == duration) {
             Some(i) => i,
@@ -51,7 +51,7 @@ impl Deadlines {
     }
 
     /// The earliest deadline, live or stale (a stale one only causes an early, empty wake-up).
-    pub fn next(&self) -> Option<Instant> {
+    pub(crate) fn next(&self) -> Option<Instant> {
         self.lanes
             .iter()
             .filter_map(|l| l.entries.front().map(|e| e.0))
@@ -59,7 +59,7 @@ impl Deadlines {
     }
 
     /// Pops the earliest entry due at `now`, if any; the caller checks whether it is current.
-    pub fn pop_due(&mut self, now: Instant) -> Option<SlotRef> {
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<SlotRef> {
         let lane = self
             .lanes
             .iter_mut()
@@ -70,14 +70,14 @@ impl Deadlines {
 
     /// Entries held, stale ones included.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lanes.iter().map(|l| l.entries.len()).sum()
     }
 
     /// Drops up to a few stale entries from the front of every lane (`live` says whether a
     /// reference is still armed). Called after each arm, it removes more than arming adds
     /// whenever timers are mostly cancelled, in constant time per call.
-    pub fn trim(&mut self, live: impl Fn(SlotRef) -> bool) {
+    pub(crate) fn trim(&mut self, live: impl Fn(SlotRef) -> bool) {
         for lane in &mut self.lanes {
             for _ in 0..4 {
                 match lane.entries.front() {
@@ -92,6 +92,8 @@ impl Deadlines {
 }
 
 #[cfg(test)]
+// The tests read the clock once for a base instant; the code under test takes time as a parameter.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -150,7 +152,7 @@ mod tests {
             let durations = [Duration::from_millis(10), Duration::from_millis(25), Duration::from_millis(40)];
             let mut d = Deadlines::default();
             let mut now = t;
-            let mut deadline_of = std::collections::HashMap::new();
+            let mut deadline_of = crate::policy::DetHashMap::default();
             for (i, (advance, lane)) in ops.iter().enumerate() {
                 now += Duration::from_millis(*advance);
                 deadline_of.insert(i as u32, d.arm(now, durations[*lane], r(i as u32)));

@@ -5,18 +5,18 @@
 //! by the caller in each event. No allocation per event. Two keys with the same 64-bit hash
 //! share a FIFO, which only makes ordering stricter, never wrong.
 
-use crate::routing::FixedMap;
+use crate::policy::DetHashMap;
 
 /// See the module documentation.
 #[derive(Debug, Default)]
-pub struct KeyOrder {
-    queues: FixedMap<u64, (u32, u32)>,
+pub(crate) struct KeyOrder {
+    queues: DetHashMap<u64, (u32, u32)>,
 }
 
 impl KeyOrder {
     /// Appends `slot` to its key's FIFO. Returns the previous tail, whose `next` the caller must
     /// set to `slot`; `None` when `slot` is now the head.
-    pub fn push(&mut self, key_hash: u64, slot: u32) -> Option<u32> {
+    pub(crate) fn push(&mut self, key_hash: u64, slot: u32) -> Option<u32> {
         match self.queues.get_mut(&key_hash) {
             Some((_, tail)) => Some(std::mem::replace(tail, slot)),
             None => {
@@ -27,12 +27,12 @@ impl KeyOrder {
     }
 
     /// The head of a key's FIFO.
-    pub fn head(&self, key_hash: u64) -> Option<u32> {
+    pub(crate) fn head(&self, key_hash: u64) -> Option<u32> {
         self.queues.get(&key_hash).map(|q| q.0)
     }
 
     /// Removes the head; `next` is the removed event's link. Returns the new head.
-    pub fn pop(&mut self, key_hash: u64, next: Option<u32>) -> Option<u32> {
+    pub(crate) fn pop(&mut self, key_hash: u64, next: Option<u32>) -> Option<u32> {
         match next {
             Some(n) => {
                 if let Some(q) = self.queues.get_mut(&key_hash) {
@@ -48,7 +48,7 @@ impl KeyOrder {
     }
 
     /// Keys with events in flight.
-    pub fn keys(&self) -> usize {
+    pub(crate) fn keys(&self) -> usize {
         self.queues.len()
     }
 }

@@ -11,9 +11,9 @@ use hdrhistogram::Histogram;
 use std::time::{Duration, Instant};
 
 /// Slots in the ring: the window is the current slot and the five before it.
-pub const SLOTS: usize = 6;
+pub(crate) const SLOTS: usize = 6;
 /// How much time one slot covers.
-pub const SLOT: Duration = Duration::from_secs(10);
+pub(crate) const SLOT: Duration = Duration::from_secs(10);
 
 /// A slot's histograms: 1 µs to 1 h at two significant digits (1 %), ample for a status page
 /// and a tenth of the whole-run histograms' size.
@@ -43,7 +43,7 @@ impl Slot {
 
 /// The ring. See the module documentation.
 #[derive(Clone, Debug)]
-pub struct Recent {
+pub(crate) struct Recent {
     base: Instant,
     slots: Vec<Slot>,
 }
@@ -99,7 +99,7 @@ impl Window {
 }
 
 impl Recent {
-    pub fn new(servers: usize, now: Instant) -> Recent {
+    pub(crate) fn new(servers: usize, now: Instant) -> Recent {
         Recent {
             base: now,
             slots: (0..SLOTS).map(|_| Slot::new(servers)).collect(),
@@ -107,7 +107,7 @@ impl Recent {
     }
 
     /// Makes room for servers a reload added.
-    pub fn grow(&mut self, servers: usize) {
+    pub(crate) fn grow(&mut self, servers: usize) {
         for s in &mut self.slots {
             while s.latency.len() < servers {
                 s.latency.push(histogram());
@@ -134,20 +134,20 @@ impl Recent {
         slot
     }
 
-    pub fn record_terminal(&mut self, t: Terminal, residence_us: u64, now: Instant) {
+    pub(crate) fn record_terminal(&mut self, t: Terminal, residence_us: u64, now: Instant) {
         let slot = self.slot(now);
         slot.terminal[t.index()] += 1;
         slot.residence.saturating_record(residence_us.max(1));
     }
 
-    pub fn record_answer(&mut self, server: usize, micros: u64, now: Instant) {
+    pub(crate) fn record_answer(&mut self, server: usize, micros: u64, now: Instant) {
         if let Some(h) = self.slot(now).latency.get_mut(server) {
             h.saturating_record(micros.max(1));
         }
     }
 
     /// The current slot and the [`SLOTS`]` - 1` before it, merged.
-    pub fn window(&self, now: Instant) -> Window {
+    pub(crate) fn window(&self, now: Instant) -> Window {
         let current = self.epoch(now);
         let servers = self.slots.first().map_or(0, |s| s.latency.len());
         let mut w = Window::empty(servers);
@@ -171,6 +171,8 @@ impl Recent {
 }
 
 #[cfg(test)]
+// The tests read the clock once for a base instant; the code under test takes time as a parameter.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 

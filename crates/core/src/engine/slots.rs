@@ -18,7 +18,7 @@ struct Entry<T> {
 
 /// See the module documentation.
 #[derive(Debug)]
-pub struct Slots<T> {
+pub(crate) struct Slots<T> {
     entries: Vec<Entry<T>>,
     free: Vec<u32>,
     len: usize,
@@ -35,12 +35,12 @@ impl<T> Default for Slots<T> {
 }
 
 impl<T> Slots<T> {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// Stores `value`; returns its reference.
-    pub fn insert(&mut self, value: T) -> SlotRef {
+    pub(crate) fn insert(&mut self, value: T) -> SlotRef {
         self.len += 1;
         match self.free.pop() {
             Some(slot) => {
@@ -67,7 +67,7 @@ impl<T> Slots<T> {
 
     /// Gives the slot a new generation, so references made before now go stale. Returns the new
     /// reference, or `None` if the slot is empty.
-    pub fn bump(&mut self, slot: u32) -> Option<SlotRef> {
+    pub(crate) fn bump(&mut self, slot: u32) -> Option<SlotRef> {
         let e = self.entries.get_mut(slot as usize)?;
         e.value.as_ref()?;
         e.generation = e.generation.wrapping_add(1);
@@ -78,7 +78,7 @@ impl<T> Slots<T> {
     }
 
     /// The value if `r` is still current.
-    pub fn get(&self, r: SlotRef) -> Option<&T> {
+    pub(crate) fn get(&self, r: SlotRef) -> Option<&T> {
         let e = self.entries.get(r.slot as usize)?;
         if e.generation == r.generation {
             e.value.as_ref()
@@ -88,16 +88,16 @@ impl<T> Slots<T> {
     }
 
     /// The value in a slot, whatever its generation.
-    pub fn by_slot(&self, slot: u32) -> Option<&T> {
+    pub(crate) fn by_slot(&self, slot: u32) -> Option<&T> {
         self.entries.get(slot as usize)?.value.as_ref()
     }
 
-    pub fn by_slot_mut(&mut self, slot: u32) -> Option<&mut T> {
+    pub(crate) fn by_slot_mut(&mut self, slot: u32) -> Option<&mut T> {
         self.entries.get_mut(slot as usize)?.value.as_mut()
     }
 
     /// The current reference of an occupied slot.
-    pub fn current(&self, slot: u32) -> Option<SlotRef> {
+    pub(crate) fn current(&self, slot: u32) -> Option<SlotRef> {
         let e = self.entries.get(slot as usize)?;
         e.value.as_ref().map(|_| SlotRef {
             slot,
@@ -106,7 +106,7 @@ impl<T> Slots<T> {
     }
 
     /// Empties a slot (any generation) and returns its value.
-    pub fn remove(&mut self, slot: u32) -> Option<T> {
+    pub(crate) fn remove(&mut self, slot: u32) -> Option<T> {
         let e = self.entries.get_mut(slot as usize)?;
         let v = e.value.take()?;
         e.generation = e.generation.wrapping_add(1);
@@ -116,7 +116,7 @@ impl<T> Slots<T> {
     }
 
     /// Occupied slot numbers, in slot order.
-    pub fn occupied(&self) -> impl Iterator<Item = u32> + '_ {
+    pub(crate) fn occupied(&self) -> impl Iterator<Item = u32> + '_ {
         self.entries
             .iter()
             .enumerate()

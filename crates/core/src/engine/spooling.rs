@@ -58,12 +58,12 @@ impl RecordId {
         id
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
     }
 
     #[cfg(test)]
-    pub fn new_for_test(parts: [u64; 4]) -> String {
+    pub(crate) fn new_for_test(parts: [u64; 4]) -> String {
         RecordId::new(parts).as_str().to_owned()
     }
 }

@@ -16,11 +16,15 @@ use std::fmt;
 /// Whether an event comes from the Jabber Session Manager or from Text Conferencing.
 #[derive(Copy, Clone, Eq, PartialEq, Hash, Debug)]
 pub enum EventKind {
+    /// A Jabber Session Manager event: about one user's stanza (`e_SESSION`, `es_IN`...); it has a
+    /// packet type.
     Jsm,
+    /// A Text Conferencing event: about a room (`onBeforeJoin`...); it has no packet type.
     Tc,
 }
 
 impl EventKind {
+    /// `JSM` or `TC`, as the catalog listing prints it.
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Jsm => "JSM",
@@ -53,9 +57,13 @@ pub enum AnswerRule {
 /// The shape of one answer, as far as [`AnswerRule::permits`] needs to know it.
 #[derive(Copy, Clone, Eq, PartialEq, Hash, Debug)]
 pub enum AnswerKind {
+    /// `pass` with the stanza unchanged.
     Pass,
+    /// `pass` with a modified stanza in it.
     PassModified,
+    /// `handle`: the server took the stanza over.
     Handle,
+    /// An `<iq type='error'>` answer.
     Error,
 }
 
@@ -93,9 +101,11 @@ impl AnswerRule {
 pub struct EventSpec {
     /// Exactly as spelled in the seed.
     pub name: &'static str,
+    /// Whether it is a JSM or a TC event (decides whether a packet type applies).
     pub kind: EventKind,
     /// What the event is, in the seed's words (without the answer-rule sentences).
     pub description: &'static str,
+    /// Which answers a compliance server may give to it.
     pub answer: AnswerRule,
     /// The seed's own sentences about valid answers, verbatim; empty when it says nothing.
     pub seed_rule: &'static str,
@@ -267,22 +277,27 @@ impl EventId {
         (0..Self::COUNT as u8).map(EventId)
     }
 
+    /// The event's catalog row.
     pub fn spec(self) -> &'static EventSpec {
         &CATALOG[self.0 as usize]
     }
 
+    /// The position in the catalog, for per-event tables.
     pub fn index(self) -> usize {
         self.0 as usize
     }
 
+    /// The event's name exactly as the seed spells it (`e_SESSION`).
     pub fn name(self) -> &'static str {
         self.spec().name
     }
 
+    /// JSM or TC.
     pub fn kind(self) -> EventKind {
         self.spec().kind
     }
 
+    /// Which answers a server may give to it.
     pub fn answer(self) -> AnswerRule {
         self.spec().answer
     }

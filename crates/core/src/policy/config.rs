@@ -26,15 +26,23 @@ pub const DEFAULT_TOML: &str = include_str!("config/default.toml");
 /// A fully validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// `[gateway]`: the gateway's identity, shard count, admin endpoint and accept mode.
     pub gateway: GatewayConfig,
+    /// `[listen]`: the addresses routers and inbound compliance servers connect to.
     pub listen: ListenConfig,
+    /// `[timers]`: event, outage, reconnect and stream timers.
     pub timers: Timers,
+    /// `[limits]`: stanza limits, queue and buffer bounds, connection caps.
     pub limits: Limits,
     /// `[tls]`: the gateway's certificate for its TLS listeners.
     pub tls: Option<TlsConfig>,
+    /// `[spool]`: where records no server could take are kept, and how much disk they may use.
     pub spool: SpoolConfig,
+    /// `[log]`: the level and format of the gateway's log.
     pub log: LogConfig,
+    /// Every `[[router]]`, in file order: the IM nodes' routers allowed to connect (or dialed).
     pub routers: Vec<RouterConfig>,
+    /// Every `[[server]]`, in file order; a [`ServerId`] is an index into it.
     pub servers: Vec<ServerConfig>,
     /// The built-in `SystemDefaultComplianceProfile` first, then the file's in definition order.
     pub profiles: Vec<Profile>,
@@ -42,6 +50,7 @@ pub struct Config {
     pub priority: Vec<ProfileId>,
 }
 
+/// `[gateway]`: who the gateway is toward its peers, and how its process is laid out.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct GatewayConfig {
     /// The gateway's own component name toward routers.
@@ -50,6 +59,8 @@ pub struct GatewayConfig {
     pub domain: String,
     /// Executors; 0 means one per core.
     pub shards: usize,
+    /// The admin endpoint's address (status page, health, metrics, `POST /reload`); `None`: no
+    /// endpoint.
     pub admin: Option<SocketAddr>,
     /// How incoming connections are spread over the shards.
     pub accept: AcceptMode,
@@ -77,22 +88,30 @@ pub enum AcceptMode {
 /// `[log]`: which records the gateway writes, and how.
 #[derive(Copy, Clone, Debug, Default, Eq, PartialEq)]
 pub struct LogConfig {
+    /// The least severe level written.
     pub level: LogLevel,
+    /// Text lines or JSON objects.
     pub format: LogFormat,
 }
 
 /// The least severe level written (`[log] level`, `--log-level`).
 #[derive(Copy, Clone, Debug, Default, Eq, PartialEq, PartialOrd, Ord)]
 pub enum LogLevel {
+    /// Failures only.
     Error,
+    /// Failures, and what degrades service without failing it.
     Warn,
+    /// Also the normal course of connections, streams and reloads (the default).
     #[default]
     Info,
+    /// Also details for diagnosing one peer or stream.
     Debug,
+    /// Everything: the most verbose.
     Trace,
 }
 
 impl LogLevel {
+    /// Every level, least verbose first (the order of `--log-level`'s choices).
     pub const ALL: [LogLevel; 5] = [
         LogLevel::Error,
         LogLevel::Warn,
@@ -101,6 +120,8 @@ impl LogLevel {
         LogLevel::Trace,
     ];
 
+    /// The spelling in configuration and on the command line: `error`, `warn`, `info`, `debug`,
+    /// `trace`.
     pub fn as_str(self) -> &'static str {
         match self {
             LogLevel::Error => "error",
@@ -111,6 +132,8 @@ impl LogLevel {
         }
     }
 
+    /// The level spelled `text` (exactly as [`LogLevel::as_str`] writes it); `None` for anything
+    /// else.
     pub fn parse(text: &str) -> Option<LogLevel> {
         Self::ALL.into_iter().find(|l| l.as_str() == text)
     }
@@ -127,6 +150,7 @@ pub enum LogFormat {
 }
 
 impl LogFormat {
+    /// `text` or `json`; `None` for anything else.
     pub fn parse(text: &str) -> Option<LogFormat> {
         match text {
             "text" => Some(LogFormat::Text),
@@ -136,8 +160,10 @@ impl LogFormat {
     }
 }
 
+/// `[listen]`: the sockets the gateway accepts peers on.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct ListenConfig {
+    /// Where routers connect (plain TCP).
     pub routers: SocketAddr,
     /// Required (this or `compliance_tls`) when any server has mode `inbound`.
     pub compliance: Option<SocketAddr>,
@@ -152,10 +178,14 @@ pub struct ListenConfig {
 /// when they name the same file, wherever the file is named (a reload compares them).
 #[derive(Clone, Debug)]
 pub struct FileRef {
+    /// The file, as the configuration names it (relative paths are relative to the working
+    /// directory).
     pub path: PathBuf,
     /// The key that names the file, as `check-config` shows it: `client_ca`.
     pub key: &'static str,
+    /// 1-based line of the value that names the file.
     pub line: usize,
+    /// 1-based column of that value.
     pub col: usize,
 }
 
@@ -171,8 +201,12 @@ impl Eq for FileRef {}
 /// whose certificates they require of their peers (mutual TLS).
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct TlsConfig {
+    /// The certificate chain the listeners present (`cert`).
     pub cert: FileRef,
+    /// The private key of that chain's first certificate (`key`).
     pub key: FileRef,
+    /// CA certificates a peer's certificate must chain to (`client_ca`); `None`: no client
+    /// certificate is asked for.
     pub client_ca: Option<FileRef>,
 }
 
@@ -190,18 +224,29 @@ pub struct DialTls {
 /// The certificate chain and key a dial presents.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct ClientIdentity {
+    /// The certificate chain presented (`tls_cert`).
     pub cert: FileRef,
+    /// The private key of that chain's first certificate (`tls_key`).
     pub key: FileRef,
 }
 
+/// `[timers]`: every timer the engine and the streams run, as durations.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct Timers {
+    /// How long one step waits for a server's answer; also how long a queued notification is kept.
     pub event_timeout: Duration,
+    /// How long a server in an ungraceful outage stays routable while events queue for it.
     pub outage_window: Duration,
+    /// First reconnect delay; the delay doubles (with jitter) up to `reconnect_max`.
     pub reconnect_min: Duration,
+    /// Longest reconnect delay.
     pub reconnect_max: Duration,
+    /// Quiet time on an active stream after which a whitespace keepalive is sent.
     pub keepalive: Duration,
+    /// Silence after which a stream's peer is taken as dead (a ping goes out at half of it).
     pub dead_interval: Duration,
+    /// How long a stream may take from its start to active; also bounds the TCP connect to a
+    /// compliance server.
     pub handshake_timeout: Duration,
     /// A stanza that has started must be complete within this (docs/protocol.md §6).
     pub stanza_timeout: Duration,
@@ -222,10 +267,14 @@ impl Default for Timers {
     }
 }
 
+/// `[limits]`: every bound on what a peer can make the gateway hold.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct Limits {
+    /// Largest stanza (or stream header) accepted, in bytes.
     pub max_stanza_bytes: usize,
+    /// Deepest element nesting inside one stanza, the stanza itself being 1.
     pub max_depth: usize,
+    /// Most attributes on one element.
     pub max_attributes: usize,
     /// Events waiting for one server; past it a step fails at once.
     pub queue_per_server: usize,
@@ -280,6 +329,7 @@ pub struct RouterConfig {
     /// The component name the router announces (or, with `connect`, the name the gateway
     /// announces to it).
     pub name: String,
+    /// The XEP-0114 shared secret of the router's component stream (redacted in `Debug`).
     pub secret: String,
     /// Default: the first label of `name`.
     pub node: String,
@@ -301,6 +351,7 @@ impl fmt::Debug for RouterConfig {
     }
 }
 
+/// Who opens the stream to a compliance server (`mode`).
 #[derive(Copy, Clone, Debug, Eq, PartialEq, Hash, Default)]
 pub enum ServerMode {
     /// The gateway dials the server's open port.
@@ -311,8 +362,10 @@ pub enum ServerMode {
 }
 
 impl ServerMode {
+    /// The spellings accepted in configuration.
     pub const NAMES: [&'static str; 2] = ["outbound", "inbound"];
 
+    /// `outbound` or `inbound`; `None` for anything else.
     pub fn parse(text: &str) -> Option<ServerMode> {
         match text {
             "outbound" => Some(ServerMode::Outbound),
@@ -321,6 +374,7 @@ impl ServerMode {
         }
     }
 
+    /// The spelling in configuration: `outbound` or `inbound`.
     pub fn as_str(self) -> &'static str {
         match self {
             ServerMode::Outbound => "outbound",
@@ -334,6 +388,7 @@ impl ServerMode {
 pub struct ServerId(pub u16);
 
 impl ServerId {
+    /// The position in `Config::servers`, for indexing per-server tables.
     pub fn index(self) -> usize {
         self.0 as usize
     }
@@ -342,20 +397,26 @@ impl ServerId {
 /// One third-party compliance server.
 #[derive(Clone, Eq, PartialEq)]
 pub struct ServerConfig {
+    /// The server's name in the configuration, logs and metrics (unique, compared
+    /// case-insensitively).
     pub name: String,
     /// Where an outbound server listens; informational (possibly empty) for an inbound one.
     pub host: String,
     /// 0 only for an inbound server that gave none.
     pub port: u16,
+    /// The XEP-0114 shared secret of its streams (redacted in `Debug`).
     pub password: String,
+    /// Whether the gateway dials it or it dials the gateway.
     pub mode: ServerMode,
     /// The assigned profile's name, and its index into `Config::profiles`.
     pub profile: String,
+    /// The index of `profile` into `Config::profiles`.
     pub profile_id: ProfileId,
     /// Nodes whose events it takes; empty means every node.
     pub nodes: Vec<String>,
     /// The override, or `op-{server}.{first label of gateway name}-{domain, dots as dashes}`.
     pub component: String,
+    /// Streams to keep to it (`connections`); `None`: one per shard.
     pub connections: Option<usize>,
     /// Outbound only: dial with direct TLS.
     pub tls: Option<DialTls>,
@@ -393,19 +454,23 @@ pub fn generated_component_name(server: &str, gateway_name: &str, domain: &str) 
 }
 
 impl Config {
+    /// The profile with id `id`, if it exists.
     pub fn profile(&self, id: ProfileId) -> Option<&Profile> {
         self.profiles.get(id.index())
     }
 
+    /// The id of the profile named `name` (exact spelling), if one is defined.
     pub fn profile_id(&self, name: &str) -> Option<ProfileId> {
         let index = self.profiles.iter().position(|p| p.name == name)?;
         u16::try_from(index).ok().map(ProfileId)
     }
 
+    /// The server with id `id`, if it exists.
     pub fn server(&self, id: ServerId) -> Option<&ServerConfig> {
         self.servers.get(id.index())
     }
 
+    /// The id of the server named `name` (compared ASCII case-insensitively), if one is configured.
     pub fn server_id(&self, name: &str) -> Option<ServerId> {
         let index = self
             .servers
@@ -425,7 +490,9 @@ impl Config {
 /// A configuration that loaded, with the warnings it raised.
 #[derive(Clone, Debug)]
 pub struct Loaded {
+    /// The configuration, valid and ready to compile.
     pub config: Config,
+    /// The warnings it raised, sorted by position; a start or reload logs them.
     pub warnings: Vec<Diagnostic>,
 }
 

@@ -10,23 +10,29 @@ use std::time::Duration;
 /// What is wrong with a duration string; the text is shown to the administrator as is.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub enum DurationError {
+    /// The string is empty.
     Empty,
     /// Leading, trailing or inner whitespace.
     Whitespace,
+    /// A leading `-`: durations are never negative.
     Negative,
     /// No digits before the unit, e.g. `"s"` or `"1.5s"`.
     NoNumber,
     /// Digits only, e.g. `"5"`: a bare number is ambiguous.
     NoUnit {
+        /// The digits given.
         number: String,
     },
+    /// A unit other than `ms`, `s`, `m` or `h`.
     UnknownUnit {
+        /// The unit given.
         unit: String,
     },
     /// A fraction such as `"1.5s"`: write `"1500ms"` instead.
     Fraction,
     /// Several number-unit pairs, e.g. `"1m30s"`.
     Compound,
+    /// The number does not fit a `Duration` in that unit.
     Overflow,
 }
 

@@ -19,40 +19,61 @@ pub const MAX_PART_BYTES: usize = 1023;
 /// What is malformed about a JID. Always the sender's fault: the text says which part and why.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub enum JidError {
+    /// The whole JID is empty.
     Empty,
+    /// An `@` with nothing before it.
     EmptyLocalpart,
+    /// Nothing where the domain belongs.
     EmptyDomainpart,
+    /// A `/` with nothing after it.
     EmptyResourcepart,
     /// A domain with an empty label, such as `example..com` or `.example.com`.
     EmptyDomainLabel,
+    /// The localpart is longer than 1023 bytes once prepared.
     LocalpartTooLong {
+        /// Its length in bytes.
         len: usize,
     },
+    /// The domainpart is longer than 1023 bytes once prepared.
     DomainpartTooLong {
+        /// Its length in bytes.
         len: usize,
     },
+    /// The resourcepart is longer than 1023 bytes once prepared.
     ResourcepartTooLong {
+        /// Its length in bytes.
         len: usize,
     },
+    /// The localpart holds a character RFC 7622 forbids there (such as `<`, `"` or a space).
     ForbiddenInLocalpart {
+        /// The first such character.
         ch: char,
     },
+    /// The domainpart holds a character a domain cannot hold.
     ForbiddenInDomainpart {
+        /// The first such character.
         ch: char,
     },
+    /// The resourcepart holds a control or otherwise forbidden character.
     ForbiddenInResourcepart {
+        /// The first such character.
         ch: char,
     },
     /// A domain in brackets that is not an IPv6 address.
     BadIpLiteral,
     /// stringprep refused a non-ASCII part; `reason` is its explanation.
     LocalpartPrep {
+        /// stringprep's explanation.
         reason: String,
     },
+    /// stringprep (nameprep) refused a non-ASCII domainpart.
     DomainpartPrep {
+        /// stringprep's explanation.
         reason: String,
     },
+    /// stringprep (resourceprep) refused a non-ASCII resourcepart.
     ResourcepartPrep {
+        /// stringprep's explanation.
         reason: String,
     },
 }
@@ -211,6 +232,7 @@ impl<'a> ParsedJid<'a> {
         })
     }
 
+    /// True when the JID has a localpart (`user@domain`), false for a bare domain.
     pub fn has_localpart(&self) -> bool {
         self.local.is_some()
     }
@@ -238,6 +260,8 @@ impl<'a> ParsedJid<'a> {
         self.bare_bytes().cmp(other.bare_bytes())
     }
 
+    /// Appends the folded bare JID (`local@domain` or `domain`) to `out`, without allocating when
+    /// `out` has room.
     pub fn write_bare(&self, out: &mut String) {
         if let Some(local) = &self.local {
             local.write_folded(out);
@@ -246,6 +270,7 @@ impl<'a> ParsedJid<'a> {
         self.domain.write_folded(out);
     }
 
+    /// Appends the folded domainpart to `out`.
     pub fn write_domain(&self, out: &mut String) {
         self.domain.write_folded(out);
     }
@@ -257,10 +282,12 @@ impl<'a> ParsedJid<'a> {
         out
     }
 
+    /// The resourcepart as given (resources are not folded), if any.
     pub fn resource(&self) -> Option<&str> {
         self.resource.as_deref()
     }
 
+    /// An owned copy, folded, for use off the hot path.
     pub fn to_jid(&self) -> Jid {
         let fold = |part: &Part<'_>| {
             let mut s = String::with_capacity(part.len());
@@ -284,18 +311,22 @@ pub struct Jid {
 }
 
 impl Jid {
+    /// Parses and prepares `text` (RFC 7622), as the hot path does, and keeps the folded parts.
     pub fn parse(text: &str) -> Result<Jid, JidError> {
         ParsedJid::parse(text).map(|j| j.to_jid())
     }
 
+    /// The folded localpart, if any.
     pub fn localpart(&self) -> Option<&str> {
         self.local.as_deref()
     }
 
+    /// The folded domainpart.
     pub fn domainpart(&self) -> &str {
         &self.domain
     }
 
+    /// The resourcepart, if any.
     pub fn resourcepart(&self) -> Option<&str> {
         self.resource.as_deref()
     }
@@ -305,6 +336,7 @@ impl Jid {
         self.local.is_none() && self.resource.is_none()
     }
 
+    /// The bare JID (`local@domain` or `domain`), folded.
     pub fn bare(&self) -> String {
         match &self.local {
             Some(local) => format!("{local}@{}", self.domain),

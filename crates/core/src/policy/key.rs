@@ -12,12 +12,16 @@ use std::fmt;
 /// Which address of the event a [`KeyError`] is about.
 #[derive(Copy, Clone, Debug, Eq, PartialEq)]
 pub enum Address {
+    /// The stanza's `from` address.
     From,
+    /// The stanza's `to` address.
     To,
+    /// A TC event's `room` attribute.
     Room,
 }
 
 impl Address {
+    /// The attribute's name as the error text gives it: `from`, `to` or `room`.
     pub fn as_str(self) -> &'static str {
         match self {
             Address::From => "from",
@@ -34,8 +38,11 @@ pub enum KeyError {
     NoAddress,
     /// A TC event with neither a `room` attribute nor a stanza `to`.
     NoRoom,
+    /// An address that is not a valid JID.
     BadJid {
+        /// Which address.
         address: Address,
+        /// What is wrong with it.
         error: JidError,
     },
 }

@@ -19,6 +19,7 @@ use super::profile::{Handling, ProfileId};
 pub struct NodeId(u16);
 
 impl NodeId {
+    /// A dense index (known nodes first, then the shared unknown id), for per-node tables.
     pub fn index(self) -> usize {
         self.0 as usize
     }
@@ -27,7 +28,9 @@ impl NodeId {
 /// One profile's turn at an event.
 #[derive(Copy, Clone, Debug, Eq, PartialEq)]
 pub struct Step {
+    /// The profile whose turn it is.
     pub profile: ProfileId,
+    /// What an error or timeout from its server does to the event.
     pub handling: Handling,
     /// Always true (with handling `pass`) for a notify-only event such as onServiceReconfig.
     pub fire_and_forget: bool,
@@ -50,13 +53,21 @@ impl Step {
 /// What the engine and the runtime need to know about one compliance server.
 #[derive(Clone, Eq, PartialEq)]
 pub struct ServerInfo {
+    /// The server's configured name (logs, metrics, status).
     pub name: String,
+    /// The component name its streams authenticate as.
     pub component: String,
+    /// The profile it serves.
     pub profile: ProfileId,
+    /// Whether the gateway dials it or it dials the gateway.
     pub mode: ServerMode,
+    /// Where an outbound server listens (informational for an inbound one).
     pub host: String,
+    /// Its port (0 for an inbound server that gave none).
     pub port: u16,
+    /// The shared secret of its streams.
     pub password: String,
+    /// Streams to keep to it; `None`: one per shard.
     pub connections: Option<usize>,
     /// How its dials use TLS (`None`: plain); a change restarts its streams.
     pub tls: Option<crate::policy::DialTls>,
@@ -107,6 +118,7 @@ impl ServerInfo {
 /// One (event, packet type) pair a router must send (see [`CompiledPolicy::advertised`]).
 #[derive(Copy, Clone, Debug, Eq, PartialEq)]
 pub struct Advertised {
+    /// The event to send.
     pub event: EventId,
     /// `None` for TC events.
     pub packet: Option<PacketType>,
@@ -124,6 +136,9 @@ const JSM_PACKETS: [Option<PacketType>; 4] = [
 /// Five packet slots per event: the four packet types, then "not a message, iq or presence".
 const SLOTS: usize = 5;
 
+/// A configuration compiled for the hot path: every (event, packet type, node) chain precomputed,
+/// servers, profiles and nodes numbered. Shards share it read-only (`Arc`); a reload builds a new
+/// one with [`CompiledPolicy::compile_after`], keeping every id.
 #[derive(Clone, Debug)]
 pub struct CompiledPolicy {
     /// Known node names; index = NodeId. `nodes.len()` is the shared id of unknown nodes.
@@ -186,6 +201,8 @@ fn as_u32(n: usize) -> u32 {
 }
 
 impl CompiledPolicy {
+    /// Compiles a configuration that is not replacing another (ids start from the configuration's
+    /// order).
     pub fn compile(config: &Config) -> CompiledPolicy {
         CompiledPolicy::compile_after(config, None)
     }
@@ -366,10 +383,12 @@ impl CompiledPolicy {
         alias.map_or_else(|| self.unknown_node(), |&(_, id)| id)
     }
 
+    /// The id every node the configuration never names shares.
     pub fn unknown_node(&self) -> NodeId {
         NodeId(UNKNOWN_NODE)
     }
 
+    /// A known node's name; `None` for the shared unknown id.
     pub fn node_name(&self, node: NodeId) -> Option<&str> {
         self.nodes.get(node.index()).map(String::as_str)
     }
@@ -416,10 +435,12 @@ impl CompiledPolicy {
         out
     }
 
+    /// The server with id `id` (retired ones included), if it exists.
     pub fn server(&self, id: ServerId) -> Option<&ServerInfo> {
         self.servers.get(id.index())
     }
 
+    /// Every server, indexed by [`ServerId`], retired ones included.
     pub fn servers(&self) -> &[ServerInfo] {
         &self.servers
     }
@@ -430,6 +451,7 @@ impl CompiledPolicy {
         self.profile_names.len()
     }
 
+    /// A profile's name; empty for an id that does not exist.
     pub fn profile_name(&self, id: ProfileId) -> &str {
         self.profile_names
             .get(id.index())

@@ -9,14 +9,18 @@ use std::fmt;
 /// The packet type of a stanza, derived from it (docs/protocol.md §2), never declared.
 #[derive(Copy, Clone, Eq, PartialEq, Hash, Debug)]
 pub enum PacketType {
+    /// An `<iq>`.
     Iq,
+    /// A `<message>`.
     Message,
+    /// A `<presence>` other than a subscription.
     Presence,
     /// A presence of type subscribe, subscribed, unsubscribe or unsubscribed.
     Subscription,
 }
 
 impl PacketType {
+    /// Every packet type, in [`PacketType::index`] order.
     pub const ALL: [PacketType; 4] = [
         PacketType::Iq,
         PacketType::Message,
@@ -40,6 +44,8 @@ impl PacketType {
         }
     }
 
+    /// The spelling in configuration and in the catalog: `iq`, `message`, `presence`,
+    /// `subscription`.
     pub fn as_str(self) -> &'static str {
         match self {
             PacketType::Iq => "iq",
@@ -69,11 +75,16 @@ impl fmt::Display for PacketType {
 /// The `packet` of a JSM profile entry: which packet types the entry applies to.
 #[derive(Copy, Clone, Eq, PartialEq, Hash, Debug, Default)]
 pub enum PacketFilter {
+    /// Every packet type (the default).
     #[default]
     All,
+    /// `<iq>` only.
     Iq,
+    /// `<message>` only.
     Message,
+    /// `<presence>` other than subscriptions.
     Presence,
+    /// Subscription presences only.
     Subscription,
 }
 
@@ -93,6 +104,7 @@ impl PacketFilter {
         }
     }
 
+    /// One of [`PacketFilter::NAMES`]; `None` for anything else.
     pub fn parse(text: &str) -> Option<PacketFilter> {
         match text {
             "all" => Some(PacketFilter::All),
@@ -104,6 +116,7 @@ impl PacketFilter {
         }
     }
 
+    /// The spelling in configuration.
     pub fn as_str(self) -> &'static str {
         match self {
             PacketFilter::All => "all",

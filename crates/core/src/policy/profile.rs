@@ -15,8 +15,10 @@ pub const SYSTEM_DEFAULT_PROFILE: &str = "SystemDefaultComplianceProfile";
 pub struct ProfileId(pub u16);
 
 impl ProfileId {
+    /// The built-in `SystemDefaultComplianceProfile`.
     pub const SYSTEM_DEFAULT: ProfileId = ProfileId(0);
 
+    /// The position in `Config::profiles`, for per-profile tables.
     pub fn index(self) -> usize {
         self.0 as usize
     }
@@ -33,8 +35,10 @@ pub enum Handling {
 }
 
 impl Handling {
+    /// The spellings accepted in configuration.
     pub const NAMES: [&'static str; 2] = ["bounce", "pass"];
 
+    /// `bounce` or `pass`; `None` for anything else.
     pub fn parse(text: &str) -> Option<Handling> {
         match text {
             "bounce" => Some(Handling::Bounce),
@@ -43,6 +47,7 @@ impl Handling {
         }
     }
 
+    /// The spelling in configuration: `bounce` or `pass`.
     pub fn as_str(self) -> &'static str {
         match self {
             Handling::Bounce => "bounce",
@@ -60,14 +65,18 @@ impl fmt::Display for Handling {
 /// One configured event of a profile.
 #[derive(Copy, Clone, Eq, PartialEq, Debug)]
 pub struct Entry {
+    /// The event the entry sends to the profile's servers.
     pub event: EventId,
     /// Always `All` for TC events, which have no packet type.
     pub packet: PacketFilter,
+    /// What an error or timeout from the server does to the event.
     pub handling: Handling,
+    /// Send and go on without waiting for the answer.
     pub fire_and_forget: bool,
 }
 
 impl Entry {
+    /// An entry as configured.
     pub fn new(
         event: EventId,
         packet: PacketFilter,
@@ -88,10 +97,14 @@ impl Entry {
     }
 }
 
+/// A compliance profile: the events it sends to its servers, and how each is handled.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct Profile {
+    /// Its name (letters and digits only), as servers are assigned to it.
     pub name: String,
+    /// Free text for the administrator.
     pub description: String,
+    /// Its entries, in file order.
     pub entries: Vec<Entry>,
 }
 
@@ -122,6 +135,7 @@ impl Profile {
         }
     }
 
+    /// True for the built-in `SystemDefaultComplianceProfile`.
     pub fn is_system_default(&self) -> bool {
         self.name == SYSTEM_DEFAULT_PROFILE
     }
@@ -145,8 +159,13 @@ impl Profile {
 /// Why a profile name is refused: the seed allows letters and digits only, no spaces.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub enum ProfileNameError {
+    /// The name is empty.
     Empty,
-    BadChar { ch: char },
+    /// The name holds something other than an ASCII letter or digit.
+    BadChar {
+        /// The first such character.
+        ch: char,
+    },
 }
 
 impl fmt::Display for ProfileNameError {

@@ -25,7 +25,12 @@ pub struct Plan {
 pub enum Refused {
     /// The gateway's own name is every stream's identity and every generated component name's
     /// stem: changing it live would rename the gateway under its peers' feet.
-    GatewayNameChanged { running: String, file: String },
+    GatewayNameChanged {
+        /// The name the gateway runs under.
+        running: String,
+        /// The name the file gives.
+        file: String,
+    },
 }
 
 impl std::fmt::Display for Refused {

@@ -13,9 +13,11 @@ use std::fmt;
 /// What a server said.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
+    /// PASS: the event goes on unchanged.
     Pass,
     /// PASS with this stanza instead of the original.
     PassModified(Bytes),
+    /// HANDLE: the server took the stanza over; the router must not deliver it.
     Handle,
     /// An `<error/>` element, exactly as the server sent it.
     Error(Bytes),
@@ -38,7 +40,9 @@ impl Answer {
 /// An answer and the request it answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParsedAnswer {
+    /// The request it answers (owner shard, slot, generation).
     pub id: RequestId,
+    /// What the server said.
     pub answer: Answer,
 }
 
@@ -66,6 +70,9 @@ impl std::error::Error for AnswerError {}
 const UNDEFINED_ERROR: &[u8] = b"<error type='cancel'><undefined-condition \
     xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>";
 
+/// Reads a compliance server's `<iq type='result'>` or `<iq type='error'>` as the answer to one
+/// of our requests; an `Err` says why the stanza answers none (not an iq result or error, or an
+/// id the gateway never sent). A modified stanza or an `<error/>` is kept as the server sent it.
 pub fn parse_answer(stanza: &Stanza) -> Result<ParsedAnswer, AnswerError> {
     if stanza.name() != b"iq" {
         return Err(AnswerError::NotAnAnswer);

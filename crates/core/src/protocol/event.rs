@@ -15,9 +15,13 @@ use std::fmt;
 /// unchanged with their original quotes.
 #[derive(Clone, Debug)]
 pub struct Reply {
+    /// The router's `from`, raw (still escaped): the `to` of our answer.
     pub to: Bytes,
+    /// The quote character `to` was written with.
     pub to_quote: u8,
+    /// The router's `id`, raw: the `id` of our answer.
     pub id: Bytes,
+    /// The quote character `id` was written with.
     pub id_quote: u8,
 }
 
@@ -47,28 +51,40 @@ pub fn is_host_jid(from: &[u8]) -> bool {
 /// A readable event. Everything in it is owned (`Bytes`, `String`) so it is `Send`.
 #[derive(Clone, Debug)]
 pub struct InboundEvent {
+    /// Which catalog event it is.
     pub event: EventId,
     /// Derived from the inner stanza, never declared.
     pub packet: PacketType,
+    /// The IM node it came from (its `node` attribute, or its router's name).
     pub node: NodeId,
     /// The conversation key of docs/protocol.md §2.
     pub key: String,
     /// The inner stanza, exactly as the router sent it.
     pub stanza: Bytes,
+    /// Where the verdict goes.
     pub reply: Reply,
 }
 
 /// Why an event cannot be read: always the router's fault.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BadEvent {
+    /// The iq is not of type `set`.
     NotSet,
+    /// The iq holds no `<event/>` in our namespace.
     NoEventElement,
+    /// The iq holds more than the `<event/>` element.
     ExtraElements,
+    /// The `<event/>` has no `name` attribute.
     NoName,
+    /// The name is not in the catalog (the name as given).
     UnknownEvent(String),
+    /// The `<event/>` holds no stanza.
     NoStanza,
+    /// The `<event/>` holds more than one stanza.
     TwoStanzas,
+    /// The `<event/>` holds an element that is not a message, iq or presence (its name).
     NotAStanza(String),
+    /// The stanza's addresses give no conversation key.
     Key(KeyError),
 }
 

@@ -14,8 +14,11 @@ use std::fmt;
 /// (so a late answer to a reused slot is recognised and ignored).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RequestId {
+    /// The shard that owns the event.
     pub shard: u16,
+    /// The event's slot on that shard.
     pub slot: u32,
+    /// The slot's generation when the request was sent; a reused slot has a newer one.
     pub generation: u32,
 }
 
@@ -87,22 +90,32 @@ impl fmt::Display for RequestId {
 /// Wait for an answer, or notify and go on.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
+    /// The server answers, and the walk waits for it (or for the step's timer).
     Wait,
+    /// The server is told; no answer is expected and the walk goes on at once.
     Notify,
 }
 
 /// The attributes of one request's `<event/>`.
 #[derive(Clone, Debug)]
 pub struct RequestFields<'a> {
+    /// The request's id (`g{shard}.{slot}.{generation}`), echoed in the answer.
     pub id: RequestId,
+    /// The event the server judges.
     pub event: EventId,
     /// Written for JSM events only.
     pub packet: Option<PacketType>,
+    /// The profile whose step this is.
     pub profile: &'a str,
+    /// What the gateway does if the server answers with an error or not at all.
     pub handling: Handling,
+    /// Whether an answer is expected.
     pub mode: Mode,
+    /// The IM node the event came from.
     pub node: &'a str,
+    /// The event's conversation key.
     pub key: &'a str,
+    /// When the event arrived, as an XEP-0082 date-time (wall time is a parameter of the caller).
     pub stamp: &'a str,
     /// The step's record id (`record='ID'`): the same on every resend and replay.
     pub record: &'a str,

@@ -20,7 +20,9 @@ const DISCO_INFO_NS: &str = "http://jabber.org/protocol/disco#info";
 /// What was done with a stanza that is not an event.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum ServiceOutcome {
+    /// An XEP-0199 ping: answered with an empty result.
     Ping,
+    /// A plain disco#info query: answered with the gateway's identity and features.
     DiscoInfo,
     /// disco#info on [`CHAINS_NODE`]: the router learnt which events to send.
     Chains,

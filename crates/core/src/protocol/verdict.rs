@@ -27,12 +27,16 @@ pub enum BounceCause {
 pub enum Verdict {
     /// Go on; use the stanza instead of the original when there is one.
     Pass(Option<Bytes>),
+    /// The server took the stanza over: the router must not deliver it.
     Handle,
+    /// The originator gets an error back, for this cause, and the stanza goes nowhere.
     Bounce(BounceCause),
+    /// The stanza is discarded without a word to its originator.
     Drop,
 }
 
 impl Verdict {
+    /// The `action` attribute of the verdict: `pass`, `handle`, `bounce` or `drop`.
     pub fn action(&self) -> &'static str {
         match self {
             Verdict::Pass(_) => "pass",
@@ -46,7 +50,9 @@ impl Verdict {
 /// Which step a verdict came from, for the router's (and the auditor's) benefit.
 #[derive(Copy, Clone, Debug)]
 pub struct Origin<'a> {
+    /// The profile of the deciding step.
     pub profile: &'a str,
+    /// The server that answered, when one did.
     pub server: Option<&'a str>,
 }
 

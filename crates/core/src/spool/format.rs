@@ -25,31 +25,49 @@ pub struct Record {
     pub stamp: String,
     /// The conversation key's stable hash (rendezvous routing).
     pub stable_key: u64,
+    /// The profile whose step became the record; any server of it may take the replay.
     pub profile: String,
+    /// The event the notify is about.
     pub event: EventId,
+    /// The inner stanza's packet type (JSM events only).
     pub packet: Option<PacketType>,
+    /// The step's handling, written again in the replayed request.
     pub handling: Handling,
+    /// The IM node the event came from.
     pub node: String,
+    /// The conversation key.
     pub key: String,
+    /// The inner stanza, exactly as the router sent it.
     pub stanza: Bytes,
 }
 
 /// The fields of a record as the engine has them (borrowed), to encode without copying first.
 #[derive(Clone, Copy, Debug)]
 pub struct RecordRef<'a> {
+    /// The step's record id.
     pub id: &'a str,
+    /// XEP-0082 stamp of the event's arrival.
     pub stamp: &'a str,
+    /// The conversation key's stable hash.
     pub stable_key: u64,
+    /// The profile of the step.
     pub profile: &'a str,
+    /// The event.
     pub event: EventId,
+    /// The inner stanza's packet type (JSM events only).
     pub packet: Option<PacketType>,
+    /// The step's handling.
     pub handling: Handling,
+    /// The IM node.
     pub node: &'a str,
+    /// The conversation key.
     pub key: &'a str,
+    /// The inner stanza.
     pub stanza: &'a [u8],
 }
 
 impl Record {
+    /// The record's fields borrowed, for [`encode_payload`] without a copy.
     pub fn as_ref(&self) -> RecordRef<'_> {
         RecordRef {
             id: &self.id,
@@ -204,7 +222,12 @@ pub enum Tail {
     Clean,
     /// The bytes from `at` on are not a whole valid frame (a write torn by a crash, or
     /// corruption): they are dropped; `bytes` of them.
-    Torn { at: u64, bytes: u64 },
+    Torn {
+        /// Offset of the first dropped byte.
+        at: u64,
+        /// How many bytes were dropped.
+        bytes: u64,
+    },
     /// The file does not start with the segment header: not a spool segment (or torn before
     /// its header was whole).
     NoHeader,
@@ -217,6 +240,7 @@ pub struct Scan {
     pub frames: Vec<(u64, Bytes)>,
     /// Where the valid part ends.
     pub valid_len: u64,
+    /// How the scan ended.
     pub tail: Tail,
 }
 

@@ -1,7 +1,7 @@
 use super::*;
+use crate::policy::DetHashMap;
 use crate::policy::{EventId, Handling, PacketType};
 use proptest::prelude::*;
-use std::collections::HashMap;
 use std::io;
 
 /// A disk that keeps what was synced apart from what was only written, fails or tears a write
@@ -9,9 +9,9 @@ use std::io;
 #[derive(Default)]
 struct FaultFiles {
     /// Synced content per segment.
-    disk: HashMap<u64, Vec<u8>>,
+    disk: DetHashMap<u64, Vec<u8>>,
     /// Written content (synced or not) per segment.
-    cache: HashMap<u64, Vec<u8>>,
+    cache: DetHashMap<u64, Vec<u8>>,
     /// Bytes written so far, over all writes.
     written: u64,
     /// Fail the write that would cross this many bytes written, after writing up to it.

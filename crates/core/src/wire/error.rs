@@ -8,23 +8,41 @@ use std::fmt;
 /// A stream error condition, as sent in `<stream:error>`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Condition {
+    /// `bad-format`: XML the stream cannot process (RFC 6120 §4.9.3.1).
     BadFormat,
+    /// `conflict`: a stream for the same name already exists.
     Conflict,
+    /// `connection-timeout`: the peer was silent too long.
     ConnectionTimeout,
+    /// `host-unknown`: the name the peer announced is not one we serve.
     HostUnknown,
+    /// `improper-addressing`: a stanza without the addresses it needs.
     ImproperAddressing,
+    /// `internal-server-error`: our own fault, not the peer's.
     InternalServerError,
+    /// `invalid-from`: a `from` the peer may not use.
     InvalidFrom,
+    /// `invalid-namespace`: the wrong stream or content namespace.
     InvalidNamespace,
+    /// `invalid-xml`: XML outside what the stream accepts.
     InvalidXml,
+    /// `not-authorized`: a stanza before the handshake, or a wrong handshake.
     NotAuthorized,
+    /// `not-well-formed`: XML that is not well-formed.
     NotWellFormed,
+    /// `policy-violation`: the peer went past a local limit.
     PolicyViolation,
+    /// `remote-connection-failed`: a connection the stream depends on failed.
     RemoteConnectionFailed,
+    /// `resource-constraint`: we lack the resources to serve the stream.
     ResourceConstraint,
+    /// `restricted-xml`: comments, processing instructions, DTDs or entities (RFC 6120 §11.1).
     RestrictedXml,
+    /// `system-shutdown`: the gateway is stopping.
     SystemShutdown,
+    /// `undefined-condition`: none of the others fits.
     UndefinedCondition,
+    /// `unsupported-stanza-type`: a first-level element that is not a stanza.
     UnsupportedStanzaType,
 }
 
@@ -104,11 +122,20 @@ pub enum FrameError {
     /// A reference to an entity other than the five predefined ones.
     UndeclaredEntity,
     /// One stanza (or the stream header) longer than the configured limit.
-    StanzaTooLarge { limit: usize },
+    StanzaTooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
     /// Elements nested deeper than the configured limit.
-    TooDeep { limit: usize },
+    TooDeep {
+        /// The configured limit.
+        limit: usize,
+    },
     /// One element with more attributes than the configured limit.
-    TooManyAttributes { limit: usize },
+    TooManyAttributes {
+        /// The configured limit.
+        limit: usize,
+    },
     /// The stream's root element is not `<stream:stream>` in the streams namespace.
     NotAStream,
 }

@@ -53,9 +53,13 @@ pub struct Header {
     pub prefix: String,
     /// The default namespace (`xmlns`), e.g. `jabber:component:accept`.
     pub default_ns: Option<String>,
+    /// The header's `to` (unescaped), if present.
     pub to: Option<String>,
+    /// The header's `from` (unescaped), if present.
     pub from: Option<String>,
+    /// The header's `id` (unescaped), if present.
     pub id: Option<String>,
+    /// The header's `version`, if present.
     pub version: Option<String>,
 }
 
@@ -123,6 +127,7 @@ struct Scratch {
 }
 
 impl Framer {
+    /// A framer expecting a stream header first, enforcing `limits` on everything after it.
     pub fn new(limits: Limits) -> Framer {
         Framer {
             buf: BytesMut::new(),

@@ -13,7 +13,9 @@ use std::borrow::Cow;
 /// A byte range inside a stanza's bytes.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Span {
+    /// Offset of the first byte.
     pub start: u32,
+    /// Offset just past the last byte.
     pub end: u32,
 }
 
@@ -25,11 +27,13 @@ impl Span {
         }
     }
 
+    /// The span as a range for slicing the stanza's bytes.
     #[inline]
     pub fn range(self) -> std::ops::Range<usize> {
         self.start as usize..self.end as usize
     }
 
+    /// True when the span covers no bytes.
     pub fn is_empty(self) -> bool {
         self.start == self.end
     }
@@ -39,7 +43,9 @@ impl Span {
 /// it can be spliced into output unchanged.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct AttrSpan {
+    /// Where the value sits, between its quotes.
     pub value: Span,
+    /// The quote character: `'` or `"`.
     pub quote: u8,
 }
 
@@ -83,10 +89,15 @@ impl ElementRef {
 /// Root attributes the framer records for every stanza.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct RootAttrs {
+    /// The root's `id`.
     pub id: Option<AttrSpan>,
+    /// The root's `type`.
     pub type_: Option<AttrSpan>,
+    /// The root's `from`.
     pub from: Option<AttrSpan>,
+    /// The root's `to`.
     pub to: Option<AttrSpan>,
+    /// The root's `xmlns`.
     pub xmlns: Option<AttrSpan>,
 }
 
@@ -117,6 +128,7 @@ impl Stanza {
         local(self.name())
     }
 
+    /// The root attributes the framer recorded (raw spans).
     pub fn attrs(&self) -> &RootAttrs {
         &self.attrs
     }
@@ -132,15 +144,19 @@ impl Stanza {
         self.raw(attr).map(as_str).map(xml::unescape)
     }
 
+    /// The root's `id`, unescaped.
     pub fn id(&self) -> Option<Cow<'_, str>> {
         self.value(self.attrs.id)
     }
+    /// The root's `type`, unescaped.
     pub fn type_(&self) -> Option<Cow<'_, str>> {
         self.value(self.attrs.type_)
     }
+    /// The root's `from`, unescaped.
     pub fn from(&self) -> Option<Cow<'_, str>> {
         self.value(self.attrs.from)
     }
+    /// The root's `to`, unescaped.
     pub fn to(&self) -> Option<Cow<'_, str>> {
         self.value(self.attrs.to)
     }
@@ -171,10 +187,12 @@ impl Stanza {
         self.bytes.slice(span.range())
     }
 
+    /// An element's qualified name (with any prefix), as written.
     pub fn element_name(&self, e: &ElementRef) -> &[u8] {
         &self.bytes[e.name().range()]
     }
 
+    /// An element's local name (after any prefix).
     pub fn element_local_name(&self, e: &ElementRef) -> &[u8] {
         local(self.element_name(e))
     }

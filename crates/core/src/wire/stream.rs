@@ -27,6 +27,7 @@ pub const NS_CONNECT: &str = "jabber:component:connect";
 /// Timers and limits of one stream.
 #[derive(Clone, Debug)]
 pub struct StreamConfig {
+    /// What the peer may send (stanza size, depth, attributes).
     pub limits: Limits,
     /// The stream must be active within this long of its creation.
     pub handshake_timeout: Duration,
@@ -96,7 +97,10 @@ pub enum Role {
 pub enum StreamEvent {
     /// Receiver only: the initiator announced NAME. Answer with [`ComponentStream::accept_name`]
     /// or [`ComponentStream::refuse`] (`host-unknown`, `conflict`).
-    NameAnnounced { name: String },
+    NameAnnounced {
+        /// The name from the initiator's stream header (`to`).
+        name: String,
+    },
     /// The handshake succeeded.
     Active,
     /// A stanza from the active peer.
@@ -112,12 +116,16 @@ pub enum Closed {
     PeerEnded,
     /// The peer sent a stream error, then (normally) its end tag.
     PeerError {
+        /// The condition the peer gave.
         condition: Condition,
+        /// The peer's `<text/>`, if any.
         text: Option<String>,
     },
     /// We refused what the peer did and sent this stream error: the peer's fault.
     Refused {
+        /// The condition we sent.
         condition: Condition,
+        /// Why, as the stream error's `<text/>` said it.
         reason: String,
     },
     /// The peer was silent past the dead interval.
@@ -249,10 +257,12 @@ impl ComponentStream {
         self.ping_addresses = Some((from.to_owned(), to.to_owned()));
     }
 
+    /// Whether this side initiated the stream or received it.
     pub fn role(&self) -> Role {
         self.role
     }
 
+    /// The timers and limits the stream runs with.
     pub fn config(&self) -> &StreamConfig {
         &self.config
     }
@@ -262,14 +272,17 @@ impl ComponentStream {
         self.name.as_deref()
     }
 
+    /// The stream id, once the receiver has chosen it.
     pub fn stream_id(&self) -> Option<&str> {
         self.stream_id.as_deref()
     }
 
+    /// True once the handshake succeeded and until the stream ends.
     pub fn is_active(&self) -> bool {
         self.state == State::Active
     }
 
+    /// True once the stream has ended; it then reads and writes nothing more.
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed
     }

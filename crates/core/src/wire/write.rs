@@ -21,6 +21,7 @@ pub struct Element<'a> {
 }
 
 impl<'a> Element<'a> {
+    /// Starts an element: writes `<name` into `out`.
     pub fn open(out: &'a mut BytesMut, name: &str) -> Element<'a> {
         out.put_u8(b'<');
         out.put_slice(name.as_bytes());
@@ -32,6 +33,7 @@ impl<'a> Element<'a> {
         self.attr_bytes(name, value.as_bytes())
     }
 
+    /// An attribute whose value we generated, as bytes: escaped here.
     pub fn attr_bytes(self, name: &str, value: &[u8]) -> Self {
         self.out.put_u8(b' ');
         self.out.put_slice(name.as_bytes());
@@ -64,6 +66,7 @@ impl<'a> Element<'a> {
         self.attr_raw(name, &source[span.value.range()], span.quote)
     }
 
+    /// [`Element::attr`] when `value` is present; nothing otherwise.
     pub fn attr_opt(self, name: &str, value: Option<&str>) -> Self {
         match value {
             Some(v) => self.attr(name, v),

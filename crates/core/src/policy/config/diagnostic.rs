@@ -6,13 +6,19 @@
 
 use std::fmt;
 
+/// How bad a configuration problem is: an error refuses the file, a warning is reported and the
+/// file still loads.
 #[derive(Copy, Clone, Debug, Eq, PartialEq, Ord, PartialOrd)]
 pub enum Severity {
+    /// The file is refused: `check-config` exits 1, a start stops, a reload keeps the running
+    /// configuration.
     Error,
+    /// Reported, but the file loads: valid, yet probably not what the administrator meant.
     Warning,
 }
 
 impl Severity {
+    /// The word `check-config` and the log print before the message: `error` or `warning`.
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Error => "error",
@@ -25,15 +31,23 @@ impl Severity {
 /// characters); both are 0 when the problem is about the file as a whole.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct Diagnostic {
+    /// Whether the problem refuses the file.
     pub severity: Severity,
+    /// The configuration file as it was named (or the embedded default's name), for
+    /// `FILE:LINE:COL`.
     pub file: String,
+    /// 1-based line of the offending key or value; 0 when the problem is about the whole file.
     pub line: usize,
+    /// 1-based column (in characters) on that line; 0 with line 0.
     pub col: usize,
+    /// What is wrong, in the administrator's terms (the key, the value, the rule it breaks).
     pub message: String,
+    /// How to fix it, when there is a likely fix (such as the nearest valid spelling).
     pub hint: Option<String>,
 }
 
 impl Diagnostic {
+    /// True when this problem refuses the file.
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }

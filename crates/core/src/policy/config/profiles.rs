@@ -11,7 +11,7 @@ use crate::policy::catalog::{AnswerRule, EventId, EventKind, PacketFilter, CATAL
 use crate::policy::profile::{
     check_profile_name, Entry, Handling, Profile, ProfileId, SYSTEM_DEFAULT_PROFILE,
 };
-use std::collections::HashMap;
+use crate::policy::DetHashMap;
 
 /// The seed's caution about bounce with fire-and-forget, verbatim.
 pub(crate) const BOUNCE_FORGET_CAUTION: &str =
@@ -70,7 +70,7 @@ pub(super) fn profiles(raw: &[RawProfile], d: &mut Diags<'_>) -> Vec<Profile> {
 
 fn entries(profile: &str, raw: &[RawEntry], d: &mut Diags<'_>) -> Vec<Entry> {
     let mut out: Vec<Entry> = Vec::with_capacity(raw.len());
-    let mut seen: HashMap<(EventId, PacketFilter), usize> = HashMap::new();
+    let mut seen: DetHashMap<(EventId, PacketFilter), usize> = DetHashMap::default();
     for e in raw {
         let Some(event_sp) = &e.event else { continue };
         let Some(event) = EventId::lookup(event_sp.v.as_bytes()) else {
@@ -171,7 +171,7 @@ pub(super) fn priority(
 ) -> Vec<ProfileId> {
     let id = |i: usize| ProfileId(u16::try_from(i).unwrap_or(0));
     let mut order: Vec<ProfileId> = Vec::with_capacity(profiles.len());
-    let mut listed_at: HashMap<usize, usize> = HashMap::new();
+    let mut listed_at: DetHashMap<usize, usize> = DetHashMap::default();
     for item in raw.unwrap_or_default() {
         let Some(index) = profiles.iter().position(|p| p.name == item.v) else {
             let hint = match did_you_mean(&item.v, profiles.iter().map(|p| p.name.as_str())) {

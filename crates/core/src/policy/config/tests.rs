@@ -3,6 +3,9 @@
 //! Documents are built from a valid base so that each test shows only its own mistake; the
 //! line numbers in the assertions are those of the full document.
 
+// `load_file` is tested against real files in a temporary directory.
+#![allow(clippy::disallowed_methods)]
+
 use super::*;
 
 mod profiles;

@@ -15,7 +15,7 @@ use super::{AcceptMode, LogConfig, LogFormat, LogLevel, MAX_SHARDS};
 use super::{Config, GatewayConfig, Limits, ListenConfig, RouterConfig, Timers};
 use crate::policy::duration::{format_duration, parse_duration};
 use crate::policy::jid::Jid;
-use std::collections::HashMap;
+use crate::policy::DetHashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -244,7 +244,7 @@ fn listen(raw: &Raw, d: &mut Diags<'_>) -> ListenConfig {
 
 fn timers(raw: &Raw, d: &mut Diags<'_>) -> Timers {
     let mut t = Timers::default();
-    let mut at: HashMap<&str, usize> = HashMap::new();
+    let mut at: DetHashMap<&str, usize> = DetHashMap::default();
     for (key, value) in &raw.timers {
         let parsed = match parse_duration(&value.v) {
             Ok(v) if v.is_zero() => {
@@ -466,7 +466,7 @@ fn check_connect(d: &mut Diags<'_>, c: &Sp<String>) {
 /// Remembers where each name was first defined, so a later duplicate can say which line.
 #[derive(Default)]
 pub(super) struct FirstSeen {
-    at: HashMap<String, usize>,
+    at: DetHashMap<String, usize>,
 }
 
 impl FirstSeen {
