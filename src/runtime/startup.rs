@@ -53,6 +53,9 @@ use std::time::Duration;
 
 /// How often the starting thread wakes the shards that have not joined the mesh yet.
 pub const JOIN_KICK: Duration = Duration::from_millis(10);
+/// The timer a shard sleeps on once, at the end of its start-up, before it drops its
+/// [`Starting`] token.
+pub const FIRST_TIMER: Duration = Duration::from_millis(1);
 
 type Mesh = MeshBuilder<ShardMsg, Full>;
 

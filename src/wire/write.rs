@@ -5,7 +5,6 @@
 //! one write. No re-encoding of inner stanzas ever happens here.
 
 use super::error::Condition;
-use super::stanza::AttrSpan;
 use super::xml;
 use bytes::{BufMut, BytesMut};
 
@@ -57,11 +56,6 @@ impl<'a> Element<'a> {
         self.out.put_slice(raw);
         self.out.put_u8(quote);
         self
-    }
-
-    /// [`Element::attr_raw`] from a recorded span of `source`.
-    pub fn attr_span(self, name: &str, source: &[u8], span: AttrSpan) -> Self {
-        self.attr_raw(name, &source[span.value.range()], span.quote)
     }
 
     pub fn attr_opt(self, name: &str, value: Option<&str>) -> Self {
