@@ -1,7 +1,7 @@
 #!/bin/bash
 # Idle wake-ups of a gateway: context switches over 10 s (every thread, from /proc) and the
 # syscalls of the next 10 s (strace -c -f). Nothing connects to it.
-# usage: idle.sh BINARY LABEL SHARDS ROUTERPORT
+# usage: perf/idle-wakeups.sh BINARY LABEL SHARDS ROUTERPORT
 BIN=$1; LABEL=$2; SHARDS=$3; RP=$4
 cat > ${TMPDIR:-/tmp}/$LABEL.toml <<EOT
 [gateway]

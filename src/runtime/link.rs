@@ -419,3 +419,59 @@ async fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
         .await?
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "host name has no address"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glommio::{LocalExecutorBuilder, Placement};
+
+    /// A non-blocking connect to `addr`, waited for as `connect_logged` does.
+    async fn dial(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_nonblocking(true)?;
+        let in_progress = match socket.connect(&addr.into()) {
+            Ok(()) => false,
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => true,
+            Err(e) => return Err(e),
+        };
+        let mut tcp = TcpStream::from(socket);
+        if in_progress {
+            connected(&mut tcp, timeout).await?;
+        }
+        Ok(tcp)
+    }
+
+    #[test]
+    fn a_connect_completes_or_fails_through_the_ring() {
+        let ex = LocalExecutorBuilder::new(Placement::Unbound)
+            .io_memory(1 << 20)
+            .make()
+            .expect("a glommio executor");
+        ex.run(async {
+            use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+            let listener = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let accepted = glommio::spawn_local(async move {
+                let mut tcp = listener.accept().await.expect("accept");
+                let mut got = [0u8; 5];
+                tcp.read_exact(&mut got).await.expect("read");
+                got
+            });
+            let mut tcp = dial(addr, Duration::from_secs(5)).await.expect("connected");
+            // The zero-byte send that waited for the connect sent nothing.
+            tcp.write_all(b"hello").await.expect("write");
+            assert_eq!(&accepted.await, b"hello");
+
+            // Nobody listens there any more: refused, with the errno the seed's line shows.
+            let gone = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                l.local_addr().expect("addr")
+            };
+            let refused = dial(gone, Duration::from_secs(5)).await.map(drop);
+            assert_eq!(
+                refused.unwrap_err().raw_os_error(),
+                Some(libc::ECONNREFUSED)
+            );
+        });
+    }
+}

@@ -144,3 +144,40 @@ impl Bell {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glommio::{LocalExecutorBuilder, Placement};
+    use std::time::Duration;
+
+    #[test]
+    fn a_stop_requested_on_another_thread_wakes_every_shards_bell() {
+        let flag = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(
+            Stop::without_signals(2, flag.clone(), Arc::new(AtomicBool::new(false)))
+                .expect("bells"),
+        );
+        let ex = LocalExecutorBuilder::new(Placement::Unbound)
+            .io_memory(1 << 20)
+            .make()
+            .expect("a glommio executor");
+        let stop2 = stop.clone();
+        ex.run(async move {
+            let mut bells: Vec<Bell> = (0..2).map(|s| stop2.bell(s).expect("a bell")).collect();
+            assert!(stop2.bell(0).is_none(), "a bell is taken once");
+            let from = stop2.clone();
+            let thread = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                from.request();
+            });
+            // The executor sleeps in its ring until the byte arrives: no timer is armed.
+            for bell in &mut bells {
+                bell.rung().await.expect("rung");
+            }
+            assert!(stop2.requested());
+            thread.join().expect("the requesting thread");
+        });
+        assert!(flag.load(Ordering::SeqCst));
+    }
+}
