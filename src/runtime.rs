@@ -23,6 +23,7 @@ mod shard;
 mod spool;
 mod startup;
 pub mod status;
+mod stop;
 pub mod systemd;
 mod tls;
 
@@ -46,6 +47,11 @@ pub(crate) use tls::Transport;
 const MESH_CAPACITY: usize = 4096;
 /// How long shutdown waits for in-flight events to be answered.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+/// How long a draining shard must stay idle (nothing in flight, queued or being spooled)
+/// before it closes its streams: time for verdicts from shards still draining to arrive.
+const DRAIN_QUIET: Duration = Duration::from_millis(150);
+/// How long shutdown waits for every stream's writer to flush its end tag.
+const CLOSE_LIMIT: Duration = Duration::from_secs(1);
 
 /// Why the gateway could not run.
 #[derive(Debug)]
@@ -87,15 +93,7 @@ pub struct ReloadSource {
 /// Runs the gateway until SIGTERM or SIGINT, then shuts it down gracefully. With `file`,
 /// SIGHUP reloads the configuration from it.
 pub fn run(config: Config, file: Option<PathBuf>) -> Result<(), RunError> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, stop.clone()).map_err(RunError::Signals)?;
-    }
-    let requested = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, requested.clone())
-        .map_err(RunError::Signals)?;
-    // Handled even without a file: SIGHUP's default action would end the process.
-    let result = run_with(config, stop, Some(ReloadSource { file, requested }));
+    let result = run_with(config, file);
     wait_for_detached_threads(DETACHED_THREADS_LIMIT);
     result
 }
@@ -130,22 +128,19 @@ fn wait_for_detached_threads(limit: Duration) -> usize {
     }
 }
 
-/// Runs the gateway until `stop` is set.
-pub fn run_until(config: Config, stop: Arc<AtomicBool>) -> Result<(), RunError> {
-    run_with(config, stop, None)
-}
-
-/// Runs the gateway until `stop` is set, reloading from `reload` when it is requested.
-pub fn run_with(
-    config: Config,
-    stop: Arc<AtomicBool>,
-    reload: Option<ReloadSource>,
-) -> Result<(), RunError> {
+/// Runs the gateway until SIGTERM or SIGINT, reloading from `file` on SIGHUP.
+fn run_with(config: Config, file: Option<PathBuf>) -> Result<(), RunError> {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let shards = match config.gateway.shards {
         0 => cpus,
         n => n,
     };
+    // Every shard sleeps until its bell rings (see stop.rs).
+    let stop = Arc::new(stop::Stop::install(shards).map_err(RunError::Signals)?);
+    let reload = Some(ReloadSource {
+        file,
+        requested: stop.reload_flag(),
+    });
     if shards > cpus {
         log::record(
             Level::Warn,
@@ -216,7 +211,7 @@ pub fn run_with(
                     .await;
                     if result.is_err() {
                         // One shard failing to start stops them all.
-                        stop.store(true, Ordering::SeqCst);
+                        stop.request();
                     }
                     result
                 }
@@ -249,7 +244,7 @@ async fn shard_main(
     (config, policy, tls): (Arc<Config>, Arc<CompiledPolicy>, Arc<crate::tls::Material>),
     startup: Arc<startup::Startup>,
     shards: usize,
-    stop: Arc<AtomicBool>,
+    stop: Arc<stop::Stop>,
     reload: Option<ReloadSource>,
     supervisor: Arc<systemd::Supervisor>,
 ) -> Result<(), String> {
@@ -371,11 +366,16 @@ async fn shard_main(
     if let Some(tick) = supervisor.watchdog_tick() {
         glommio::spawn_local(feed_watchdog(supervisor.clone(), id, tick)).detach();
     }
-    // Watched by the starting thread until this task has slept on a timer once (startup.rs).
-    let mut starting = Some(starting);
-    while !stop.load(Ordering::SeqCst) {
-        glommio::timer::sleep(Duration::from_millis(20)).await;
-        starting.take();
+    // Watched by the starting thread until this task has slept on a timer once (startup.rs):
+    // from then on the engine's timer task, always armed, bounds any stall of the executor.
+    glommio::timer::sleep(startup::FIRST_TIMER).await;
+    drop(starting);
+    // Sleeps until a signal (or a shard that failed to start) rings this shard's bell.
+    let mut bell = stop.bell(id);
+    if bell.is_none() {
+        ctx.log(Level::Error, &no_bell("no stop bell for this shard"));
+    }
+    while !stop.requested() {
         if let Some(source) = reload.as_ref().filter(|_| id == 0) {
             if source.requested.swap(false, Ordering::SeqCst) {
                 match &source.file {
@@ -385,7 +385,18 @@ async fn shard_main(
                         "SIGHUP: running the embedded default configuration, no file to reload",
                     ),
                 }
+                continue;
             }
+        }
+        match bell.as_mut() {
+            Some(b) => {
+                if let Err(e) = b.rung().await {
+                    ctx.log(Level::Error, &no_bell(&e.to_string()));
+                    bell = None;
+                }
+            }
+            // The last resort: the flags looked at on a timer.
+            None => glommio::timer::sleep(STOP_POLL).await,
         }
     }
     if id == 0 {
@@ -393,6 +404,15 @@ async fn shard_main(
     }
     shutdown(&ctx).await;
     Ok(())
+}
+
+/// How often a shard without a working stop bell looks at the stop and reload flags.
+const STOP_POLL: Duration = Duration::from_millis(20);
+
+/// The log line of a shard whose stop bell failed (it cannot, short of running out of
+/// descriptors at start).
+fn no_bell(why: &str) -> String {
+    format!("{why}: looking for SIGTERM, SIGINT and SIGHUP every {STOP_POLL:?} instead")
 }
 
 /// Marks this shard alive every `tick` from its own executor; on shard 0, feeds systemd's
@@ -554,10 +574,12 @@ pub(crate) fn serve(
 async fn consume(ctx: Rc<ShardCtx>, rx: ConnectedReceiver<ShardMsg>) {
     while let Some(msg) = rx.recv().await {
         if matches!(msg, ShardMsg::Event { .. }) {
-            let max = ctx.config().limits.max_in_flight;
-            // Back-pressure: the sender's outbox grows and its router reads pause.
-            while ctx.engine.borrow().in_flight() >= max && !ctx.shutting_down.get() {
-                glommio::timer::sleep(Duration::from_millis(1)).await;
+            // Back-pressure: the sender's outbox grows and its router reads pause. Woken at the
+            // low watermark (`released`), not on a timer.
+            while ctx.engine.borrow().in_flight() >= ctx.config().limits.max_in_flight
+                && !ctx.shutting_down.get()
+            {
+                ctx.wakes.events.wait().await;
             }
         }
         ctx.on_message(msg);
@@ -574,6 +596,7 @@ async fn forward(ctx: Rc<ShardCtx>, senders: Rc<Senders<ShardMsg>>, peer: usize)
     loop {
         match ctx.outbox.pop(peer) {
             Some(msg) => {
+                released(&ctx);
                 if let Err(msg) = senders.send_to(peer, msg).await {
                     // The peer is gone (shutting down): nothing more can reach it.
                     drop(msg);
@@ -587,8 +610,33 @@ async fn forward(ctx: Rc<ShardCtx>, senders: Rc<Senders<ShardMsg>>, peer: usize)
     }
 }
 
+/// After the shard carried out engine inputs (`ShardCtx::pump`) or its outbox shrank: wakes
+/// whatever waits for progress (the shutdown's drain) and, once the events in flight (and, for
+/// reads, the outbox) are back at the low watermark, half of `max_in_flight`, whatever waits
+/// for room. Costs a few loads when nobody waits.
+pub(crate) fn released(ctx: &ShardCtx) {
+    let wakes = &ctx.wakes;
+    wakes.progress.notify_all();
+    if !wakes.reads.is_waited() && !wakes.events.is_waited() {
+        return;
+    }
+    let low = ctx.config().limits.max_in_flight / 2;
+    if ctx.engine.borrow().in_flight() > low {
+        return;
+    }
+    wakes.events.notify_all();
+    if ctx.outbox.longest() <= low {
+        wakes.reads.notify_all();
+    }
+}
+
 /// Runs the engine's timers. Sleeps until the next deadline, but never longer than a tick, so
 /// that a timer armed while it sleeps is late by at most one tick.
+///
+/// This is the one timer every shard keeps armed while it runs, on purpose: glommio 0.9 can
+/// park an executor that still has a runnable task (see `startup.rs`), and only I/O, a timer or
+/// a wake from another thread ends that sleep. With this tick a stall lasts at most one tick
+/// (100 ms at most) however idle the shard is; everything else waits for a wake-up.
 async fn engine_timers(ctx: Rc<ShardCtx>) {
     loop {
         let tick = {
@@ -610,26 +658,16 @@ async fn engine_timers(ctx: Rc<ShardCtx>) {
 /// `</stream:stream>`.
 async fn shutdown(ctx: &Rc<ShardCtx>) {
     ctx.shutting_down.set(true);
+    // Accept loops and their pauses end; held consumers and reads look again.
+    ctx.wakes.shutdown.notify_all();
+    ctx.wakes.events.notify_all();
+    ctx.wakes.reads.notify_all();
     if ctx.id == 0 {
         ctx.log(Level::Info, "Shutting down: answering events in flight");
     }
     ctx.engine.borrow_mut().drain(Instant::now());
     ctx.pump();
-    let start = Instant::now();
-    let mut quiet_since: Option<Instant> = None;
-    while start.elapsed() < DRAIN_LIMIT {
-        glommio::timer::sleep(Duration::from_millis(10)).await;
-        let busy = ctx.engine.borrow().in_flight() > 0
-            || !ctx.outbox.is_empty()
-            || !ctx.engine.borrow().spool_idle();
-        let now = Instant::now();
-        if busy {
-            quiet_since = None;
-        } else if now.duration_since(*quiet_since.get_or_insert(now)) >= Duration::from_millis(150)
-        {
-            break;
-        }
-    }
+    futures_lite::future::or(drained(ctx), glommio::timer::sleep(DRAIN_LIMIT)).await;
     let conns: Vec<_> = ctx
         .routers
         .borrow()
@@ -640,9 +678,47 @@ async fn shutdown(ctx: &Rc<ShardCtx>) {
     for c in &conns {
         c.close();
     }
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(1) && !conns.iter().all(|c| c.finished.get()) {
-        glommio::timer::sleep(Duration::from_millis(10)).await;
+    let flushed = async {
+        for c in &conns {
+            c.flushed().await;
+        }
+    };
+    futures_lite::future::or(flushed, glommio::timer::sleep(CLOSE_LIMIT)).await;
+}
+
+/// Returns once nothing is in flight, queued for another shard or being spooled, and that has
+/// lasted [`DRAIN_QUIET`]. Woken by the shard's progress, never on a polling timer.
+async fn drained(ctx: &ShardCtx) {
+    let busy = || {
+        let engine = ctx.engine.borrow();
+        engine.in_flight() > 0 || !ctx.outbox.is_empty() || !engine.spool_idle()
+    };
+    loop {
+        while busy() {
+            ctx.wakes.progress.wait().await;
+        }
+        let quiet_until = Instant::now() + DRAIN_QUIET;
+        let stayed_quiet = loop {
+            let left = quiet_until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break true;
+            }
+            let moved = async {
+                ctx.wakes.progress.wait().await;
+                true
+            };
+            let waited = async {
+                glommio::timer::sleep(left).await;
+                false
+            };
+            // Progress that leaves the shard idle (an engine tick) does not count.
+            if futures_lite::future::or(moved, waited).await && busy() {
+                break false;
+            }
+        };
+        if stayed_quiet {
+            return;
+        }
     }
 }
 

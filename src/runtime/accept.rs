@@ -5,9 +5,9 @@
 //! must not be retried at once: glommio's accept tries the syscall before it waits, so a loop
 //! that retries at once never yields, starves every other task of its shard (the connections
 //! that would close and give descriptors back, the shutdown flag) and spins a core for good.
-//! The loops back off instead, 10 ms doubling to 1 s, reset by the next success, checking for
-//! shutdown all along; failures are logged at most once per ten seconds per listener, with a
-//! count of those not logged.
+//! The loops back off instead, 10 ms doubling to 1 s, reset by the next success, and cut short
+//! by the shard's shutdown broadcast (a wake-up, not a check on a timer); failures are logged
+//! at most once per ten seconds per listener, with a count of those not logged.
 //!
 //! **Caps.** `[limits] max_connections` connections per listener, of which
 //! `max_unauthenticated` may still be in their handshake. Past a cap a new connection is
@@ -37,8 +37,6 @@ use std::time::{Duration, Instant};
 /// First pause after a failed accept; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
-/// How often a waiting accept loop looks at the shutdown flag.
-const SHUTDOWN_CHECK: Duration = Duration::from_millis(100);
 /// Admin connections served at once: scrapers and operators need a handful, and each is short.
 pub const ADMIN_MAX_CONNECTIONS: usize = 32;
 
@@ -190,37 +188,29 @@ impl Acceptor {
 }
 
 impl Acceptor {
-    /// One accept, or `None` at shutdown. The accept is never given up while it waits (only
-    /// the shutdown check beside it is): an accept abandoned in the ring can still complete,
-    /// and the connection it took would be neither served nor closed.
+    /// One accept, or `None` at shutdown: the accept waits beside the shard's shutdown
+    /// broadcast, and is given up only when shutdown comes (the listener closes with it).
     async fn accept_or_shutdown(&self, ctx: &ShardCtx) -> Option<io::Result<AcceptedTcpStream>> {
-        let mut accept = std::pin::pin!(self.listener.shared_accept());
-        loop {
-            if ctx.shutting_down.get() {
-                return None;
-            }
-            let tick = async {
-                glommio::timer::sleep(SHUTDOWN_CHECK).await;
-                None
-            };
-            let next = async { Some(accept.as_mut().await) };
-            if let Some(result) = futures_lite::future::or(next, tick).await {
-                return Some(result.map_err(io::Error::from));
-            }
+        if ctx.shutting_down.get() {
+            return None;
         }
+        let shutdown = async {
+            ctx.wakes.shutdown.wait().await;
+            None
+        };
+        let next = async { Some(self.listener.shared_accept().await) };
+        futures_lite::future::or(next, shutdown)
+            .await
+            .map(|result| result.map_err(io::Error::from))
     }
 }
 
 /// Sleeps `total`, cut short by shutdown.
 async fn pause(ctx: &ShardCtx, total: Duration) {
-    let until = Instant::now() + total;
-    while !ctx.shutting_down.get() {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        glommio::timer::sleep(left.min(SHUTDOWN_CHECK)).await;
+    if ctx.shutting_down.get() {
+        return;
     }
+    futures_lite::future::or(glommio::timer::sleep(total), ctx.wakes.shutdown.wait()).await;
 }
 
 // === impl Counts ===

@@ -17,7 +17,7 @@
 //! a TLS record is closed without an answer, and says so ([`Conn::take_tls_failure`]).
 
 use super::contain::{contained, log_panic};
-use super::notify::Notify;
+use super::notify::{Notify, Waiters};
 use crate::tls::{looks_like_tls, Fed, Session, TlsFailure};
 use crate::wire::{Closed, ComponentStream, Condition, StreamEvent};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
@@ -42,8 +42,9 @@ pub struct Conn {
     pub finished: Cell<bool>,
     /// Bytes the writer took from the stream and has not finished writing.
     writing: Cell<usize>,
-    /// Woken when the unwritten output falls to `low_water` (see [`Conn::output_below`]).
-    drained: Notify,
+    /// Woken when the unwritten output falls to `low_water` (see [`Conn::output_below`]) or
+    /// the output ended. A broadcast: a held reader and a stream's room task may both wait.
+    drained: Waiters,
     low_water: Cell<usize>,
     /// How the reader is holding its reads right now (`Hold::Read` while it reads).
     holding: Cell<Hold>,
@@ -67,7 +68,7 @@ impl Conn {
             closed: Cell::new(false),
             finished: Cell::new(false),
             writing: Cell::new(0),
-            drained: Notify::default(),
+            drained: Waiters::default(),
             low_water: Cell::new(0),
             holding: Cell::new(Hold::Read),
             wrote_at: Cell::new(Instant::now()),
@@ -197,8 +198,18 @@ impl Conn {
 
     /// Wakes [`Conn::output_below`] if its watermark is reached (or the output ended).
     fn wake_drained(&self) {
-        if self.unwritten() <= self.low_water.get() || self.output_ended() {
-            self.drained.notify();
+        if self.drained.is_waited()
+            && (self.unwritten() <= self.low_water.get() || self.output_ended())
+        {
+            self.drained.notify_all();
+        }
+    }
+
+    /// Waits until the writer has flushed everything and ended (or the output can no longer
+    /// drain).
+    pub async fn flushed(&self) {
+        while !self.finished.get() && !self.closed.get() {
+            self.drained.wait().await;
         }
     }
 }
@@ -211,9 +222,10 @@ pub enum Hold {
     /// Wait until the connection's own output has drained to this many bytes: a wake-up from
     /// the writer, no polling.
     UntilDrained(usize),
-    /// Wait for some other resource (the shard's events in flight, its outbox): checked again
-    /// every millisecond.
-    Poll,
+    /// Wait for the shard's own limits (its events in flight, its outbox): woken by the
+    /// shard when they are back at their low watermark (`drive`'s `room`), or when this
+    /// connection's output ends.
+    UntilRoom,
 }
 
 /// Who a connection is, for the log: its shard and a name like `router connection 7 from
@@ -226,7 +238,8 @@ pub struct Label {
 
 /// Drives `tcp` until the stream closes; returns how it closed. `on_event` sees every stream
 /// event with the time of the read that carried it; `hold` is asked after each read, and
-/// reading waits while it says so (flow control).
+/// reading waits while it says so (flow control); `room` is what wakes a reader held with
+/// [`Hold::UntilRoom`].
 ///
 /// A panic in the reader (in `on_event`, most likely) or in the connection's writer or timer
 /// task is contained (see `contain.rs`): it is logged, the peer gets
@@ -238,6 +251,7 @@ pub async fn drive(
     label: &Label,
     mut on_event: impl FnMut(&ConnRef, StreamEvent, Instant),
     hold: impl Fn(&ConnRef) -> Hold,
+    room: &Waiters,
 ) -> Closed {
     let _ = tcp.set_nodelay(true);
     let fd = tcp.as_raw_fd();
@@ -304,9 +318,12 @@ pub async fn drive(
                 match held {
                     Hold::Read => break,
                     Hold::UntilDrained(low) => conn.output_below(low).await,
-                    Hold::Poll => {
+                    Hold::UntilRoom => {
                         held_for_us = true;
-                        glommio::timer::sleep(Duration::from_millis(1)).await
+                        // Woken by room, or by this output ending (so that a close is seen)
+                        // or draining completely.
+                        conn.low_water.set(0);
+                        futures_lite::future::or(room.wait(), conn.drained.wait()).await
                     }
                 }
             }
@@ -385,7 +402,7 @@ async fn timer_loop(conn: ConnRef, fd: RawFd, tick: Duration) {
         // still takes some of it (one that reads nothing for a dead interval is dead).
         let ours = match conn.holding.get() {
             Hold::Read => false,
-            Hold::Poll => true,
+            Hold::UntilRoom => true,
             Hold::UntilDrained(_) => conn.wrote_at.get() >= last_tick,
         };
         if ours {
@@ -434,6 +451,7 @@ async fn write_loop(conn: ConnRef, mut writer: futures_lite::io::WriteHalf<TcpSt
                 if conn.stream.borrow().is_ending() {
                     // Our end tag is out; the peer's may never come.
                     conn.finished.set(true);
+                    conn.wake_drained();
                 }
                 conn.wake_writer.wait().await
             }

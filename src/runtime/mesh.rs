@@ -115,13 +115,6 @@ impl Outbox {
         self.queues.borrow_mut().get_mut(to)?.pop_front()
     }
 
-    /// Puts back a message the channel refused, at the front.
-    pub fn unpop(&self, to: usize, msg: ShardMsg) {
-        if let Some(q) = self.queues.borrow_mut().get_mut(to) {
-            q.push_front(msg);
-        }
-    }
-
     /// The longest queue.
     pub fn longest(&self) -> usize {
         self.queues

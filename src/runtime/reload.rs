@@ -84,7 +84,7 @@ fn outcome_json(ok: bool, generation: u32, message: &str) -> Vec<u8> {
 /// A reload asked for while another runs waits for it.
 pub async fn from_file(ctx: &Rc<ShardCtx>, path: &Path) {
     while ctx.reload_report.borrow().in_progress {
-        glommio::timer::sleep(Duration::from_millis(10)).await;
+        ctx.wakes.reload.wait().await;
     }
     ctx.reload_report.borrow_mut().in_progress = true;
     let _turn = Turn(ctx);
@@ -97,6 +97,7 @@ struct Turn<'a>(&'a ShardCtx);
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
         self.0.reload_report.borrow_mut().in_progress = false;
+        self.0.wakes.reload.notify_all();
     }
 }
 

@@ -18,7 +18,7 @@ use crate::wire::{Closed, ComponentStream, Condition, FromCheck, Stanza, StreamE
 use bytes::BytesMut;
 use glommio::net::TcpStream;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Serves one accepted router connection until it closes; `slot` counts it against its
 /// listener's caps until then.
@@ -54,6 +54,7 @@ pub async fn serve_inbound(
             on_event(&ctx2, id, conn, event, now, None)
         },
         |conn| ctx.router_hold(conn),
+        &ctx.wakes.reads,
     )
     .await;
     tls::ended(&ctx, &this, &who);
@@ -68,7 +69,13 @@ pub async fn dial_outbound(ctx: Rc<ShardCtx>, router: RouterConfig, addr: String
         !ctx.shutting_down.get() && ctx.router_generation(&router.name) == generation
     };
     while current(&ctx) {
-        let connected = TcpStream::connect(addr.as_str()).await;
+        // glommio's connect, bounded like the compliance dialer's (an io_uring link timeout).
+        let timeout = ctx
+            .config()
+            .timers
+            .handshake_timeout
+            .max(Duration::from_millis(1));
+        let connected = TcpStream::connect_timeout(addr.as_str(), timeout).await;
         if !current(&ctx) {
             break;
         }
@@ -110,6 +117,7 @@ pub async fn dial_outbound(ctx: Rc<ShardCtx>, router: RouterConfig, addr: String
                     &label,
                     move |conn, event, now| on_event(&ctx2, id, conn, event, now, Some(&name)),
                     |conn| ctx.router_hold(conn),
+                    &ctx.wakes.reads,
                 )
                 .await;
                 tls::ended(&ctx, &this, &who);

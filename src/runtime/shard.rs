@@ -7,7 +7,7 @@
 use super::conn::{Conn, ConnRef, Hold};
 use super::log::{self, Level};
 use super::mesh::{Outbox, ShardMsg};
-use super::notify::Notify;
+use super::notify::{Notify, ShardWakes};
 use crate::engine::{Action, Alarm, Outgoing, RouterRef, ShardEngine};
 use crate::policy::{CompiledPolicy, Config, NodeId, ServerId};
 use crate::protocol::{InboundEvent, ParsedAnswer};
@@ -108,6 +108,8 @@ pub struct ShardCtx {
     pub spool_wake: Notify,
     /// Wakes the spool's replay task (`spool.rs`) when a replay pass is due.
     pub replay_wake: Notify,
+    /// What this shard's tasks wait on instead of polling (see `notify.rs`).
+    pub wakes: ShardWakes,
 }
 
 impl ShardCtx {
@@ -146,6 +148,7 @@ impl ShardCtx {
             tls: RefCell::new(Arc::default()),
             spool_wake: Notify::default(),
             replay_wake: Notify::default(),
+            wakes: ShardWakes::default(),
         }
     }
 
@@ -272,7 +275,7 @@ impl ShardCtx {
             return Hold::UntilDrained(limit / 2);
         }
         if self.must_pause_reads() {
-            return Hold::Poll;
+            return Hold::UntilRoom;
         }
         Hold::Read
     }
@@ -481,6 +484,8 @@ impl ShardCtx {
                 if engine.replay_due() {
                     self.replay_wake.notify();
                 }
+                drop(engine);
+                super::released(self);
                 return;
             };
             match action {

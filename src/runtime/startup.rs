@@ -22,12 +22,12 @@
 //! (`if self.need_preempt() { break }` with `ran` still false). The executor then sleeps in
 //! `io_uring_enter` (`Reactor::link_rings_and_sleep`) until I/O completes, a timer fires or
 //! another thread writes its eventfd; the task it did not run is never looked at before
-//! that. Once shards are up there is always a timer (the stop-flag poll, the engine tick), so
+//! that. Once shards are up there is always a timer (the engine's tick, see `engine_timers`), so
 //! such a stall lasts at most one tick. During `MeshBuilder::join` there is none: the join
 //! waits in `shared_channel::Connector`, which re-checks the peer on every reactor pass (a
 //! connection waker) and so makes a stranded task likely on a busy machine; once stranded,
 //! nothing wakes it, and both shards sleep for ever, before the router port is opened and
-//! before the stop flag is ever read: about one start in 20 (debug) to 70 (release) on two
+//! before the stop bell is ever read: about one start in 20 (debug) to 70 (release) on two
 //! busy cores. Upstream's later fix ("do not park the executor while a task queue is still
 //! runnable") makes `run_task_queues` tell "preempted" from "idle"; 0.9.0 does not have it.
 //! So the starting thread, which would only block in `join_all` anyway, wakes every shard
@@ -42,7 +42,8 @@
 //! longer kicked: about one start in 300 on two busy cores hung there, its main thread still
 //! watching the other shard). So a shard stays watched past its join, through the rest of its
 //! start-up, until the [`Starting`] token that `join` returns is dropped, which the shard does
-//! once its own stop-flag timer has fired once: from then on a timer bounds any stall.
+//! once its own first timer ([`FIRST_TIMER`]) has fired: from then on the engine's tick bounds
+//! any stall.
 
 use super::mesh::ShardMsg;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
@@ -53,6 +54,9 @@ use std::time::Duration;
 
 /// How often the starting thread wakes the shards that have not joined the mesh yet.
 pub const JOIN_KICK: Duration = Duration::from_millis(10);
+/// The timer a shard sleeps on once, at the end of its start-up, before it drops its
+/// [`Starting`] token.
+pub const FIRST_TIMER: Duration = Duration::from_millis(1);
 
 type Mesh = MeshBuilder<ShardMsg, Full>;
 

@@ -113,6 +113,7 @@ pub fn collected(ctx: &ShardCtx, token: u64, snapshot: ShardSnapshot) {
         .entry(token)
         .or_default()
         .push(snapshot);
+    ctx.wakes.snapshots.notify_all();
 }
 
 /// Every shard's snapshot (this one's first); shards that do not answer within two seconds
@@ -128,11 +129,12 @@ pub async fn gather(ctx: &ShardCtx, token: u64) -> Vec<ShardSnapshot> {
         );
     }
     let want = usize::from(ctx.shards) - 1;
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline && ctx.snapshots.borrow().get(&token).map_or(0, Vec::len) < want
-    {
-        glommio::timer::sleep(Duration::from_millis(1)).await;
-    }
+    let all_in = async {
+        while ctx.snapshots.borrow().get(&token).map_or(0, Vec::len) < want {
+            ctx.wakes.snapshots.wait().await;
+        }
+    };
+    futures_lite::future::or(all_in, glommio::timer::sleep(Duration::from_secs(2))).await;
     let mut all = vec![snapshot(ctx)];
     all.extend(
         ctx.snapshots

@@ -11,6 +11,7 @@ mod check_config_cli;
 mod cli_operator;
 mod gateway_backpressure;
 mod gateway_hostile;
+mod gateway_idle;
 mod gateway_lifecycle;
 mod gateway_listeners;
 mod gateway_logging;

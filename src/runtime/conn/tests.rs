@@ -78,9 +78,15 @@ fn a_panic_while_serving_a_connection_closes_that_connection_only() {
                     panic!("boom");
                 }
             };
-            drive(tcp, Conn::new(stream), &label, on_event, |_: &ConnRef| {
-                Hold::Read
-            })
+            let room = Waiters::default();
+            drive(
+                tcp,
+                Conn::new(stream),
+                &label,
+                on_event,
+                |_: &ConnRef| Hold::Read,
+                &room,
+            )
             .await
         });
         let mut client = glommio::net::TcpStream::connect(addr)
@@ -115,5 +121,71 @@ fn a_panic_while_serving_a_connection_closes_that_connection_only() {
         assert!(seen.contains("<internal-server-error"), "{seen}");
         assert!(seen.ends_with("</stream:stream>"), "{seen}");
         still_ticking(&ticks).await;
+    });
+}
+
+#[test]
+fn a_reader_held_for_room_sleeps_until_the_room_is_announced() {
+    on_executor(|| async {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let room = Rc::new(Waiters::default());
+        let held = Rc::new(Cell::new(true));
+        // How often the reader asked whether to read on.
+        let asked = Rc::new(Cell::new(0u32));
+        let (room2, held2, asked2) = (room.clone(), held.clone(), asked.clone());
+        let server = glommio::spawn_local(async move {
+            let tcp = listener.accept().await.expect("accept");
+            let stream = ComponentStream::receiver(
+                StreamConfig::default(),
+                [7; 16],
+                FromCheck::None,
+                Instant::now(),
+            );
+            let label = Label {
+                shard: 0,
+                name: "test connection".to_owned(),
+            };
+            let hold = move |_: &ConnRef| {
+                asked2.set(asked2.get() + 1);
+                match held2.get() {
+                    true => Hold::UntilRoom,
+                    false => Hold::Read,
+                }
+            };
+            let on_event = |_: &ConnRef, _: StreamEvent, _: Instant| {};
+            drive(tcp, Conn::new(stream), &label, on_event, hold, &room2).await
+        });
+        let mut client = glommio::net::TcpStream::connect(addr)
+            .await
+            .expect("connect");
+        client
+            .write_all(
+                b"<stream:stream xmlns='jabber:component:accept' \
+                  xmlns:stream='http://etherx.jabber.org/streams' to='c.example'>",
+            )
+            .await
+            .expect("write");
+        // The reader read the header, answered it, and is held: it looked once, and once more
+        // when its answer was written out.
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+        let settled = asked.get();
+        assert!(settled >= 1, "the reader never asked");
+        glommio::timer::sleep(Duration::from_millis(60)).await;
+        assert_eq!(
+            asked.get(),
+            settled,
+            "a held reader looked again without being woken (polling)"
+        );
+        held.set(false);
+        room.notify_all();
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+        assert!(
+            asked.get() > settled,
+            "the announced room did not wake the reader"
+        );
+        drop(client);
+        // The reader reads on and sees the end.
+        server.await;
     });
 }

@@ -470,15 +470,6 @@ impl Config {
         self.servers.get(id.index())
     }
 
-    /// The id of the server named `name` (compared ASCII case-insensitively), if one is configured.
-    pub fn server_id(&self, name: &str) -> Option<ServerId> {
-        let index = self
-            .servers
-            .iter()
-            .position(|s| s.name.eq_ignore_ascii_case(name))?;
-        u16::try_from(index).ok().map(ServerId)
-    }
-
     /// The router whose component name is `name` (JID domains compare case-insensitively).
     pub fn router(&self, name: &str) -> Option<&RouterConfig> {
         self.routers

@@ -5,7 +5,6 @@
 //! one write. No re-encoding of inner stanzas ever happens here.
 
 use super::error::Condition;
-use super::stanza::AttrSpan;
 use super::xml;
 use bytes::{BufMut, BytesMut};
 
@@ -59,11 +58,6 @@ impl<'a> Element<'a> {
         self.out.put_slice(raw);
         self.out.put_u8(quote);
         self
-    }
-
-    /// [`Element::attr_raw`] from a recorded span of `source`.
-    pub fn attr_span(self, name: &str, source: &[u8], span: AttrSpan) -> Self {
-        self.attr_raw(name, &source[span.value.range()], span.quote)
     }
 
     /// [`Element::attr`] when `value` is present; nothing otherwise.

@@ -146,13 +146,6 @@ fn escape_into(out: &mut BytesMut, value: &[u8], attr: bool) {
     out.put_slice(&value[start..]);
 }
 
-/// `value` escaped for an attribute, as an owned string (for values escaped once in advance).
-pub fn escape_attr(value: &str) -> String {
-    let mut out = BytesMut::with_capacity(value.len());
-    escape_attr_into(&mut out, value.as_bytes());
-    String::from_utf8(out.to_vec()).unwrap_or_default()
-}
-
 /// True for the XML whitespace characters allowed between stanzas.
 #[inline]
 pub fn is_space(b: u8) -> bool {
