@@ -6,6 +6,7 @@ pub mod admin;
 pub mod build_info;
 pub mod cli;
 pub mod engine;
+pub mod gateway;
 pub mod ops;
 pub mod policy;
 pub mod protocol;

@@ -22,7 +22,9 @@ pub use counters::{Counters, ServerCounters, Terminal, TerminalCounts};
 pub use recent::Window;
 pub use servers::LinkState;
 pub use servers::Reach;
-pub use shard::{Action, Alarm, EngineConfig, Outgoing, RouterRef, ShardEngine};
+pub use shard::{
+    Action, Alarm, Closing, EngineConfig, LinkChange, Outgoing, RouterRef, ShardEngine,
+};
 
 #[cfg(test)]
 mod tests;

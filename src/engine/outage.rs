@@ -3,12 +3,22 @@
 //! window. Raises and clears the server alarms.
 
 use super::servers::{Queued, Reach, ReachChange};
-use super::shard::{Action, Alarm, Outgoing, Phase, ShardEngine};
+use super::shard::{Action, Alarm, Closing, LinkChange, Outgoing, Phase, ShardEngine};
 use crate::policy::ServerId;
 use crate::protocol::BounceCause;
 use std::time::Instant;
 
 impl ShardEngine {
+    /// A stream to `server` held by shard `link` came up or went away.
+    pub fn handle_link(&mut self, server: ServerId, link: u16, change: LinkChange, now: Instant) {
+        match change {
+            LinkChange::Up => self.on_link_up(server, link, now),
+            LinkChange::Down(closing) => {
+                self.on_link_down(server, link, closing == Closing::Graceful, now)
+            }
+        }
+    }
+
     /// A stream to `server` held by shard `link` became active.
     pub fn on_link_up(&mut self, server: ServerId, link: u16, now: Instant) {
         self.now = now;

@@ -27,6 +27,25 @@ pub struct RouterRef {
     pub conn: u32,
 }
 
+/// How a stream to a server ended.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Closing {
+    /// With `</stream:stream>` or a stream error: the server left on purpose, and leaves the
+    /// ring once it has no stream left.
+    Graceful,
+    /// The connection broke: the server is in an outage window, and what waits for it queues.
+    Abrupt,
+}
+
+/// What happened to one shard's stream to a server.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum LinkChange {
+    /// The stream became active.
+    Up,
+    /// The stream went away.
+    Down(Closing),
+}
+
 /// The engine's settings.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -440,6 +459,11 @@ impl ShardEngine {
         }
         self.expire_outages(now);
         self.replay_turn(now);
+    }
+
+    /// The latest `now` any input brought.
+    pub fn now(&self) -> Instant {
+        self.now
     }
 
     /// When [`ShardEngine::handle_timeout`] should next run.
