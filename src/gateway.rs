@@ -296,7 +296,7 @@ impl Gateway {
                     if from == self.id {
                         self.engine.on_replay_written(seq, now);
                     } else {
-                        self.to_shard(from, PeerMessage::ReplayWritten { seq });
+                        self.send_to_shard(from, PeerMessage::ReplayWritten { seq });
                     }
                 }
             }
@@ -342,6 +342,11 @@ impl Gateway {
     pub fn handle_replay_turn(&mut self, now: Instant) {
         self.unsettled = true;
         self.engine.replay_turn(now);
+    }
+
+    /// Whether a replay turn is due.
+    pub fn replay_due(&self) -> bool {
+        self.engine.replay_due()
     }
 
     /// The next batch of spool work for the runtime's writer, if any.
@@ -454,7 +459,7 @@ impl Gateway {
                     self.offer(server, self.id, request, bytes);
                 } else {
                     let from = self.id;
-                    self.to_shard(
+                    self.send_to_shard(
                         link,
                         PeerMessage::Send {
                             server,
@@ -470,14 +475,14 @@ impl Gateway {
                     self.want_room(server, self.id);
                 } else {
                     let from = self.id;
-                    self.to_shard(link, PeerMessage::WantRoom { server, from });
+                    self.send_to_shard(link, PeerMessage::WantRoom { server, from });
                 }
             }
             Action::Verdict { router, bytes } => {
                 if router.shard == self.id {
                     self.deliver_verdict(router.conn, bytes);
                 } else {
-                    self.to_shard(
+                    self.send_to_shard(
                         router.shard,
                         PeerMessage::Verdict {
                             conn: router.conn,
@@ -502,7 +507,7 @@ impl Gateway {
             Some(Leg::Router(r)) if r.entry().is_some()
         );
         if active {
-            self.out(Output::Write {
+            self.out(Output::Verdict {
                 conn: ConnId(conn),
                 bytes,
             });
@@ -572,7 +577,7 @@ impl Gateway {
         self.out(Output::Log { level, text });
     }
 
-    fn to_shard(&mut self, shard: u16, message: PeerMessage) {
+    fn send_to_shard(&mut self, shard: u16, message: PeerMessage) {
         self.out(Output::ToShard { shard, message });
     }
 
@@ -581,7 +586,7 @@ impl Gateway {
         self.engine.handle_link(server, self.id, change, now);
         let link = self.id;
         for peer in (0..self.shards).filter(|&p| p != link) {
-            self.to_shard(
+            self.send_to_shard(
                 peer,
                 PeerMessage::Link {
                     server,

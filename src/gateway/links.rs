@@ -182,6 +182,15 @@ impl Gateway {
         self.links.get(ServerId(index as u16)).is_some()
     }
 
+    /// Whether `conn` became this shard's link to its server (an outbound stream that did is
+    /// redialed at once when it ends, one that did not after a backoff).
+    pub fn became_link(&self, conn: ConnId) -> bool {
+        matches!(
+            self.conns.get(&conn.0).map(|c| &c.leg),
+            Some(Leg::Server(ServerLeg { active: true, .. }))
+        )
+    }
+
     /// Whether an engine waits for room on `conn`, this shard's stream to `server`; `None`
     /// once that stream is no longer the one in service (its watch ends).
     pub fn room_wanted(&self, server: ServerId, conn: ConnId) -> Option<bool> {
@@ -313,8 +322,7 @@ impl Gateway {
         if let Some(old) = old {
             self.out(Output::WakeRoom { conn: old.conn });
         }
-        let low = self.config.limits.stream_buffer_bytes / 2;
-        self.out(Output::WatchRoom { conn, server, low });
+        self.out(Output::WatchRoom { conn, server });
     }
 
     /// `conn` to `server` ended: its watch ends.
@@ -415,7 +423,7 @@ impl Gateway {
         if owner == self.id {
             self.engine.on_answer(server, answer, now);
         } else if owner < self.shards {
-            self.to_shard(owner, PeerMessage::Answer { server, answer });
+            self.send_to_shard(owner, PeerMessage::Answer { server, answer });
         } else {
             self.counters.unknown_answers += 1;
         }
@@ -460,7 +468,7 @@ impl Gateway {
                 .on_send_deferred(server, self.id, request, bytes, now);
         } else {
             let link = self.id;
-            self.to_shard(
+            self.send_to_shard(
                 from,
                 PeerMessage::SendDeferred {
                     server,
@@ -514,7 +522,7 @@ impl Gateway {
                 self.engine.on_link_room(server, self.id, now);
             } else {
                 let link = self.id;
-                self.to_shard(peer, PeerMessage::Room { server, link });
+                self.send_to_shard(peer, PeerMessage::Room { server, link });
             }
         }
     }

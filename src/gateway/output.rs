@@ -155,6 +155,11 @@ impl Offer {
         &self.bytes
     }
 
+    /// What the request is (a wait-mode request carries the id its answer will name).
+    pub fn request(&self) -> Outgoing {
+        self.request
+    }
+
     /// Refuse the write past this many unwritten bytes on the stream.
     pub fn limit(&self) -> usize {
         self.limit
@@ -181,6 +186,14 @@ pub enum Output {
         /// The connection.
         conn: ConnId,
         /// Stanzas to append.
+        bytes: Bytes,
+    },
+    /// Append a verdict to a router connection's output, whatever is unwritten; if the
+    /// connection can no longer take it, count it undeliverable.
+    Verdict {
+        /// The router connection.
+        conn: ConnId,
+        /// The verdict stanza.
         bytes: Bytes,
     },
     /// Write a request if the stream has room; report back with
@@ -222,16 +235,15 @@ pub enum Output {
         /// Its text.
         text: String,
     },
-    /// A new active stream to `server`: watch its output for room, reporting
-    /// [`ConnectionEvent::Drained`] once it falls to `low` bytes after each
-    /// [`Output::WakeRoom`], while [`super::Gateway::room_wanted`] says so.
+    /// A new active stream to `server`: after each [`Output::WakeRoom`] for it, while
+    /// [`super::Gateway::room_wanted`] says so, wait until its output has drained to half of
+    /// `stream_buffer_bytes` and report [`ConnectionEvent::Drained`]; stop once
+    /// `room_wanted` says `None`.
     WatchRoom {
         /// The stream.
         conn: ConnId,
         /// Its server.
         server: ServerId,
-        /// The low watermark.
-        low: usize,
     },
     /// An engine waits for room on this stream, or its watch ends: look again.
     WakeRoom {

@@ -118,12 +118,9 @@ impl Gateway {
                     r.name.clone(),
                     "removed from the configuration",
                 )),
-                (Some(o), Some(n)) if o.secret != n.secret || o.connect != n.connect => to_close
-                    .push((
-                        ConnId(*id),
-                        r.name.clone(),
-                        "its secret or address changed",
-                    )),
+                (Some(o), Some(n)) if o.secret != n.secret || o.connect != n.connect => {
+                    to_close.push((ConnId(*id), r.name.clone(), "its secret or address changed"))
+                }
                 (_, Some(n)) => r.node = policy.node_id(n.node.as_bytes()),
             }
         }

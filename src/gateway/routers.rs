@@ -3,7 +3,9 @@
 //! rule (events only from the router's host JID), and who asked for the chains (told again
 //! after a reload).
 
-use super::{ConnId, ConnectionEvent, Gateway, Leg, Level, Now, Output, PeerMessage, StreamCommand};
+use super::{
+    ConnId, ConnectionEvent, Gateway, Leg, Level, Now, Output, PeerMessage, StreamCommand,
+};
 use crate::policy::NodeId;
 use crate::protocol::event::is_event;
 use crate::protocol::{
@@ -174,13 +176,10 @@ impl Gateway {
             });
             return;
         }
-        let router_node = self
-            .conns
-            .get(&conn.0)
-            .and_then(|c| match &c.leg {
-                Leg::Router(r) => r.entry().map(|e| e.node),
-                Leg::Server(_) => None,
-            });
+        let router_node = self.conns.get(&conn.0).and_then(|c| match &c.leg {
+            Leg::Router(r) => r.entry().map(|e| e.node),
+            Leg::Server(_) => None,
+        });
         let policy = &self.policy;
         let parsed = parse_event(stanza, reply.clone(), |node| match node {
             Some(n) => policy.node_id(n.as_bytes()),
@@ -218,7 +217,7 @@ impl Gateway {
         if owner == usize::from(self.id) {
             self.engine.submit(ev, key_hash, router, now.at, now.wall);
         } else {
-            self.to_shard(
+            self.send_to_shard(
                 owner as u16,
                 PeerMessage::Event {
                     ev,
@@ -238,8 +237,7 @@ impl Gateway {
             Leg::Server(_) => None,
         });
         let chains = node.map(|n| (&*self.policy, n));
-        let outcome =
-            service::answer_router(&mut out, &self.config.gateway.name, stanza, chains);
+        let outcome = service::answer_router(&mut out, &self.config.gateway.name, stanza, chains);
         if outcome == service::ServiceOutcome::Ignored {
             return;
         }
