@@ -17,35 +17,10 @@ use super::log::Level;
 use super::mesh::ShardMsg;
 use super::shard::ShardCtx;
 use crate::policy::{reload::Plan, CompiledPolicy, Config};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-
-/// The outcome of the latest reload, for `/status`.
-#[derive(Clone, Debug, Default)]
-pub struct ReloadReport {
-    /// Configurations put in force since start (0: the one the gateway started with).
-    pub generation: u32,
-    pub file: Option<PathBuf>,
-    /// Seconds since the Unix epoch, whether it worked, and what it did or why not.
-    pub last: Option<(u64, bool, String)>,
-    /// A reload is under way (SIGHUP and `POST /reload` take turns).
-    pub in_progress: bool,
-}
-
-impl ReloadReport {
-    pub fn to_json(&self) -> serde_json::Value {
-        let last = self.last.as_ref().map(
-            |(at, ok, message)| serde_json::json!({ "at_unix": at, "ok": ok, "message": message }),
-        );
-        serde_json::json!({
-            "generation": self.generation,
-            "file": self.file.as_ref().map(|f| f.display().to_string()),
-            "last_reload": last,
-        })
-    }
-}
 
 /// `POST /reload` on the admin endpoint: reloads as SIGHUP does and answers with the outcome,
 /// `{"ok": .., "generation": .., "message": ..}` (200 when the file is in force, 422 when it

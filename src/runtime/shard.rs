@@ -23,6 +23,7 @@ use crate::wire::{ComponentStream, FromCheck, StreamConfig, StreamEvent};
 use ahash::AHashMap;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -61,7 +62,7 @@ pub struct ShardCtx {
     /// they are served (see `accept.rs`).
     pub conn_counts: RefCell<[super::accept::Count; 2]>,
     /// The latest reload's outcome (kept by shard 0, which does the reloading).
-    pub reload_report: RefCell<super::reload::ReloadReport>,
+    pub reload_report: RefCell<ReloadReport>,
     /// The wall time read for the last batch of events, by the instant of that batch's read.
     wall_cache: Cell<(Instant, SystemTime)>,
     /// The TLS configurations in force; replaced whole by a reload, like `config`.
@@ -429,5 +430,30 @@ async fn watch_room(
             return;
         }
         ctx.feed(|core| core.handle_connection_event(id, ConnectionEvent::Drained, Instant::now()));
+    }
+}
+
+/// The outcome of the latest reload, for `/status`.
+#[derive(Clone, Debug, Default)]
+pub struct ReloadReport {
+    /// Configurations put in force since start (0: the one the gateway started with).
+    pub generation: u32,
+    pub file: Option<PathBuf>,
+    /// Seconds since the Unix epoch, whether it worked, and what it did or why not.
+    pub last: Option<(u64, bool, String)>,
+    /// A reload is under way (SIGHUP and `POST /reload` take turns).
+    pub in_progress: bool,
+}
+
+impl ReloadReport {
+    pub fn to_json(&self) -> serde_json::Value {
+        let last = self.last.as_ref().map(
+            |(at, ok, message)| serde_json::json!({ "at_unix": at, "ok": ok, "message": message }),
+        );
+        serde_json::json!({
+            "generation": self.generation,
+            "file": self.file.as_ref().map(|f| f.display().to_string()),
+            "last_reload": last,
+        })
     }
 }
