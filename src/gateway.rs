@@ -250,7 +250,8 @@ impl Gateway {
                 received,
             } => {
                 // Timers and residence count from when the router's shard read the event.
-                self.engine.submit(ev, key_hash, router, received, now.wall);
+                self.engine
+                    .handle_event(ev, key_hash, router, received, now.wall);
             }
             PeerMessage::Verdict { conn, bytes } => self.deliver_verdict(conn, bytes),
             PeerMessage::Send {
@@ -259,7 +260,7 @@ impl Gateway {
                 request,
                 bytes,
             } => self.offer(server, from, request, bytes),
-            PeerMessage::ReplayWritten { seq } => self.engine.on_replay_written(seq, at),
+            PeerMessage::ReplayWritten { seq } => self.engine.handle_replay_written(seq, at),
             PeerMessage::SendDeferred {
                 server,
                 link,
@@ -267,10 +268,10 @@ impl Gateway {
                 bytes,
             } => self
                 .engine
-                .on_send_deferred(server, link, request, bytes, at),
+                .handle_send_deferred(server, link, request, bytes, at),
             PeerMessage::WantRoom { server, from } => self.want_room(server, from),
-            PeerMessage::Room { server, link } => self.engine.on_link_room(server, link, at),
-            PeerMessage::Answer { server, answer } => self.engine.on_answer(server, answer, at),
+            PeerMessage::Room { server, link } => self.engine.handle_link_room(server, link, at),
+            PeerMessage::Answer { server, answer } => self.engine.handle_answer(server, answer, at),
             PeerMessage::Link {
                 server,
                 link,
@@ -294,7 +295,7 @@ impl Gateway {
             Offered::Taken => {
                 if let Outgoing::Replay { seq } = request {
                     if from == self.id {
-                        self.engine.on_replay_written(seq, now);
+                        self.engine.handle_replay_written(seq, now);
                     } else {
                         self.send_to_shard(from, PeerMessage::ReplayWritten { seq });
                     }

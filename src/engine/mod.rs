@@ -23,7 +23,7 @@ pub use recent::Window;
 pub use servers::LinkState;
 pub use servers::Reach;
 pub use shard::{
-    Action, Alarm, Closing, EngineConfig, LinkChange, Outgoing, RouterRef, ShardEngine,
+    Action, Alarm, AlarmState, Closing, EngineConfig, LinkChange, Outgoing, RouterRef, ShardEngine,
 };
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //! runtime brings the new policy and `now`.
 
 use super::servers::ServerView;
-use super::shard::{Alarm, EngineConfig, EventState, ShardEngine};
+use super::shard::{Alarm, EngineConfig, EventState, LinkChange, ShardEngine};
 use crate::policy::{CompiledPolicy, ServerId, Step};
 use std::sync::Arc;
 use std::time::Instant;
@@ -119,30 +119,20 @@ impl ShardEngine {
         self.counters
             .grow(policy.profile_count(), self.servers.len());
         self.recent.grow(self.servers.len());
-        for (server, link, up, graceful) in std::mem::take(&mut self.pending_links) {
-            if up {
-                self.on_link_up(server, link, now);
-            } else {
-                self.on_link_down(server, link, graceful, now);
-            }
+        for (server, link, change) in std::mem::take(&mut self.pending_links) {
+            self.handle_link(server, link, change, now);
         }
     }
 
     /// Keeps a link change for a server this shard does not know yet; false if it is known.
-    pub(super) fn defer_link(
-        &mut self,
-        server: ServerId,
-        link: u16,
-        up: bool,
-        graceful: bool,
-    ) -> bool {
+    pub(super) fn defer_link(&mut self, server: ServerId, link: u16, change: LinkChange) -> bool {
         if server.index() < self.servers.len() {
             return false;
         }
         if self.pending_links.len() >= MAX_PENDING_LINKS {
             self.pending_links.remove(0);
         }
-        self.pending_links.push((server, link, up, graceful));
+        self.pending_links.push((server, link, change));
         true
     }
 
@@ -156,15 +146,15 @@ impl ShardEngine {
         for alarm in [
             Alarm::ConnectionLost {
                 server,
-                raised: false,
+                state: crate::engine::AlarmState::Cleared,
             },
             Alarm::LeftRing {
                 server,
-                raised: false,
+                state: crate::engine::AlarmState::Cleared,
             },
             Alarm::QueueFull {
                 server,
-                raised: false,
+                state: crate::engine::AlarmState::Cleared,
             },
         ] {
             self.actions.push_back(super::shard::Action::Alarm(alarm));

@@ -421,7 +421,7 @@ impl Gateway {
     fn route_answer(&mut self, server: ServerId, answer: ParsedAnswer, now: Instant) {
         let owner = answer.id.shard;
         if owner == self.id {
-            self.engine.on_answer(server, answer, now);
+            self.engine.handle_answer(server, answer, now);
         } else if owner < self.shards {
             self.send_to_shard(owner, PeerMessage::Answer { server, answer });
         } else {
@@ -465,7 +465,7 @@ impl Gateway {
     ) {
         if from == self.id {
             self.engine
-                .on_send_deferred(server, self.id, request, bytes, now);
+                .handle_send_deferred(server, self.id, request, bytes, now);
         } else {
             let link = self.id;
             self.send_to_shard(
@@ -519,7 +519,7 @@ impl Gateway {
         }
         for peer in granted {
             if peer == self.id {
-                self.engine.on_link_room(server, self.id, now);
+                self.engine.handle_link_room(server, self.id, now);
             } else {
                 let link = self.id;
                 self.send_to_shard(peer, PeerMessage::Room { server, link });

@@ -215,7 +215,8 @@ impl Gateway {
         let key_hash = self.hasher.hash(&ev.key);
         let owner = owner_shard(key_hash, usize::from(self.shards));
         if owner == usize::from(self.id) {
-            self.engine.submit(ev, key_hash, router, now.at, now.wall);
+            self.engine
+                .handle_event(ev, key_hash, router, now.at, now.wall);
         } else {
             self.send_to_shard(
                 owner as u16,
