@@ -8,6 +8,7 @@
 
 mod counters;
 mod deadlines;
+mod epochs;
 mod order;
 mod outage;
 mod recent;

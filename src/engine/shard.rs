@@ -224,7 +224,7 @@ pub struct ShardEngine {
     pub(super) policy: Arc<CompiledPolicy>,
     pub(super) epoch: u32,
     /// Earlier policies that events in flight still walk under (see `reload.rs`).
-    pub(super) epochs: super::reload::Epochs,
+    pub(super) epochs: super::epochs::Epochs,
     pub(super) events: Slots<EventState>,
     pub(super) order: KeyOrder,
     pub(super) timers: Deadlines,
