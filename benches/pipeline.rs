@@ -1,16 +1,18 @@
-//! The gateway's per-event work without the sockets: frame a router's event, read it, walk it
-//! through one wait-mode chain step in the engine (request written), frame the compliance
-//! server's answer, apply it, and write the verdict. This is the user-space CPU the gateway
-//! spends per event, apart from the kernel's share and the runtime's task switches.
+//! The gateway's per-event work without the sockets: frame a router's event and hand it to the
+//! shard's gateway core (which reads it, routes it and walks it through one wait-mode chain step
+//! in the engine: a request offered to the server's stream), frame the compliance server's
+//! answer, hand it to the core, and take the verdict it writes. This is the user-space CPU the
+//! gateway spends per event, apart from the kernel's share and the runtime's task switches.
 //!
 //! `cargo bench --bench pipeline`; figures go to `perf/RESULTS.md`.
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use palisade_core::engine::{Action, EngineConfig, RouterRef, ShardEngine};
+use palisade_core::engine::{EngineConfig, Outgoing, ShardEngine};
+use palisade_core::gateway::{
+    engine_config, ConnId, ConnectionEvent, Gateway, Now, Offered, Output, Peer,
+};
 use palisade_core::policy::{load_str, CompiledPolicy, ServerId};
-use palisade_core::protocol::{parse_answer, parse_event, Reply};
-use palisade_core::routing::KeyHasher;
 use palisade_core::wire::{Frame, Framer, Limits};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -52,9 +54,9 @@ fn events(n: usize) -> Vec<u8> {
 }
 
 struct Pipeline {
-    engine: ShardEngine,
-    policy: Arc<CompiledPolicy>,
-    hasher: KeyHasher,
+    core: Gateway,
+    router: ConnId,
+    server: ConnId,
     router_in: Framer,
     server_in: Framer,
     answers: BytesMut,
@@ -62,26 +64,41 @@ struct Pipeline {
 
 impl Pipeline {
     fn new() -> Pipeline {
-        let config = load_str(CONFIG, "bench.toml").expect("valid").config;
+        let config = Arc::new(load_str(CONFIG, "bench.toml").expect("valid").config);
         let policy = Arc::new(CompiledPolicy::compile(&config));
         let now = Instant::now();
         let cfg = EngineConfig {
-            shard: 0,
-            shards: 1,
-            gateway_name: "palisade.example.com".into(),
             event_timeout: Duration::from_secs(30),
             outage_window: Duration::from_secs(300),
             queue_bound: 1 << 20,
             link_batch_bytes: 16 << 20,
+            ..engine_config(0, 1, &config)
         };
-        let mut engine = ShardEngine::new(cfg, policy.clone(), now);
-        engine.on_link_up(ServerId(0), 0, now);
+        let engine = ShardEngine::new(cfg, policy.clone(), now);
+        let mut core = Gateway::new(engine, config, policy);
+        let server = core.handle_connection_opened(
+            Peer::ServerOutbound {
+                server: ServerId(0),
+                generation: 0,
+            },
+            "127.0.0.1:1".into(),
+        );
+        core.handle_connection_event(server, ConnectionEvent::Active, now);
+        let router = core.handle_connection_opened(Peer::RouterInbound, "127.0.0.1:2".into());
+        let name = "imp1.example.com".to_owned();
+        core.handle_connection_event(router, ConnectionEvent::NameAnnounced { name }, now);
+        core.handle_connection_event(router, ConnectionEvent::Active, now);
+        while let Some(out) = core.poll_output() {
+            if let Output::Offer(offer) = out {
+                core.handle_offer(offer, Offered::Taken, now);
+            }
+        }
         let mut server_in = Framer::new(Limits::default());
         server_in.feed(HEADER);
         Pipeline {
-            engine,
-            policy,
-            hasher: KeyHasher::new(),
+            core,
+            router,
+            server,
             router_in: Framer::new(Limits::default()),
             server_in,
             answers: BytesMut::new(),
@@ -90,51 +107,42 @@ impl Pipeline {
 
     /// Runs every event of `input` through; returns the verdict bytes written.
     fn run(&mut self, input: &[u8]) -> usize {
-        let now = Instant::now();
-        let wall = SystemTime::now();
-        let router = RouterRef { shard: 0, conn: 0 };
+        let at = Instant::now();
+        let now = Now {
+            at,
+            wall: SystemTime::now(),
+        };
         let mut verdict_bytes = 0;
         self.router_in = Framer::new(Limits::default());
         for chunk in input.chunks(64 * 1024) {
             self.router_in.feed(chunk);
             while let Ok(Some(frame)) = self.router_in.next_frame() {
                 let Frame::Stanza(iq) = frame else { continue };
-                let Some(reply) = Reply::of(&iq) else {
-                    continue;
-                };
-                let policy = &self.policy;
-                let Ok(ev) = parse_event(&iq, reply, |_| policy.node_id(b"imp1")) else {
-                    continue;
-                };
-                let hash = self.hasher.hash(&ev.key);
-                self.engine.submit(ev, hash, router, now, wall);
-            }
-            // The server answers everything written so far, in one read.
-            while let Some(action) = self.engine.poll_action() {
-                if let Action::Send {
-                    request: palisade_core::engine::Outgoing::Wait { id, .. },
-                    ..
-                } = action
-                {
-                    let mut id_buf = [0u8; palisade_core::protocol::RequestId::MAX_LEN];
-                    let id = std::str::from_utf8(id.encode(&mut id_buf)).unwrap_or("");
-                    self.answers.extend_from_slice(b"<iq type='result' id='");
-                    self.answers.extend_from_slice(id.as_bytes());
-                    self.answers.extend_from_slice(
-                        b"' from='op-cs1.palisade-example-com' to='palisade.example.com'/>",
-                    );
+                self.core.handle_stanza(self.router, &iq, now);
+                // The stream takes every request (it has room): the server answers everything
+                // written so far, in one read.
+                while let Some(out) = self.core.poll_output() {
+                    let Output::Offer(offer) = out else { continue };
+                    if let Outgoing::Wait { id, .. } = offer.request() {
+                        let mut id_buf = [0u8; palisade_core::protocol::RequestId::MAX_LEN];
+                        let id = std::str::from_utf8(id.encode(&mut id_buf)).unwrap_or("");
+                        self.answers.extend_from_slice(b"<iq type='result' id='");
+                        self.answers.extend_from_slice(id.as_bytes());
+                        self.answers.extend_from_slice(
+                            b"' from='op-cs1.palisade-example-com' to='palisade.example.com'/>",
+                        );
+                    }
+                    self.core.handle_offer(offer, Offered::Taken, at);
                 }
             }
             self.server_in.feed(&self.answers);
             self.answers.clear();
             while let Ok(Some(Frame::Stanza(s))) = self.server_in.next_frame() {
-                if let Ok(answer) = parse_answer(&s) {
-                    self.engine.on_answer(ServerId(0), answer, now);
-                }
-            }
-            while let Some(action) = self.engine.poll_action() {
-                if let Action::Verdict { bytes, .. } = action {
-                    verdict_bytes += bytes.len();
+                self.core.handle_stanza(self.server, &s, now);
+                while let Some(out) = self.core.poll_output() {
+                    if let Output::Verdict { bytes, .. } = out {
+                        verdict_bytes += bytes.len();
+                    }
                 }
             }
         }
@@ -147,7 +155,7 @@ fn bench(c: &mut Criterion) {
     let input = events(n);
     let mut p = Pipeline::new();
     assert!(p.run(&input) > n * 100, "every event gets its verdict");
-    assert_eq!(p.engine.in_flight(), 0);
+    assert_eq!(p.core.in_flight(), 0);
     let mut group = c.benchmark_group("pipeline");
     group.throughput(Throughput::Elements(n as u64));
     group.bench_function("es_OUT-wait-one-step", |b| b.iter(|| p.run(&input)));

@@ -157,7 +157,7 @@ fn stage_router(p: &mut Pipeline, chunk: &[u8]) -> usize {
             continue;
         };
         let hash = p.hasher.hash(&ev.key);
-        p.engine.submit(ev, hash, router, p.now, p.wall);
+        p.engine.handle_event(ev, hash, router, p.now, p.wall);
         n += 1;
     }
     n
@@ -195,7 +195,7 @@ fn stage_answer(p: &mut Pipeline) {
     p.answers.clear();
     while let Ok(Some(Frame::Stanza(s))) = p.server_in.next_frame() {
         if let Ok(answer) = parse_answer(&s) {
-            p.engine.on_answer(ServerId(0), answer, p.now);
+            p.engine.handle_answer(ServerId(0), answer, p.now);
         }
     }
 }
@@ -227,7 +227,7 @@ impl Pipeline {
             link_batch_bytes: 16 << 20,
         };
         let mut engine = ShardEngine::new(cfg, policy.clone(), now);
-        engine.on_link_up(ServerId(0), 0, now);
+        engine.handle_link(ServerId(0), 0, palisade_core::engine::LinkChange::Up, now);
         let mut server_in = Framer::new(Limits::default());
         server_in.feed(HEADER);
         let mut router_in = Framer::new(Limits::default());

@@ -18,7 +18,7 @@ pub mod runtime;
 
 // The layers this crate is built on, under the names its modules use (`crate::engine`, ...):
 // private imports, so that users of the layers name the crates themselves.
-use palisade_core::{engine, policy, protocol, routing, spool, wire};
+use palisade_core::{engine, gateway, policy, protocol, spool, wire};
 use palisade_tls as tls;
 use palisade_tools as tools;
 use palisade_tuning as tuning;

@@ -27,8 +27,9 @@ mod stop;
 pub mod systemd;
 mod tls;
 
-use crate::engine::{EngineConfig, ShardEngine};
-use crate::policy::{AcceptMode, CompiledPolicy, Config, ServerId, ServerMode};
+use crate::engine::ShardEngine;
+use crate::gateway::{Dial, Gateway, PeerMessage};
+use crate::policy::{AcceptMode, CompiledPolicy, Config, ServerMode};
 use glommio::channels::channel_mesh::Senders;
 use glommio::channels::shared_channel::ConnectedReceiver;
 use glommio::net::TcpStream;
@@ -58,8 +59,10 @@ const CLOSE_LIMIT: Duration = Duration::from_secs(1);
 pub enum RunError {
     /// The executors could not be created (CPU placement, io_uring, locked memory).
     Executors(String),
+    /// A port or the TLS files were refused before the shards started.
+    Setup(String),
     /// A shard could not start (a listener could not bind...).
-    Shard(String),
+    Shard(ShardError),
     /// Signal handlers could not be installed.
     Signals(std::io::Error),
 }
@@ -74,6 +77,7 @@ impl std::fmt::Display for RunError {
                  for many shards (see tuning/README.md)"
             ),
             RunError::Executors(e) => write!(f, "cannot start the executors: {e}"),
+            RunError::Setup(e) => write!(f, "{e}"),
             RunError::Shard(e) => write!(f, "{e}"),
             RunError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
         }
@@ -81,6 +85,48 @@ impl std::fmt::Display for RunError {
 }
 
 impl std::error::Error for RunError {}
+
+/// Why a shard could not start, by who is at fault.
+#[derive(Debug)]
+pub enum ShardError {
+    /// The shard could not join the channel mesh (glommio).
+    Mesh(String),
+    /// The system gave no randomness for this run's record ids.
+    Randomness(getrandom::Error),
+    /// The spool directory could not be read back (the disk, or what is in it).
+    Spool(String),
+    /// A listener could not be opened on `addr` (taken, or not this machine's: the
+    /// configuration or another process).
+    Listen {
+        /// What it listens for.
+        what: &'static str,
+        /// Its address.
+        addr: std::net::SocketAddr,
+        /// Why, with the address.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for ShardError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShardError::Mesh(e) | ShardError::Spool(e) => write!(f, "{e}"),
+            ShardError::Randomness(e) => write!(f, "no randomness for record ids: {e}"),
+            ShardError::Listen { reason, .. } => write!(f, "{reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ShardError {}
+
+/// Binds `addr` for `what`, saying so in the error.
+fn bind(
+    addr: std::net::SocketAddr,
+    what: &'static str,
+    share: bool,
+) -> Result<glommio::net::TcpListener, ShardError> {
+    listen::bind(addr, what, share).map_err(|reason| ShardError::Listen { what, addr, reason })
+}
 
 /// Where a reload comes from: the file to read again (none for the embedded default), and the
 /// flag SIGHUP sets.
@@ -155,7 +201,7 @@ fn run_with(config: Config, file: Option<PathBuf>) -> Result<(), RunError> {
     listen::raise_fd_limit(&config, shards);
     // Before any shard binds: in reuseport mode they bind with SO_REUSEPORT, which would join
     // another process's listeners silently.
-    listen::probe_reuseport_addresses(&config).map_err(RunError::Shard)?;
+    listen::probe_reuseport_addresses(&config).map_err(RunError::Setup)?;
     let placement = if shards <= cpus {
         PoolPlacement::MaxSpread(shards, None)
     } else {
@@ -165,7 +211,7 @@ fn run_with(config: Config, file: Option<PathBuf>) -> Result<(), RunError> {
         .as_ref()
         .and_then(|r| r.file.as_ref())
         .map_or_else(|| "<configuration>".to_owned(), |f| f.display().to_string());
-    let tls = Arc::new(tls_material(&config, &origin).map_err(RunError::Shard)?);
+    let tls = Arc::new(tls_material(&config, &origin).map_err(RunError::Setup)?);
     let policy = Arc::new(CompiledPolicy::compile(&config));
     let config = Arc::new(config);
     // Every clone of the mesh builder is made here, before any executor runs (see startup.rs).
@@ -247,32 +293,34 @@ async fn shard_main(
     stop: Arc<stop::Stop>,
     reload: Option<ReloadSource>,
     supervisor: Arc<systemd::Supervisor>,
-) -> Result<(), String> {
+) -> Result<(), ShardError> {
     let mesh = startup.take_mesh();
-    let (senders, mut receivers, starting) = startup.join(mesh).await?;
+    let (senders, mut receivers, starting) = startup.join(mesh).await.map_err(ShardError::Mesh)?;
     drop(startup);
     let id = senders.peer_id() as u16;
     let mut engine = ShardEngine::new(
-        engine_config(id, shards as u16, &config),
+        crate::gateway::engine_config(id, shards as u16, &config),
         policy.clone(),
         Instant::now(),
     );
     // Record ids start with this run's id: random, so no two runs share one.
     let mut boot = [0u8; 8];
-    getrandom::getrandom(&mut boot).map_err(|e| format!("no randomness for record ids: {e}"))?;
+    getrandom::getrandom(&mut boot).map_err(ShardError::Randomness)?;
     let boot = u64::from_le_bytes(boot) & 0xffff_ffff_ffff;
     engine.set_boot(boot);
     // The spool is read back before any router is accepted.
     if let Some(dir) = &config.spool.dir {
-        let spool = spool::load(dir, id, shards as u16, config.spool.max_bytes)?;
+        let spool = spool::load(dir, id, shards as u16, config.spool.max_bytes)
+            .map_err(ShardError::Spool)?;
         engine.attach_spool(spool, boot);
     }
+    let core = Gateway::new(engine, config.clone(), policy.clone());
     let ctx = Rc::new(ShardCtx::new(
         id,
         shards as u16,
         config.clone(),
         policy.clone(),
-        engine,
+        core,
     ));
     ctx.replace_tls(tls);
     if let Some(source) = &reload {
@@ -286,6 +334,7 @@ async fn shard_main(
         glommio::spawn_local(forward(ctx.clone(), senders.clone(), peer)).detach();
     }
     glommio::spawn_local(engine_timers(ctx.clone())).detach();
+    glommio::spawn_local(dialers(ctx.clone())).detach();
     if let Some(dir) = config.spool.dir.clone() {
         glommio::spawn_local(spool::writer(ctx.clone(), dir)).detach();
         glommio::spawn_local(spool::replay(ctx.clone())).detach();
@@ -296,7 +345,7 @@ async fn shard_main(
     let listen_here = config.gateway.accept == AcceptMode::ReusePort || id == 0;
     let handoff = config.gateway.accept == AcceptMode::Handoff;
     if listen_here {
-        let routers = listen::bind(config.listen.routers, "routers", listen::shared(&config))?;
+        let routers = bind(config.listen.routers, "routers", listen::shared(&config))?;
         glommio::spawn_local(accept::serve_listener(
             ctx.clone(),
             routers,
@@ -306,7 +355,7 @@ async fn shard_main(
         ))
         .detach();
         if let Some(addr) = config.listen.routers_tls {
-            let routers = listen::bind(addr, "routers (TLS)", listen::shared(&config))?;
+            let routers = bind(addr, "routers (TLS)", listen::shared(&config))?;
             glommio::spawn_local(accept::serve_listener(
                 ctx.clone(),
                 routers,
@@ -325,29 +374,12 @@ async fn shard_main(
         ctx.routers_listening.set(true);
     }
     listen_for_compliance(&ctx, &config, &policy, false)?;
-    for (i, server) in policy.servers().iter().enumerate() {
-        let streams = server.connections.unwrap_or(shards).clamp(1, shards);
-        if server.mode == ServerMode::Outbound && usize::from(id) < streams {
-            contain::spawn(
-                id,
-                format!("the dialer of compliance server {}", server.name),
-                link::dial(ctx.clone(), ServerId(i as u16), 0),
-            );
-        }
-    }
-    for (i, r) in config.routers.iter().enumerate() {
-        if let (Some(addr), true) = (&r.connect, router::dials_here(&ctx, &config, i)) {
-            contain::spawn(
-                id,
-                format!("the dialer of router {}", r.name),
-                router::dial_outbound(ctx.clone(), r.clone(), addr.clone(), 0),
-            );
-        }
-    }
+    // The dialers the core keeps on this shard start now (its first outputs).
+    ctx.execute();
     if id == 0 {
         if let Some(addr) = config.gateway.admin {
             // Only shard 0 serves it: SO_REUSEPORT only when ports are shared on purpose.
-            let listener = listen::bind(addr, "the admin endpoint", config.gateway.share_ports)?;
+            let listener = bind(addr, "the admin endpoint", config.gateway.share_ports)?;
             glommio::spawn_local(admin::serve(ctx.clone(), listener, admin::Started::now()))
                 .detach();
             ctx.log(
@@ -426,25 +458,6 @@ async fn feed_watchdog(supervisor: Arc<systemd::Supervisor>, id: u16, tick: Dura
     }
 }
 
-/// The engine's settings for shard `id` under `config`.
-pub(crate) fn engine_config(id: u16, shards: u16, config: &Config) -> EngineConfig {
-    EngineConfig {
-        shard: id,
-        shards,
-        gateway_name: config.gateway.name.clone(),
-        event_timeout: config.timers.event_timeout,
-        outage_window: config.timers.outage_window,
-        queue_bound: config
-            .limits
-            .queue_per_server
-            .div_ceil(usize::from(shards))
-            .max(1),
-        // Every shard may release a batch on one stream at once: together they fit in the
-        // room between the stream's low watermark (half its limit) and its limit.
-        link_batch_bytes: (config.limits.stream_buffer_bytes / 2 / usize::from(shards)).max(1),
-    }
-}
-
 /// Opens the compliance port on the shards that listen, once some server dials in (at start, or
 /// when a reload adds the first inbound server: `after_start`).
 pub(crate) fn listen_for_compliance(
@@ -452,7 +465,7 @@ pub(crate) fn listen_for_compliance(
     config: &Config,
     policy: &CompiledPolicy,
     after_start: bool,
-) -> Result<(), String> {
+) -> Result<(), ShardError> {
     let listens = config.gateway.accept == AcceptMode::ReusePort || ctx.id == 0;
     let inbound = policy
         .servers()
@@ -487,17 +500,17 @@ fn listen_for_compliance_on(
     config: &Config,
     addr: std::net::SocketAddr,
     transport: Transport,
-    what: &str,
+    what: &'static str,
     after_start: bool,
-) -> Result<(), String> {
+) -> Result<(), ShardError> {
     let reuseport = config.gateway.accept == AcceptMode::ReusePort;
     if reuseport && ctx.id == 0 && !config.gateway.share_ports && after_start {
         // A reload added the first inbound server: shard 0 applies it before any other shard
         // hears of it, so it can probe the port before the shards bind it with SO_REUSEPORT.
         // (At start, `run_with` probed it before the shards began.)
-        listen::probe(addr, what)?;
+        listen::probe(addr, what).map_err(|reason| ShardError::Listen { what, addr, reason })?;
     }
-    let listener = listen::bind(addr, what, listen::shared(config))?;
+    let listener = bind(addr, what, listen::shared(config))?;
     let handoff = config.gateway.accept == AcceptMode::Handoff;
     let leg = Leg::Compliance;
     glommio::spawn_local(accept::serve_listener(
@@ -573,21 +586,96 @@ pub(crate) fn serve(
 /// Takes messages from one peer shard.
 async fn consume(ctx: Rc<ShardCtx>, rx: ConnectedReceiver<ShardMsg>) {
     while let Some(msg) = rx.recv().await {
-        if matches!(msg, ShardMsg::Event { .. }) {
+        if matches!(msg, ShardMsg::Peer(PeerMessage::Event { .. })) {
+            let max = ctx.config().limits.max_in_flight;
             // Back-pressure: the sender's outbox grows and its router reads pause. Woken at the
             // low watermark (`released`), not on a timer.
-            while ctx.engine.borrow().in_flight() >= ctx.config().limits.max_in_flight
-                && !ctx.shutting_down.get()
-            {
+            while ctx.core.borrow().in_flight() >= max && !ctx.shutting_down.get() {
                 ctx.wakes.events.wait().await;
             }
         }
-        ctx.on_message(msg);
+        on_message(&ctx, msg);
         // A channel that always has messages makes `recv` ready at every call, and glommio
         // never preempts a task between ready awaits: without this, a peer shard that keeps
         // the channel full (one flooding router is enough) starves every reader, writer and
         // timer of this shard, and quiet routers get dropped as silent.
         glommio::yield_if_needed().await;
+    }
+}
+
+/// Handles a message from another shard: the core's go to the core; the runtime's own
+/// (snapshots, reloads, hand-offs, admission counts) are carried out here.
+fn on_message(ctx: &Rc<ShardCtx>, msg: ShardMsg) {
+    match msg {
+        ShardMsg::Peer(message) => {
+            let now = ctx.now_at(Instant::now());
+            ctx.feed(|core| core.handle_peer_message(message, now));
+        }
+        ShardMsg::SnapshotRequest { reply_to, token } => {
+            let snapshot = Box::new(status::snapshot(ctx));
+            ctx.outbox.push(
+                usize::from(reply_to),
+                ShardMsg::Snapshot { token, snapshot },
+            );
+        }
+        ShardMsg::Snapshot { token, snapshot } => status::collected(ctx, token, *snapshot),
+        ShardMsg::Reconfigure {
+            config,
+            policy,
+            tls,
+        } => {
+            ctx.replace_tls(tls);
+            reload::apply(ctx, config, policy)
+        }
+        ShardMsg::Accepted {
+            stream,
+            leg,
+            transport,
+            acceptor,
+        } => {
+            let slot = accept::Slot::new(ctx.clone(), acceptor, leg);
+            serve(ctx.clone(), stream.bind_to_executor(), leg, transport, slot)
+        }
+        ShardMsg::Admission { leg, change } => accept::admission(ctx, leg, change),
+    }
+}
+
+/// Starts the dialers the core asks for: a compliance server's stream or a router's outbound
+/// leg, each kept up by its own task until the core's generation for it moves on.
+async fn dialers(ctx: Rc<ShardCtx>) {
+    loop {
+        while let Some(dial) = ctx.take_dial() {
+            match dial {
+                Dial::Server { server, generation } => {
+                    let name = ctx.policy().server(server).map(|s| s.name.clone());
+                    let Some(name) = name else { continue };
+                    contain::spawn(
+                        ctx.id,
+                        format!("the dialer of compliance server {name}"),
+                        link::dial(ctx.clone(), server, generation),
+                    );
+                }
+                Dial::Router {
+                    index,
+                    name,
+                    generation,
+                } => {
+                    let router = ctx.config().routers.get(index).cloned();
+                    let Some(router) = router.filter(|r| r.name == name) else {
+                        continue;
+                    };
+                    let Some(addr) = router.connect.clone() else {
+                        continue;
+                    };
+                    contain::spawn(
+                        ctx.id,
+                        format!("the dialer of router {}", router.name),
+                        router::dial_outbound(ctx.clone(), router, addr, generation),
+                    );
+                }
+            }
+        }
+        ctx.dial_wake.wait().await;
     }
 }
 
@@ -621,7 +709,7 @@ pub(crate) fn released(ctx: &ShardCtx) {
         return;
     }
     let low = ctx.config().limits.max_in_flight / 2;
-    if ctx.engine.borrow().in_flight() > low {
+    if ctx.core.borrow().in_flight() > low {
         return;
     }
     wakes.events.notify_all();
@@ -644,12 +732,11 @@ async fn engine_timers(ctx: Rc<ShardCtx>) {
             (t.event_timeout.min(t.outage_window) / 20)
                 .clamp(Duration::from_millis(1), Duration::from_millis(100))
         };
-        let next = ctx.engine.borrow().poll_timeout();
+        let next = ctx.core.borrow().poll_timeout();
         let now = Instant::now();
         let wait = next.map_or(tick, |at| at.saturating_duration_since(now).min(tick));
         glommio::timer::sleep(wait.max(Duration::from_micros(100))).await;
-        ctx.engine.borrow_mut().handle_timeout(Instant::now());
-        ctx.pump();
+        ctx.feed(|core| core.handle_timeout(Instant::now()));
     }
 }
 
@@ -665,16 +752,9 @@ async fn shutdown(ctx: &Rc<ShardCtx>) {
     if ctx.id == 0 {
         ctx.log(Level::Info, "Shutting down: answering events in flight");
     }
-    ctx.engine.borrow_mut().drain(Instant::now());
-    ctx.pump();
+    ctx.feed(|core| core.handle_shutdown(Instant::now()));
     futures_lite::future::or(drained(ctx), glommio::timer::sleep(DRAIN_LIMIT)).await;
-    let conns: Vec<_> = ctx
-        .routers
-        .borrow()
-        .values()
-        .map(|r| r.conn.clone())
-        .chain(ctx.links.borrow().iter().flatten().cloned())
-        .collect();
+    let conns = ctx.active_connections();
     for c in &conns {
         c.close();
     }
@@ -689,10 +769,7 @@ async fn shutdown(ctx: &Rc<ShardCtx>) {
 /// Returns once nothing is in flight, queued for another shard or being spooled, and that has
 /// lasted [`DRAIN_QUIET`]. Woken by the shard's progress, never on a polling timer.
 async fn drained(ctx: &ShardCtx) {
-    let busy = || {
-        let engine = ctx.engine.borrow();
-        engine.in_flight() > 0 || !ctx.outbox.is_empty() || !engine.spool_idle()
-    };
+    let busy = || ctx.core.borrow().busy() || !ctx.outbox.is_empty();
     loop {
         while busy() {
             ctx.wakes.progress.wait().await;

@@ -1,22 +1,21 @@
 //! Compliance server streams: the outbound "open port" leg (the gateway dials the server, logs
 //! the seed's `Connecting on fd N...` / `Unable to connect...` / `Component NAME is
 //! CONNECTED|ACTIVE|GONE` lines verbatim, and redials with jittered exponential backoff) and
-//! the inbound leg (the server dials the gateway's compliance port). An active stream is this
-//! shard's link to that server; its coming and going is broadcast to every shard's engine.
+//! the inbound leg (the server dials the gateway's compliance port). The sockets, the dial loop
+//! and its backoff are here; which inbound stream is admitted, which stream is this shard's
+//! link, and what every shard hears when it comes or goes are the gateway core's
+//! (`crate::gateway`).
 
 use super::accept::Slot;
 use super::conn::{self, ConnRef};
 use super::log::{os_error_text, suppressed, Level, RateLimit};
-use super::notify::Notify;
 use super::shard::ShardCtx;
 use super::tls::{self, Transport};
-use crate::policy::{ServerId, ServerInfo, ServerMode};
-use crate::protocol::{parse_answer, service, AnswerError};
-use crate::wire::{Closed, ComponentStream, Condition, FromCheck, Stanza, StreamEvent};
-use bytes::BytesMut;
+use crate::gateway::Peer;
+use crate::policy::{ServerId, ServerInfo};
+use crate::wire::{ComponentStream, FromCheck, StreamEvent};
 use glommio::net::TcpStream;
 use socket2::{Domain, Protocol, Socket, Type};
-use std::cell::Cell;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
@@ -129,83 +128,27 @@ pub async fn serve_inbound(
         return;
     };
     let this = conn.clone();
-    // The server it announced, and the generation of its streams when it did.
-    let server: Rc<Cell<Option<(ServerId, u32)>>> = Rc::new(Cell::new(None));
-    let active = Rc::new(Cell::new(false));
-    let (ctx2, server2, active2) = (ctx.clone(), server.clone(), active.clone());
+    let id = ctx.open(Peer::ServerInbound, peer, &conn);
+    let ctx2 = ctx.clone();
     let closed = conn::drive(
         tcp,
         conn,
         &label,
-        move |conn, event, now| {
-            if let StreamEvent::NameAnnounced { name } = &event {
-                let admitted = admit_inbound(&ctx2, conn, name);
-                server2.set(admitted.map(|id| (id, ctx2.link_generation(id))));
-                return;
-            }
+        move |_, event, now| {
             if matches!(event, StreamEvent::Active) {
                 slot.authenticated();
             }
-            if let Some((id, generation)) = server2.get() {
-                on_event(&ctx2, id, generation, &active2, conn, event, now);
-            }
+            ctx2.on_stream_event(id, event, now)
         },
         |conn| ctx.server_hold(conn),
         &ctx.wakes.reads,
     )
     .await;
     tls::ended(&ctx, &this, &who);
-    if let Some((id, generation)) = server.get() {
-        ctx.close_link_flow(id, &this);
-        lost(&ctx, id, generation, &this, active.get(), &closed);
-    }
+    ctx.ended(id, closed);
 }
 
-/// Finds the inbound server announcing `name` and accepts it, unless it is unknown or already
-/// has all the streams it may have (`conflict`).
-fn admit_inbound(ctx: &ShardCtx, conn: &ConnRef, name: &str) -> Option<ServerId> {
-    let found = ctx.policy().servers().iter().position(|s| {
-        s.mode == ServerMode::Inbound && !s.retired && s.component.eq_ignore_ascii_case(name)
-    });
-    let Some(index) = found else {
-        ctx.log(
-            Level::Warn,
-            &format!("Refused a compliance stream for unknown component '{name}'"),
-        );
-        conn.stream.borrow_mut().refuse(
-            Condition::HostUnknown,
-            "no inbound compliance server of that name",
-        );
-        return None;
-    };
-    let id = ServerId(index as u16);
-    let allowed = ctx.policy().servers()[index]
-        .connections
-        .unwrap_or(usize::from(ctx.shards));
-    let here = ctx.links.borrow().get(index).is_some_and(Option::is_some);
-    let everywhere = ctx
-        .engine
-        .borrow()
-        .servers()
-        .get(index)
-        .map_or(0, |s| s.active_links());
-    if here || everywhere >= allowed {
-        ctx.log(
-            Level::Warn,
-            &format!("Refused a second stream for component '{name}'"),
-        );
-        conn.stream.borrow_mut().refuse(
-            Condition::Conflict,
-            "this component already has its streams",
-        );
-        return None;
-    }
-    let password = ctx.policy().servers()[index].password.clone();
-    conn.stream.borrow_mut().accept_name(password.as_bytes());
-    Some(id)
-}
-
-/// Runs an outbound stream; true if it became active.
+/// Runs an outbound stream; true if it became this shard's link to `server`.
 async fn serve(
     ctx: &Rc<ShardCtx>,
     server: ServerId,
@@ -215,8 +158,9 @@ async fn serve(
     who: &str,
 ) -> bool {
     let this = conn.clone();
-    let active = Rc::new(Cell::new(false));
-    let (ctx2, active2) = (ctx.clone(), active.clone());
+    let addr = format!("{}:{}", info.host, info.port);
+    let id = ctx.open(Peer::ServerOutbound { server, generation }, addr, &conn);
+    let ctx2 = ctx.clone();
     let label = conn::Label {
         shard: ctx.id,
         name: format!(
@@ -228,130 +172,15 @@ async fn serve(
         tcp,
         conn,
         &label,
-        move |conn, event, now| on_event(&ctx2, server, generation, &active2, conn, event, now),
+        move |_, event, now| ctx2.on_stream_event(id, event, now),
         |conn| ctx.server_hold(conn),
         &ctx.wakes.reads,
     )
     .await;
     tls::ended(ctx, &this, who);
-    let was_active = active.get();
-    ctx.close_link_flow(server, &this);
-    lost(ctx, server, generation, &this, was_active, &closed);
-    if !was_active {
-        ctx.log(
-            Level::Warn,
-            &format!("Component {} is GONE ({closed:?})", info.component),
-        );
-    }
-    was_active
-}
-
-/// A stream that was active went away. One a reload replaced was already reported lost then
-/// (and its slot may hold its successor): nothing more to do for it.
-fn lost(
-    ctx: &ShardCtx,
-    server: ServerId,
-    generation: u32,
-    conn: &ConnRef,
-    was_active: bool,
-    closed: &Closed,
-) {
-    if !was_active || !ctx.link_current(server, generation) {
-        return;
-    }
-    if let Some(slot) = ctx.links.borrow_mut().get_mut(server.index()) {
-        if slot.as_ref().is_some_and(|c| Rc::ptr_eq(c, conn)) {
-            *slot = None;
-        }
-    }
-    let component = ctx
-        .policy()
-        .server(server)
-        .map_or_else(|| "?".to_owned(), |s| s.component.clone());
-    let how = if closed.is_graceful() {
-        "gracefully"
-    } else {
-        "ungracefully"
-    };
-    ctx.log(
-        Level::Warn,
-        &format!("Component {component} is GONE ({how}: {closed:?})"),
-    );
-    ctx.link_changed(server, false, closed.is_graceful());
-}
-
-fn on_event(
-    ctx: &Rc<ShardCtx>,
-    server: ServerId,
-    generation: u32,
-    active: &Cell<bool>,
-    conn: &ConnRef,
-    event: StreamEvent,
-    now: Instant,
-) {
-    match event {
-        StreamEvent::Active if !ctx.link_current(server, generation) => {
-            // A reload changed or removed the server while this stream was opening.
-            conn.close();
-        }
-        StreamEvent::Active => {
-            let component = ctx
-                .policy()
-                .server(server)
-                .map_or_else(|| "?".to_owned(), |s| s.component.clone());
-            ctx.log(Level::Info, &format!("Component {component} is ACTIVE"));
-            conn.stream
-                .borrow_mut()
-                .enable_pings(&ctx.config().gateway.name, &component);
-            active.set(true);
-            if let Some(slot) = ctx.links.borrow_mut().get_mut(server.index()) {
-                *slot = Some(conn.clone());
-            }
-            let want = ctx.open_link_flow(server, conn);
-            glommio::spawn_local(grant_room(ctx.clone(), server, conn.clone(), want)).detach();
-            ctx.link_changed(server, true, false);
-        }
-        StreamEvent::Stanza(stanza) => on_stanza(ctx, server, conn, &stanza, now),
-        StreamEvent::NameAnnounced { .. } | StreamEvent::Closed(_) => {}
-    }
-}
-
-fn on_stanza(ctx: &ShardCtx, server: ServerId, conn: &ConnRef, stanza: &Stanza, now: Instant) {
-    match parse_answer(stanza) {
-        Ok(answer) => ctx.route_answer(server, answer, now),
-        Err(AnswerError::UnknownId) => ctx.counters.borrow_mut().unknown_answers += 1,
-        Err(AnswerError::NotAnAnswer) => {
-            let mut out = BytesMut::new();
-            if service::answer(&mut out, &ctx.config().gateway.name, stanza)
-                != service::ServiceOutcome::Ignored
-            {
-                ctx.counters.borrow_mut().service_requests += 1;
-                // Bounded by the stream's reads pausing past its output limit (`server_hold`).
-                conn.push(&out);
-            }
-        }
-    }
-}
-
-/// Gives room on `conn`, this shard's stream to `server`, to the engines that wait for it,
-/// each time its output drains to half of `stream_buffer_bytes`; ends with the stream. One task
-/// per stream, woken by the engines' `WantRoom`, then by the writer: no polling.
-async fn grant_room(ctx: Rc<ShardCtx>, server: ServerId, conn: ConnRef, want: Rc<Notify>) {
-    loop {
-        want.wait().await;
-        match ctx.room_wanted(server, &conn) {
-            None => return,
-            Some(false) => continue,
-            Some(true) => {}
-        }
-        let low = ctx.config().limits.stream_buffer_bytes / 2;
-        conn.output_below(low).await;
-        if !conn.stream.borrow().is_active() {
-            // Going away: its loss, not room, reaches the engines.
-            return;
-        }
-        ctx.grant_room(server, &conn);
-    }
+    let was_link = ctx.core.borrow().became_link(id);
+    ctx.ended(id, closed);
+    was_link
 }
 
 /// Resolves the server's address (off the executor thread for host names) and connects,

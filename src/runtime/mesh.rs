@@ -1,66 +1,24 @@
 //! What crosses shards, and the outbox in front of the bounded channels.
 //!
-//! Every cross-shard message goes through glommio's bounded channel mesh. Shard-local code never
-//! blocks on a full channel (two shards sending to each other would deadlock): it puts the
-//! message in this shard's outbox, and one forwarder task per peer moves it into the channel,
-//! waiting when the channel is full. The outbox holds only messages tied to events in flight
-//! (an event, a request, a deferred request, an answer, a verdict) or to a stream's room (at
-//! most one `WantRoom` and one `Room` per shard and stream each time it fills), and router reads
-//! pause while it is long, so its size stays bounded by `max_in_flight` (see `router.rs`).
+//! Every cross-shard message goes through glommio's bounded channel mesh. Most are the gateway
+//! core's own ([`PeerMessage`]: the runtime carries them and never looks inside); the rest are
+//! the runtime's (a reload's configuration with its TLS material, an accepted socket, admission
+//! counts, status snapshots). Shard-local code never blocks on a full channel (two shards
+//! sending to each other would deadlock): it puts the message in this shard's outbox, and one
+//! forwarder task per peer moves it into the channel, waiting when the channel is full. The
+//! outbox holds only messages tied to events in flight, to a stream's room or to a link
+//! change, and router reads pause while it is long, so its size stays bounded by
+//! `max_in_flight`.
 
-use crate::engine::{Outgoing, RouterRef};
-use crate::policy::ServerId;
-use crate::protocol::{InboundEvent, ParsedAnswer};
-use bytes::Bytes;
+use crate::gateway::PeerMessage;
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::time::Instant;
 
 /// A message from one shard to another.
 #[derive(Debug)]
 pub enum ShardMsg {
-    /// An event the receiving shard owns.
-    Event {
-        ev: InboundEvent,
-        key_hash: u64,
-        router: RouterRef,
-        received: Instant,
-    },
-    /// A verdict for a router connection held by the receiving shard.
-    Verdict { conn: u32, bytes: Bytes },
-    /// Write on the receiving shard's stream to `server`, for the engine of shard `from`.
-    Send {
-        server: ServerId,
-        from: u16,
-        request: Outgoing,
-        bytes: Bytes,
-    },
-    /// The receiving shard's send could not be written on shard `link`'s stream to `server`
-    /// (full or going away): back to its engine, which sends it again once there is room.
-    SendDeferred {
-        server: ServerId,
-        link: u16,
-        request: Outgoing,
-        bytes: Bytes,
-    },
-    /// The receiving shard's replay of spooled record `seq` was written to a stream.
-    ReplayWritten { seq: u64 },
-    /// Shard `from`'s engine waits for room on the receiving shard's stream to `server`.
-    WantRoom { server: ServerId, from: u16 },
-    /// Shard `link`'s stream to `server` has room for the receiving shard's engine again.
-    Room { server: ServerId, link: u16 },
-    /// An answer to a request of the receiving shard.
-    Answer {
-        server: ServerId,
-        answer: ParsedAnswer,
-    },
-    /// A stream to `server` held by shard `link` came up or went away.
-    Link {
-        server: ServerId,
-        link: u16,
-        up: bool,
-        graceful: bool,
-    },
+    /// A message between the gateway cores of two shards.
+    Peer(PeerMessage),
     /// A reloaded configuration to put in force (from shard 0, which read it).
     Reconfigure {
         config: std::sync::Arc<crate::policy::Config>,

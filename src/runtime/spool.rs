@@ -202,7 +202,7 @@ pub async fn writer(ctx: Rc<ShardCtx>, root: PathBuf) {
     let dir = shard_dir(&root, ctx.id);
     let mut open: HashMap<u64, BufferedFile> = HashMap::new();
     loop {
-        let batch = ctx.engine.borrow_mut().take_spool_batch();
+        let batch = ctx.core.borrow_mut().take_spool_batch();
         let Some(batch) = batch else {
             ctx.spool_wake.wait().await;
             continue;
@@ -210,10 +210,7 @@ pub async fn writer(ctx: Rc<ShardCtx>, root: PathBuf) {
         let result = carry_out(&dir, &batch, &mut open).await;
         let now = Instant::now();
         match result {
-            Ok(()) => ctx
-                .engine
-                .borrow_mut()
-                .handle_spool_durable(batch.upto, now),
+            Ok(()) => ctx.feed(|core| core.handle_spool_durable(batch.upto, now)),
             Err((segment, e)) => {
                 if let Some(f) = open.remove(&segment) {
                     let _ = f.close().await;
@@ -226,10 +223,9 @@ pub async fn writer(ctx: Rc<ShardCtx>, root: PathBuf) {
                         dir.join(segment_name(segment)).display()
                     ),
                 );
-                ctx.engine.borrow_mut().handle_spool_failed(batch.upto, now);
+                ctx.feed(|core| core.handle_spool_failed(batch.upto, now));
             }
         }
-        ctx.pump();
     }
 }
 
@@ -239,13 +235,12 @@ pub async fn writer(ctx: Rc<ShardCtx>, root: PathBuf) {
 /// for a timer between turns.
 pub async fn replay(ctx: Rc<ShardCtx>) {
     loop {
-        let due = ctx.engine.borrow().replay_due();
+        let due = ctx.core.borrow().replay_due();
         if !due {
             ctx.replay_wake.wait().await;
             continue;
         }
-        ctx.engine.borrow_mut().replay_turn(Instant::now());
-        ctx.pump();
+        ctx.feed(|core| core.handle_replay_turn(Instant::now()));
         futures_lite::future::yield_now().await;
     }
 }

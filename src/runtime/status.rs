@@ -4,12 +4,13 @@
 use super::mesh::ShardMsg;
 use super::shard::ShardCtx;
 use crate::admin::{Listening, ServerState, ShardSnapshot};
+use crate::gateway::GatewayCounters;
 use std::time::{Duration, Instant};
 
 /// This shard's snapshot.
 pub fn snapshot(ctx: &ShardCtx) -> ShardSnapshot {
-    let engine = ctx.engine.borrow();
-    let links = ctx.links.borrow();
+    let core = ctx.core.borrow();
+    let engine = core.engine();
     let spool = engine.spool().map(spool_state);
     let policy = ctx.policy();
     let router_listeners = if ctx.shutting_down.get() {
@@ -25,16 +26,11 @@ pub fn snapshot(ctx: &ShardCtx) -> ShardSnapshot {
         spool,
         shard: ctx.id,
         counters: engine.counters().clone(),
-        runtime: ctx.counters.borrow().clone(),
+        runtime: runtime_counters(ctx, core.counters()),
         in_flight: engine.in_flight(),
         keys_in_flight: engine.keys_in_flight(),
         outbox: ctx.outbox.longest(),
-        routers: ctx
-            .routers
-            .borrow()
-            .values()
-            .map(|r| r.name.clone())
-            .collect(),
+        routers: core.router_names(),
         servers: engine
             .servers()
             .iter()
@@ -49,14 +45,13 @@ pub fn snapshot(ctx: &ShardCtx) -> ShardSnapshot {
                     }),
                 reach: s.reach(),
                 active_links: s.active_links(),
-                local_link: links.get(i).is_some_and(Option::is_some),
+                local_link: core.has_link(i),
                 queued: s.queue.len(),
                 retired: s.retired(),
             })
             .collect(),
-        alarms: ctx
-            .alarms
-            .borrow()
+        alarms: core
+            .alarms()
             .iter()
             .map(|a| {
                 let server = a
@@ -69,6 +64,22 @@ pub fn snapshot(ctx: &ShardCtx) -> ShardSnapshot {
         recent: engine.recent(Instant::now()),
         router_listeners,
     }
+}
+
+/// The runtime's counters with the core's added.
+fn runtime_counters(ctx: &ShardCtx, core: &GatewayCounters) -> crate::admin::RuntimeCounters {
+    let mut c = ctx.counters.borrow().clone();
+    c.bad_requests += core.bad_requests;
+    c.forbidden_events += core.forbidden_events;
+    c.service_requests += core.service_requests;
+    c.undeliverable_verdicts += core.undeliverable_verdicts;
+    c.unknown_answers += core.unknown_answers;
+    for (name, n) in &core.alarms_raised {
+        for _ in 0..*n {
+            c.count_alarm(name);
+        }
+    }
+    c
 }
 
 /// A spool's figures, its ages read from the wall clock now.

@@ -10,6 +10,7 @@
 
 mod counters;
 mod deadlines;
+mod epochs;
 mod order;
 mod outage;
 mod recent;
@@ -24,7 +25,9 @@ pub use counters::{Counters, ServerCounters, Terminal, TerminalCounts};
 pub use recent::Window;
 pub use servers::LinkState;
 pub use servers::Reach;
-pub use shard::{Action, Alarm, EngineConfig, Outgoing, RouterRef, ShardEngine};
+pub use shard::{
+    Action, Alarm, AlarmState, Closing, EngineConfig, LinkChange, Outgoing, RouterRef, ShardEngine,
+};
 
 #[cfg(test)]
 mod tests;

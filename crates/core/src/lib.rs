@@ -12,6 +12,7 @@
 //! crate's runtime owns sockets, files, tasks and timers, and feeds this crate.
 
 pub mod engine;
+pub mod gateway;
 pub mod policy;
 pub mod protocol;
 pub mod routing;

@@ -3,18 +3,28 @@
 //! window. Raises and clears the server alarms.
 
 use super::servers::{Queued, Reach, ReachChange};
-use super::shard::{Action, Alarm, Outgoing, Phase, ShardEngine};
+use super::shard::{Action, Alarm, Closing, LinkChange, Outgoing, Phase, ShardEngine};
 use crate::policy::ServerId;
 use crate::protocol::BounceCause;
 use std::time::Instant;
 
 impl ShardEngine {
-    /// A stream to `server` held by shard `link` became active.
-    pub fn on_link_up(&mut self, server: ServerId, link: u16, now: Instant) {
+    /// A stream to `server` held by shard `link` came up or went away.
+    pub fn handle_link(&mut self, server: ServerId, link: u16, change: LinkChange, now: Instant) {
         self.now = now;
-        if self.defer_link(server, link, true, false) {
+        if self.defer_link(server, link, change) {
             return;
         }
+        match change {
+            LinkChange::Up => self.on_link_up(server, link, now),
+            LinkChange::Down(closing) => {
+                self.on_link_down(server, link, closing == Closing::Graceful, now)
+            }
+        }
+    }
+
+    /// A stream to `server` held by shard `link` became active.
+    fn on_link_up(&mut self, server: ServerId, link: u16, now: Instant) {
         let Some(view) = self.servers.get_mut(server.index()) else {
             return;
         };
@@ -22,12 +32,12 @@ impl ShardEngine {
         if view.link_up(usize::from(link)) == ReachChange::Recovered {
             self.actions.push_back(Action::Alarm(Alarm::ConnectionLost {
                 server,
-                raised: false,
+                state: crate::engine::AlarmState::Cleared,
             }));
             if was_down {
                 self.actions.push_back(Action::Alarm(Alarm::LeftRing {
                     server,
-                    raised: false,
+                    state: crate::engine::AlarmState::Cleared,
                 }));
             }
         }
@@ -38,11 +48,7 @@ impl ShardEngine {
     }
 
     /// A stream to `server` held by shard `link` went away.
-    pub fn on_link_down(&mut self, server: ServerId, link: u16, graceful: bool, now: Instant) {
-        self.now = now;
-        if self.defer_link(server, link, false, graceful) {
-            return;
-        }
+    fn on_link_down(&mut self, server: ServerId, link: u16, graceful: bool, now: Instant) {
         let Some(view) = self.servers.get_mut(server.index()) else {
             return;
         };
@@ -51,12 +57,12 @@ impl ShardEngine {
         if let ReachChange::LostLastStream { graceful } = change {
             self.actions.push_back(Action::Alarm(Alarm::ConnectionLost {
                 server,
-                raised: true,
+                state: crate::engine::AlarmState::Raised,
             }));
             if graceful {
                 self.actions.push_back(Action::Alarm(Alarm::LeftRing {
                     server,
-                    raised: true,
+                    state: crate::engine::AlarmState::Raised,
                 }));
             }
         }
@@ -116,7 +122,7 @@ impl ShardEngine {
                 let server = self.servers[i].id;
                 self.actions.push_back(Action::Alarm(Alarm::LeftRing {
                     server,
-                    raised: true,
+                    state: crate::engine::AlarmState::Raised,
                 }));
                 self.drain_queue(server, now, QueueEnd::Fail);
                 self.arm_replay(true);
@@ -269,7 +275,7 @@ impl ShardEngine {
                 view.queue_alarm = false;
                 self.actions.push_back(Action::Alarm(Alarm::QueueFull {
                     server,
-                    raised: false,
+                    state: crate::engine::AlarmState::Cleared,
                 }));
             }
         }

@@ -11,7 +11,7 @@
 //! runtime brings the new policy and `now`.
 
 use super::servers::ServerView;
-use super::shard::{Alarm, EngineConfig, EventState, ShardEngine};
+use super::shard::{Alarm, EngineConfig, EventState, LinkChange, ShardEngine};
 use crate::policy::{CompiledPolicy, ServerId, Step};
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,67 +19,6 @@ use std::time::Instant;
 /// Link changes kept for servers this shard does not know yet (another shard applied a reload
 /// first and its new stream came up): replayed once the reload arrives here.
 const MAX_PENDING_LINKS: usize = 4096;
-
-/// Events in flight per policy epoch, and the earlier policies they still need.
-#[derive(Debug, Default)]
-pub(super) struct Epochs {
-    entries: Vec<EpochEntry>,
-}
-
-#[derive(Debug)]
-struct EpochEntry {
-    epoch: u32,
-    events: usize,
-    /// `None` for the engine's current policy (the engine holds it).
-    policy: Option<Arc<CompiledPolicy>>,
-}
-
-impl Epochs {
-    pub(super) fn entered(&mut self, epoch: u32) {
-        // Usually one entry: a linear scan is the cheapest lookup there is.
-        match self.entries.iter_mut().find(|e| e.epoch == epoch) {
-            Some(e) => e.events += 1,
-            None => self.entries.push(EpochEntry {
-                epoch,
-                events: 1,
-                policy: None,
-            }),
-        }
-    }
-
-    pub(super) fn left(&mut self, epoch: u32) {
-        let Some(i) = self.entries.iter().position(|e| e.epoch == epoch) else {
-            return;
-        };
-        let entry = &mut self.entries[i];
-        entry.events = entry.events.saturating_sub(1);
-        if entry.events == 0 && entry.policy.is_some() {
-            // The last event of an earlier policy is gone: so is that policy.
-            self.entries.swap_remove(i);
-        }
-    }
-
-    /// `epoch` stops being current; its events keep `policy` until they leave.
-    fn retire(&mut self, epoch: u32, policy: Arc<CompiledPolicy>) {
-        match self.entries.iter().position(|e| e.epoch == epoch) {
-            Some(i) if self.entries[i].events > 0 => self.entries[i].policy = Some(policy),
-            Some(i) => {
-                self.entries.swap_remove(i);
-            }
-            None => {}
-        }
-    }
-
-    fn policy(&self, epoch: u32) -> Option<&CompiledPolicy> {
-        let entry = self.entries.iter().find(|e| e.epoch == epoch)?;
-        entry.policy.as_deref()
-    }
-
-    /// Earlier policies still held for events in flight.
-    pub(super) fn held(&self) -> usize {
-        self.entries.iter().filter(|e| e.policy.is_some()).count()
-    }
-}
 
 impl ShardEngine {
     /// Takes a new policy and settings (from a configuration reload). `cfg` keeps this
@@ -119,30 +58,20 @@ impl ShardEngine {
         self.counters
             .grow(policy.profile_count(), self.servers.len());
         self.recent.grow(self.servers.len());
-        for (server, link, up, graceful) in std::mem::take(&mut self.pending_links) {
-            if up {
-                self.on_link_up(server, link, now);
-            } else {
-                self.on_link_down(server, link, graceful, now);
-            }
+        for (server, link, change) in std::mem::take(&mut self.pending_links) {
+            self.handle_link(server, link, change, now);
         }
     }
 
     /// Keeps a link change for a server this shard does not know yet; false if it is known.
-    pub(super) fn defer_link(
-        &mut self,
-        server: ServerId,
-        link: u16,
-        up: bool,
-        graceful: bool,
-    ) -> bool {
+    pub(super) fn defer_link(&mut self, server: ServerId, link: u16, change: LinkChange) -> bool {
         if server.index() < self.servers.len() {
             return false;
         }
         if self.pending_links.len() >= MAX_PENDING_LINKS {
             self.pending_links.remove(0);
         }
-        self.pending_links.push((server, link, up, graceful));
+        self.pending_links.push((server, link, change));
         true
     }
 
@@ -156,15 +85,15 @@ impl ShardEngine {
         for alarm in [
             Alarm::ConnectionLost {
                 server,
-                raised: false,
+                state: crate::engine::AlarmState::Cleared,
             },
             Alarm::LeftRing {
                 server,
-                raised: false,
+                state: crate::engine::AlarmState::Cleared,
             },
             Alarm::QueueFull {
                 server,
-                raised: false,
+                state: crate::engine::AlarmState::Cleared,
             },
         ] {
             self.actions.push_back(super::shard::Action::Alarm(alarm));

@@ -56,7 +56,7 @@ pub enum LinkState {
     /// Active, and taking requests.
     Open,
     /// Active, but its output is full (a send was deferred, or a batch was released): nothing
-    /// more goes to it until the runtime reports room (`on_link_room`).
+    /// more goes to it until the runtime reports room (`handle_link_room`).
     Full,
 }
 

@@ -27,6 +27,25 @@ pub struct RouterRef {
     pub conn: u32,
 }
 
+/// How a stream to a server ended.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Closing {
+    /// With `</stream:stream>` or a stream error: the server left on purpose, and leaves the
+    /// ring once it has no stream left.
+    Graceful,
+    /// The connection broke: the server is in an outage window, and what waits for it queues.
+    Abrupt,
+}
+
+/// What happened to one shard's stream to a server.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum LinkChange {
+    /// The stream became active.
+    Up,
+    /// The stream went away.
+    Down(Closing),
+}
+
 /// The engine's settings.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -51,7 +70,7 @@ pub enum Outgoing {
     /// A fire-and-forget notification, worth writing until `expires`.
     Notify { seq: u64, expires: Instant },
     /// The replay of spooled record `seq`: once written, report
-    /// [`ShardEngine::on_replay_written`] to the engine that sent it.
+    /// [`ShardEngine::handle_replay_written`] to the engine that sent it.
     Replay { seq: u64 },
 }
 
@@ -69,8 +88,8 @@ impl Outgoing {
 pub enum Action {
     /// Write `bytes` on the stream to `server` held by shard `link`. If it cannot (its output
     /// is full, or it is gone), hand `request` and `bytes` back with
-    /// [`ShardEngine::on_send_deferred`]; it must then also refuse every later send of this
-    /// shard on that stream until it reports room ([`ShardEngine::on_link_room`]), so that the
+    /// [`ShardEngine::handle_send_deferred`]; it must then also refuse every later send of this
+    /// shard on that stream until it reports room ([`ShardEngine::handle_link_room`]), so that the
     /// deferred ones are not overtaken.
     Send {
         server: ServerId,
@@ -78,7 +97,7 @@ pub enum Action {
         request: Outgoing,
         bytes: Bytes,
     },
-    /// Report [`ShardEngine::on_link_room`] once the stream to `server` held by shard `link`
+    /// Report [`ShardEngine::handle_link_room`] once the stream to `server` held by shard `link`
     /// has drained below its low watermark (at once if it has already).
     AwaitRoom { server: ServerId, link: u16 },
     /// Deliver a verdict (or `bad-request`) to a router connection.
@@ -93,17 +112,26 @@ pub enum Action {
     },
 }
 
+/// Whether an [`Alarm`] is raised or cleared.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum AlarmState {
+    /// The condition began.
+    Raised,
+    /// The condition ended.
+    Cleared,
+}
+
 /// Named alarms (docs/protocol.md §5), raised and cleared by the engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Alarm {
     /// A server lost its last active stream (raised) or has one again (cleared).
-    ConnectionLost { server: ServerId, raised: bool },
+    ConnectionLost { server: ServerId, state: AlarmState },
     /// A server left the hash ring (raised) or is routable again (cleared).
-    LeftRing { server: ServerId, raised: bool },
+    LeftRing { server: ServerId, state: AlarmState },
     /// A server's queue on this shard reached its bound (raised) or drained (cleared).
-    QueueFull { server: ServerId, raised: bool },
+    QueueFull { server: ServerId, state: AlarmState },
     /// This shard's spool refused a record (raised) or has room again (cleared).
-    SpoolFull { raised: bool },
+    SpoolFull { state: AlarmState },
 }
 
 impl Alarm {
@@ -118,10 +146,10 @@ impl Alarm {
 
     pub fn raised(&self) -> bool {
         match self {
-            Alarm::ConnectionLost { raised, .. }
-            | Alarm::LeftRing { raised, .. }
-            | Alarm::QueueFull { raised, .. }
-            | Alarm::SpoolFull { raised } => *raised,
+            Alarm::ConnectionLost { state, .. }
+            | Alarm::LeftRing { state, .. }
+            | Alarm::QueueFull { state, .. }
+            | Alarm::SpoolFull { state } => *state == AlarmState::Raised,
         }
     }
 
@@ -196,7 +224,7 @@ pub struct ShardEngine {
     pub(super) policy: Arc<CompiledPolicy>,
     pub(super) epoch: u32,
     /// Earlier policies that events in flight still walk under (see `reload.rs`).
-    pub(super) epochs: super::reload::Epochs,
+    pub(super) epochs: super::epochs::Epochs,
     pub(super) events: Slots<EventState>,
     pub(super) order: KeyOrder,
     pub(super) timers: Deadlines,
@@ -211,7 +239,7 @@ pub struct ShardEngine {
     pub(super) now: Instant,
     stamp_cache: (u128, [u8; 24]),
     /// Link changes for servers a reload has not brought here yet (see `reload.rs`).
-    pub(super) pending_links: Vec<(ServerId, u16, bool, bool)>,
+    pub(super) pending_links: Vec<(ServerId, u16, LinkChange)>,
     /// The next place in the order requests are given to servers.
     pub(super) next_seq: u64,
     /// The durable spool, when `[spool] dir` is set (see `spooling.rs`).
@@ -272,7 +300,7 @@ impl ShardEngine {
 
     /// Takes an event this shard owns. `key_hash` is the [`crate::routing::KeyHasher`] hash of
     /// its key (already computed to pick this shard).
-    pub fn submit(
+    pub fn handle_event(
         &mut self,
         ev: InboundEvent,
         key_hash: u64,
@@ -317,7 +345,7 @@ impl ShardEngine {
     }
 
     /// An answer from `server` (read on whichever shard holds its stream).
-    pub fn on_answer(&mut self, server: ServerId, answer: ParsedAnswer, now: Instant) {
+    pub fn handle_answer(&mut self, server: ServerId, answer: ParsedAnswer, now: Instant) {
         self.now = now;
         let r = SlotRef {
             slot: answer.id.slot,
@@ -353,7 +381,7 @@ impl ShardEngine {
     /// to `server` (its output is full, or it is going away). Nothing fails: the stream takes
     /// nothing more from this shard until it reports room (or comes back), and the request goes
     /// back to the server's queue in its place, to be sent again in order. Its timer runs on.
-    pub fn on_send_deferred(
+    pub fn handle_send_deferred(
         &mut self,
         server: ServerId,
         link: u16,
@@ -417,7 +445,7 @@ impl ShardEngine {
 
     /// Shard `link`'s stream to `server` drained after an [`Action::AwaitRoom`]: the next
     /// batch of what waits for the server goes out.
-    pub fn on_link_room(&mut self, server: ServerId, link: u16, now: Instant) {
+    pub fn handle_link_room(&mut self, server: ServerId, link: u16, now: Instant) {
         self.now = now;
         let Some(view) = self.servers.get_mut(server.index()) else {
             return;
@@ -440,6 +468,11 @@ impl ShardEngine {
         }
         self.expire_outages(now);
         self.replay_turn(now);
+    }
+
+    /// The latest `now` any input brought.
+    pub fn now(&self) -> Instant {
+        self.now
     }
 
     /// When [`ShardEngine::handle_timeout`] should next run.

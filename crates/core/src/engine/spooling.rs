@@ -215,8 +215,9 @@ impl ShardEngine {
         let result = spool.append_encoded(payload, profile, stable_key, born);
         if result.is_err() && !self.spool_alarm {
             self.spool_alarm = true;
-            self.actions
-                .push_back(Action::Alarm(Alarm::SpoolFull { raised: true }));
+            self.actions.push_back(Action::Alarm(Alarm::SpoolFull {
+                state: crate::engine::AlarmState::Raised,
+            }));
         }
         // No replay pass for it now: it is here because no server could take it; a server
         // coming back or leaving the ring starts one. If some server is up (its queue or
@@ -294,8 +295,9 @@ impl ShardEngine {
     fn check_spool_alarm(&mut self) {
         if self.spool_alarm && self.spool.as_ref().is_some_and(|s| !s.full()) {
             self.spool_alarm = false;
-            self.actions
-                .push_back(Action::Alarm(Alarm::SpoolFull { raised: false }));
+            self.actions.push_back(Action::Alarm(Alarm::SpoolFull {
+                state: crate::engine::AlarmState::Cleared,
+            }));
         }
     }
 
@@ -368,7 +370,7 @@ impl ShardEngine {
             let view = &self.servers[server.index()];
             let Some(link) = view.link(shard) else {
                 if view.reach() == super::Reach::Up {
-                    // Its streams are full: the pass waits here for room (`on_link_room`
+                    // Its streams are full: the pass waits here for room (`handle_link_room`
                     // arms it again), rather than scanning on past what it cannot send.
                     self.replay.cursor = seq;
                     self.replay.armed = false;
@@ -458,7 +460,7 @@ impl ShardEngine {
     }
 
     /// A replayed record was written to a server's stream: it leaves the spool.
-    pub fn on_replay_written(&mut self, seq: Seq, now: Instant) {
+    pub fn handle_replay_written(&mut self, seq: Seq, now: Instant) {
         self.now = now;
         if let Some(spool) = self.spool.as_mut() {
             spool.delivered(seq);

@@ -128,7 +128,7 @@ impl Harness {
     }
 
     fn up(&mut self, server: ServerId) {
-        self.engine.on_link_up(server, 0, self.now);
+        self.engine.handle_link(server, 0, LinkChange::Up, self.now);
         self.collect();
     }
 
@@ -148,7 +148,7 @@ impl Harness {
                             s.refusing = true;
                             s.deferred += 1;
                             self.engine
-                                .on_send_deferred(server, link, request, bytes, self.now);
+                                .handle_send_deferred(server, link, request, bytes, self.now);
                             continue;
                         }
                         s.unwritten += bytes.len();
@@ -159,7 +159,7 @@ impl Harness {
                         xml: String::from_utf8(bytes.to_vec()).unwrap(),
                     });
                     if let Outgoing::Replay { seq } = request {
-                        self.engine.on_replay_written(seq, self.now);
+                        self.engine.handle_replay_written(seq, self.now);
                     }
                 }
                 Action::AwaitRoom { server, link } => {
@@ -169,7 +169,7 @@ impl Harness {
                     if s.limit.is_none() || s.unwritten <= s.limit.unwrap_or(0) / 2 {
                         s.room_wanted = false;
                         s.refusing = false;
-                        self.engine.on_link_room(server, link, self.now);
+                        self.engine.handle_link_room(server, link, self.now);
                     }
                 }
                 Action::Verdict { router, bytes } => {
@@ -205,7 +205,7 @@ impl Harness {
         .unwrap();
         let hash = crate::routing::KeyHasher::new().hash(&ev.key);
         self.engine
-            .submit(ev, hash, ROUTER, self.now, SystemTime::now());
+            .handle_event(ev, hash, ROUTER, self.now, SystemTime::now());
         self.collect();
         id
     }
@@ -226,7 +226,7 @@ impl Harness {
         let xml =
             format!("<iq type='{iq_type}' id='{id}' from='cs' to='gw.example.com'>{payload}</iq>");
         let parsed = parse_answer(&frame(&xml)).unwrap();
-        self.engine.on_answer(server, parsed, self.now);
+        self.engine.handle_answer(server, parsed, self.now);
         self.collect();
     }
 
@@ -246,7 +246,7 @@ impl Harness {
         if s.room_wanted {
             s.room_wanted = false;
             s.refusing = false;
-            self.engine.on_link_room(server, 0, self.now);
+            self.engine.handle_link_room(server, 0, self.now);
         }
         self.collect();
     }
@@ -526,16 +526,17 @@ fn graceful_loss_moves_the_share_including_unanswered_events() {
         }
     };
     let before = h.sent.len();
-    h.engine.on_link_down(CS1, 0, true, h.now);
+    h.engine
+        .handle_link(CS1, 0, LinkChange::Down(Closing::Graceful), h.now);
     h.collect();
     assert_eq!(h.engine.reach(CS1), Some(Reach::Down));
     assert!(h.alarms.contains(&Alarm::ConnectionLost {
         server: CS1,
-        raised: true
+        state: crate::engine::AlarmState::Raised
     }));
     assert!(h.alarms.contains(&Alarm::LeftRing {
         server: CS1,
-        raised: true
+        state: crate::engine::AlarmState::Raised
     }));
     assert_eq!(
         h.sent.len(),
@@ -551,7 +552,7 @@ fn graceful_loss_moves_the_share_including_unanswered_events() {
     h.up(CS1);
     assert!(h.alarms.contains(&Alarm::LeftRing {
         server: CS1,
-        raised: false
+        state: crate::engine::AlarmState::Cleared
     }));
     h.chat(&format!("u{}", n - 1), "bob");
     assert_eq!(h.sent.last().unwrap().server, CS1);
@@ -560,7 +561,8 @@ fn graceful_loss_moves_the_share_including_unanswered_events() {
 #[test]
 fn graceful_loss_of_the_only_server_fails_steps_at_once() {
     let mut h = all_up();
-    h.engine.on_link_down(CS3, 0, true, h.now);
+    h.engine
+        .handle_link(CS3, 0, LinkChange::Down(Closing::Graceful), h.now);
     h.collect();
     // e_SESSION (Wall, pass) still goes to cs1/cs2; the Log step (pass) has no server: fails open.
     let id = h.chat("alice", "bob");
@@ -570,8 +572,10 @@ fn graceful_loss_of_the_only_server_fails_steps_at_once() {
         h.engine.counters().terminal[Terminal::FailedOpen.index()],
         1
     );
-    h.engine.on_link_down(CS1, 0, true, h.now);
-    h.engine.on_link_down(CS2, 0, true, h.now);
+    h.engine
+        .handle_link(CS1, 0, LinkChange::Down(Closing::Graceful), h.now);
+    h.engine
+        .handle_link(CS2, 0, LinkChange::Down(Closing::Graceful), h.now);
     h.collect();
     let id = h.chat("alice", "bob");
     assert!(
@@ -612,16 +616,17 @@ fn ungraceful_loss_queues_until_each_timer_then_delivers_on_return() {
     // An established server dropping ungracefully: its unanswered event goes back in the queue.
     let c = h.chat("erin", "frank");
     let server = h.sent.last().unwrap().server;
-    h.engine.on_link_down(server, 0, false, h.now);
+    h.engine
+        .handle_link(server, 0, LinkChange::Down(Closing::Abrupt), h.now);
     h.collect();
     assert_eq!(h.engine.reach(server), Some(Reach::Outage { since: h.now }));
     assert!(h.alarms.contains(&Alarm::ConnectionLost {
         server,
-        raised: true
+        state: crate::engine::AlarmState::Raised
     }));
     assert!(!h.alarms.contains(&Alarm::LeftRing {
         server,
-        raised: true
+        state: crate::engine::AlarmState::Raised
     }));
     let sent = h.sent.len();
     h.up(server);
@@ -635,7 +640,8 @@ fn ungraceful_loss_queues_until_each_timer_then_delivers_on_return() {
 #[test]
 fn after_the_outage_window_the_queue_fails_and_the_share_moves() {
     let mut h = all_up();
-    h.engine.on_link_down(CS1, 0, false, h.now);
+    h.engine
+        .handle_link(CS1, 0, LinkChange::Down(Closing::Abrupt), h.now);
     h.collect();
     let mut queued = None;
     for n in 0..40 {
@@ -657,7 +663,7 @@ fn after_the_outage_window_the_queue_fails_and_the_share_moves() {
     assert_eq!(h.engine.reach(CS1), Some(Reach::Down));
     assert!(h.alarms.contains(&Alarm::LeftRing {
         server: CS1,
-        raised: true
+        state: crate::engine::AlarmState::Raised
     }));
     assert!(
         h.verdict_for(&late).contains("service-unavailable"),
@@ -699,16 +705,22 @@ fn a_full_queue_fails_the_step_at_once_and_raises_its_alarm() {
     assert_eq!(full, 26, "two queued per server, the rest refused");
     assert_eq!(h.verdicts.len(), 26);
     assert!(h.verdicts.iter().all(|v| v.contains("service-unavailable")));
-    assert!(h
-        .alarms
-        .iter()
-        .any(|a| matches!(a, Alarm::QueueFull { raised: true, .. })));
+    assert!(h.alarms.iter().any(|a| matches!(
+        a,
+        Alarm::QueueFull {
+            state: crate::engine::AlarmState::Raised,
+            ..
+        }
+    )));
     h.up(CS1);
     h.up(CS2);
-    assert!(h
-        .alarms
-        .iter()
-        .any(|a| matches!(a, Alarm::QueueFull { raised: false, .. })));
+    assert!(h.alarms.iter().any(|a| matches!(
+        a,
+        Alarm::QueueFull {
+            state: crate::engine::AlarmState::Cleared,
+            ..
+        }
+    )));
     assert_eq!(h.sent.len(), 4);
     drop(ids);
 }
@@ -866,8 +878,16 @@ fn apply(h: &mut Harness, ids: &mut Vec<String>, op: Op) {
         }
         Op::Advance(ms) => h.advance(Duration::from_millis(u64::from(ms))),
         Op::LinkDown(s, graceful) => {
-            h.engine
-                .on_link_down(ServerId(u16::from(s)), 0, graceful, h.now);
+            h.engine.handle_link(
+                ServerId(u16::from(s)),
+                0,
+                LinkChange::Down(if graceful {
+                    Closing::Graceful
+                } else {
+                    Closing::Abrupt
+                }),
+                h.now,
+            );
             h.collect();
         }
         Op::LinkUp(s) => h.up(ServerId(u16::from(s))),
@@ -909,7 +929,7 @@ proptest! {
 fn many_pending_events_cost_no_runtime_timers() {
     let mut h = all_up();
     for n in 0..50_000 {
-        h.engine.submit(
+        h.engine.handle_event(
             {
                 let iq = frame(&format!(
                     "<iq type='set' id='X{n}' from='imp1.example.com' to='gw'><event xmlns='urn:palisade:compliance:0' name='es_OUT'>\

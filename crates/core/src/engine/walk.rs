@@ -205,7 +205,7 @@ impl ShardEngine {
                 view.queue_alarm = true;
                 self.actions.push_back(Action::Alarm(Alarm::QueueFull {
                     server,
-                    raised: true,
+                    state: crate::engine::AlarmState::Raised,
                 }));
             }
             if let Some(c) = self.counters.servers.get_mut(server.index()) {

@@ -106,7 +106,7 @@ fn a_removed_server_leaves_the_ring_but_answers_what_it_holds() {
     );
     assert!(h.alarms.contains(&Alarm::LeftRing {
         server: CS1,
-        raised: false
+        state: crate::engine::AlarmState::Cleared
     }));
     // A late stream report for the retired server changes nothing.
     h.up(CS1);
@@ -129,7 +129,8 @@ fn a_removed_server_leaves_the_ring_but_answers_what_it_holds() {
 #[test]
 fn what_queued_for_a_removed_server_moves_at_once() {
     let mut h = all_up();
-    h.engine.on_link_down(CS1, 0, false, h.now);
+    h.engine
+        .handle_link(CS1, 0, LinkChange::Down(Closing::Abrupt), h.now);
     h.collect();
     let queued = (0..1000)
         .find_map(|n| {
@@ -158,7 +159,7 @@ fn a_new_server_takes_its_profile_and_early_link_reports_are_kept() {
     let mut h = all_up();
     let cs4 = ServerId(3);
     // Another shard applied the reload first and its stream to cs4 came up.
-    h.engine.on_link_up(cs4, 0, h.now);
+    h.engine.handle_link(cs4, 0, LinkChange::Up, h.now);
     h.collect();
     let with_cs4 = format!(
         "{}\n[[profile]]\nname = \"Audit\"\nevents = [ {{ event = \"onBeforeJoin\" }} ]\n\

@@ -42,7 +42,8 @@ fn every_request_carries_a_record_id_stable_across_resends() {
     assert_eq!(first, "abc.0.1.0");
     // The stream is lost ungracefully: the request is sent again with the same record.
     let server = h.sent[0].server;
-    h.engine.on_link_down(server, 0, false, h.now);
+    h.engine
+        .handle_link(server, 0, LinkChange::Down(Closing::Abrupt), h.now);
     h.collect();
     h.up(server);
     assert_eq!(h.sent.len(), 2);
@@ -134,7 +135,9 @@ fn a_full_spool_bounces_with_resource_constraint_and_raises_spool_full() {
     assert!(bounced
         .iter()
         .all(|v| v.contains("action='bounce'") && v.contains("type='wait'")));
-    assert!(h.alarms.contains(&Alarm::SpoolFull { raised: true }));
+    assert!(h.alarms.contains(&Alarm::SpoolFull {
+        state: crate::engine::AlarmState::Raised
+    }));
     assert_eq!(
         h.verdicts.len(),
         6,
@@ -144,7 +147,9 @@ fn a_full_spool_bounces_with_resource_constraint_and_raises_spool_full() {
     h.up(CS1);
     h.up(CS2);
     assert_eq!(h.records(), 0);
-    assert!(h.alarms.contains(&Alarm::SpoolFull { raised: false }));
+    assert!(h.alarms.contains(&Alarm::SpoolFull {
+        state: crate::engine::AlarmState::Cleared
+    }));
 }
 
 #[test]
