@@ -44,14 +44,31 @@
 //! start-up, until the [`Starting`] token that `join` returns is dropped, which the shard does
 //! once its own first timer ([`FIRST_TIMER`]) has fired: from then on the engine's tick bounds
 //! any stall.
+//!
+//! The foreign wake is not enough on its own: about one start in 500 still hung in `join` with
+//! the kicks going on, the executor asleep in `io_cqring_wait`. glommio delivers a foreign wake
+//! by pushing the waker on a channel and writing the executor's eventfd only if the executor
+//! said it would sleep (`SleepNotifier::notify`: a `Relaxed` compare-and-swap of
+//! `should_notify`, set in `prepare_to_sleep`), and the executor's last look before sleeping is
+//! at its shared channels, not at that queue of foreign wakers; a wake that falls between the
+//! two is left in the queue with no eventfd write, and the executor then sleeps on whatever
+//! else can complete. Only a timer of its own is sure to end that sleep (the reactor arms it
+//! as the ring's timeout). So each shard also keeps a [`Heartbeat`] while it starts: a local
+//! task that sleeps [`HEARTBEAT`] in a loop until the shard has started, so that the executor
+//! never sleeps longer than that, and every wake runs its task queues (the stranded task) and
+//! re-polls the mesh connectors.
 
 use super::mesh::ShardMsg;
+use std::cell::Cell;
+use std::rc::Rc;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
+/// How often a starting shard's own heartbeat timer fires (see [`Heartbeat`]).
+pub const HEARTBEAT: Duration = Duration::from_millis(5);
 /// How often the starting thread wakes the shards that have not joined the mesh yet.
 pub const JOIN_KICK: Duration = Duration::from_millis(10);
 /// The timer a shard sleeps on once, at the end of its start-up, before it drops its
@@ -158,5 +175,32 @@ impl Drop for Starting {
             .and_then(Option::take);
         drop(waker);
         self.startup.starting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A starting shard's own timer: a local task that sleeps [`HEARTBEAT`] in a loop until this is
+/// dropped (see the module doc). Created on the shard's executor, before it joins the mesh.
+pub struct Heartbeat {
+    started: Rc<Cell<bool>>,
+}
+
+impl Heartbeat {
+    /// Starts the heartbeat task on the current executor.
+    pub fn start() -> Heartbeat {
+        let started = Rc::new(Cell::new(false));
+        let done = started.clone();
+        glommio::spawn_local(async move {
+            while !done.get() {
+                glommio::timer::sleep(HEARTBEAT).await;
+            }
+        })
+        .detach();
+        Heartbeat { started }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.started.set(true);
     }
 }
