@@ -374,7 +374,10 @@ async fn read_plain(
     use std::task::Poll;
     futures_lite::future::poll_fn(|cx| {
         let mut stream = conn.stream.borrow_mut();
-        let spare = stream.spare(len);
+        // Fill what is left of the current allocation before asking for a new one, so that
+        // the stanzas it holds share it with as few wasted bytes as possible.
+        let room = stream.room();
+        let spare = stream.spare(if room >= READ_MIN { room.min(len) } else { len });
         let polled = std::pin::Pin::new(&mut *reader).poll_read(cx, &mut *spare);
         let opens_tls = first
             && matches!(&polled, Poll::Ready(Ok(n)) if *n > 0 && looks_like_tls(&spare[..*n]));

@@ -340,6 +340,11 @@ impl ComponentStream {
         self.framer.spare(len)
     }
 
+    /// Room left in the receive buffer (see [`Framer::room`]).
+    pub fn room(&self) -> usize {
+        self.framer.room()
+    }
+
     /// Keeps `n` bytes read into [`ComponentStream::spare`], received at `now` (nothing is
     /// recorded as received when `n` is 0: the read found nothing).
     pub fn commit(&mut self, n: usize, now: Instant) {
