@@ -34,7 +34,7 @@ const READ_MAX: usize = 64 * 1024;
 /// Smallest output buffer growth step.
 const WRITE_RESERVE: usize = 4 * 1024;
 /// Room an idle connection may keep in its empty receive and output buffers; anything bigger
-/// (left over from a burst) is let go when the connection waits.
+/// (left over from a burst) is let go once it has read nothing for a timer tick.
 const IDLE_KEEP: usize = 2 * READ_MIN;
 
 /// A connection shared between its reader, its writer, and whoever writes stanzas to it.
@@ -60,6 +60,8 @@ pub struct Conn {
     early: RefCell<Vec<u8>>,
     /// Why TLS ended the connection, if it did.
     tls_failure: RefCell<Option<TlsFailure>>,
+    /// Bytes were read since the timer's last tick (a quiet connection's idle buffers go).
+    read_since_tick: Cell<bool>,
 }
 
 pub type ConnRef = Rc<Conn>;
@@ -79,6 +81,7 @@ impl Conn {
             tls: RefCell::new(None),
             early: RefCell::new(Vec::new()),
             tls_failure: RefCell::new(None),
+            read_since_tick: Cell::new(false),
         })
     }
 
@@ -289,6 +292,7 @@ pub async fn drive(
                     Ok(0) | Err(_) => conn.stream.borrow_mut().transport_closed(),
                     Ok(n) => {
                         size.record(n);
+                        conn.read_since_tick.set(true);
                         conn.feed(&tls_buf[..n], first, now);
                     }
                 }
@@ -391,6 +395,7 @@ async fn read_plain(
             }
             Poll::Ready(Ok(n)) => {
                 stream.commit(n, now);
+                conn.read_since_tick.set(true);
                 Poll::Ready(Ok(n))
             }
             Poll::Ready(Err(e)) => {
@@ -398,9 +403,7 @@ async fn read_plain(
                 Poll::Ready(Err(e))
             }
             Poll::Pending => {
-                // Waiting for the peer: nothing read, and room left over from a burst goes.
                 stream.commit(0, now);
-                stream.release_idle(IDLE_KEEP);
                 Poll::Pending
             }
         }
@@ -495,6 +498,11 @@ async fn timer_loop(conn: ConnRef, fd: RawFd, tick: Duration) {
         if ours {
             conn.stream.borrow_mut().handle_reads_held(now);
         }
+        // Quiet for a whole tick: room left over from a burst goes. Never while reads flow,
+        // so the stanzas of a busy connection share their buffers with nothing wasted.
+        if !conn.read_since_tick.replace(false) && conn.holding.get() == Hold::Read {
+            conn.stream.borrow_mut().release_idle(IDLE_KEEP);
+        }
         let due = conn
             .stream
             .borrow()
@@ -538,7 +546,6 @@ async fn write_loop(conn: ConnRef, mut writer: futures_lite::io::WriteHalf<TcpSt
                     // Our end tag is out; the peer's may never come.
                     conn.finished.set(true);
                 }
-                conn.stream.borrow_mut().release_idle(IDLE_KEEP);
                 conn.wake_writer.wait().await
             }
         }
