@@ -134,7 +134,7 @@ fn ascii_bare(text: &str) -> Option<AsciiBare<'_>> {
         None => (None, address),
     };
     if let Some(l) = local {
-        if l.is_empty() || l.len() > MAX_PART_BYTES || l.bytes().any(|c| forbidden_in_local(c)) {
+        if l.is_empty() || l.len() > MAX_PART_BYTES || l.bytes().any(forbidden_in_local) {
             return None;
         }
     }
