@@ -19,7 +19,8 @@ work=$(mktemp -d)
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); gateway shards: $shards"
 start_pair "$shards" "" 'event_timeout = "30s"'
 # Every thread of the gateway (the shards' threads exist already: -f alone would miss them).
-strace -c -f -q -p "$(ls "/proc/$gw/task" | paste -sd,)" -o "$work/strace.txt" &
+tids=$(cd "/proc/$gw/task" && printf '%s,' *)
+strace -c -f -q -p "${tids%,}" -o "$work/strace.txt" 2>/dev/null &
 tracer=$!
 sleep 1
 "$bin" load --connect "127.0.0.1:$router_port" --name imp1.example.com --secret bench --rate "$rate" \
