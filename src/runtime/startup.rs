@@ -59,9 +59,9 @@
 //! re-polls the mesh connectors.
 
 use super::mesh::ShardMsg;
+use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 use std::cell::Cell;
 use std::rc::Rc;
-use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Poll, Waker};

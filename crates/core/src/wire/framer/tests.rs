@@ -508,3 +508,40 @@ fn unbound_namespace_prefixes_are_refused() {
     let (frames, err) = assert_chunking_invariant(with_db.as_bytes());
     assert_eq!((frames.len(), err), (2, None));
 }
+
+#[test]
+fn an_idle_framer_lets_a_big_empty_buffer_go_and_keeps_its_stanzas_intact() {
+    let mut f = Framer::new(Limits::default());
+    f.feed(&stream(""));
+    assert!(matches!(f.next_frame(), Ok(Some(Frame::Header(_)))));
+    let big = format!("<message><body>{}</body></message>", "x".repeat(40_000));
+    let spare = f.spare(64 * 1024);
+    spare[..big.len()].copy_from_slice(big.as_bytes());
+    f.commit(big.len());
+    let Ok(Some(Frame::Stanza(s))) = f.next_frame() else {
+        panic!("a stanza")
+    };
+    assert_eq!(f.buffered(), 0);
+    assert!(f.room() > 8 * 1024);
+    // Bigger than kept: let go.
+    f.release_idle(8 * 1024);
+    assert_eq!(f.room(), 0);
+    assert_eq!(s.bytes().as_ref(), big.as_bytes());
+    // Reading on works as before.
+    f.feed(b"<iq type='get' id='1'/>");
+    assert!(matches!(f.next_frame(), Ok(Some(Frame::Stanza(_)))));
+}
+
+#[test]
+fn a_framer_with_bytes_or_a_small_buffer_keeps_it() {
+    let mut f = Framer::new(Limits::default());
+    f.feed(&stream("<iq"));
+    assert!(matches!(f.next_frame(), Ok(Some(Frame::Header(_)))));
+    assert!(matches!(f.next_frame(), Ok(None)));
+    f.release_idle(0);
+    f.feed(b" type='get' id='1'/>");
+    assert!(matches!(f.next_frame(), Ok(Some(Frame::Stanza(_)))));
+    let room = f.room();
+    f.release_idle(room);
+    assert_eq!(f.room(), room);
+}
