@@ -45,18 +45,16 @@
 //! once its own first timer ([`FIRST_TIMER`]) has fired: from then on the engine's tick bounds
 //! any stall.
 //!
-//! The foreign wake is not enough on its own: about one start in 500 still hung in `join` with
-//! the kicks going on, the executor asleep in `io_cqring_wait`. glommio delivers a foreign wake
-//! by pushing the waker on a channel and writing the executor's eventfd only if the executor
-//! said it would sleep (`SleepNotifier::notify`: a `Relaxed` compare-and-swap of
-//! `should_notify`, set in `prepare_to_sleep`), and the executor's last look before sleeping is
-//! at its shared channels, not at that queue of foreign wakers; a wake that falls between the
-//! two is left in the queue with no eventfd write, and the executor then sleeps on whatever
-//! else can complete. Only a timer of its own is sure to end that sleep (the reactor arms it
-//! as the ring's timeout). So each shard also keeps a [`Heartbeat`] while it starts: a local
-//! task that sleeps [`HEARTBEAT`] in a loop until the shard has started, so that the executor
-//! never sleeps longer than that, and every wake runs its task queues (the stranded task) and
-//! re-polls the mesh connectors.
+//! The foreign wake is not enough on its own: about one start in 500 to 1,000 still hung in
+//! `join` with the kicks going on, the executor asleep in `io_cqring_wait`. Why the eventfd
+//! write did not end that sleep is not established (glommio writes it only when its
+//! `should_notify` flag, set in `prepare_to_sleep` and cleared by the first notification with a
+//! `Relaxed` compare-and-swap, says the executor sleeps; its sleep also depends on the eventfd's
+//! poll being armed in the ring). A timer of the executor's own is the one wake the reactor
+//! always honours: it becomes the timeout of the ring it sleeps on. So each shard also keeps a
+//! [`Heartbeat`] while it starts: a local task that sleeps [`HEARTBEAT`] in a loop until the
+//! shard has started, so that the executor never sleeps longer than that, and each wake runs
+//! its task queues (a stranded task) and re-polls the mesh connectors.
 
 use super::mesh::ShardMsg;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
