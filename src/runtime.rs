@@ -294,8 +294,6 @@ async fn shard_main(
     reload: Option<ReloadSource>,
     supervisor: Arc<systemd::Supervisor>,
 ) -> Result<(), ShardError> {
-    // Bounds any stall of this executor while it starts, whatever happens to foreign wakes.
-    let heartbeat = startup::Heartbeat::start();
     let mesh = startup.take_mesh();
     let (senders, mut receivers, starting) = startup.join(mesh).await.map_err(ShardError::Mesh)?;
     drop(startup);
@@ -404,7 +402,6 @@ async fn shard_main(
     // from then on the engine's timer task, always armed, bounds any stall of the executor.
     glommio::timer::sleep(startup::FIRST_TIMER).await;
     drop(starting);
-    drop(heartbeat);
     // Sleeps until a signal (or a shard that failed to start) rings this shard's bell.
     let mut bell = stop.bell(id);
     if bell.is_none() {

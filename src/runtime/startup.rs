@@ -46,27 +46,29 @@
 //! any stall.
 //!
 //! The foreign wake is not enough on its own: about one start in 500 to 1,000 still hung in
-//! `join` with the kicks going on, the executor asleep in `io_cqring_wait`. Why the eventfd
-//! write did not end that sleep is not established (glommio writes it only when its
-//! `should_notify` flag, set in `prepare_to_sleep` and cleared by the first notification with a
-//! `Relaxed` compare-and-swap, says the executor sleeps; its sleep also depends on the eventfd's
-//! poll being armed in the ring). A timer of the executor's own is the one wake the reactor
-//! always honours: it becomes the timeout of the ring it sleeps on. So each shard also keeps a
-//! [`Heartbeat`] while it starts: a local task that sleeps [`HEARTBEAT`] in a loop until the
-//! shard has started, so that the executor never sleeps longer than that, and each wake runs
-//! its task queues (a stranded task) and re-polls the mesh connectors.
+//! `join` with the kicks going on, the executor asleep in `io_uring_enter` (`io_cqring_wait`,
+//! no timeout) for as long as nobody looked; attaching a debugger ended it at once. A timer of
+//! the shard's own did not end it either (glommio arms timers in its latency ring and sleeps on
+//! the main ring, linked to the other by a poll; upstream has an open report of timers that
+//! never fire on some virtual machines). What does end it is a signal: `io_uring_enter` returns
+//! `EINTR`, which glommio's sleep takes as a wake-up (`Reactor::intr_ok`). So each starting
+//! shard keeps a heartbeat (a local task that counts a beat every [`HEARTBEAT`]), and the
+//! starting thread, at each kick, sends [`NUDGE_SIGNAL`] (a no-op handler, `SA_RESTART`) to the
+//! thread of a shard whose beat has not moved for [`NUDGE_AFTER`] kicks: the shard's syscall is
+//! interrupted, its executor runs its queues, and its start-up goes on. A shard that is simply
+//! busy (a long spool read) beats as soon as it yields and is at worst interrupted and resumed.
 
 use super::mesh::ShardMsg;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
-use std::cell::Cell;
-use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-/// How often a starting shard's own heartbeat timer fires (see [`Heartbeat`]).
+/// How often a starting shard's heartbeat counts a beat.
 pub const HEARTBEAT: Duration = Duration::from_millis(5);
+/// Kicks without a beat after which the starting thread nudges a shard's thread.
+pub const NUDGE_AFTER: u32 = 3;
 /// How often the starting thread wakes the shards that have not joined the mesh yet.
 pub const JOIN_KICK: Duration = Duration::from_millis(10);
 /// The timer a shard sleeps on once, at the end of its start-up, before it drops its
@@ -82,8 +84,8 @@ pub struct Startup {
     _keep: Mutex<Mesh>,
     /// One builder per shard, cloned on the starting thread.
     meshes: Mutex<Vec<Mesh>>,
-    /// The waker of each shard that is starting, by slot.
-    wakers: Mutex<Vec<Option<Waker>>>,
+    /// Each shard that is starting, by slot.
+    watched: Mutex<Vec<Option<Watched>>>,
     /// Shards whose start-up is still watched: not yet past their first timer (or failed).
     starting: AtomicUsize,
 }
@@ -91,12 +93,13 @@ pub struct Startup {
 impl Startup {
     /// A mesh of `shards` peers whose channels hold `capacity` messages each.
     pub fn new(shards: usize, capacity: usize) -> Arc<Startup> {
+        install_nudge_handler();
         let keep: Mesh = MeshBuilder::full(shards, capacity);
         let meshes = (0..shards).map(|_| keep.clone()).collect();
         Arc::new(Startup {
             _keep: Mutex::new(keep),
             meshes: Mutex::new(meshes),
-            wakers: Mutex::new(Vec::new()),
+            watched: Mutex::new(Vec::new()),
             starting: AtomicUsize::new(shards),
         })
     }
@@ -117,7 +120,7 @@ impl Startup {
         mesh: Option<Mesh>,
     ) -> Result<(Senders<ShardMsg>, Receivers<ShardMsg>, Starting), String> {
         let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
-        let starting = self.watch(waker);
+        let starting = self.watch(waker, Heartbeat::start());
         let mesh = mesh.ok_or_else(|| "no channel mesh left for this shard".to_owned())?;
         let (senders, receivers) = mesh
             .join()
@@ -127,31 +130,96 @@ impl Startup {
     }
 
     /// Until every shard is past its start-up (or one executor thread has ended), wakes the
-    /// shards still starting every [`JOIN_KICK`]. Runs on the starting thread.
+    /// shards still starting every [`JOIN_KICK`], and nudges the thread of any whose heartbeat
+    /// stopped (see the module doc). Runs on the starting thread.
     pub fn watch_until_started<T>(&self, threads: &[std::thread::JoinHandle<T>]) {
+        // Per slot: the beat last seen, and for how many kicks it has not moved.
+        let mut seen: Vec<(u64, u32)> = Vec::new();
         while self.starting.load(Ordering::SeqCst) > 0 && !threads.iter().any(|t| t.is_finished()) {
             std::thread::sleep(JOIN_KICK);
-            for waker in self
-                .wakers
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-                .flatten()
-            {
+            let watched = self.watched.lock().unwrap_or_else(PoisonError::into_inner);
+            seen.resize(watched.len(), (0, 0));
+            for (slot, w) in watched.iter().enumerate() {
+                let Some(w) = w else { continue };
                 // A foreign wake: glommio queues it and writes the shard's eventfd if the
                 // shard sleeps. A shard that is not stranded just polls its join once more.
-                waker.wake_by_ref();
+                w.waker.wake_by_ref();
+                let beat = w.beats.load(Ordering::Relaxed);
+                let (last, still) = &mut seen[slot];
+                if beat != *last {
+                    (*last, *still) = (beat, 0);
+                    continue;
+                }
+                *still += 1;
+                if *still >= NUDGE_AFTER {
+                    *still = 0;
+                    nudge(w.thread);
+                }
             }
         }
     }
 
-    fn watch(self: &Arc<Self>, waker: Waker) -> Starting {
-        let mut wakers = self.wakers.lock().unwrap_or_else(PoisonError::into_inner);
-        wakers.push(Some(waker));
+    fn watch(self: &Arc<Self>, waker: Waker, heartbeat: Heartbeat) -> Starting {
+        let mut watched = self.watched.lock().unwrap_or_else(PoisonError::into_inner);
+        watched.push(Some(Watched {
+            waker,
+            thread: current_thread(),
+            beats: heartbeat.beats.clone(),
+        }));
         Starting {
             startup: self.clone(),
-            slot: wakers.len() - 1,
+            slot: watched.len() - 1,
+            _heartbeat: heartbeat,
         }
+    }
+}
+
+/// A starting shard as the starting thread sees it.
+struct Watched {
+    waker: Waker,
+    /// The shard's executor thread, to nudge.
+    thread: libc::pthread_t,
+    /// Beats of the shard's heartbeat.
+    beats: Arc<AtomicU64>,
+}
+
+/// The signal that nudges a shard's thread out of a sleep it does not leave (module doc).
+pub fn nudge_signal() -> libc::c_int {
+    libc::SIGRTMIN() + 1
+}
+
+extern "C" fn on_nudge(_: libc::c_int) {}
+
+/// Installs the no-op handler of [`nudge_signal`] (once per process is enough; repeating it
+/// is harmless). `SA_RESTART`: a syscall the nudge interrupts is restarted where it can be;
+/// `io_uring_enter` returns `EINTR`, which is the point.
+fn install_nudge_handler() {
+    // SAFETY: a zeroed `sigaction` is a valid empty one; the handler does nothing, so it is
+    // async-signal-safe; `sigaction` only reads the struct.
+    #[allow(unsafe_code)]
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_nudge as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(nudge_signal(), &action, std::ptr::null_mut());
+    }
+}
+
+fn current_thread() -> libc::pthread_t {
+    // SAFETY: `pthread_self` has no preconditions.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::pthread_self()
+    }
+}
+
+fn nudge(thread: libc::pthread_t) {
+    // SAFETY: `thread` is a shard's executor thread, alive while its slot is watched (the
+    // slot is cleared on that thread before it can end), and the signal has a handler.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::pthread_kill(thread, nudge_signal());
     }
 }
 
@@ -160,45 +228,50 @@ impl Startup {
 pub struct Starting {
     startup: Arc<Startup>,
     slot: usize,
+    _heartbeat: Heartbeat,
 }
 
 impl Drop for Starting {
     fn drop(&mut self) {
-        let waker = self
+        let watched = self
             .startup
-            .wakers
+            .watched
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get_mut(self.slot)
             .and_then(Option::take);
-        drop(waker);
+        drop(watched);
         self.startup.starting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-/// A starting shard's own timer: a local task that sleeps [`HEARTBEAT`] in a loop until this is
-/// dropped (see the module doc). Created on the shard's executor, before it joins the mesh.
-pub struct Heartbeat {
-    started: Rc<Cell<bool>>,
+/// A starting shard's heartbeat: a local task that counts a beat every [`HEARTBEAT`] until
+/// this is dropped, so that the starting thread can tell a shard that runs from one that
+/// sleeps (see the module doc).
+struct Heartbeat {
+    beats: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
 }
 
 impl Heartbeat {
     /// Starts the heartbeat task on the current executor.
-    pub fn start() -> Heartbeat {
-        let started = Rc::new(Cell::new(false));
-        let done = started.clone();
+    fn start() -> Heartbeat {
+        let beats = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, done) = (beats.clone(), stop.clone());
         glommio::spawn_local(async move {
-            while !done.get() {
+            while !done.load(Ordering::Relaxed) {
+                count.fetch_add(1, Ordering::Relaxed);
                 glommio::timer::sleep(HEARTBEAT).await;
             }
         })
         .detach();
-        Heartbeat { started }
+        Heartbeat { beats, stop }
     }
 }
 
 impl Drop for Heartbeat {
     fn drop(&mut self) {
-        self.started.set(true);
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
