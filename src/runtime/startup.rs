@@ -53,7 +53,7 @@
 //! never fire on some virtual machines). What does end it is a signal: `io_uring_enter` returns
 //! `EINTR`, which glommio's sleep takes as a wake-up (`Reactor::intr_ok`). So each starting
 //! shard keeps a heartbeat (a local task that counts a beat every [`HEARTBEAT`]), and the
-//! starting thread, at each kick, sends [`NUDGE_SIGNAL`] (a no-op handler, `SA_RESTART`) to the
+//! starting thread, at each kick, sends [`nudge_signal`] (a no-op handler, no `SA_RESTART`) to the
 //! thread of a shard whose beat has not moved for [`NUDGE_AFTER`] kicks: the shard's syscall is
 //! interrupted, its executor runs its queues, and its start-up goes on. A shard that is simply
 //! busy (a long spool read) beats as soon as it yields and is at worst interrupted and resumed.
@@ -67,6 +67,8 @@ use std::time::Duration;
 
 /// How often a starting shard's heartbeat counts a beat.
 pub const HEARTBEAT: Duration = Duration::from_millis(5);
+/// How often a start-up that has not finished is reported in the log.
+pub const SLOW_START: Duration = Duration::from_secs(2);
 /// Kicks without a beat after which the starting thread nudges a shard's thread.
 pub const NUDGE_AFTER: u32 = 3;
 /// How often the starting thread wakes the shards that have not joined the mesh yet.
@@ -135,8 +137,23 @@ impl Startup {
     pub fn watch_until_started<T>(&self, threads: &[std::thread::JoinHandle<T>]) {
         // Per slot: the beat last seen, and for how many kicks it has not moved.
         let mut seen: Vec<(u64, u32)> = Vec::new();
+        let mut nudges = 0u64;
+        let begun = std::time::Instant::now();
+        let mut next_report = SLOW_START;
         while self.starting.load(Ordering::SeqCst) > 0 && !threads.iter().any(|t| t.is_finished()) {
             std::thread::sleep(JOIN_KICK);
+            if begun.elapsed() >= next_report {
+                next_report += SLOW_START;
+                super::log::record(
+                    super::log::Level::Warn,
+                    None,
+                    &format!(
+                        "Start-up is slow: {} shard(s) still starting after {} s ({nudges} nudge(s) so far)",
+                        self.starting.load(Ordering::SeqCst),
+                        begun.elapsed().as_secs()
+                    ),
+                );
+            }
             let watched = self.watched.lock().unwrap_or_else(PoisonError::into_inner);
             seen.resize(watched.len(), (0, 0));
             for (slot, w) in watched.iter().enumerate() {
@@ -153,6 +170,7 @@ impl Startup {
                 *still += 1;
                 if *still >= NUDGE_AFTER {
                     *still = 0;
+                    nudges += 1;
                     nudge(w.thread);
                 }
             }
@@ -191,8 +209,9 @@ pub fn nudge_signal() -> libc::c_int {
 extern "C" fn on_nudge(_: libc::c_int) {}
 
 /// Installs the no-op handler of [`nudge_signal`] (once per process is enough; repeating it
-/// is harmless). `SA_RESTART`: a syscall the nudge interrupts is restarted where it can be;
-/// `io_uring_enter` returns `EINTR`, which is the point.
+/// is harmless). Without `SA_RESTART`, so that the `io_uring_enter` the nudge interrupts
+/// returns `EINTR` (glommio's sleep takes it as a wake-up). The shard's other system calls
+/// during start-up are binds, socket options and file reads that retry on `EINTR`.
 fn install_nudge_handler() {
     // SAFETY: a zeroed `sigaction` is a valid empty one; the handler does nothing, so it is
     // async-signal-safe; `sigaction` only reads the struct.
@@ -200,7 +219,8 @@ fn install_nudge_handler() {
     unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = on_nudge as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        action.sa_flags = libc::SA_RESTART;
+        // No `SA_RESTART`: a restarted `io_uring_enter` went straight back to sleep.
+        action.sa_flags = 0;
         libc::sigemptyset(&mut action.sa_mask);
         libc::sigaction(nudge_signal(), &action, std::ptr::null_mut());
     }
