@@ -27,15 +27,10 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// Read sizes: a read asks for [`ReadSize::len`] bytes, from `READ_MIN` up to `READ_MAX`,
-/// following the connection's traffic (a busy router's read carries many stanzas).
-const READ_MIN: usize = 4 * 1024;
-const READ_MAX: usize = 64 * 1024;
-/// Smallest output buffer growth step.
-const WRITE_RESERVE: usize = 4 * 1024;
-/// Room an idle connection may keep in its empty receive and output buffers; anything bigger
-/// (left over from a burst) is let go once it has read nothing for a timer tick.
-const IDLE_KEEP: usize = 2 * READ_MIN;
+/// Read size: one read usually carries many stanzas.
+const READ_CHUNK: usize = 64 * 1024;
+/// Output buffer growth step.
+const WRITE_RESERVE: usize = 64 * 1024;
 
 /// A connection shared between its reader, its writer, and whoever writes stanzas to it.
 pub struct Conn {
@@ -61,8 +56,6 @@ pub struct Conn {
     early: RefCell<Vec<u8>>,
     /// Why TLS ended the connection, if it did.
     tls_failure: RefCell<Option<TlsFailure>>,
-    /// Bytes were read since the timer's last tick (a quiet connection's idle buffers go).
-    read_since_tick: Cell<bool>,
 }
 
 pub type ConnRef = Rc<Conn>;
@@ -82,7 +75,6 @@ impl Conn {
             tls: RefCell::new(None),
             early: RefCell::new(Vec::new()),
             tls_failure: RefCell::new(None),
-            read_since_tick: Cell::new(false),
         })
     }
 
@@ -171,10 +163,10 @@ impl Conn {
         let mut stream = self.stream.borrow_mut();
         match stream.writer() {
             Some(w) => {
-                // Grow by doubling what is queued: a burst reallocates a few times, not once
-                // per stanza, and a quiet connection keeps a small buffer.
+                // Grow in big steps: the previous contents may still be in flight to the
+                // socket, so small reservations would reallocate and copy again and again.
                 if w.capacity() - w.len() < bytes.len() {
-                    w.reserve(bytes.len().max(w.len()).max(WRITE_RESERVE));
+                    w.reserve(bytes.len().max(WRITE_RESERVE));
                 }
                 w.extend_from_slice(bytes);
                 drop(stream);
@@ -289,31 +281,19 @@ pub async fn drive(
     // Whatever the stream queued at creation (an initiator's header) goes out now.
     conn.wake_writer.notify();
     let read_loop = async {
-        // Only a TLS leg needs a buffer of its own (for the records, before decryption).
-        let mut tls_buf = Vec::new();
-        let mut size = ReadSize::default();
+        let mut buf = vec![0u8; READ_CHUNK];
         let mut closed = None;
         let early = std::mem::take(&mut *conn.early.borrow_mut());
         let mut first = true;
         while closed.is_none() {
             if first && !early.is_empty() {
                 conn.stream.borrow_mut().receive(&early, Instant::now());
-            } else if conn.tls.borrow().is_some() {
-                tls_buf.resize(size.len(), 0);
-                let read = reader.read(&mut tls_buf).await;
+            } else {
+                let read = reader.read(&mut buf).await;
                 let now = Instant::now();
                 match read {
                     Ok(0) | Err(_) => conn.stream.borrow_mut().transport_closed(),
-                    Ok(n) => {
-                        size.record(n);
-                        conn.read_since_tick.set(true);
-                        conn.feed(&tls_buf[..n], first, now);
-                    }
-                }
-            } else {
-                match read_plain(&conn, &mut reader, size.len(), first).await {
-                    Ok(0) | Err(_) => conn.stream.borrow_mut().transport_closed(),
-                    Ok(n) => size.record(n),
+                    Ok(n) => conn.feed(&buf[..n], first, now),
                 }
             }
             first = false;
@@ -381,94 +361,6 @@ pub async fn drive(
     closed
 }
 
-/// Reads up to `len` bytes from a plain socket straight into the stream's receive buffer:
-/// no copy, and no buffer held while the socket has nothing (the stream is borrowed only
-/// while the read is polled, never across the wait). `first`: these are the connection's
-/// first bytes, refused if they open a TLS record.
-async fn read_plain(
-    conn: &Conn,
-    reader: &mut futures_lite::io::ReadHalf<TcpStream>,
-    len: usize,
-    first: bool,
-) -> std::io::Result<usize> {
-    use futures_lite::AsyncRead;
-    use std::task::Poll;
-    futures_lite::future::poll_fn(|cx| {
-        let mut stream = conn.stream.borrow_mut();
-        // Fill what is left of the current allocation before asking for a new one, so that
-        // the stanzas it holds share it with as few wasted bytes as possible.
-        let room = stream.room();
-        let spare = stream.spare(if room >= READ_MIN { room.min(len) } else { len });
-        let polled = std::pin::Pin::new(&mut *reader).poll_read(cx, &mut *spare);
-        let opens_tls = first
-            && matches!(&polled, Poll::Ready(Ok(n)) if *n > 0 && looks_like_tls(&spare[..*n]));
-        let now = Instant::now();
-        match polled {
-            Poll::Ready(Ok(n)) if opens_tls => {
-                stream.commit(0, now);
-                *conn.tls_failure.borrow_mut() = Some(TlsFailure::TlsOnPlainPort);
-                stream.transport_closed();
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Ok(n)) => {
-                stream.commit(n, now);
-                conn.read_since_tick.set(true);
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => {
-                stream.commit(0, now);
-                Poll::Ready(Err(e))
-            }
-            Poll::Pending => {
-                stream.commit(0, now);
-                Poll::Pending
-            }
-        }
-    })
-    .await
-}
-
-/// How many bytes the next read asks for: doubles while reads fill it, halves after a run of
-/// reads that use a quarter of it or less.
-#[derive(Debug)]
-struct ReadSize {
-    len: usize,
-    small_reads: u8,
-}
-
-impl Default for ReadSize {
-    fn default() -> ReadSize {
-        ReadSize {
-            len: READ_MIN,
-            small_reads: 0,
-        }
-    }
-}
-
-impl ReadSize {
-    /// Small reads in a row before the size halves.
-    const SHRINK_AFTER: u8 = 8;
-
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn record(&mut self, n: usize) {
-        if n >= self.len {
-            self.len = (self.len * 2).min(READ_MAX);
-            self.small_reads = 0;
-        } else if n <= self.len / 4 {
-            self.small_reads += 1;
-            if self.small_reads >= Self::SHRINK_AFTER {
-                self.len = (self.len / 2).max(READ_MIN);
-                self.small_reads = 0;
-            }
-        } else {
-            self.small_reads = 0;
-        }
-    }
-}
-
 /// Sets `closed` (and wakes the writer, so it flushes and ends, and a reader held for its
 /// output) when dropped.
 struct SetClosed(ConnRef);
@@ -515,11 +407,6 @@ async fn timer_loop(conn: ConnRef, fd: RawFd, tick: Duration) {
         };
         if ours {
             conn.stream.borrow_mut().handle_reads_held(now);
-        }
-        // Quiet for a whole tick: room left over from a burst goes. Never while reads flow,
-        // so the stanzas of a busy connection share their buffers with nothing wasted.
-        if !conn.read_since_tick.replace(false) && conn.holding.get() == Hold::Read {
-            conn.stream.borrow_mut().release_idle(IDLE_KEEP);
         }
         let due = conn
             .stream

@@ -7,7 +7,6 @@
 mod admin_endpoint;
 mod admin_metrics;
 mod admin_status_page;
-mod alloc_count;
 mod check_config_cli;
 mod cli_operator;
 mod gateway_backpressure;
@@ -27,7 +26,6 @@ mod gateway_tls;
 mod interop;
 mod interop_prosody;
 mod interop_slixmpp;
-mod pipeline_hot_path_alloc;
 mod policy_hot_path_alloc;
 mod policy_seed_examples;
 mod prosody_module;

@@ -189,33 +189,3 @@ fn a_reader_held_for_room_sleeps_until_the_room_is_announced() {
         server.await;
     });
 }
-
-#[test]
-fn the_read_size_follows_the_traffic_within_its_bounds() {
-    let mut size = ReadSize::default();
-    assert_eq!(size.len(), READ_MIN);
-    // Reads that fill the buffer double it, up to the maximum.
-    for _ in 0..10 {
-        let len = size.len();
-        size.record(len);
-    }
-    assert_eq!(size.len(), READ_MAX);
-    // A run of small reads shorter than `SHRINK_AFTER` keeps the size; a full run halves it.
-    for _ in 0..ReadSize::SHRINK_AFTER - 1 {
-        size.record(10);
-    }
-    assert_eq!(size.len(), READ_MAX);
-    size.record(10);
-    assert_eq!(size.len(), READ_MAX / 2);
-    // A read of more than a quarter breaks the run.
-    for _ in 0..ReadSize::SHRINK_AFTER - 1 {
-        size.record(10);
-    }
-    size.record(READ_MAX / 2 / 4 + 1);
-    size.record(10);
-    assert_eq!(size.len(), READ_MAX / 2);
-    for _ in 0..200 {
-        size.record(0);
-    }
-    assert_eq!(size.len(), READ_MIN);
-}

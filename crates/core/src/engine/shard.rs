@@ -15,7 +15,7 @@ use super::servers::{Queued, ServerView};
 use super::slots::{SlotRef, Slots};
 use crate::policy::{CompiledPolicy, EventId, NodeId, PacketType, ProfileId, ServerId};
 use crate::protocol::{InboundEvent, ParsedAnswer, Reply, RequestId, Verdict};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -253,39 +253,6 @@ pub struct ShardEngine {
     pub(super) replay: super::spooling::Replay,
     /// Alarm `SpoolFull` is raised.
     pub(super) spool_alarm: bool,
-    /// Where wait-mode requests and verdicts are written: each is split off as its own
-    /// `Bytes`, so writing one costs no allocation (see [`OutArena`]).
-    pub(super) arena: OutArena,
-}
-
-/// One growing buffer that short-lived outputs (wait-mode requests, verdicts) are written into
-/// and split off from: they share its allocation, which the buffer takes back whole once all
-/// of them are dropped, so steady traffic allocates once per [`OutArena::CHUNK`] bytes at most
-/// instead of twice per output. Outputs that may wait long (notifications queued for a server's
-/// return) get their own allocation instead, so they never pin a chunk.
-#[derive(Debug, Default)]
-pub(super) struct OutArena(BytesMut);
-
-impl OutArena {
-    /// Growth step.
-    const CHUNK: usize = 64 * 1024;
-
-    /// The buffer to write one output of about `need` bytes into; give it back with
-    /// [`OutArena::split`].
-    pub(super) fn take(&mut self, need: usize) -> BytesMut {
-        let mut out = std::mem::take(&mut self.0);
-        if out.capacity() - out.len() < need {
-            out.reserve(need.max(Self::CHUNK));
-        }
-        out
-    }
-
-    /// Splits what was written into `out` off as one output and keeps the rest.
-    pub(super) fn split(&mut self, mut out: BytesMut) -> Bytes {
-        let bytes = out.split().freeze();
-        self.0 = out;
-        bytes
-    }
 }
 
 impl ShardEngine {
@@ -328,7 +295,6 @@ impl ShardEngine {
             held: VecDeque::new(),
             replay: Default::default(),
             spool_alarm: false,
-            arena: OutArena::default(),
         }
     }
 

@@ -349,48 +349,15 @@ impl ShardEngine {
     }
 
     fn request_bytes(
-        &mut self,
+        &self,
         slot: u32,
         server: ServerId,
         id: RequestId,
         mode: Mode,
     ) -> Option<Bytes> {
-        let need = self.events.by_slot(slot)?.stanza.len() + 384;
-        // A wait-mode request is written at once (or regenerated if deferred): it can share
-        // the arena. A notification may wait in a queue: its own allocation.
-        let mut out = match mode {
-            Mode::Wait => self.arena.take(need),
-            Mode::Notify => BytesMut::with_capacity(need),
-        };
-        let written = self.write_request_into(&mut out, slot, server, id, mode);
-        match mode {
-            Mode::Wait => {
-                let bytes = self.arena.split(out);
-                written.then_some(bytes)
-            }
-            Mode::Notify => written.then(|| out.freeze()),
-        }
-    }
-
-    /// Writes the request for the event in `slot` into `out`; false (nothing written) if the
-    /// event, its step or the server is gone.
-    fn write_request_into(
-        &self,
-        out: &mut BytesMut,
-        slot: u32,
-        server: ServerId,
-        id: RequestId,
-        mode: Mode,
-    ) -> bool {
-        let Some(ev) = self.events.by_slot(slot) else {
-            return false;
-        };
-        let Some(step) = self.step_of(ev) else {
-            return false;
-        };
-        let Some(view) = self.servers.get(server.index()) else {
-            return false;
-        };
+        let ev = self.events.by_slot(slot)?;
+        let step = self.step_of(ev)?;
+        let view = self.servers.get(server.index())?;
         let stamp = std::str::from_utf8(&ev.stamp).unwrap_or("");
         let record = self.record_id(ev);
         let fields = RequestFields {
@@ -406,14 +373,15 @@ impl ShardEngine {
             record: record.as_str(),
             replay: false,
         };
+        let mut out = BytesMut::with_capacity(ev.stanza.len() + 384);
         write_request(
-            out,
+            &mut out,
             &self.cfg.gateway_name,
             &view.component,
             &fields,
             &ev.stanza,
         );
-        true
+        Some(out.freeze())
     }
 
     /// Applies a server's answer to the waiting event in `slot`.
@@ -576,7 +544,7 @@ impl ShardEngine {
                     .and_then(|s| self.servers.get(s.index()))
                     .map(|s| s.name.as_str()),
             });
-            let mut out = self.arena.take(256);
+            let mut out = BytesMut::with_capacity(256);
             write_verdict(
                 &mut out,
                 &self.cfg.gateway_name,
@@ -590,10 +558,9 @@ impl ShardEngine {
             self.counters.residence.saturating_record(micros.max(1));
             self.counters.residence_sum_us += micros;
             self.recent.record_terminal(terminal, micros, self.now);
-            let bytes = self.arena.split(out);
             self.actions.push_back(Action::Verdict {
                 router: ev.router,
-                bytes,
+                bytes: out.freeze(),
             });
         }
     }

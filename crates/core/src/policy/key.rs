@@ -111,8 +111,8 @@ fn general_key(
 
 /// A bare JID read by the ASCII fast path: the parts as written (folding happens on output).
 struct AsciiBare<'a> {
-    local: Option<&'a str>,
-    domain: &'a str,
+    local: Option<&'a [u8]>,
+    domain: &'a [u8],
 }
 
 /// Reads a plain ASCII JID that the general path would accept unchanged apart from case;
@@ -134,58 +134,44 @@ fn ascii_bare(text: &str) -> Option<AsciiBare<'_>> {
             return None;
         }
     }
-    // ASCII: every byte index is a character boundary.
-    let address = &text[..address_end];
-    let (local, domain) = match memchr::memchr(b'@', address.as_bytes()) {
+    let address = &b[..address_end];
+    let (local, domain) = match memchr::memchr(b'@', address) {
         Some(i) => (Some(&address[..i]), &address[i + 1..]),
         None => (None, address),
     };
     if let Some(l) = local {
-        if l.is_empty() || l.len() > MAX_PART_BYTES || l.bytes().any(forbidden_in_local) {
+        if l.is_empty() || l.len() > MAX_PART_BYTES || l.iter().any(|&c| forbidden_in_local(c)) {
             return None;
         }
     }
-    let domain = domain.strip_suffix('.').unwrap_or(domain);
-    let d = domain.as_bytes();
-    let labels_ok = !d.is_empty()
-        && d.len() <= MAX_PART_BYTES
-        && d.iter().all(|&c| allowed_in_domain(c))
-        && d[0] != b'.'
-        && d[d.len() - 1] != b'.'
-        && memchr::memmem::find(d, b"..").is_none();
+    let domain = domain.strip_suffix(b".").unwrap_or(domain);
+    let labels_ok = !domain.is_empty()
+        && domain.len() <= MAX_PART_BYTES
+        && domain.iter().all(|&c| allowed_in_domain(c))
+        && domain[0] != b'.'
+        && domain[domain.len() - 1] != b'.'
+        && memchr::memmem::find(domain, b"..").is_none();
     labels_ok.then_some(AsciiBare { local, domain })
 }
 
 impl AsciiBare<'_> {
-    /// The folded bare JID compared with another's, without writing either.
-    fn cmp_folded(&self, other: &AsciiBare<'_>) -> Ordering {
-        let a = self.parts().into_iter().flatten();
-        let b = other.parts().into_iter().flatten();
-        a.map(u8::to_ascii_lowercase)
-            .cmp(b.map(u8::to_ascii_lowercase))
-    }
-
-    /// The bare JID as written: local part, `@`, domain.
-    fn parts(&self) -> [&[u8]; 3] {
-        match self.local {
-            Some(l) => [l.as_bytes(), b"@", self.domain.as_bytes()],
-            None => [b"", b"", self.domain.as_bytes()],
-        }
+    fn folded(&self) -> impl Iterator<Item = u8> + '_ {
+        let local = self.local.unwrap_or_default();
+        let at = self.local.map(|_| b'@');
+        local
+            .iter()
+            .copied()
+            .chain(at)
+            .chain(self.domain.iter().copied())
+            .map(|c| c.to_ascii_lowercase())
     }
 
     fn len(&self) -> usize {
         self.local.map_or(0, |l| l.len() + 1) + self.domain.len()
     }
 
-    /// Appends the folded bare JID: copied as written, then lowercased in place.
     fn push_to(&self, out: &mut String) {
-        let start = out.len();
-        if let Some(l) = self.local {
-            out.push_str(l);
-            out.push('@');
-        }
-        out.push_str(self.domain);
-        out[start..].make_ascii_lowercase();
+        out.extend(self.folded().map(char::from));
     }
 }
 
@@ -203,28 +189,29 @@ fn jsm_key_ascii(from: Option<&str>, to: Option<&str>) -> Option<String> {
         from.as_ref().filter(|j| j.local.is_some()),
         to.as_ref().filter(|j| j.local.is_some()),
     );
-    let mut key;
+    let mut key = String::new();
     match users {
         (Some(a), Some(b)) => {
-            let order = a.cmp_folded(b);
-            let (low, high) = match order {
+            let (low, high) = match a.folded().cmp(b.folded()) {
                 Ordering::Greater => (b, a),
                 _ => (a, b),
             };
-            key = String::with_capacity(low.len() + 1 + high.len());
+            key.reserve(low.len() + 1 + high.len());
             low.push_to(&mut key);
-            if order != Ordering::Equal {
+            if low.folded().ne(high.folded()) {
                 key.push('|');
                 high.push_to(&mut key);
             }
         }
-        (Some(one), None) | (None, Some(one)) => {
-            key = String::with_capacity(one.len());
-            one.push_to(&mut key);
-        }
+        (Some(one), None) | (None, Some(one)) => one.push_to(&mut key),
         (None, None) => {
             let server = to.as_ref().or(from.as_ref())?;
-            key = server.domain.to_ascii_lowercase();
+            key.extend(
+                server
+                    .domain
+                    .iter()
+                    .map(|c| char::from(c.to_ascii_lowercase())),
+            );
         }
     }
     Some(key)

@@ -353,28 +353,10 @@ impl ComponentStream {
         self.framer.spare(len)
     }
 
-    /// Room left in the receive buffer (see [`Framer::room`]).
-    pub fn room(&self) -> usize {
-        self.framer.room()
-    }
-
-    /// Keeps `n` bytes read into [`ComponentStream::spare`], received at `now` (nothing is
-    /// recorded as received when `n` is 0: the read found nothing).
+    /// Keeps `n` bytes read into [`ComponentStream::spare`], received at `now`.
     pub fn commit(&mut self, n: usize, now: Instant) {
         self.framer.commit(n);
-        if n > 0 {
-            self.received(now);
-        }
-    }
-
-    /// Lets idle buffers go: the receive buffer if it is empty, and the output buffer if it
-    /// is empty, when either keeps more than `keep` bytes of room (see
-    /// [`Framer::release_idle`]).
-    pub fn release_idle(&mut self, keep: usize) {
-        self.framer.release_idle(keep);
-        if self.out.is_empty() && self.out.capacity() > keep {
-            self.out = BytesMut::new();
-        }
+        self.received(now);
     }
 
     /// Copies `data` in and records it as received at `now`.
