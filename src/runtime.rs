@@ -10,6 +10,7 @@
 mod accept;
 mod admin;
 mod backoff;
+mod caps;
 mod conn;
 mod contain;
 mod link;
@@ -684,7 +685,7 @@ async fn forward(ctx: Rc<ShardCtx>, senders: Rc<Senders<ShardMsg>>, peer: usize)
     loop {
         match ctx.outbox.pop(peer) {
             Some(msg) => {
-                released(&ctx);
+                ctx.released();
                 if let Err(msg) = senders.send_to(peer, msg).await {
                     // The peer is gone (shutting down): nothing more can reach it.
                     drop(msg);
@@ -695,26 +696,6 @@ async fn forward(ctx: Rc<ShardCtx>, senders: Rc<Senders<ShardMsg>>, peer: usize)
             }
             None => ctx.outbox.wake[peer].wait().await,
         }
-    }
-}
-
-/// After the shard carried out engine inputs (`ShardCtx::pump`) or its outbox shrank: wakes
-/// whatever waits for progress (the shutdown's drain) and, once the events in flight (and, for
-/// reads, the outbox) are back at the low watermark, half of `max_in_flight`, whatever waits
-/// for room. Costs a few loads when nobody waits.
-pub(crate) fn released(ctx: &ShardCtx) {
-    let wakes = &ctx.wakes;
-    wakes.progress.notify_all();
-    if !wakes.reads.is_waited() && !wakes.events.is_waited() {
-        return;
-    }
-    let low = ctx.config().limits.max_in_flight / 2;
-    if ctx.core.borrow().in_flight() > low {
-        return;
-    }
-    wakes.events.notify_all();
-    if ctx.outbox.longest() <= low {
-        wakes.reads.notify_all();
     }
 }
 

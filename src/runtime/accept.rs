@@ -23,6 +23,7 @@
 //! connection, never per event). Nothing mutable is shared. In reuseport mode each shard
 //! accepts and counts its own connections, against an equal share of each cap.
 
+pub use super::caps::{Admission, Refusal};
 use super::log::Level;
 pub use super::log::RateLimit;
 use super::mesh::ShardMsg;
@@ -213,63 +214,6 @@ async fn pause(ctx: &ShardCtx, total: Duration) {
     futures_lite::future::or(glommio::timer::sleep(total), ctx.wakes.shutdown.wait()).await;
 }
 
-// === impl Counts ===
-
-/// Open connections of one listener that this shard accepted, as this shard counts them.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
-pub struct Count {
-    pub open: usize,
-    /// Of `open`, those that have not completed the handshake.
-    pub unauthenticated: usize,
-}
-
-/// A change to an accepting shard's count, sent back by the shard that serves the connection.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Admission {
-    /// The connection completed its handshake.
-    Authenticated,
-    /// The connection ended (after its handshake or not).
-    Ended { authenticated: bool },
-}
-
-/// Why a connection is refused.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    MaxConnections(usize),
-    MaxUnauthenticated(usize),
-    /// The admin endpoint serves [`ADMIN_MAX_CONNECTIONS`] at once.
-    AdminBusy,
-}
-
-impl Count {
-    /// Admits one more connection under the caps `(max, max_unauthenticated)`.
-    pub fn admit(&mut self, max: usize, max_unauthenticated: usize) -> Result<(), Refusal> {
-        if self.open >= max {
-            return Err(Refusal::MaxConnections(max));
-        }
-        if self.unauthenticated >= max_unauthenticated {
-            return Err(Refusal::MaxUnauthenticated(max_unauthenticated));
-        }
-        self.open += 1;
-        self.unauthenticated += 1;
-        Ok(())
-    }
-
-    pub fn apply(&mut self, change: Admission) {
-        match change {
-            Admission::Authenticated => {
-                self.unauthenticated = self.unauthenticated.saturating_sub(1)
-            }
-            Admission::Ended { authenticated } => {
-                self.open = self.open.saturating_sub(1);
-                if !authenticated {
-                    self.unauthenticated = self.unauthenticated.saturating_sub(1);
-                }
-            }
-        }
-    }
-}
-
 /// This shard's caps for its listeners: the whole caps on the one acceptor of handoff mode, an
 /// equal share on each shard in reuseport mode.
 fn caps(ctx: &ShardCtx) -> (usize, usize) {
@@ -430,6 +374,7 @@ pub fn refused(ctx: &ShardCtx, kind: Listener, refusal: Refusal, log: &mut RateL
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::caps::Count;
     use crate::runtime::log::LOG_EVERY;
 
     #[test]

@@ -36,7 +36,7 @@ pub enum ShardMsg {
     /// A connection the receiving shard accepted (and counts) completed its handshake or ended.
     Admission {
         leg: super::Leg,
-        change: super::accept::Admission,
+        change: super::caps::Admission,
     },
     /// A request for this shard's counters and state (answered with `Snapshot`).
     SnapshotRequest { reply_to: u16, token: u64 },

@@ -60,7 +60,7 @@ pub struct ShardCtx {
     pub routers_listening: Cell<bool>,
     /// Connections accepted here and still open, per listener (routers, compliance), wherever
     /// they are served (see `accept.rs`).
-    pub conn_counts: RefCell<[super::accept::Count; 2]>,
+    pub conn_counts: RefCell<[super::caps::Count; 2]>,
     /// The latest reload's outcome (kept by shard 0, which does the reloading).
     pub reload_report: RefCell<ReloadReport>,
     /// The wall time read for the last batch of events, by the instant of that batch's read.
@@ -298,13 +298,34 @@ impl ShardCtx {
         self.sockets.borrow().get(&id).map(|s| s.conn.clone())
     }
 
+    /// After the shard carried out the core's outputs (`execute`) or its outbox shrank: wakes
+    /// whatever waits for progress (the shutdown's drain) and, once the events in flight (and, for
+    /// reads, the outbox) are back at the low watermark, half of `max_in_flight`, whatever waits
+    /// for room. Costs a few loads when nobody waits.
+    pub fn released(&self) {
+        let ctx = self;
+        let wakes = &ctx.wakes;
+        wakes.progress.notify_all();
+        if !wakes.reads.is_waited() && !wakes.events.is_waited() {
+            return;
+        }
+        let low = ctx.config().limits.max_in_flight / 2;
+        if ctx.core.borrow().in_flight() > low {
+            return;
+        }
+        wakes.events.notify_all();
+        if ctx.outbox.longest() <= low {
+            wakes.reads.notify_all();
+        }
+    }
+
     /// Carries out everything the core asks for, until it has nothing more.
     pub fn execute(self: &Rc<Self>) {
         loop {
             let output = self.core.borrow_mut().poll_output();
             let Some(output) = output else {
                 // Readers and mesh consumers held for room wake at the low watermark.
-                super::released(self);
+                self.released();
                 return;
             };
             match output {

@@ -26,6 +26,7 @@ mod gateway_tls;
 mod interop;
 mod interop_prosody;
 mod interop_slixmpp;
+mod layout;
 mod policy_hot_path_alloc;
 mod policy_seed_examples;
 mod prosody_module;
