@@ -54,6 +54,21 @@ fn a_contained_panic_leaves_the_executor_serving_other_tasks() {
     });
 }
 
+/// A receiving stream and its log label, as the tests' accepted connections use them.
+fn receiver() -> (ComponentStream, Label) {
+    let stream = ComponentStream::receiver(
+        StreamConfig::default(),
+        [7; 16],
+        FromCheck::None,
+        Instant::now(),
+    );
+    let label = Label {
+        shard: 0,
+        name: "test connection".to_owned(),
+    };
+    (stream, label)
+}
+
 #[test]
 fn a_panic_while_serving_a_connection_closes_that_connection_only() {
     on_executor(|| async {
@@ -62,16 +77,7 @@ fn a_panic_while_serving_a_connection_closes_that_connection_only() {
         let addr = listener.local_addr().expect("addr");
         let server = glommio::spawn_local(async move {
             let tcp = listener.accept().await.expect("accept");
-            let stream = ComponentStream::receiver(
-                StreamConfig::default(),
-                [7; 16],
-                FromCheck::None,
-                Instant::now(),
-            );
-            let label = Label {
-                shard: 0,
-                name: "test connection".to_owned(),
-            };
+            let (stream, label) = receiver();
             // Stands for any bug on the event path.
             let on_event = |_: &ConnRef, event: StreamEvent, _: Instant| {
                 if let StreamEvent::NameAnnounced { .. } = event {
@@ -136,16 +142,7 @@ fn a_reader_held_for_room_sleeps_until_the_room_is_announced() {
         let (room2, held2, asked2) = (room.clone(), held.clone(), asked.clone());
         let server = glommio::spawn_local(async move {
             let tcp = listener.accept().await.expect("accept");
-            let stream = ComponentStream::receiver(
-                StreamConfig::default(),
-                [7; 16],
-                FromCheck::None,
-                Instant::now(),
-            );
-            let label = Label {
-                shard: 0,
-                name: "test connection".to_owned(),
-            };
+            let (stream, label) = receiver();
             let hold = move |_: &ConnRef| {
                 asked2.set(asked2.get() + 1);
                 match held2.get() {
