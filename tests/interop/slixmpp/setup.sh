@@ -1,47 +1,7 @@
 #!/usr/bin/env bash
-# Create (or reuse) a venv with the pinned slixmpp of requirements.txt.
-# usage: setup.sh VENV_DIR      (idempotent; safe to run before every test run)
-# env:   PYTHON (default python3)
-# exit:  0 ready ("READY VENV_DIR slixmpp X" on stdout), 77 "SKIP: ..." when
-#        python3-venv/pip or PyPI is unavailable, 1 other failure.
-set -euo pipefail
-if [ $# -ne 1 ]; then echo "usage: $0 VENV_DIR" >&2; exit 2; fi
+# Create (or reuse) a venv with the pinned slixmpp of requirements.txt (the real XMPP peer of
+# the interop tests).
+# usage: setup.sh VENV_DIR      (idempotent; exit codes as ../venv.sh: 0 ready, 77 skip)
 HERE=$(cd "$(dirname "$0")" && pwd)
-VENV=$1
-PY=${PYTHON:-python3}
-REQ="$HERE/requirements.txt"
-WANT=$(sed -n 's/^slixmpp==//p' "$REQ")
-STAMP="$VENV/.interop-requirements"
-
-have() { [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import slixmpp, sys; sys.exit(slixmpp.__version__ != '$WANT')" 2>/dev/null; }
-
-if have && [ -f "$STAMP" ] && cmp -s "$STAMP" "$REQ"; then
-    echo "READY $VENV slixmpp $WANT"
-    exit 0
-fi
-
-if ! command -v "$PY" >/dev/null 2>&1; then echo "SKIP: $PY not found"; exit 77; fi
-if [ ! -x "$VENV/bin/python" ]; then
-    if ! "$PY" -m venv "$VENV" >"${TMPDIR:-/tmp}/interop-venv.$$.log" 2>&1; then
-        cat "${TMPDIR:-/tmp}/interop-venv.$$.log" >&2; rm -f "${TMPDIR:-/tmp}/interop-venv.$$.log"
-        rm -rf "$VENV"
-        echo "SKIP: '$PY -m venv' failed (Debian: apt-get install -y python3-venv)"
-        exit 77
-    fi
-    rm -f "${TMPDIR:-/tmp}/interop-venv.$$.log"
-fi
-LOG="$VENV/pip-install.log"
-if ! "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q \
-        --timeout 30 --retries 2 -r "$REQ" >"$LOG" 2>&1; then
-    if grep -qiE "connection|resolve|network|timed out|Max retries|No matching distribution" "$LOG"; then
-        tail -n 5 "$LOG" >&2
-        echo "SKIP: pip cannot install slixmpp==$WANT from PyPI (see $LOG)"
-        exit 77
-    fi
-    tail -n 30 "$LOG" >&2
-    echo "setup.sh: pip install failed (see $LOG)" >&2
-    exit 1
-fi
-if ! have; then echo "setup.sh: slixmpp $WANT not importable after install" >&2; exit 1; fi
-cp "$REQ" "$STAMP"
-echo "READY $VENV slixmpp $WANT"
+if [ $# -ne 1 ]; then echo "usage: $0 VENV_DIR" >&2; exit 2; fi
+exec "$HERE/../venv.sh" "$HERE/requirements.txt" "$1" slixmpp slixmpp
