@@ -4,7 +4,7 @@
 //! Plain data with `merge` so shards' copies can be summed for status and metrics; counting is
 //! the engine's job, formatting the admin layer's.
 
-use crate::policy::EventId;
+use crate::policy::{EventId, ProfileId, ServerId};
 use hdrhistogram::Histogram;
 
 /// How an event ended (docs/protocol.md §5).
@@ -159,6 +159,50 @@ impl Counters {
         }
     }
 
+    /// One server's step tallies, to count an outcome.
+    pub(super) fn server_mut(&mut self, server: ServerId) -> Option<&mut ServerCounters> {
+        self.servers.get_mut(server.index())
+    }
+
+    /// An answer from `server` came `micros` after its request was written.
+    pub(super) fn record_answer(&mut self, server: ServerId, micros: u64) {
+        if let Some(h) = self.latency.get_mut(server.index()) {
+            h.saturating_record(micros.max(1));
+        }
+        if let Some(sum) = self.latency_sum_us.get_mut(server.index()) {
+            *sum += micros;
+        }
+    }
+
+    /// A verdict left after `micros` in the gateway: counted overall, per event name and per
+    /// deciding step (`decider`: its profile and server; `None` when no step decided).
+    pub(super) fn count_terminal(
+        &mut self,
+        event: EventId,
+        terminal: Terminal,
+        decider: Option<(ProfileId, Option<ServerId>)>,
+        micros: u64,
+    ) {
+        let t = terminal.index();
+        self.terminal[t] += 1;
+        if let Some(e) = self.by_event.get_mut(event.index()) {
+            e[t] += 1;
+        }
+        let (profile, server) = match decider {
+            Some((p, s)) => (p.index(), s.map_or(0, |s| s.index() + 1)),
+            // No step decided (an empty chain, or a pass through every step): the last row.
+            None => (self.by_decider.len() - 1, 0),
+        };
+        if let Some(row) = self.by_decider.get_mut(profile) {
+            if let Some(cell) = row.get_mut(server) {
+                cell[t] += 1;
+            }
+        }
+        self.residence.saturating_record(micros.max(1));
+        self.residence_sum_us += micros;
+    }
+
+    /// Events that have reached a terminal state.
     pub fn terminal_total(&self) -> u64 {
         self.terminal.iter().sum()
     }

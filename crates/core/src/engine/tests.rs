@@ -648,7 +648,7 @@ fn after_the_outage_window_the_queue_fails_and_the_share_moves() {
         let id = h.chat(&format!("u{n}"), "bob");
         if h.verdicts.is_empty() && h.sent.iter().all(|s| s.server != CS1) && queued.is_none() {
             // Nothing sent for this one and no verdict: it waits in cs1's queue.
-            if h.engine.servers()[CS1.index()].queue.len() == 1 {
+            if h.engine.servers()[CS1.index()].queued() == 1 {
                 queued = Some((id, n));
             }
         }

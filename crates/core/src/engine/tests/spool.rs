@@ -254,11 +254,7 @@ fn replay_is_paced_by_the_streams_flow_control() {
 
 #[test]
 fn record_ids_fit_their_buffer_at_the_largest_values() {
-    let id = super::super::spooling::RecordId::new_for_test([
-        0xffff_ffff_ffff,
-        0xffff,
-        u64::MAX,
-        0xffff,
-    ]);
+    let id =
+        super::super::shard::RecordId::new_for_test([0xffff_ffff_ffff, 0xffff, u64::MAX, 0xffff]);
     assert_eq!(id, "ffffffffffff.ffff.ffffffffffffffff.ffff");
 }
