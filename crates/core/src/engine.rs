@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 // No clock, file, randomness or randomly seeded map here (clippy.toml lists them).
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+#![deny(missing_docs)]
 
 mod counters;
 mod deadlines;

@@ -10,15 +10,20 @@ use hdrhistogram::Histogram;
 /// How an event ended (docs/protocol.md §5).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Terminal {
+    /// Every step passed it: the router delivers it (maybe modified).
     Pass,
+    /// A server took it over: the router delivers nothing, the server acts for it.
     Handle,
+    /// Refused back to its sender, with the cause.
     Bounce,
+    /// Discarded without a word to the sender (bounce with fire-and-forget).
     Drop,
     /// A pass that came from an error or a timeout.
     FailedOpen,
 }
 
 impl Terminal {
+    /// Every terminal state, in [`Terminal::index`] order (for tables and metrics).
     pub const ALL: [Terminal; 5] = [
         Terminal::Pass,
         Terminal::Handle,
@@ -27,10 +32,12 @@ impl Terminal {
         Terminal::FailedOpen,
     ];
 
+    /// Its column in a [`TerminalCounts`].
     pub fn index(self) -> usize {
         self as usize
     }
 
+    /// Its name in metrics and the status page.
     pub fn as_str(self) -> &'static str {
         match self {
             Terminal::Pass => "pass",
@@ -52,10 +59,15 @@ pub struct ServerCounters {
     pub sent: u64,
     /// Fire-and-forget notifications written.
     pub notified: u64,
+    /// Answers PASS with the stanza unchanged.
     pub passed: u64,
+    /// Answers PASS with a modified stanza.
     pub modified: u64,
+    /// Answers HANDLE.
     pub handled: u64,
+    /// Answers with an error (the step failed as its handling says).
     pub errors: u64,
+    /// Steps whose event timer fired before the answer came.
     pub timeouts: u64,
     /// Answers refused by the PASS-only rules (treated as a plain PASS) or unreadable.
     pub protocol_violations: u64,
@@ -98,6 +110,7 @@ impl ServerCounters {
 pub struct Counters {
     /// Events accepted by this shard's engine.
     pub received: u64,
+    /// Events that reached each terminal state (their verdicts released).
     pub terminal: TerminalCounts,
     /// Per event name.
     pub by_event: Vec<TerminalCounts>,
@@ -105,6 +118,7 @@ pub struct Counters {
     /// step had none routable); the last row, past every profile, counts events no step decided
     /// (an empty chain, or a pass through every step).
     pub by_decider: Vec<Vec<TerminalCounts>>,
+    /// Per server, by id: how its steps went.
     pub servers: Vec<ServerCounters>,
     /// Answer latency per server, microseconds.
     pub latency: Vec<Histogram<u64>>,
@@ -122,6 +136,7 @@ fn histogram() -> Histogram<u64> {
 }
 
 impl Counters {
+    /// Zero counts for `profiles` profiles and `servers` servers.
     pub fn new(profiles: usize, servers: usize) -> Counters {
         Counters {
             received: 0,

@@ -43,7 +43,10 @@ pub enum Reach {
     Up,
     /// No active stream since `since`, the last loss ungraceful (or never connected yet):
     /// routable until the outage window ends; events queue.
-    Outage { since: Instant },
+    Outage {
+        /// When the last stream was lost (or when the server became known).
+        since: Instant,
+    },
     /// Not routable: lost gracefully, or the outage window ended.
     Down,
 }
