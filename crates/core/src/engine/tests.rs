@@ -1,5 +1,9 @@
-//! Engine tests: every row of docs/protocol.md §3 and §5 against the sans-IO engine, outages, key
-//! order, and a property test of the terminal-state invariant under random schedules.
+//! Engine tests: every row of docs/protocol.md §3 and §5, outages, key order, and a property
+//! test of the terminal-state invariant under random schedules. They drive the shard's gateway
+//! core as the runtime does (events and answers as stanzas on its connections, links as
+//! connection events, offers taken or refused, room on `Drained`), so the glue under test is
+//! the runtime's; the few that check an invariant of the engine itself (reload epochs, early
+//! link reports, its count of deferred sends, timer cost) drive the engine alone.
 
 // The tests read the clock for base instants and read the repository's default configuration;
 // the engine under test takes both as parameters.

@@ -1,5 +1,7 @@
-//! Live reloads against the sans-IO engine: events in flight keep their policy, removed servers
-//! leave the ring with their events moved, new servers and early link changes, new timers.
+//! Live reloads against the sans-IO engine alone (its epochs, the link changes it keeps for
+//! servers it does not know yet, every alarm it emits): events in flight keep their policy,
+//! removed servers leave the ring with their events moved, new servers and early link changes,
+//! new timers.
 
 use super::*;
 

@@ -1,5 +1,5 @@
-//! The spool against the sans-IO engine: what goes in, verdicts held until durable, failing
-//! closed when full or when a write failed, and replay with the original record id.
+//! The spool through the shard's gateway core: what goes in, verdicts held until durable,
+//! failing closed when full or when a write failed, and replay with the original record id.
 
 use super::*;
 use crate::spool::{Spool, SpoolIo};
