@@ -36,8 +36,8 @@ pub fn snapshot(ctx: &ShardCtx) -> ShardSnapshot {
             .iter()
             .enumerate()
             .map(|(i, s)| ServerState {
-                name: s.name.clone(),
-                component: s.component.clone(),
+                name: s.name().to_owned(),
+                component: s.component().to_owned(),
                 profile: policy
                     .server(crate::policy::ServerId(i as u16))
                     .map_or(String::new(), |info| {
@@ -46,7 +46,7 @@ pub fn snapshot(ctx: &ShardCtx) -> ShardSnapshot {
                 reach: s.reach(),
                 active_links: s.active_links(),
                 local_link: core.has_link(i),
-                queued: s.queue.len(),
+                queued: s.queued(),
                 retired: s.retired(),
             })
             .collect(),

@@ -1,6 +1,6 @@
-//! The layout's invariants, checked on the source tree: the runtime's modules import each
-//! other without a circle (each `super::name` of `src/runtime/*.rs` is an edge), and the core
-//! crate depends on no I/O crate.
+//! The layout's invariants, checked on the source tree: the runtime's modules, and the
+//! engine's, import each other without a circle (each `super::name` of a directory's `*.rs`
+//! is an edge), and the core crate depends on no I/O crate.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -12,7 +12,7 @@ fn root() -> &'static Path {
 /// `module -> modules it names through super::`, among the files of `dir`.
 fn imports(dir: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let files: BTreeMap<String, String> = std::fs::read_dir(dir)
-        .expect("the runtime's directory")
+        .expect("the modules' directory")
         .filter_map(Result::ok)
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
@@ -66,6 +66,22 @@ fn the_runtime_modules_import_each_other_without_a_circle() {
     for module in graph.keys() {
         if let Some(path) = circle(&graph, module) {
             panic!("an import circle in src/runtime: {}", path.join(" -> "));
+        }
+    }
+}
+
+#[test]
+fn the_engine_modules_import_each_other_without_a_circle() {
+    for (dir, least) in [
+        ("crates/core/src/engine", 8),
+        ("crates/core/src/engine/shard", 4),
+    ] {
+        let graph = imports(&root().join(dir));
+        assert!(graph.len() >= least, "the modules of {dir} were not found");
+        for module in graph.keys() {
+            if let Some(path) = circle(&graph, module) {
+                panic!("an import circle in {dir}: {}", path.join(" -> "));
+            }
         }
     }
 }

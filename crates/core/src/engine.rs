@@ -7,27 +7,23 @@
 #![forbid(unsafe_code)]
 // No clock, file, randomness or randomly seeded map here (clippy.toml lists them).
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+#![deny(missing_docs)]
 
 mod counters;
 mod deadlines;
 mod epochs;
+mod events;
 mod order;
-mod outage;
 mod recent;
-mod reload;
 mod servers;
 mod shard;
 mod slots;
-mod spooling;
-mod walk;
 
 pub use counters::{Counters, ServerCounters, Terminal, TerminalCounts};
+pub use events::RouterRef;
 pub use recent::Window;
-pub use servers::LinkState;
-pub use servers::Reach;
-pub use shard::{
-    Action, Alarm, AlarmState, Closing, EngineConfig, LinkChange, Outgoing, RouterRef, ShardEngine,
-};
+pub use servers::{Closing, LinkChange, LinkState, Reach, ServerView};
+pub use shard::{Action, Alarm, AlarmState, EngineConfig, Outgoing, ShardEngine};
 
 #[cfg(test)]
 mod tests;

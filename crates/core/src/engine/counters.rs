@@ -4,21 +4,26 @@
 //! Plain data with `merge` so shards' copies can be summed for status and metrics; counting is
 //! the engine's job, formatting the admin layer's.
 
-use crate::policy::EventId;
+use crate::policy::{EventId, ProfileId, ServerId};
 use hdrhistogram::Histogram;
 
 /// How an event ended (docs/protocol.md §5).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Terminal {
+    /// Every step passed it: the router delivers it (maybe modified).
     Pass,
+    /// A server took it over: the router delivers nothing, the server acts for it.
     Handle,
+    /// Refused back to its sender, with the cause.
     Bounce,
+    /// Discarded without a word to the sender (bounce with fire-and-forget).
     Drop,
     /// A pass that came from an error or a timeout.
     FailedOpen,
 }
 
 impl Terminal {
+    /// Every terminal state, in [`Terminal::index`] order (for tables and metrics).
     pub const ALL: [Terminal; 5] = [
         Terminal::Pass,
         Terminal::Handle,
@@ -27,10 +32,12 @@ impl Terminal {
         Terminal::FailedOpen,
     ];
 
+    /// Its column in a [`TerminalCounts`].
     pub fn index(self) -> usize {
         self as usize
     }
 
+    /// Its name in metrics and the status page.
     pub fn as_str(self) -> &'static str {
         match self {
             Terminal::Pass => "pass",
@@ -52,10 +59,15 @@ pub struct ServerCounters {
     pub sent: u64,
     /// Fire-and-forget notifications written.
     pub notified: u64,
+    /// Answers PASS with the stanza unchanged.
     pub passed: u64,
+    /// Answers PASS with a modified stanza.
     pub modified: u64,
+    /// Answers HANDLE.
     pub handled: u64,
+    /// Answers with an error (the step failed as its handling says).
     pub errors: u64,
+    /// Steps whose event timer fired before the answer came.
     pub timeouts: u64,
     /// Answers refused by the PASS-only rules (treated as a plain PASS) or unreadable.
     pub protocol_violations: u64,
@@ -98,6 +110,7 @@ impl ServerCounters {
 pub struct Counters {
     /// Events accepted by this shard's engine.
     pub received: u64,
+    /// Events that reached each terminal state (their verdicts released).
     pub terminal: TerminalCounts,
     /// Per event name.
     pub by_event: Vec<TerminalCounts>,
@@ -105,6 +118,7 @@ pub struct Counters {
     /// step had none routable); the last row, past every profile, counts events no step decided
     /// (an empty chain, or a pass through every step).
     pub by_decider: Vec<Vec<TerminalCounts>>,
+    /// Per server, by id: how its steps went.
     pub servers: Vec<ServerCounters>,
     /// Answer latency per server, microseconds.
     pub latency: Vec<Histogram<u64>>,
@@ -122,6 +136,7 @@ fn histogram() -> Histogram<u64> {
 }
 
 impl Counters {
+    /// Zero counts for `profiles` profiles and `servers` servers.
     pub fn new(profiles: usize, servers: usize) -> Counters {
         Counters {
             received: 0,
@@ -159,6 +174,50 @@ impl Counters {
         }
     }
 
+    /// One server's step tallies, to count an outcome.
+    pub(super) fn server_mut(&mut self, server: ServerId) -> Option<&mut ServerCounters> {
+        self.servers.get_mut(server.index())
+    }
+
+    /// An answer from `server` came `micros` after its request was written.
+    pub(super) fn record_answer(&mut self, server: ServerId, micros: u64) {
+        if let Some(h) = self.latency.get_mut(server.index()) {
+            h.saturating_record(micros.max(1));
+        }
+        if let Some(sum) = self.latency_sum_us.get_mut(server.index()) {
+            *sum += micros;
+        }
+    }
+
+    /// A verdict left after `micros` in the gateway: counted overall, per event name and per
+    /// deciding step (`decider`: its profile and server; `None` when no step decided).
+    pub(super) fn count_terminal(
+        &mut self,
+        event: EventId,
+        terminal: Terminal,
+        decider: Option<(ProfileId, Option<ServerId>)>,
+        micros: u64,
+    ) {
+        let t = terminal.index();
+        self.terminal[t] += 1;
+        if let Some(e) = self.by_event.get_mut(event.index()) {
+            e[t] += 1;
+        }
+        let (profile, server) = match decider {
+            Some((p, s)) => (p.index(), s.map_or(0, |s| s.index() + 1)),
+            // No step decided (an empty chain, or a pass through every step): the last row.
+            None => (self.by_decider.len() - 1, 0),
+        };
+        if let Some(row) = self.by_decider.get_mut(profile) {
+            if let Some(cell) = row.get_mut(server) {
+                cell[t] += 1;
+            }
+        }
+        self.residence.saturating_record(micros.max(1));
+        self.residence_sum_us += micros;
+    }
+
+    /// Events that have reached a terminal state.
     pub fn terminal_total(&self) -> u64 {
         self.terminal.iter().sum()
     }

@@ -53,6 +53,7 @@ pub(crate) struct Recent {
 pub struct Window {
     /// The time the window covers (shorter in the first minute after start).
     pub span: Duration,
+    /// Verdicts released in the window, by terminal state.
     pub terminal: TerminalCounts,
     /// Residence of the verdicts released in the window, microseconds.
     pub residence: Histogram<u32>,

@@ -5,55 +5,45 @@
 //! never blocks, never reads a clock, and never touches a socket or another shard: everything
 //! that crosses a shard is an input or an action the runtime carries over a bounded channel.
 //!
-//! The walk itself (choosing servers, stepping, finishing, releasing in key order) is in
-//! `walk.rs`; link changes and outages in `outage.rs`.
+//! This file holds the engine's parts and its entry points; the parts keep their own state
+//! (events in `events.rs`, servers in `servers.rs`, counts in `counters.rs` and `recent.rs`,
+//! the spool's side in `shard/spooling.rs`). The walk itself (choosing servers, stepping,
+//! finishing, releasing in key order) is in `shard/walk.rs`; link changes and outages in
+//! `shard/outage.rs`; reloads in `shard/reload.rs`.
 
-use super::counters::{Counters, Terminal};
-use super::deadlines::Deadlines;
-use super::order::KeyOrder;
-use super::servers::{Queued, ServerView};
-use super::slots::{SlotRef, Slots};
-use crate::policy::{CompiledPolicy, EventId, NodeId, PacketType, ProfileId, ServerId};
-use crate::protocol::{InboundEvent, ParsedAnswer, Reply, RequestId, Verdict};
+mod outage;
+mod reload;
+mod spooling;
+mod walk;
+
+#[cfg(test)]
+pub(super) use spooling::RecordId;
+
+use super::counters::Counters;
+use super::events::{EventState, Events, RouterRef};
+use super::recent::Recent;
+use super::servers::{Queued, ServerView, Servers};
+use super::slots::SlotRef;
+use crate::policy::{CompiledPolicy, EventId, ServerId};
+use crate::protocol::{InboundEvent, ParsedAnswer, RequestId};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-/// A router connection, as the runtime names it: its shard and its number there.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub struct RouterRef {
-    pub shard: u16,
-    pub conn: u32,
-}
-
-/// How a stream to a server ended.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Closing {
-    /// With `</stream:stream>` or a stream error: the server left on purpose, and leaves the
-    /// ring once it has no stream left.
-    Graceful,
-    /// The connection broke: the server is in an outage window, and what waits for it queues.
-    Abrupt,
-}
-
-/// What happened to one shard's stream to a server.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum LinkChange {
-    /// The stream became active.
-    Up,
-    /// The stream went away.
-    Down(Closing),
-}
-
 /// The engine's settings.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
+    /// This shard's number (request ids and record ids carry it).
     pub shard: u16,
+    /// How many shards the gateway runs: one possible stream per shard to each server.
     pub shards: u16,
     /// The gateway's component name (`from` of everything it writes).
     pub gateway_name: String,
+    /// How long a step waits for its server's answer before it fails as its handling says.
     pub event_timeout: Duration,
+    /// How long a server that lost its last stream abruptly stays in the ring, its events
+    /// queued, before it leaves and they fail or move on.
     pub outage_window: Duration,
     /// Bound of each server's queue on this shard.
     pub queue_bound: usize,
@@ -66,15 +56,29 @@ pub struct EngineConfig {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Outgoing {
     /// The wait-mode request `id`, `seq`th in this shard's order for its server.
-    Wait { id: RequestId, seq: u64 },
+    Wait {
+        /// The request's id (its answer names it).
+        id: RequestId,
+        /// Its place in this shard's order for the server.
+        seq: u64,
+    },
     /// A fire-and-forget notification, worth writing until `expires`.
-    Notify { seq: u64, expires: Instant },
+    Notify {
+        /// Its place in this shard's order for the server.
+        seq: u64,
+        /// After this it is not written any more (counted lost, or spooled).
+        expires: Instant,
+    },
     /// The replay of spooled record `seq`: once written, report
     /// [`ShardEngine::handle_replay_written`] to the engine that sent it.
-    Replay { seq: u64 },
+    Replay {
+        /// The record's number in the spool.
+        seq: u64,
+    },
 }
 
 impl Outgoing {
+    /// The id of the answer it waits for (a wait-mode request only).
     pub fn request(&self) -> Option<RequestId> {
         match self {
             Outgoing::Wait { id, .. } => Some(*id),
@@ -92,22 +96,39 @@ pub enum Action {
     /// shard on that stream until it reports room ([`ShardEngine::handle_link_room`]), so that the
     /// deferred ones are not overtaken.
     Send {
+        /// The server the request is for.
         server: ServerId,
+        /// The shard whose stream to `server` carries it.
         link: u16,
+        /// What it is, to hand back if it cannot be written.
         request: Outgoing,
+        /// The request, ready to write.
         bytes: Bytes,
     },
     /// Report [`ShardEngine::handle_link_room`] once the stream to `server` held by shard `link`
     /// has drained below its low watermark (at once if it has already).
-    AwaitRoom { server: ServerId, link: u16 },
+    AwaitRoom {
+        /// The server whose stream is full.
+        server: ServerId,
+        /// The shard that holds the stream.
+        link: u16,
+    },
     /// Deliver a verdict (or `bad-request`) to a router connection.
-    Verdict { router: RouterRef, bytes: Bytes },
+    Verdict {
+        /// The router connection the event came from.
+        router: RouterRef,
+        /// The verdict, ready to write.
+        bytes: Bytes,
+    },
     /// Raise or clear a named alarm.
     Alarm(Alarm),
     /// A compliance server broke the protocol; log it.
     ProtocolViolation {
+        /// The server that broke it.
         server: ServerId,
+        /// The event its answer was about.
         event: EventId,
+        /// What was wrong, for the log.
         detail: &'static str,
     },
 }
@@ -125,16 +146,35 @@ pub enum AlarmState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Alarm {
     /// A server lost its last active stream (raised) or has one again (cleared).
-    ConnectionLost { server: ServerId, state: AlarmState },
+    ConnectionLost {
+        /// The server.
+        server: ServerId,
+        /// Raised or cleared.
+        state: AlarmState,
+    },
     /// A server left the hash ring (raised) or is routable again (cleared).
-    LeftRing { server: ServerId, state: AlarmState },
+    LeftRing {
+        /// The server.
+        server: ServerId,
+        /// Raised or cleared.
+        state: AlarmState,
+    },
     /// A server's queue on this shard reached its bound (raised) or drained (cleared).
-    QueueFull { server: ServerId, state: AlarmState },
+    QueueFull {
+        /// The server.
+        server: ServerId,
+        /// Raised or cleared.
+        state: AlarmState,
+    },
     /// This shard's spool refused a record (raised) or has room again (cleared).
-    SpoolFull { state: AlarmState },
+    SpoolFull {
+        /// Raised or cleared.
+        state: AlarmState,
+    },
 }
 
 impl Alarm {
+    /// The alarm's name as docs/protocol.md §5 spells it (logs, metrics, status).
     pub fn name(&self) -> &'static str {
         match self {
             Alarm::ConnectionLost { .. } => "ComplianceServerConnectionLost",
@@ -144,6 +184,7 @@ impl Alarm {
         }
     }
 
+    /// Whether the condition began (else it ended).
     pub fn raised(&self) -> bool {
         match self {
             Alarm::ConnectionLost { state, .. }
@@ -164,137 +205,51 @@ impl Alarm {
     }
 }
 
-/// Where an event is in its walk.
-#[derive(Debug)]
-pub(super) enum Phase {
-    /// Between steps (only while the engine is working on it).
-    Walking,
-    /// Waiting for `server`'s answer; `link` is the shard whose stream carried the request, or
-    /// `None` while it waits in the server's queue.
-    Waiting {
-        server: ServerId,
-        link: Option<u16>,
-        sent_at: Instant,
-        /// The request's place in this shard's order for `server` (see `Queued`).
-        seq: u64,
-    },
-    /// Walk over; waiting for earlier events of its key to leave.
-    Done {
-        verdict: Verdict,
-        terminal: Terminal,
-        decider: Option<(ProfileId, Option<ServerId>)>,
-    },
-}
-
-/// One event in flight.
-#[derive(Debug)]
-pub(super) struct EventState {
-    pub event: EventId,
-    pub packet: PacketType,
-    pub node: NodeId,
-    pub key: String,
-    pub key_hash: u64,
-    pub stable_key: u64,
-    /// The stanza as the walk has it now (modified by a PASS, or the original).
-    pub stanza: Bytes,
-    pub modified: bool,
-    pub reply: Reply,
-    pub router: RouterRef,
-    pub received_at: Instant,
-    pub stamp: [u8; 24],
-    pub step: u16,
-    /// The policy the event walks under: the one in force when it arrived (see `reload.rs`).
-    pub epoch: u32,
-    pub failed_open: bool,
-    /// This shard's number for the event (record ids).
-    pub serial: u64,
-    /// The last spooled record its verdict waits for (0: none).
-    pub hold: u64,
-    /// A record it depended on could not be kept: it bounces (fail closed).
-    pub spool_lost: bool,
-    pub phase: Phase,
-    /// The next event of the same key, for [`KeyOrder`].
-    pub next_same_key: Option<u32>,
+/// Whether the engine still walks events, or is shutting down.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Mode {
+    Running,
+    /// Shutting down: every remaining step fails at once.
+    Draining,
 }
 
 /// See the module documentation.
 pub struct ShardEngine {
-    pub(super) cfg: EngineConfig,
-    /// The policy new events walk under, and its epoch.
-    pub(super) policy: Arc<CompiledPolicy>,
-    pub(super) epoch: u32,
-    /// Earlier policies that events in flight still walk under (see `reload.rs`).
-    pub(super) epochs: super::epochs::Epochs,
-    pub(super) events: Slots<EventState>,
-    pub(super) order: KeyOrder,
-    pub(super) timers: Deadlines,
-    pub(super) servers: Vec<ServerView>,
-    pub(super) counters: Counters,
+    cfg: EngineConfig,
+    /// The policy new events walk under (earlier ones are kept by [`Events`]).
+    policy: Arc<CompiledPolicy>,
+    events: Events,
+    servers: Servers,
+    counters: Counters,
     /// The last minute of the same (see `recent.rs`).
-    pub(super) recent: super::recent::Recent,
-    pub(super) actions: VecDeque<Action>,
-    /// Shutting down: every remaining step fails at once.
-    pub(super) draining: bool,
+    recent: Recent,
+    /// The durable spool's side (see `shard/spooling.rs`).
+    spooling: spooling::Spooling,
+    actions: VecDeque<Action>,
+    mode: Mode,
     /// The latest `now` any input brought, for measuring residence at release.
-    pub(super) now: Instant,
+    now: Instant,
     stamp_cache: (u128, [u8; 24]),
-    /// Link changes for servers a reload has not brought here yet (see `reload.rs`).
-    pub(super) pending_links: Vec<(ServerId, u16, LinkChange)>,
-    /// The next place in the order requests are given to servers.
-    pub(super) next_seq: u64,
-    /// The durable spool, when `[spool] dir` is set (see `spooling.rs`).
-    pub(super) spool: Option<crate::spool::Spool>,
-    /// This gateway run's id, first in every record id.
-    pub(super) boot: u64,
-    /// The last event serial given.
-    pub(super) serial: u64,
-    /// Verdicts waiting for their records to be durable, by record number.
-    pub(super) held: VecDeque<super::spooling::Held>,
-    pub(super) replay: super::spooling::Replay,
-    /// Alarm `SpoolFull` is raised.
-    pub(super) spool_alarm: bool,
 }
 
 impl ShardEngine {
+    /// The engine of shard `cfg.shard`, walking events under `policy`, every server waiting
+    /// for its first stream from `now`.
     pub fn new(cfg: EngineConfig, policy: Arc<CompiledPolicy>, now: Instant) -> ShardEngine {
-        let servers = policy
-            .servers()
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                ServerView::new(
-                    ServerId(i as u16),
-                    s.name.clone(),
-                    s.component.clone(),
-                    usize::from(cfg.shards),
-                    now,
-                )
-            })
-            .collect::<Vec<_>>();
+        let servers = Servers::new(&policy, usize::from(cfg.shards), now);
         let profiles = policy.profile_count();
         ShardEngine {
             counters: Counters::new(profiles, servers.len()),
-            recent: super::recent::Recent::new(servers.len(), now),
+            recent: Recent::new(servers.len(), now),
             cfg,
             policy,
-            epoch: 0,
-            epochs: Default::default(),
-            events: Slots::default(),
-            order: KeyOrder::default(),
-            timers: Deadlines::default(),
+            events: Events::default(),
             servers,
+            spooling: Default::default(),
             actions: VecDeque::new(),
-            draining: false,
+            mode: Mode::Running,
             now,
             stamp_cache: (u128::MAX, [b'0'; 24]),
-            pending_links: Vec::new(),
-            next_seq: 0,
-            spool: None,
-            boot: 0,
-            serial: 0,
-            held: VecDeque::new(),
-            replay: Default::default(),
-            spool_alarm: false,
         }
     }
 
@@ -310,38 +265,11 @@ impl ShardEngine {
     ) {
         self.now = now;
         self.counters.received += 1;
-        self.serial += 1;
         let stamp = self.stamp(wall);
-        let state = EventState {
-            event: ev.event,
-            packet: ev.packet,
-            node: ev.node,
-            stable_key: crate::routing::stable_hash(ev.key.as_bytes()),
-            key: ev.key,
-            key_hash,
-            stanza: ev.stanza,
-            modified: false,
-            reply: ev.reply,
-            router,
-            received_at: now,
-            stamp,
-            step: 0,
-            epoch: self.epoch,
-            failed_open: false,
-            serial: self.serial,
-            hold: 0,
-            spool_lost: false,
-            phase: Phase::Walking,
-            next_same_key: None,
-        };
-        self.epochs.entered(self.epoch);
-        let r = self.events.insert(state);
-        if let Some(prev_tail) = self.order.push(key_hash, r.slot) {
-            if let Some(prev) = self.events.by_slot_mut(prev_tail) {
-                prev.next_same_key = Some(r.slot);
-            }
-        }
-        self.advance(r.slot, now);
+        let slot = self
+            .events
+            .insert(EventState::new(ev, key_hash, router, now, stamp));
+        self.advance(slot, now);
     }
 
     /// An answer from `server` (read on whichever shard holds its stream).
@@ -351,28 +279,14 @@ impl ShardEngine {
             slot: answer.id.slot,
             generation: answer.id.generation,
         };
-        let waiting = match self.events.get(r).map(|e| &e.phase) {
-            Some(Phase::Waiting {
-                server: s,
-                link: Some(_),
-                sent_at,
-                ..
-            }) if *s == server => Some(*sent_at),
-            _ => None,
-        };
-        let Some(sent_at) = waiting else {
-            if let Some(c) = self.counters.servers.get_mut(server.index()) {
+        let Some(sent_at) = self.events.sent_at(r, server) else {
+            if let Some(c) = self.counters.server_mut(server) {
                 c.late_answers += 1;
             }
             return;
         };
         let micros = now.saturating_duration_since(sent_at).as_micros() as u64;
-        if let Some(h) = self.counters.latency.get_mut(server.index()) {
-            h.saturating_record(micros.max(1));
-        }
-        if let Some(sum) = self.counters.latency_sum_us.get_mut(server.index()) {
-            *sum += micros;
-        }
+        self.counters.record_answer(server, micros);
         self.recent.record_answer(server.index(), micros, now);
         self.apply_answer(r.slot, server, answer.answer, now);
     }
@@ -390,31 +304,25 @@ impl ShardEngine {
         now: Instant,
     ) {
         self.now = now;
-        let Some(view) = self.servers.get_mut(server.index()) else {
+        let Some(view) = self.servers.get_mut(server) else {
             return;
         };
         if view.link_full(usize::from(link)) {
             self.actions.push_back(Action::AwaitRoom { server, link });
         }
-        let counters = self.counters.servers.get_mut(server.index());
+        let counters = self.counters.server_mut(server);
         match request {
             Outgoing::Wait { id, seq } => {
                 let r = SlotRef {
                     slot: id.slot,
                     generation: id.generation,
                 };
-                let sent_here = matches!(
-                    self.events.get(r).map(|e| &e.phase),
-                    Some(Phase::Waiting { server: s, link: Some(l), .. }) if *s == server && *l == link
-                );
-                if !sent_here {
+                if !self.events.sent_on(r, server, link) {
                     // Answered, timed out or moved on meanwhile.
                     return;
                 }
-                if let Some(Phase::Waiting { link, .. }) =
-                    self.events.by_slot_mut(r.slot).map(|e| &mut e.phase)
-                {
-                    *link = None;
+                if let Some(ev) = self.events.by_slot_mut(r.slot) {
+                    ev.unsent();
                 }
                 if let Some(c) = counters {
                     c.deferred += 1;
@@ -447,7 +355,7 @@ impl ShardEngine {
     /// batch of what waits for the server goes out.
     pub fn handle_link_room(&mut self, server: ServerId, link: u16, now: Instant) {
         self.now = now;
-        let Some(view) = self.servers.get_mut(server.index()) else {
+        let Some(view) = self.servers.get_mut(server) else {
             return;
         };
         if view.link_room(usize::from(link)) {
@@ -461,8 +369,8 @@ impl ShardEngine {
     /// Runs the timers due at `now`: event timers and outage windows.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
-        while let Some(r) = self.timers.pop_due(now) {
-            if let Some(Phase::Waiting { .. }) = self.events.get(r).map(|e| &e.phase) {
+        while let Some(due) = self.events.pop_expired(now) {
+            if let Some(r) = due {
                 self.timed_out(r.slot, now);
             }
         }
@@ -477,18 +385,14 @@ impl ShardEngine {
 
     /// When [`ShardEngine::handle_timeout`] should next run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let window = self.cfg.outage_window;
-        let outage = self
-            .servers
-            .iter()
-            .filter_map(|s| s.outage_deadline(window))
-            .min();
-        match (self.timers.next(), outage) {
+        let outage = self.servers.next_outage_end(self.cfg.outage_window);
+        match (self.events.next_deadline(), outage) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
+    /// The next thing the runtime must do; call until `None` after every input.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
@@ -500,9 +404,10 @@ impl ShardEngine {
 
     /// Conversation keys with events in flight.
     pub fn keys_in_flight(&self) -> usize {
-        self.order.keys()
+        self.events.keys()
     }
 
+    /// Everything this shard counted since start-up.
     pub fn counters(&self) -> &Counters {
         &self.counters
     }
@@ -512,10 +417,12 @@ impl ShardEngine {
         self.recent.window(now)
     }
 
+    /// This shard's view of every server, by id (for status).
     pub fn servers(&self) -> &[ServerView] {
-        &self.servers
+        self.servers.all()
     }
 
+    /// The settings in force.
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
     }
@@ -524,35 +431,41 @@ impl ShardEngine {
     /// no server can take it, and so does every event submitted from now on.
     pub fn drain(&mut self, now: Instant) {
         self.now = now;
-        self.draining = true;
-        let waiting: Vec<u32> = self
-            .events
-            .occupied()
-            .filter(|&s| {
-                matches!(
-                    self.events.by_slot(s).map(|e| &e.phase),
-                    Some(Phase::Waiting { .. })
-                )
-            })
-            .collect();
-        for slot in waiting {
+        self.mode = Mode::Draining;
+        for slot in self.events.waiting() {
             self.step_failed(slot, crate::protocol::BounceCause::Unavailable, now);
         }
         // Notifications still queued for a server are kept in the spool, if there is one.
         for i in 0..self.servers.len() {
-            let records: Vec<Option<Bytes>> = self.servers[i]
-                .queue
-                .drain(..)
-                .filter_map(|q| match q {
-                    Queued::Notify { record, .. } => Some(record),
-                    Queued::Wait { .. } => None,
-                })
-                .collect();
+            let server = ServerId(i as u16);
+            let records: Vec<Option<Bytes>> = match self.servers.get_mut(server) {
+                Some(view) => view
+                    .take_queue()
+                    .into_iter()
+                    .filter_map(|q| match q {
+                        Queued::Notify { record, .. } => Some(record),
+                        Queued::Wait { .. } => None,
+                    })
+                    .collect(),
+                None => continue,
+            };
             for record in records {
                 if !self.spool_dropped(record) {
-                    self.counters.servers[i].notifications_lost += 1;
+                    self.count_lost(server);
                 }
             }
+        }
+    }
+
+    /// Whether the engine is shutting down (no step is started any more).
+    fn draining(&self) -> bool {
+        self.mode == Mode::Draining
+    }
+
+    /// A notification for `server` is lost (not written, not spooled).
+    fn count_lost(&mut self, server: ServerId) {
+        if let Some(c) = self.counters.server_mut(server) {
+            c.notifications_lost += 1;
         }
     }
 

@@ -5,7 +5,7 @@
 
 /// A slot and the generation it had when the reference was made.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub struct SlotRef {
+pub(crate) struct SlotRef {
     pub slot: u32,
     pub generation: u32,
 }

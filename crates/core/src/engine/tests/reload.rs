@@ -1,5 +1,7 @@
-//! Live reloads against the sans-IO engine: events in flight keep their policy, removed servers
-//! leave the ring with their events moved, new servers and early link changes, new timers.
+//! Live reloads against the sans-IO engine alone (its epochs, the link changes it keeps for
+//! servers it does not know yet, every alarm it emits): events in flight keep their policy,
+//! removed servers leave the ring with their events moved, new servers and early link changes,
+//! new timers.
 
 use super::*;
 
@@ -19,9 +21,10 @@ impl Harness {
         let policy = Arc::new(CompiledPolicy::compile_after(&config, Some(&self.policy)));
         let cfg = EngineConfig {
             event_timeout: timeout,
-            ..self.engine.config().clone()
+            ..self.engine().config().clone()
         };
-        self.engine.reconfigure(cfg, policy.clone(), self.now);
+        let now = self.now;
+        self.engine_mut().reconfigure(cfg, policy.clone(), now);
         self.policy = policy;
         self.collect();
     }
@@ -49,7 +52,7 @@ impl Harness {
 
 #[test]
 fn events_in_flight_keep_their_policy_and_new_ones_take_the_new_chain() {
-    let mut h = all_up();
+    let mut h = all_up_engine();
     let old = h.chat("alice", "bob");
     assert_eq!(h.sent.len(), 1, "waits on the Wall profile");
     // The Wall profile stops looking at es_OUT.
@@ -59,7 +62,7 @@ fn events_in_flight_keep_their_policy_and_new_ones_take_the_new_chain() {
     );
     h.reload(&new_toml, TIMEOUT);
     assert_eq!(
-        h.engine.policies_held(),
+        h.engine().policies_held(),
         1,
         "the old policy stays for its event"
     );
@@ -74,7 +77,7 @@ fn events_in_flight_keep_their_policy_and_new_ones_take_the_new_chain() {
     h.pass(2);
     assert!(h.verdict_for(&old).contains("action='pass'"));
     assert_eq!(
-        h.engine.policies_held(),
+        h.engine().policies_held(),
         0,
         "its last event gone, so is the old policy"
     );
@@ -93,12 +96,12 @@ fn without_cs1() -> String {
 
 #[test]
 fn a_removed_server_leaves_the_ring_but_answers_what_it_holds() {
-    let mut h = all_up();
+    let mut h = all_up_engine();
     let id = h.chat_to(CS1);
     let held = h.sent.len() - 1;
     h.reload(&without_cs1(), TIMEOUT);
     assert!(h.policy.server(CS1).is_some_and(|s| s.retired));
-    assert_eq!(h.engine.reach(CS1), Some(Reach::Down));
+    assert_eq!(h.engine().reach(CS1), Some(Reach::Down));
     assert_eq!(
         h.sent.len(),
         held + 1,
@@ -110,7 +113,7 @@ fn a_removed_server_leaves_the_ring_but_answers_what_it_holds() {
     }));
     // A late stream report for the retired server changes nothing.
     h.up(CS1);
-    assert_eq!(h.engine.reach(CS1), Some(Reach::Down));
+    assert_eq!(h.engine().reach(CS1), Some(Reach::Down));
     // cs1 still answers the request it holds; the walk goes on to the Log profile.
     h.pass(held);
     assert_eq!(h.sent.last().map(|s| s.server), Some(CS3));
@@ -123,15 +126,13 @@ fn a_removed_server_leaves_the_ring_but_answers_what_it_holds() {
         h.pass(before);
         h.pass(h.sent.len() - 1);
     }
-    assert_eq!(h.engine.in_flight(), 0);
+    assert_eq!(h.engine().in_flight(), 0);
 }
 
 #[test]
 fn what_queued_for_a_removed_server_moves_at_once() {
-    let mut h = all_up();
-    h.engine
-        .handle_link(CS1, 0, LinkChange::Down(Closing::Abrupt), h.now);
-    h.collect();
+    let mut h = all_up_engine();
+    h.link(CS1, LinkChange::Down(Closing::Abrupt));
     let queued = (0..1000)
         .find_map(|n| {
             let before = h.sent.len();
@@ -148,7 +149,7 @@ fn what_queued_for_a_removed_server_moves_at_once() {
     h.reload(&without_cs1(), TIMEOUT);
     assert_eq!(h.sent.len(), before + 1, "the queued request moved at once");
     assert_eq!(h.sent[before].server, CS2);
-    assert_eq!(h.engine.counters().servers[CS1.index()].moved_away, 1);
+    assert_eq!(h.engine().counters().servers[CS1.index()].moved_away, 1);
     h.pass(before);
     h.pass(h.sent.len() - 1);
     assert!(h.verdict_for(&queued).contains("action='pass'"));
@@ -156,11 +157,10 @@ fn what_queued_for_a_removed_server_moves_at_once() {
 
 #[test]
 fn a_new_server_takes_its_profile_and_early_link_reports_are_kept() {
-    let mut h = all_up();
+    let mut h = all_up_engine();
     let cs4 = ServerId(3);
     // Another shard applied the reload first and its stream to cs4 came up.
-    h.engine.handle_link(cs4, 0, LinkChange::Up, h.now);
-    h.collect();
+    h.up(cs4);
     let with_cs4 = format!(
         "{}\n[[profile]]\nname = \"Audit\"\nevents = [ {{ event = \"onBeforeJoin\" }} ]\n\
          [[server]]\nname = \"cs4\"\nhost = \"127.0.0.1\"\nport = 4\npassword = \"p\"\nprofile = \"Audit\"\n",
@@ -168,7 +168,7 @@ fn a_new_server_takes_its_profile_and_early_link_reports_are_kept() {
     );
     h.reload(&with_cs4, TIMEOUT);
     assert_eq!(
-        h.engine.reach(cs4),
+        h.engine().reach(cs4),
         Some(Reach::Up),
         "the early report was replayed"
     );
@@ -183,14 +183,14 @@ fn a_new_server_takes_its_profile_and_early_link_reports_are_kept() {
     h.pass(before);
     h.pass(h.sent.len() - 1);
     assert!(h.verdict_for(&id).contains("action='pass'"));
-    let c = h.engine.counters();
+    let c = h.engine().counters();
     assert_eq!(c.servers.len(), 4);
     assert_eq!(c.by_decider.len(), h.policy.profile_count() + 1);
 }
 
 #[test]
 fn a_new_event_timeout_applies_to_new_events() {
-    let mut h = all_up();
+    let mut h = all_up_engine();
     let old = h.chat("alice", "bob");
     h.reload(TWO_PROFILES, TIMEOUT * 5);
     let new = h.chat("carol", "dave");
@@ -260,7 +260,7 @@ proptest! {
         picks in proptest::collection::vec(0usize..4, 16),
     ) {
         let variants = variants();
-        let mut h = all_up();
+        let mut h = all_up_engine();
         let mut ids = Vec::new();
         let mut reloads = picks.iter().cycle();
         for op in ops {
@@ -277,8 +277,8 @@ proptest! {
         for _ in 0..30 {
             h.advance(TIMEOUT);
         }
-        prop_assert_eq!(h.engine.in_flight(), 0);
-        prop_assert_eq!(h.engine.policies_held(), 0);
+        prop_assert_eq!(h.engine().in_flight(), 0);
+        prop_assert_eq!(h.engine().policies_held(), 0);
         for id in &ids {
             let n = h.verdicts.iter().filter(|v| v.contains(&format!("id='{id}'"))).count();
             prop_assert_eq!(n, 1, "event {} got {} verdicts", id, n);

@@ -1,30 +1,56 @@
-//! The spool against the sans-IO engine: what goes in, verdicts held until durable, failing
-//! closed when full or when a write failed, and replay with the original record id.
+//! The spool through the shard's gateway core: what goes in, verdicts held until durable,
+//! failing closed when full or when a write failed, and replay with the original record id.
 
 use super::*;
 use crate::spool::{Spool, SpoolIo};
 
 impl Harness {
     fn with_spool(max_bytes: u64) -> Harness {
-        let mut h = Harness::new(TWO_PROFILES, 100);
-        h.engine
-            .attach_spool(Spool::new(max_bytes, 64 << 10, 0), 0xb007);
-        h
+        Harness::build(TWO_PROFILES, 100, Through::Gateway, |engine| {
+            engine.attach_spool(Spool::new(max_bytes, 64 << 10, 0), 0xb007)
+        })
+    }
+
+    /// The next batch of the spool's file work, as the runtime's writer takes it.
+    fn take_spool_batch(&mut self) -> Option<crate::spool::IoBatch> {
+        match &mut self.drive {
+            Drive::Gateway { core, .. } => core.take_spool_batch(),
+            Drive::Engine(engine) => engine.take_spool_batch(),
+        }
+    }
+
+    /// The writer made the records up to `upto` durable.
+    fn spool_durable(&mut self, upto: u64) {
+        let now = self.now;
+        match &mut self.drive {
+            Drive::Gateway { core, .. } => core.handle_spool_durable(upto, now),
+            Drive::Engine(engine) => engine.handle_spool_durable(upto, now),
+        }
+        self.collect();
+    }
+
+    /// The writer failed to make the records up to `upto` durable.
+    fn spool_failed(&mut self, upto: u64) {
+        let now = self.now;
+        match &mut self.drive {
+            Drive::Gateway { core, .. } => core.handle_spool_failed(upto, now),
+            Drive::Engine(engine) => engine.handle_spool_failed(upto, now),
+        }
+        self.collect();
     }
 
     /// Carries out the spool's pending batch as a disk that never fails; returns its size.
     fn sync_spool(&mut self) -> usize {
-        let Some(batch) = self.engine.take_spool_batch() else {
+        let Some(batch) = self.take_spool_batch() else {
             return 0;
         };
         let n = batch.ops.len();
-        self.engine.handle_spool_durable(batch.upto, self.now);
-        self.collect();
+        self.spool_durable(batch.upto);
         n
     }
 
     fn records(&self) -> u64 {
-        self.engine.spool().map_or(0, Spool::records)
+        self.engine().spool().map_or(0, Spool::records)
     }
 }
 
@@ -35,16 +61,16 @@ fn attr<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
 
 #[test]
 fn every_request_carries_a_record_id_stable_across_resends() {
-    let mut h = all_up();
-    h.engine.set_boot(0xabc);
+    let mut h = Harness::build(TWO_PROFILES, 100, Through::Gateway, |e| e.set_boot(0xabc));
+    for s in [CS1, CS2, CS3] {
+        h.up(s);
+    }
     h.chat("alice", "bob");
     let first = attr(&h.sent[0].xml, "record").unwrap().to_owned();
     assert_eq!(first, "abc.0.1.0");
     // The stream is lost ungracefully: the request is sent again with the same record.
     let server = h.sent[0].server;
-    h.engine
-        .handle_link(server, 0, LinkChange::Down(Closing::Abrupt), h.now);
-    h.collect();
+    h.link(server, LinkChange::Down(Closing::Abrupt));
     h.up(server);
     assert_eq!(h.sent.len(), 2);
     assert_eq!(attr(&h.sent[1].xml, "record"), Some(first.as_str()));
@@ -90,7 +116,7 @@ fn a_failed_open_wait_step_is_spooled_a_server_that_answered_never_is() {
     h.sync_spool();
     assert!(h.verdict_for(&id).contains("action='pass'"));
     assert_eq!(
-        h.engine.counters().terminal[Terminal::FailedOpen.index()],
+        h.engine().counters().terminal[Terminal::FailedOpen.index()],
         1
     );
     // An error from a server that saw the event is not a record.
@@ -160,9 +186,8 @@ fn a_failed_write_fails_the_held_events_closed() {
         "",
         "<message from='a@example.com/r' to='b@example.com'/>",
     );
-    let batch = h.engine.take_spool_batch().unwrap();
-    h.engine.handle_spool_failed(batch.upto, h.now);
-    h.collect();
+    let batch = h.take_spool_batch().unwrap();
+    h.spool_failed(batch.upto);
     let v = h.verdict_for(&id);
     assert!(
         v.contains("action='bounce'") && v.contains("resource-constraint"),
@@ -205,7 +230,7 @@ fn replay_sends_each_record_once_with_its_id_and_stamp_when_a_server_is_back() {
     ids.dedup();
     assert_eq!(ids.len(), 20, "every record once");
     // Removal: the segment goes once all its records were delivered.
-    let batch = h.engine.take_spool_batch().unwrap();
+    let batch = h.take_spool_batch().unwrap();
     assert!(
         batch
             .ops
@@ -254,11 +279,7 @@ fn replay_is_paced_by_the_streams_flow_control() {
 
 #[test]
 fn record_ids_fit_their_buffer_at_the_largest_values() {
-    let id = super::super::spooling::RecordId::new_for_test([
-        0xffff_ffff_ffff,
-        0xffff,
-        u64::MAX,
-        0xffff,
-    ]);
+    let id =
+        super::super::shard::RecordId::new_for_test([0xffff_ffff_ffff, 0xffff, u64::MAX, 0xffff]);
     assert_eq!(id, "ffffffffffff.ffff.ffffffffffffffff.ffff");
 }

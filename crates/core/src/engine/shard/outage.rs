@@ -2,8 +2,8 @@
 //! streams comes up or goes away, gracefully or not, and when an ungraceful outage outlasts its
 //! window. Raises and clears the server alarms.
 
-use super::servers::{Queued, Reach, ReachChange};
-use super::shard::{Action, Alarm, Closing, LinkChange, Outgoing, Phase, ShardEngine};
+use super::{Action, Alarm, Outgoing, ShardEngine};
+use crate::engine::servers::{Closing, LinkChange, Queued, Reach, ReachChange};
 use crate::policy::ServerId;
 use crate::protocol::BounceCause;
 use std::time::Instant;
@@ -12,7 +12,7 @@ impl ShardEngine {
     /// A stream to `server` held by shard `link` came up or went away.
     pub fn handle_link(&mut self, server: ServerId, link: u16, change: LinkChange, now: Instant) {
         self.now = now;
-        if self.defer_link(server, link, change) {
+        if self.servers.defer_link(server, link, change) {
             return;
         }
         match change {
@@ -25,7 +25,7 @@ impl ShardEngine {
 
     /// A stream to `server` held by shard `link` became active.
     fn on_link_up(&mut self, server: ServerId, link: u16, now: Instant) {
-        let Some(view) = self.servers.get_mut(server.index()) else {
+        let Some(view) = self.servers.get_mut(server) else {
             return;
         };
         let was_down = view.reach() == Reach::Down;
@@ -49,7 +49,7 @@ impl ShardEngine {
 
     /// A stream to `server` held by shard `link` went away.
     fn on_link_down(&mut self, server: ServerId, link: u16, graceful: bool, now: Instant) {
-        let Some(view) = self.servers.get_mut(server.index()) else {
+        let Some(view) = self.servers.get_mut(server) else {
             return;
         };
         let change = view.link_down(usize::from(link), graceful, now);
@@ -67,36 +67,21 @@ impl ShardEngine {
             }
         }
         // Requests that went out on the lost stream will never be answered there.
-        let orphans: Vec<(u32, u64)> = self
-            .events
-            .occupied()
-            .filter_map(|slot| match self.events.by_slot(slot)?.phase {
-                Phase::Waiting {
-                    server: s,
-                    link: Some(l),
-                    seq,
-                    ..
-                } if s == server && l == link => Some((slot, seq)),
-                _ => None,
-            })
-            .collect();
+        let orphans = self.events.sent_on_link(server, link);
         match reach {
             Reach::Up | Reach::Outage { .. } => {
                 // They go back in the queue in their place, before anything given to the
                 // server after them; another stream takes them now, or the server's return.
                 for (slot, seq) in orphans {
-                    if let Some(Phase::Waiting { link, .. }) =
-                        self.events.by_slot_mut(slot).map(|e| &mut e.phase)
-                    {
-                        *link = None;
+                    if let Some(ev) = self.events.by_slot_mut(slot) {
+                        ev.unsent();
                     }
                     if reach == Reach::Up {
                         self.count_resent(server);
                     }
-                    if let (Some(r), Some(view)) = (
-                        self.events.current(slot),
-                        self.servers.get_mut(server.index()),
-                    ) {
+                    if let (Some(r), Some(view)) =
+                        (self.events.current(slot), self.servers.get_mut(server))
+                    {
                         view.requeue(Queued::Wait { r, seq });
                     }
                 }
@@ -118,8 +103,12 @@ impl ShardEngine {
     pub(super) fn expire_outages(&mut self, now: Instant) {
         let window = self.cfg.outage_window;
         for i in 0..self.servers.len() {
-            if self.servers[i].expire_outage(now, window) {
-                let server = self.servers[i].id;
+            let server = ServerId(i as u16);
+            if self
+                .servers
+                .get_mut(server)
+                .is_some_and(|v| v.expire_outage(now, window))
+            {
                 self.actions.push_back(Action::Alarm(Alarm::LeftRing {
                     server,
                     state: crate::engine::AlarmState::Raised,
@@ -137,11 +126,11 @@ impl ShardEngine {
         let shard = usize::from(self.cfg.shard);
         let batch = self.cfg.link_batch_bytes.max(1);
         let mut released: Option<(usize, usize)> = None;
-        while let Some(view) = self.servers.get_mut(server.index()) {
+        while let Some(view) = self.servers.get_mut(server) {
             let Some(link) = view.link(shard) else {
                 break;
             };
-            if view.queue.is_empty() {
+            if view.queue_is_empty() {
                 break;
             }
             let sent = match released {
@@ -157,16 +146,12 @@ impl ShardEngine {
                 released = None;
                 continue;
             }
-            let Some(item) = view.queue.pop_front() else {
+            let Some(item) = view.pop_queued() else {
                 break;
             };
             let len = match item {
                 Queued::Wait { r, .. } => {
-                    let waiting_here = matches!(
-                        self.events.get(r).map(|e| &e.phase),
-                        Some(Phase::Waiting { server: s, link: None, .. }) if *s == server
-                    );
-                    if waiting_here {
+                    if self.events.queued_for(r, server) {
                         self.send_request(r.slot, server, link as u16, now)
                     } else {
                         0
@@ -179,7 +164,9 @@ impl ShardEngine {
                     record,
                 } => {
                     if expires > now {
-                        self.counters.servers[server.index()].notified += 1;
+                        if let Some(c) = self.counters.server_mut(server) {
+                            c.notified += 1;
+                        }
                         let len = bytes.len();
                         self.actions.push_back(Action::Send {
                             server,
@@ -190,7 +177,7 @@ impl ShardEngine {
                         len
                     } else {
                         if !self.spool_dropped(record) {
-                            self.counters.servers[server.index()].notifications_lost += 1;
+                            self.count_lost(server);
                         }
                         0
                     }
@@ -203,18 +190,14 @@ impl ShardEngine {
 
     /// Empties a server's queue: its waiting events move to another server or fail at once.
     pub(super) fn drain_queue(&mut self, server: ServerId, now: Instant, end: QueueEnd) {
-        let items: Vec<Queued> = match self.servers.get_mut(server.index()) {
-            Some(view) => view.queue.drain(..).collect(),
+        let items: Vec<Queued> = match self.servers.get_mut(server) {
+            Some(view) => view.take_queue(),
             None => return,
         };
         for item in items {
             match item {
                 Queued::Wait { r, .. } => {
-                    let waiting_here = matches!(
-                        self.events.get(r).map(|e| &e.phase),
-                        Some(Phase::Waiting { server: s, link: None, .. }) if *s == server
-                    );
-                    if !waiting_here {
+                    if !self.events.queued_for(r, server) {
                         continue;
                     }
                     match end {
@@ -224,7 +207,7 @@ impl ShardEngine {
                 }
                 Queued::Notify { record, .. } => {
                     if !self.spool_dropped(record) {
-                        self.counters.servers[server.index()].notifications_lost += 1;
+                        self.count_lost(server);
                     }
                 }
             }
@@ -238,24 +221,20 @@ impl ShardEngine {
         let Some(ev) = self.events.by_slot(slot) else {
             return;
         };
-        let from = match ev.phase {
-            Phase::Waiting { server, .. } => server,
-            _ => return,
+        let Some(from) = ev.waiting_server() else {
+            return;
         };
         let next = self
             .step_of(ev)
-            .and_then(|step| self.choose(&step, ev.epoch, ev.stable_key));
-        self.counters.servers[from.index()].moved_away += 1;
+            .and_then(|step| self.choose(&step, ev.epoch(), ev.stable_key()));
+        if let Some(c) = self.counters.server_mut(from) {
+            c.moved_away += 1;
+        }
         match next {
             Some(server) => {
-                let seq = self.take_seq();
+                let seq = self.servers.take_seq();
                 if let Some(ev) = self.events.by_slot_mut(slot) {
-                    ev.phase = Phase::Waiting {
-                        server,
-                        link: None,
-                        sent_at: now,
-                        seq,
-                    };
+                    ev.wait_for(server, seq, now);
                 }
                 self.dispatch(slot, now);
             }
@@ -263,16 +242,17 @@ impl ShardEngine {
         }
     }
 
+    /// A request went out again after its stream was lost.
     fn count_resent(&mut self, server: ServerId) {
-        if let Some(c) = self.counters.servers.get_mut(server.index()) {
+        if let Some(c) = self.counters.server_mut(server) {
             c.resent += 1;
         }
     }
 
+    /// Clears alarm `ComplianceServerQueueFull` once the server's queue is below its bound.
     fn clear_queue_alarm(&mut self, server: ServerId) {
-        if let Some(view) = self.servers.get_mut(server.index()) {
-            if view.queue_alarm && view.queue.len() < self.cfg.queue_bound {
-                view.queue_alarm = false;
+        if let Some(view) = self.servers.get_mut(server) {
+            if view.clear_queue_alarm(self.cfg.queue_bound) {
                 self.actions.push_back(Action::Alarm(Alarm::QueueFull {
                     server,
                     state: crate::engine::AlarmState::Cleared,
@@ -282,8 +262,11 @@ impl ShardEngine {
     }
 }
 
+/// What becomes of the waiting events of a queue that is emptied.
 #[derive(Copy, Clone)]
 pub(super) enum QueueEnd {
+    /// They move to another server of their step (the server left gracefully or was removed).
     Redirect,
+    /// Their step fails at once (the server's outage window ended).
     Fail,
 }

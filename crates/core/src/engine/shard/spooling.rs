@@ -7,12 +7,16 @@
 //! reports back through [`ShardEngine::handle_spool_durable`] and
 //! [`ShardEngine::handle_spool_failed`].
 
-use super::shard::{Action, Alarm, EventState, Outgoing, Phase, ShardEngine};
+use super::{Action, Alarm, AlarmState, Outgoing, ShardEngine};
+use crate::engine::events::{EventState, Phase};
+use crate::engine::servers::{Reach, Retired};
+use crate::engine::Terminal;
 use crate::policy::{ProfileId, ServerId, Step};
 use crate::protocol::request::{write_request, Mode, RequestFields};
 use crate::protocol::{BounceCause, RequestId, Verdict};
 use crate::spool::{format, RecordRef, Refused, Seq, Spool};
 use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
 use std::time::Instant;
 
 /// Records looked at in one replay turn, at most: a turn holds the shard well under a
@@ -21,7 +25,7 @@ const REPLAY_SCAN: usize = 512;
 
 /// A record id: `{boot}.{shard}.{event}.{step}` in lowercase hex (see docs/protocol.md), on
 /// the stack: one is written for every request.
-pub(super) struct RecordId {
+pub(crate) struct RecordId {
     buf: [u8; RecordId::MAX_LEN],
     len: usize,
 }
@@ -70,84 +74,124 @@ impl RecordId {
 
 /// Where replay stands: a pass over the spool, oldest first, resumed across turns.
 #[derive(Debug, Default)]
-pub(super) struct Replay {
+struct Replay {
     /// A pass is under way (or due).
-    pub armed: bool,
+    armed: bool,
     /// The next record the pass looks at.
-    pub cursor: Seq,
+    cursor: Seq,
     /// Something was sent during this pass (another pass follows it).
-    pub progress: bool,
+    progress: bool,
     /// The pass stopped at `cursor` because that record's server had no stream with room: a
     /// stream's room resumes it.
-    pub blocked: bool,
+    blocked: bool,
 }
 
 /// A verdict waiting for its record to be durable.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Held {
-    pub seq: Seq,
-    pub slot: u32,
+struct Held {
+    seq: Seq,
+    slot: u32,
     /// The event's serial: the slot may hold another event by the time the sync is reported.
-    pub serial: u64,
-    pub key_hash: u64,
+    serial: u64,
+    key_hash: u64,
+}
+
+/// The engine's spool state: the spool itself (when `[spool] dir` is set), this run's id,
+/// the verdicts waiting for their records, where replay stands, and the spool's alarm.
+#[derive(Debug)]
+pub(super) struct Spooling {
+    spool: Option<Spool>,
+    /// This gateway run's id, first in every record id.
+    boot: u64,
+    /// Verdicts waiting for their records to be durable, by record number.
+    held: VecDeque<Held>,
+    replay: Replay,
+    /// Alarm `SpoolFull`.
+    alarm: AlarmState,
+}
+
+impl Default for Spooling {
+    fn default() -> Self {
+        Spooling {
+            spool: None,
+            boot: 0,
+            held: VecDeque::new(),
+            replay: Replay::default(),
+            alarm: AlarmState::Cleared,
+        }
+    }
+}
+
+impl Spooling {
+    /// A spool is attached: steps no server can take are kept.
+    pub(super) fn enabled(&self) -> bool {
+        self.spool.is_some()
+    }
+
+    /// Whether the verdict of an event holding `hold` may leave.
+    pub(super) fn hold_released(&self, hold: Seq) -> bool {
+        hold == 0 || self.spool.as_ref().is_none_or(|s| s.durable() >= hold)
+    }
 }
 
 impl ShardEngine {
     /// Gives this engine its spool (read back at start-up), and the id of this gateway run
     /// that every record id starts with. Without it, nothing is spooled.
     pub fn attach_spool(&mut self, spool: Spool, boot: u64) {
-        self.spool = Some(spool);
-        self.boot = boot;
+        self.spooling.spool = Some(spool);
+        self.spooling.boot = boot;
         self.arm_replay(true);
     }
 
     /// Sets the run id record ids start with (without a spool).
     pub fn set_boot(&mut self, boot: u64) {
-        self.boot = boot;
+        self.spooling.boot = boot;
     }
 
+    /// The spool, when one is attached (for status and tests).
     pub fn spool(&self) -> Option<&Spool> {
-        self.spool.as_ref()
+        self.spooling.spool.as_ref()
     }
 
     /// Records or removals wait for the spool's writer.
     pub fn spool_has_work(&self) -> bool {
-        self.spool.as_ref().is_some_and(Spool::has_work)
+        self.spooling.spool.as_ref().is_some_and(Spool::has_work)
     }
 
     /// Nothing of the spool waits to be written or is being written (shutdown waits for it).
     pub fn spool_idle(&self) -> bool {
-        self.spool.as_ref().is_none_or(Spool::idle)
+        self.spooling.spool.as_ref().is_none_or(Spool::idle)
     }
 
     /// The next batch of spool file operations to carry out (see [`Spool::take_batch`]).
     pub fn take_spool_batch(&mut self) -> Option<crate::spool::IoBatch> {
-        self.spool.as_mut()?.take_batch()
+        self.spooling.spool.as_mut()?.take_batch()
     }
 
+    /// The record id of `ev`'s current step.
     pub(super) fn record_id(&self, ev: &EventState) -> RecordId {
         // The boot id is 48 bits and the shard 16: the longest id fits MAX_LEN.
         RecordId::new([
-            self.boot & 0xffff_ffff_ffff,
+            self.spooling.boot & 0xffff_ffff_ffff,
             u64::from(self.cfg.shard),
-            ev.serial,
-            u64::from(ev.step),
+            ev.serial(),
+            u64::from(ev.step()),
         ])
     }
 
     /// Whether a failed step of `slot` is a record to keep: the spool is on and no server saw
     /// the request (it never left the queue, or its server is not ACTIVE).
     pub(super) fn unseen(&self, slot: u32) -> bool {
-        if self.spool.is_none() {
+        if !self.spooling.enabled() {
             return false;
         }
-        match self.events.by_slot(slot).map(|e| &e.phase) {
+        match self.events.by_slot(slot).map(EventState::phase) {
             Some(Phase::Waiting { server, link, .. }) => {
                 link.is_none()
                     || self
                         .servers
-                        .get(server.index())
-                        .is_some_and(|s| s.reach() != super::Reach::Up)
+                        .get(*server)
+                        .is_some_and(|s| s.reach() != Reach::Up)
             }
             _ => true,
         }
@@ -157,27 +201,27 @@ impl ShardEngine {
     fn encode_step(&self, slot: u32, step: &Step) -> Option<(Vec<u8>, u64, u64)> {
         let ev = self.events.by_slot(slot)?;
         let id = self.record_id(ev);
-        let stamp = std::str::from_utf8(&ev.stamp).unwrap_or("");
+        let stamp = ev.stamp();
         let record = RecordRef {
             id: id.as_str(),
             stamp,
-            stable_key: ev.stable_key,
-            profile: self.policy_of(ev.epoch).profile_name(step.profile),
-            event: ev.event,
-            packet: (ev.event.kind() == crate::policy::EventKind::Jsm).then_some(ev.packet),
+            stable_key: ev.stable_key(),
+            profile: self.policy_of(ev.epoch()).profile_name(step.profile),
+            event: ev.event(),
+            packet: (ev.event().kind() == crate::policy::EventKind::Jsm).then_some(ev.packet()),
             handling: step.handling,
-            node: self.policy.node_name(ev.node).unwrap_or(""),
-            key: &ev.key,
-            stanza: &ev.stanza,
+            node: self.policy.node_name(ev.node()).unwrap_or(""),
+            key: ev.key(),
+            stanza: ev.stanza(),
         };
         let born = crate::protocol::stamp::parse_millis(stamp).unwrap_or(0);
-        Some((format::encode_payload(&record), ev.stable_key, born))
+        Some((format::encode_payload(&record), ev.stable_key(), born))
     }
 
     /// The encoded record of `slot`'s current step, for a notification that waits in a queue
     /// (spooled if it is dropped there); `None` without a spool.
     pub(super) fn queued_record(&self, slot: u32) -> Option<Bytes> {
-        self.spool.as_ref()?;
+        self.spooling.spool.as_ref()?;
         let ev = self.events.by_slot(slot)?;
         let step = self.step_of(ev)?;
         self.encode_step(slot, &step)
@@ -192,18 +236,19 @@ impl ShardEngine {
         let profile = self.policy.profile_name(step.profile).to_owned();
         let seq = self.spool_payload(payload, &profile, stable_key, born)?;
         if let Some(ev) = self.events.by_slot_mut(slot) {
-            ev.hold = ev.hold.max(seq);
+            ev.hold_for(seq);
             let held = Held {
                 seq,
                 slot,
-                serial: ev.serial,
-                key_hash: ev.key_hash,
+                serial: ev.serial(),
+                key_hash: ev.key_hash(),
             };
-            self.held.push_back(held);
+            self.spooling.held.push_back(held);
         }
         Ok(())
     }
 
+    /// Appends a record; raises alarm `SpoolFull` when the spool refuses it.
     fn spool_payload(
         &mut self,
         payload: Vec<u8>,
@@ -211,10 +256,10 @@ impl ShardEngine {
         stable_key: u64,
         born: u64,
     ) -> Result<Seq, Refused> {
-        let spool = self.spool.as_mut().ok_or(Refused::Full)?;
+        let spool = self.spooling.spool.as_mut().ok_or(Refused::Full)?;
         let result = spool.append_encoded(payload, profile, stable_key, born);
-        if result.is_err() && !self.spool_alarm {
-            self.spool_alarm = true;
+        if result.is_err() && self.spooling.alarm == AlarmState::Cleared {
+            self.spooling.alarm = AlarmState::Raised;
             self.actions.push_back(Action::Alarm(Alarm::SpoolFull {
                 state: crate::engine::AlarmState::Raised,
             }));
@@ -222,8 +267,8 @@ impl ShardEngine {
         // No replay pass for it now: it is here because no server could take it; a server
         // coming back or leaving the ring starts one. If some server is up (its queue or
         // streams are full), the next room on a stream starts one too.
-        if result.is_ok() && self.servers.iter().any(|v| v.reach() == super::Reach::Up) {
-            self.replay.blocked = true;
+        if result.is_ok() && self.servers.any_up() {
+            self.spooling.replay.blocked = true;
         }
         result
     }
@@ -242,15 +287,10 @@ impl ShardEngine {
             .is_ok()
     }
 
-    /// Whether the verdict of an event holding `hold` may leave.
-    pub(super) fn hold_released(&self, hold: Seq) -> bool {
-        hold == 0 || self.spool.as_ref().is_none_or(|s| s.durable() >= hold)
-    }
-
     /// The runtime made every record up to `upto` durable: the verdicts waiting for them go.
     pub fn handle_spool_durable(&mut self, upto: Seq, now: Instant) {
         self.now = now;
-        if let Some(spool) = self.spool.as_mut() {
+        if let Some(spool) = self.spooling.spool.as_mut() {
             spool.on_durable(upto);
         }
         self.release_held(upto, false);
@@ -261,30 +301,24 @@ impl ShardEngine {
     /// events that depended on them bounce (fail closed).
     pub fn handle_spool_failed(&mut self, upto: Seq, now: Instant) {
         self.now = now;
-        let upto = match self.spool.as_mut() {
+        let upto = match self.spooling.spool.as_mut() {
             Some(spool) => spool.on_failed(upto),
             None => upto,
         };
         self.release_held(upto, true);
     }
 
+    /// The verdicts held for records up to `upto` may go (bounced if the records were `lost`).
     fn release_held(&mut self, upto: Seq, lost: bool) {
-        while let Some(h) = self.held.front().copied() {
+        while let Some(h) = self.spooling.held.front().copied() {
             if h.seq > upto {
                 break;
             }
-            self.held.pop_front();
+            self.spooling.held.pop_front();
             if lost {
                 if let Some(ev) = self.events.by_slot_mut(h.slot) {
-                    if ev.serial == h.serial {
-                        ev.spool_lost = true;
-                        if let Phase::Done {
-                            verdict, terminal, ..
-                        } = &mut ev.phase
-                        {
-                            *verdict = Verdict::Bounce(BounceCause::SpoolFull);
-                            *terminal = super::Terminal::Bounce;
-                        }
+                    if ev.serial() == h.serial {
+                        ev.lose_record();
                     }
                 }
             }
@@ -292,9 +326,12 @@ impl ShardEngine {
         }
     }
 
+    /// Clears alarm `SpoolFull` once the spool has room again.
     fn check_spool_alarm(&mut self) {
-        if self.spool_alarm && self.spool.as_ref().is_some_and(|s| !s.full()) {
-            self.spool_alarm = false;
+        if self.spooling.alarm == AlarmState::Raised
+            && self.spooling.spool.as_ref().is_some_and(|s| !s.full())
+        {
+            self.spooling.alarm = AlarmState::Cleared;
             self.actions.push_back(Action::Alarm(Alarm::SpoolFull {
                 state: crate::engine::AlarmState::Cleared,
             }));
@@ -304,21 +341,27 @@ impl ShardEngine {
     /// Something changed that may let records go out: a pass starts (from the oldest record
     /// when `from_start`) at the next turn.
     pub(super) fn arm_replay(&mut self, from_start: bool) {
-        if self.spool.as_ref().is_none_or(|s| s.records() == 0) {
+        if self
+            .spooling
+            .spool
+            .as_ref()
+            .is_none_or(|s| s.records() == 0)
+        {
             return;
         }
-        if from_start && !self.replay.armed {
-            self.replay.cursor = 0;
+        let replay = &mut self.spooling.replay;
+        if from_start && !replay.armed {
+            replay.cursor = 0;
         }
-        self.replay.blocked = false;
-        self.replay.armed = true;
+        replay.blocked = false;
+        replay.armed = true;
     }
 
     /// A stream reported room: a pass that waited for room goes on (a pass that found
     /// nothing to send is not started again for it: room changes nothing for records whose
     /// servers are away).
     pub(super) fn resume_replay(&mut self) {
-        if self.replay.blocked {
+        if self.spooling.replay.blocked {
             self.arm_replay(false);
         }
     }
@@ -326,7 +369,7 @@ impl ShardEngine {
     /// Whether a replay turn is due now (the runtime runs [`ShardEngine::replay_turn`] until
     /// it is not, yielding between turns).
     pub fn replay_due(&self) -> bool {
-        self.replay.armed && !self.draining
+        self.spooling.replay.armed && !self.draining()
     }
 
     /// One replay turn: looks at up to [`REPLAY_SCAN`] records from the pass's cursor, and
@@ -335,10 +378,10 @@ impl ShardEngine {
     /// is full until it reports room. Live requests waiting in a server's queue went first
     /// (callers flush queues before replay).
     pub fn replay_turn(&mut self, now: Instant) {
-        if !self.replay.armed || self.draining {
+        if !self.spooling.replay.armed || self.draining() {
             return;
         }
-        let Some(spool) = self.spool.as_ref() else {
+        let Some(spool) = self.spooling.spool.as_ref() else {
             return;
         };
         let profile_ids: Vec<Option<ProfileId>> = spool
@@ -351,7 +394,7 @@ impl ShardEngine {
             })
             .collect();
         let batch: Vec<(Seq, usize, u64)> = spool
-            .pending_from(self.replay.cursor)
+            .pending_from(self.spooling.replay.cursor)
             .take(REPLAY_SCAN)
             .map(|(seq, p)| (seq, p.profile, p.stable_key))
             .collect();
@@ -360,22 +403,25 @@ impl ShardEngine {
         let limit = self.cfg.link_batch_bytes.max(1);
         let mut sent_on = vec![0usize; usize::from(self.cfg.shards)];
         for (seq, profile, stable_key) in batch {
-            self.replay.cursor = seq + 1;
+            self.spooling.replay.cursor = seq + 1;
             let Some(Some(profile)) = profile_ids.get(profile).copied() else {
                 continue;
             };
             let Some(server) = self.replay_server(profile, stable_key) else {
                 continue;
             };
-            let view = &self.servers[server.index()];
+            let Some(view) = self.servers.get(server) else {
+                continue;
+            };
             let Some(link) = view.link(shard) else {
-                if view.reach() == super::Reach::Up {
+                if view.reach() == Reach::Up {
                     // Its streams are full: the pass waits here for room (`handle_link_room`
                     // arms it again), rather than scanning on past what it cannot send.
-                    self.replay.cursor = seq;
-                    self.replay.armed = false;
-                    self.replay.progress = false;
-                    self.replay.blocked = true;
+                    let replay = &mut self.spooling.replay;
+                    replay.cursor = seq;
+                    replay.armed = false;
+                    replay.progress = false;
+                    replay.blocked = true;
                     return;
                 }
                 // Its server is in an outage window: the record waits for it.
@@ -385,10 +431,10 @@ impl ShardEngine {
                 continue;
             };
             let len = bytes.len();
-            if let Some(spool) = self.spool.as_mut() {
+            if let Some(spool) = self.spooling.spool.as_mut() {
                 spool.set_in_transit(seq, true);
             }
-            self.replay.progress = true;
+            self.spooling.replay.progress = true;
             self.actions.push_back(Action::Send {
                 server,
                 link: link as u16,
@@ -399,7 +445,9 @@ impl ShardEngine {
                 *n += len;
                 if *n >= limit {
                     *n = 0;
-                    self.servers[server.index()].link_full(link);
+                    if let Some(view) = self.servers.get_mut(server) {
+                        view.link_full(link);
+                    }
                     self.actions.push_back(Action::AwaitRoom {
                         server,
                         link: link as u16,
@@ -409,28 +457,27 @@ impl ShardEngine {
         }
         let _ = now;
         if reached_end {
-            self.replay.cursor = 0;
-            self.replay.armed = self.replay.progress;
-            self.replay.progress = false;
+            let replay = &mut self.spooling.replay;
+            replay.cursor = 0;
+            replay.armed = replay.progress;
+            replay.progress = false;
         }
     }
 
     /// The server a record of `profile` goes to now: rendezvous over the routable ones.
     fn replay_server(&self, profile: ProfileId, stable_key: u64) -> Option<ServerId> {
-        let candidates = self
-            .policy
-            .profile_servers(profile)
-            .iter()
-            .filter_map(|id| self.servers.get(id.index()))
-            .filter(|s| s.routable() && !s.retired())
-            .map(|s| (s.id, s.seed));
-        crate::routing::rendezvous(stable_key, candidates)
+        self.servers.rendezvous(
+            self.policy.profile_servers(profile),
+            stable_key,
+            Retired::Skip,
+        )
     }
 
+    /// The replay request of record `seq` for `server`.
     fn replay_bytes(&self, seq: Seq, server: ServerId) -> Option<Bytes> {
-        let pending = self.spool.as_ref()?.get(seq)?;
+        let pending = self.spooling.spool.as_ref()?.get(seq)?;
         let r = format::decode_payload(&pending.payload)?;
-        let view = self.servers.get(server.index())?;
+        let view = self.servers.get(server)?;
         let fields = RequestFields {
             id: RequestId {
                 shard: self.cfg.shard,
@@ -452,7 +499,7 @@ impl ShardEngine {
         write_request(
             &mut out,
             &self.cfg.gateway_name,
-            &view.component,
+            view.component(),
             &fields,
             &r.stanza,
         );
@@ -462,7 +509,7 @@ impl ShardEngine {
     /// A replayed record was written to a server's stream: it leaves the spool.
     pub fn handle_replay_written(&mut self, seq: Seq, now: Instant) {
         self.now = now;
-        if let Some(spool) = self.spool.as_mut() {
+        if let Some(spool) = self.spooling.spool.as_mut() {
             spool.delivered(seq);
         }
         self.check_spool_alarm();
@@ -470,14 +517,15 @@ impl ShardEngine {
 
     /// A replayed record could not be written: it stays, for a later pass.
     pub(super) fn replay_deferred(&mut self, seq: Seq) {
-        if let Some(spool) = self.spool.as_mut() {
+        if let Some(spool) = self.spooling.spool.as_mut() {
             spool.set_in_transit(seq, false);
         }
         // Sent again once the stream that handed it back has room.
-        if self.replay.cursor > seq || !self.replay.armed {
-            self.replay.cursor = self.replay.cursor.min(seq);
-            self.replay.blocked = true;
-            self.replay.armed = false;
+        let replay = &mut self.spooling.replay;
+        if replay.cursor > seq || !replay.armed {
+            replay.cursor = replay.cursor.min(seq);
+            replay.blocked = true;
+            replay.armed = false;
         }
     }
 
@@ -486,7 +534,7 @@ impl ShardEngine {
         self.finish(
             slot,
             Verdict::Bounce(BounceCause::SpoolFull),
-            super::Terminal::Bounce,
+            Terminal::Bounce,
             Some((step.profile, None)),
         );
     }

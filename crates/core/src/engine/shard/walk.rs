@@ -3,10 +3,11 @@
 //! answer (PASS-only rules included), fail a step as its handling says, and finish the event in
 //! exactly one terminal state, released in key order.
 
-use super::counters::Terminal;
-use super::servers::{Queued, Reach};
-use super::shard::{Action, Alarm, Outgoing, Phase, ShardEngine};
-use crate::policy::{AnswerRule, Handling, ProfileId, ServerId, Step};
+use super::{Action, Alarm, Outgoing, ShardEngine};
+use crate::engine::counters::Terminal;
+use crate::engine::events::{Decider, EventState, Phase};
+use crate::engine::servers::{Queued, Reach, Retired};
+use crate::policy::{AnswerRule, Handling, ServerId, Step};
 use crate::protocol::request::{write_request, Mode, RequestFields};
 use crate::protocol::verdict::{write_verdict, Origin};
 use crate::protocol::{Answer, BounceCause, RequestId, Verdict};
@@ -25,15 +26,15 @@ impl ShardEngine {
                 return;
             };
             let Some(step) = self.step_of(ev) else {
-                let (verdict, terminal) = match (ev.modified, ev.failed_open) {
-                    (true, fo) => (Verdict::Pass(Some(ev.stanza.clone())), pass_or_failed(fo)),
+                let (verdict, terminal) = match (ev.modified(), ev.failed_open()) {
+                    (true, fo) => (Verdict::Pass(Some(ev.stanza().clone())), pass_or_failed(fo)),
                     (false, fo) => (Verdict::Pass(None), pass_or_failed(fo)),
                 };
                 return self.finish(slot, verdict, terminal, None);
             };
-            let notify = step.fire_and_forget || !ev.event.answer().expects_answer();
-            let Some(server) = self.choose(&step, ev.epoch, ev.stable_key) else {
-                if notify && self.spool.is_some() {
+            let notify = step.fire_and_forget || !ev.event().answer().expects_answer();
+            let Some(server) = self.choose(&step, ev.epoch(), ev.stable_key()) else {
+                if notify && self.spooling.enabled() {
                     // Kept in the spool, the notification is as good as sent.
                     if self.spool_step(slot, &step).is_err() {
                         return self.refuse_closed(slot, &step);
@@ -43,12 +44,12 @@ impl ShardEngine {
                         return self.finish(slot, Verdict::Drop, Terminal::Drop, decider);
                     }
                     if let Some(ev) = self.events.by_slot_mut(slot) {
-                        ev.step += 1;
+                        ev.next_step();
                     }
                     continue;
                 }
                 // No server can take the step: it fails at once, as its handling says.
-                let keep = !notify && self.spool.is_some();
+                let keep = !notify && self.spooling.enabled();
                 if self.fail_or_continue(slot, &step, None, BounceCause::Unavailable, keep) {
                     return;
                 }
@@ -68,30 +69,18 @@ impl ShardEngine {
                     );
                 }
                 if let Some(ev) = self.events.by_slot_mut(slot) {
-                    ev.step += 1;
+                    ev.next_step();
                 }
                 continue;
             }
             let Some(r) = self.events.bump(slot) else {
                 return;
             };
-            // Trim before arming: this event is not `Waiting` yet, and must not look stale.
-            let events = &self.events;
-            self.timers.trim(|t| {
-                t == r
-                    || events
-                        .get(t)
-                        .is_some_and(|e| matches!(e.phase, Phase::Waiting { .. }))
-            });
-            self.timers.arm(now, self.cfg.event_timeout, r);
-            let seq = self.take_seq();
+            // Armed before it waits: this event is not `Waiting` yet, and must not look stale.
+            self.events.arm_timer(now, self.cfg.event_timeout, r);
+            let seq = self.servers.take_seq();
             if let Some(ev) = self.events.by_slot_mut(slot) {
-                ev.phase = Phase::Waiting {
-                    server,
-                    link: None,
-                    sent_at: now,
-                    seq,
-                };
+                ev.wait_for(server, seq, now);
             }
             self.dispatch(slot, now);
             return;
@@ -126,9 +115,7 @@ impl ShardEngine {
                     return true;
                 }
                 if let Some(ev) = self.events.by_slot_mut(slot) {
-                    ev.failed_open = true;
-                    ev.step += 1;
-                    ev.phase = Phase::Walking;
+                    ev.fail_open();
                 }
                 false
             }
@@ -138,22 +125,14 @@ impl ShardEngine {
     /// The step's server for this key among the routable ones (none while draining). `epoch`
     /// is the policy the step comes from.
     pub(super) fn choose(&self, step: &Step, epoch: u32, stable_key: u64) -> Option<ServerId> {
-        if self.draining {
+        if self.draining() {
             return None;
         }
-        let candidates = step
-            .servers(self.policy_of(epoch))
-            .iter()
-            .filter_map(|id| self.servers.get(id.index()))
-            .filter(|s| s.routable())
-            .map(|s| (s.id, s.seed));
-        crate::routing::rendezvous(stable_key, candidates)
-    }
-
-    /// The next place in the order requests are given to servers.
-    pub(super) fn take_seq(&mut self) -> u64 {
-        self.next_seq += 1;
-        self.next_seq
+        self.servers.rendezvous(
+            step.servers(self.policy_of(epoch)),
+            stable_key,
+            Retired::Include,
+        )
     }
 
     /// Writes the current request of a waiting event, or queues it while its server has no
@@ -164,23 +143,20 @@ impl ShardEngine {
             return;
         };
         let shard = usize::from(self.cfg.shard);
-        let Some(view) = self.servers.get_mut(server.index()) else {
+        let Some(view) = self.servers.get_mut(server) else {
             return;
         };
-        if let (Some(link), true) = (view.link(shard), view.queue.is_empty()) {
+        if let (Some(link), true) = (view.link(shard), view.queue_is_empty()) {
             self.send_request(slot, server, link as u16, now);
             return;
         }
-        if view.queue.len() >= self.cfg.queue_bound {
+        if view.queued() >= self.cfg.queue_bound {
             // Entries whose events timed out or moved on still sit in the queue: drop them
             // before calling it full (expired notifications go to the spool, if there is one).
             let events = &self.events;
             let mut expired = Vec::new();
-            view.queue.retain_mut(|q| match q {
-                Queued::Wait { r, .. } => matches!(
-                    events.get(*r).map(|e| &e.phase),
-                    Some(Phase::Waiting { link: None, .. })
-                ),
+            view.retain_queued(|q| match q {
+                Queued::Wait { r, .. } => events.queued(*r),
                 Queued::Notify {
                     expires, record, ..
                 } => {
@@ -193,27 +169,26 @@ impl ShardEngine {
             });
             for record in expired {
                 if !self.spool_dropped(record) {
-                    self.counters.servers[server.index()].notifications_lost += 1;
+                    self.count_lost(server);
                 }
             }
         }
-        let Some(view) = self.servers.get_mut(server.index()) else {
+        let Some(view) = self.servers.get_mut(server) else {
             return;
         };
-        if view.queue.len() >= self.cfg.queue_bound {
-            if !view.queue_alarm {
-                view.queue_alarm = true;
+        if view.queued() >= self.cfg.queue_bound {
+            if view.raise_queue_alarm() {
                 self.actions.push_back(Action::Alarm(Alarm::QueueFull {
                     server,
                     state: crate::engine::AlarmState::Raised,
                 }));
             }
-            if let Some(c) = self.counters.servers.get_mut(server.index()) {
+            if let Some(c) = self.counters.server_mut(server) {
                 c.queue_full += 1;
             }
             return self.step_failed(slot, BounceCause::Unavailable, now);
         }
-        let seq = match self.events.by_slot(slot).map(|e| &e.phase) {
+        let seq = match self.events.by_slot(slot).map(EventState::phase) {
             Some(Phase::Waiting { seq, .. }) => *seq,
             _ => return,
         };
@@ -226,11 +201,9 @@ impl ShardEngine {
         }
     }
 
+    /// The server `slot`'s event waits for, if it waits.
     pub(super) fn waiting_server(&self, slot: u32) -> Option<ServerId> {
-        match self.events.by_slot(slot)?.phase {
-            Phase::Waiting { server, .. } => Some(server),
-            _ => None,
-        }
+        self.events.by_slot(slot)?.waiting_server()
     }
 
     /// Builds and emits the wait-mode request of `slot` on `server`'s stream at shard `link`;
@@ -255,17 +228,9 @@ impl ShardEngine {
         };
         let mut seq = 0;
         if let Some(ev) = self.events.by_slot_mut(slot) {
-            if let Phase::Waiting { seq: s, .. } = ev.phase {
-                seq = s;
-            }
-            ev.phase = Phase::Waiting {
-                server,
-                link: Some(link),
-                sent_at: now,
-                seq,
-            };
+            seq = ev.sent(server, link, now);
         }
-        if let Some(c) = self.counters.servers.get_mut(server.index()) {
+        if let Some(c) = self.counters.server_mut(server) {
             c.sent += 1;
         }
         let len = bytes.len();
@@ -295,17 +260,17 @@ impl ShardEngine {
             return true;
         };
         let shard = usize::from(self.cfg.shard);
-        let seq = self.take_seq();
+        let seq = self.servers.take_seq();
         let expires = now + self.cfg.event_timeout;
-        let spooling = self.spool.is_some();
-        let Some(view) = self.servers.get(server.index()) else {
+        let spooling = self.spooling.enabled();
+        let Some(view) = self.servers.get(server) else {
             return true;
         };
-        let link = view.link(shard).filter(|_| view.queue.is_empty());
-        let queue_full = view.queue.len() >= self.cfg.queue_bound;
+        let link = view.link(shard).filter(|_| view.queue_is_empty());
+        let queue_full = view.queued() >= self.cfg.queue_bound;
         if link.is_none() && spooling && (view.reach() != Reach::Up || queue_full) {
             if queue_full {
-                if let Some(c) = self.counters.servers.get_mut(server.index()) {
+                if let Some(c) = self.counters.server_mut(server) {
                     c.queue_full += 1;
                 }
             }
@@ -315,12 +280,12 @@ impl ShardEngine {
             None => self.queued_record(slot),
             Some(_) => None,
         };
-        let Some(view) = self.servers.get_mut(server.index()) else {
+        let Some(view) = self.servers.get_mut(server) else {
             return true;
         };
         match link {
             Some(link) => {
-                if let Some(c) = self.counters.servers.get_mut(server.index()) {
+                if let Some(c) = self.counters.server_mut(server) {
                     c.notified += 1;
                 }
                 self.actions.push_back(Action::Send {
@@ -330,8 +295,8 @@ impl ShardEngine {
                     bytes,
                 });
             }
-            None if view.queue.len() < self.cfg.queue_bound => {
-                view.queue.push_back(Queued::Notify {
+            None if view.queued() < self.cfg.queue_bound => {
+                view.enqueue(Queued::Notify {
                     bytes,
                     expires,
                     seq,
@@ -339,7 +304,7 @@ impl ShardEngine {
                 });
             }
             None => {
-                if let Some(c) = self.counters.servers.get_mut(server.index()) {
+                if let Some(c) = self.counters.server_mut(server) {
                     c.queue_full += 1;
                     c.notifications_lost += 1;
                 }
@@ -348,6 +313,7 @@ impl ShardEngine {
         true
     }
 
+    /// The request of `slot`'s current step for `server`, in `mode`.
     fn request_bytes(
         &self,
         slot: u32,
@@ -357,29 +323,28 @@ impl ShardEngine {
     ) -> Option<Bytes> {
         let ev = self.events.by_slot(slot)?;
         let step = self.step_of(ev)?;
-        let view = self.servers.get(server.index())?;
-        let stamp = std::str::from_utf8(&ev.stamp).unwrap_or("");
+        let view = self.servers.get(server)?;
         let record = self.record_id(ev);
         let fields = RequestFields {
             id,
-            event: ev.event,
-            packet: (ev.event.kind() == crate::policy::EventKind::Jsm).then_some(ev.packet),
+            event: ev.event(),
+            packet: (ev.event().kind() == crate::policy::EventKind::Jsm).then_some(ev.packet()),
             profile: self.policy.profile_name(step.profile),
             handling: step.handling,
             mode,
-            node: self.policy.node_name(ev.node).unwrap_or(""),
-            key: &ev.key,
-            stamp,
+            node: self.policy.node_name(ev.node()).unwrap_or(""),
+            key: ev.key(),
+            stamp: ev.stamp(),
             record: record.as_str(),
             replay: false,
         };
-        let mut out = BytesMut::with_capacity(ev.stanza.len() + 384);
+        let mut out = BytesMut::with_capacity(ev.stanza().len() + 384);
         write_request(
             &mut out,
             &self.cfg.gateway_name,
-            &view.component,
+            view.component(),
             &fields,
-            &ev.stanza,
+            ev.stanza(),
         );
         Some(out.freeze())
     }
@@ -395,20 +360,25 @@ impl ShardEngine {
         let Some(ev) = self.events.by_slot(slot) else {
             return;
         };
-        let event = ev.event;
+        let event = ev.event();
         let Some(step) = self.step_of(ev) else {
             return;
         };
         let (judged, violation) = judge(answer, event.answer());
+        let Some(counters) = self.counters.server_mut(server) else {
+            return;
+        };
         if let Some(detail) = violation {
-            self.counters.servers[server.index()].protocol_violations += 1;
+            counters.protocol_violations += 1;
             self.actions.push_back(Action::ProtocolViolation {
                 server,
                 event,
                 detail,
             });
         }
-        let counters = &mut self.counters.servers[server.index()];
+        let Some(counters) = self.counters.server_mut(server) else {
+            return;
+        };
         match judged {
             Judged::Pass => {
                 counters.passed += 1;
@@ -417,8 +387,7 @@ impl ShardEngine {
             Judged::Modified(stanza) => {
                 counters.modified += 1;
                 if let Some(ev) = self.events.by_slot_mut(slot) {
-                    ev.stanza = stanza;
-                    ev.modified = true;
+                    ev.modify(stanza);
                 }
                 self.next_step(slot, now);
             }
@@ -436,10 +405,10 @@ impl ShardEngine {
         }
     }
 
+    /// On to the next step of `slot`'s chain, and walks it.
     fn next_step(&mut self, slot: u32, now: Instant) {
         if let Some(ev) = self.events.by_slot_mut(slot) {
-            ev.step += 1;
-            ev.phase = Phase::Walking;
+            ev.next_step();
         }
         self.advance(slot, now);
     }
@@ -447,7 +416,7 @@ impl ShardEngine {
     /// The event's timer fired while it waited.
     pub(super) fn timed_out(&mut self, slot: u32, now: Instant) {
         if let Some(server) = self.waiting_server(slot) {
-            if let Some(c) = self.counters.servers.get_mut(server.index()) {
+            if let Some(c) = self.counters.server_mut(server) {
                 c.timeouts += 1;
             }
         }
@@ -459,10 +428,7 @@ impl ShardEngine {
         let Some(ev) = self.events.by_slot(slot) else {
             return;
         };
-        let server = match ev.phase {
-            Phase::Waiting { server, .. } => Some(server),
-            _ => None,
-        };
+        let server = ev.waiting_server();
         let Some(step) = self.step_of(ev) else {
             return;
         };
@@ -471,6 +437,8 @@ impl ShardEngine {
         self.step_failed_with(slot, step, server, cause, now, keep);
     }
 
+    /// Fails `step` of `slot` (answered by `server`, if one answered) for `cause`; `keep`
+    /// spools its record first (no server saw it).
     fn step_failed_with(
         &mut self,
         slot: u32,
@@ -493,22 +461,13 @@ impl ShardEngine {
         slot: u32,
         verdict: Verdict,
         terminal: Terminal,
-        decider: Option<(ProfileId, Option<ServerId>)>,
+        decider: Decider,
     ) {
         let Some(ev) = self.events.by_slot_mut(slot) else {
             return;
         };
-        let (verdict, terminal) = match ev.spool_lost {
-            // A record it depended on was not kept: fail closed.
-            true => (Verdict::Bounce(BounceCause::SpoolFull), Terminal::Bounce),
-            false => (verdict, terminal),
-        };
-        ev.phase = Phase::Done {
-            verdict,
-            terminal,
-            decider,
-        };
-        let key_hash = ev.key_hash;
+        ev.finish(verdict, terminal, decider);
+        let key_hash = ev.key_hash();
         // Stale the slot's timers and queue entries.
         self.events.bump(slot);
         self.release(key_hash);
@@ -517,80 +476,41 @@ impl ShardEngine {
     /// Emits the verdicts at the head of a key's order that are done, and whose records (if
     /// any) are durable.
     pub(super) fn release(&mut self, key_hash: u64) {
-        while let Some(head) = self.order.head(key_hash) {
-            let done = match self.events.by_slot(head) {
-                Some(e) => matches!(e.phase, Phase::Done { .. }) && self.hold_released(e.hold),
-                None => false,
-            };
-            if !done {
-                return;
-            }
-            let Some(ev) = self.events.remove(head) else {
-                return;
-            };
-            self.epoch_left(ev.epoch);
-            self.order.pop(key_hash, ev.next_same_key);
-            let Phase::Done {
-                verdict,
-                terminal,
-                decider,
-            } = ev.phase
+        loop {
+            let spooling = &self.spooling;
+            let Some((ev, verdict, terminal, decider)) = self
+                .events
+                .release_head(key_hash, |e| spooling.hold_released(e.hold()))
             else {
-                continue;
+                return;
             };
             let origin = decider.map(|(profile, server)| Origin {
                 profile: self.policy.profile_name(profile),
-                server: server
-                    .and_then(|s| self.servers.get(s.index()))
-                    .map(|s| s.name.as_str()),
+                server: server.and_then(|s| self.servers.get(s)).map(|s| s.name()),
             });
             let mut out = BytesMut::with_capacity(256);
             write_verdict(
                 &mut out,
                 &self.cfg.gateway_name,
-                &ev.reply,
+                ev.reply(),
                 &verdict,
                 origin,
             );
-            self.count_terminal(ev.event, terminal, decider);
-            let residence = self.now.saturating_duration_since(ev.received_at);
+            let residence = self.now.saturating_duration_since(ev.received_at());
             let micros = residence.as_micros() as u64;
-            self.counters.residence.saturating_record(micros.max(1));
-            self.counters.residence_sum_us += micros;
+            self.counters
+                .count_terminal(ev.event(), terminal, decider, micros);
             self.recent.record_terminal(terminal, micros, self.now);
             self.actions.push_back(Action::Verdict {
-                router: ev.router,
+                router: ev.router(),
                 bytes: out.freeze(),
             });
         }
     }
 
-    fn count_terminal(
-        &mut self,
-        event: crate::policy::EventId,
-        terminal: Terminal,
-        decider: Option<(ProfileId, Option<ServerId>)>,
-    ) {
-        let t = terminal.index();
-        self.counters.terminal[t] += 1;
-        if let Some(e) = self.counters.by_event.get_mut(event.index()) {
-            e[t] += 1;
-        }
-        let (profile, server) = match decider {
-            Some((p, s)) => (p.index(), s.map_or(0, |s| s.index() + 1)),
-            // No step decided (an empty chain, or a pass through every step): the last row.
-            None => (self.counters.by_decider.len() - 1, 0),
-        };
-        if let Some(row) = self.counters.by_decider.get_mut(profile) {
-            if let Some(cell) = row.get_mut(server) {
-                cell[t] += 1;
-            }
-        }
-    }
-
     /// The outage state of a server, for tests and status.
     pub fn reach(&self, server: ServerId) -> Option<Reach> {
-        self.servers.get(server.index()).map(|s| s.reach())
+        self.servers.get(server).map(|s| s.reach())
     }
 }
 
