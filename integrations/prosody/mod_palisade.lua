@@ -189,14 +189,48 @@ local function flush_on_timer()
 	flush_due = false;
 	flush_outbox();
 end
+
+-- The stanza's XML, appended to `buf` from index n + 1; returns the last index, or nil when it
+-- has an attribute in a namespace of its own (util.stanza serializes those). The same output as
+-- util.stanza's serializer, with fewer calls: a value is escaped only when it has something to
+-- escape, and the pieces go straight into the outbox (one concatenation per write, not one per
+-- element and one per event). Serializing the stanza was the largest part of an event's cost.
+local s_find, s_gsub = string.find, string.gsub;
+local escapes = { ["'"] = "&apos;", ["\""] = "&quot;", ["<"] = "&lt;", [">"] = "&gt;", ["&"] = "&amp;" };
+local function escape(text)
+	if s_find(text, "[&<>'\"]") then return (s_gsub(text, "[&<>'\"]", escapes)); end
+	return text;
+end
+local function put_xml(el, buf, n, parent_ns)
+	local name, attr = el.name, el.attr;
+	n = n + 1; buf[n] = "<"..name;
+	for k, v in pairs(attr) do
+		if s_find(k, "\1", 1, true) then return nil; end
+		if k ~= "xmlns" or v ~= parent_ns then
+			n = n + 1; buf[n] = " "..k.."='"..escape(v).."'";
+		end
+	end
+	local len = #el;
+	if len == 0 then
+		n = n + 1; buf[n] = "/>";
+		return n;
+	end
+	n = n + 1; buf[n] = ">";
+	local ns = attr.xmlns;
+	for i = 1, len do
+		local child = el[i];
+		if child.name then
+			n = put_xml(child, buf, n, ns);
+			if n == nil then return nil; end
+		else
+			n = n + 1; buf[n] = escape(child);
+		end
+	end
+	n = n + 1; buf[n] = "</"..name..">";
+	return n;
+end
+
 local function send_event(session, name, stanza, room, id)
-	local attr = stanza.attr;
-	local xmlns = attr.xmlns;
-	attr.xmlns = "jabber:client";
-	local ok, xml = pcall(tostring, stanza);
-	attr.xmlns = xmlns;
-	if not ok then error(xml); end
-	local room_attr = room and ("' room='"..xml_escape(room)) or "";
 	if outbox_session ~= session then
 		if outbox_n > 0 then flush_outbox(); end
 		outbox_session = session;
@@ -205,8 +239,31 @@ local function send_event(session, name, stanza, room, id)
 		flush_due = true;
 		module:add_timer(0, flush_on_timer);
 	end
-	outbox_n = outbox_n + 1;
-	outbox[outbox_n] = event_head..(id or next_event_id())..event_open..name..room_attr.."'>"..xml.."</event></iq>";
+	local room_attr = room and ("' room='"..xml_escape(room)) or "";
+	local n = outbox_n + 1;
+	outbox[n] = event_head..(id or next_event_id())..event_open..name..room_attr.."'>";
+	local attr = stanza.attr;
+	local xmlns = attr.xmlns;
+	attr.xmlns = "jabber:client";
+	local ok, last = pcall(put_xml, stanza, outbox, n, nil);
+	if not (ok and last) then
+		for i = n + 1, math.huge do -- what put_xml appended before it stopped
+			if outbox[i] == nil then break; end
+			outbox[i] = nil;
+		end
+		local xml;
+		ok, xml = pcall(tostring, stanza);
+		if not ok then
+			attr.xmlns, outbox[n] = xmlns, nil;
+			error(xml);
+		end
+		last = n + 1;
+		outbox[last] = xml;
+	end
+	attr.xmlns = xmlns;
+	last = last + 1;
+	outbox[last] = "</event></iq>";
+	outbox_n = last;
 end
 
 local function stanza_error(type, condition, text)
