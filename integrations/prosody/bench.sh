@@ -156,9 +156,9 @@ plain = runs[0]
 print("binary: %s; %d messages over %d pairs; the gateway's profile: %s"
       % (sys.argv[1], plain["messages"], plain["pairs"], sys.argv[2]))
 names = {"plain": "plain", "module": "with module", "baseline": "baseline module"}
-print("%-22s" % "" + "".join("%16s" % names[r["label"]] for r in runs))
+print("%-26s" % "" + "".join("%16s" % names[r["label"]] for r in runs))
 def row(title, key, fmt):
-    print("%-22s" % title + "".join(("%16" + fmt) % r[key] if key in r else "%16s" % "-" for r in runs))
+    print("%-26s" % title + "".join(("%16" + fmt) % r[key] if key in r else "%16s" % "-" for r in runs))
 row("messages/s", "messages_per_s", ".0f")
 row("Prosody CPU µs/msg", "prosody_cpu_us_per_msg", ".1f")
 row("gateway CPU µs/msg", "gateway_cpu_us_per_msg", ".1f")
@@ -166,7 +166,8 @@ row("simulator CPU µs/msg", "sim_cpu_us_per_msg", ".1f")
 print("per message, counts that do not move with the load (perf stat -p, every thread):")
 for proc in ("prosody", "gateway"):
     for key, title in (("instructions", "instructions"), ("task_clock_ms", "task-clock µs"),
-                       ("syscalls", "syscalls"), ("io_uring_enter", "io_uring_enter"),
+                       ("syscalls", "syscalls"), ("recvfrom", "recvfrom"), ("sendto", "sendto"),
+                       ("io_uring_enter", "io_uring_enter"),
                        ("io_uring_requests", "io_uring requests"), ("epoll_wait", "epoll_wait"),
                        ("epoll_ctl", "epoll_ctl"), ("context_switches", "context switches")):
         k = "%s_%s_per_msg" % (proc, key)
@@ -175,7 +176,7 @@ for proc in ("prosody", "gateway"):
         scale = 1000.0 if key == "task_clock_ms" else 1.0
         if key == "instructions":
             title, scale = "k instructions", 0.001
-        print("%-22s" % ("  %s %s" % (proc, title))[:22] + "".join(
+        print("%-26s" % ("  %s %s" % (proc, title)) + "".join(
             "%16.2f" % (r[k] * scale) if k in r else "%16s" % "-" for r in runs))
 for r in runs[1:]:
     rate = r["messages_per_s"] / plain["messages_per_s"]

@@ -31,6 +31,8 @@ COUNTERS = [
     ("task-clock", "task_clock_ms"),
     ("context-switches", "context_switches"),
     ("raw_syscalls:sys_enter", "syscalls"),
+    ("syscalls:sys_enter_recvfrom", "recvfrom"),
+    ("syscalls:sys_enter_sendto", "sendto"),
     ("syscalls:sys_enter_io_uring_enter", "io_uring_enter"),
     ("syscalls:sys_enter_epoll_wait", "epoll_wait"),
     ("syscalls:sys_enter_epoll_ctl", "epoll_ctl"),

@@ -235,7 +235,8 @@ local function send_event(session, name, stanza, room, id)
 		if outbox_n > 0 then flush_outbox(); end
 		outbox_session = session;
 	end
-	if not flush_due then
+	-- Inside a read of the gateway's stream (a verdict resumed a session), the read flushes.
+	if not flush_due and not (session.palisade and session.palisade.reading) then
 		flush_due = true;
 		module:add_timer(0, flush_on_timer);
 	end
@@ -468,7 +469,15 @@ local function take_verdicts(session)
 				local attr = stanza.attr;
 				if stanza.name == "iq" and attr.xmlns == nil and attr.from == s.host then
 					local answer = answers[attr.to];
-					if answer and answer(stanza) then return; end
+					if answer then
+						-- As mod_component does with its handler: an error is logged, not raised.
+						local ok, taken = pcall(answer, stanza);
+						if not ok then
+							s.log("error", "Palisade: handling an answer failed: %s", taken);
+							return;
+						end
+						if taken then return; end
+					end
 				end
 				return dispatch(s, stanza);
 			end;
@@ -484,8 +493,11 @@ local function take_verdicts(session)
 		session.notopen = nil;
 		session.stream = stream;
 		session.data = function (_, data)
-			local ok = stream:feed(data);
+			shared.reading = true;
+			local fed, ok = pcall(stream.feed, stream, data);
+			shared.reading = false;
 			for _, flush in pairs(flushes) do flush(); end
+			if not fed then error(ok); end
 			if ok then return; end
 			session:close("not-well-formed");
 		end;
