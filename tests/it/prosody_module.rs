@@ -562,7 +562,7 @@ fn prosody_module_keeps_order_within_a_conversation() {
 /// `Received[component]: <top tag>`), and they are enforced all the same.
 #[test]
 fn prosody_module_takes_verdicts_off_the_gateway_stream() {
-    let Some(rig) = rig_logging("module-verdict-path", WALL, 5, "", Some("debug")) else {
+    let Some(mut rig) = rig_logging("module-verdict-path", WALL, 5, "", Some("debug")) else {
         return;
     };
     rig.server.set_policy(by_body);
@@ -582,6 +582,30 @@ fn prosody_module_takes_verdicts_off_the_gateway_stream() {
     assert!(
         routed.is_empty(),
         "verdicts went through the stanza router: {routed:#?}"
+    );
+    // A gateway that reconnects gets the module's parser on its new session too.
+    rig.gw.stop();
+    rig.wait_prosody_log("component disconnected", 1);
+    rig.gw = Gateway::start(&rig.template.replace("{EVENTS}", WALL));
+    assert!(
+        rig.gw.log.wait_for(
+            "Component op-cs1.palisade-localhost is ACTIVE",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        rig.gw.log.all()
+    );
+    rig.wait_prosody_log("pair(s) to send", 4);
+    alice.chat("bob@localhost", "after the reconnection");
+    bob.message_with("after the reconnection");
+    let id = alice.chat("bob@localhost", "please-bounce again");
+    let err = alice.error_for(&id);
+    assert!(err.contains("not-acceptable"), "{err}");
+    let log = rig.prosody_log();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("Received[component]") && l.contains("palisade-")),
+        "verdicts went through the stanza router after the reconnection:\n{log}"
     );
 }
 
