@@ -6,6 +6,10 @@ the message rate and the CPU time each watched process (PIDs) spent during the r
 import argparse
 import json
 import os
+import shutil
+import signal
+import subprocess
+import tempfile
 import threading
 import time
 
@@ -21,6 +25,83 @@ def cpu_times(pid):
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+# Counts that do not move with the machine's load, per watched process (`perf stat -p`, every
+# thread; software counters and tracepoints, which work where hardware counters do not).
+COUNTERS = [
+    ("task-clock", "task_clock_ms"),
+    ("context-switches", "context_switches"),
+    ("raw_syscalls:sys_enter", "syscalls"),
+    ("syscalls:sys_enter_recvfrom", "recvfrom"),
+    ("syscalls:sys_enter_sendto", "sendto"),
+    ("syscalls:sys_enter_io_uring_enter", "io_uring_enter"),
+    ("syscalls:sys_enter_epoll_wait", "epoll_wait"),
+    ("syscalls:sys_enter_epoll_ctl", "epoll_ctl"),
+    ("io_uring:io_uring_submit_req", "io_uring_requests"),
+]
+
+
+class PerfStat:
+    """`perf stat` attached to `pid` until stop(); nothing (no figures) without perf."""
+
+    def __init__(self, pid):
+        self.proc = None
+        self.out = None
+        if os.environ.get("BENCH_COUNT", "1") == "0" or shutil.which("perf") is None:
+            return
+        fd, self.out = tempfile.mkstemp(suffix=".perfstat")
+        os.close(fd)
+        events = ",".join(e for e, _ in COUNTERS)
+        self.proc = subprocess.Popen(
+            ["perf", "stat", "-x", ",", "-e", events, "-p", str(pid), "-o", self.out],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self):
+        """{key: count} over the time it ran."""
+        if self.proc is None:
+            return {}
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait()
+        found = {}
+        names = dict(COUNTERS)
+        with open(self.out) as f:
+            for line in f:
+                fields = line.strip().split(",")
+                if len(fields) < 3 or fields[2] not in names:
+                    continue
+                try:
+                    found[names[fields[2]]] = float(fields[0])
+                except ValueError:
+                    pass  # <not supported> / <not counted>
+        os.unlink(self.out)
+        return found
+
+
+class Callgrind:
+    """Zeroes, then dumps, the counters of a process running under valgrind --tool=callgrind
+    (bench.sh BENCH_CALLGRIND=1): its instructions over the run, C and Lua alike."""
+
+    def __init__(self, pid, out_prefix):
+        self.pid, self.prefix = pid, out_prefix
+        subprocess.run(["callgrind_control", "-z", str(pid)], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=False)
+
+    def stop(self):
+        before = set(os.listdir(os.path.dirname(self.prefix)))
+        subprocess.run(["callgrind_control", "-d", str(self.pid)], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=False)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            new = [n for n in set(os.listdir(os.path.dirname(self.prefix))) - before
+                   if os.path.join(os.path.dirname(self.prefix), n).startswith(self.prefix)]
+            for n in new:
+                with open(os.path.join(os.path.dirname(self.prefix), n)) as f:
+                    for line in f:
+                        if line.startswith("summary:") or line.startswith("totals:"):
+                            return {"instructions": float(line.split()[1])}
+            time.sleep(0.2)
+        return {}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
@@ -28,6 +109,8 @@ def main():
     ap.add_argument("--messages", type=int, default=20000)
     ap.add_argument("--pid", action="append", default=[], help="NAME=PID to measure")
     ap.add_argument("--label", default="")
+    ap.add_argument("--callgrind", action="append", default=[],
+                    help="NAME=PREFIX: that watched process runs under callgrind, dumping to PREFIX.*")
     args = ap.parse_args()
 
     per = args.messages // args.pairs
@@ -74,14 +157,20 @@ def main():
             for n in range(per)).encode())
     senders = [threading.Thread(target=s.sock.sendall, args=(b,)) for (s, _), b in zip(pairs, batches)]
 
+    grinds = dict(p.split("=", 1) for p in args.callgrind)
+    counters = {name: (Callgrind(int(pid), grinds[name]) if name in grinds else PerfStat(int(pid)))
+                for name, pid in pids.items()}
+    time.sleep(0.5)  # perf attaches to every thread
     before = {name: cpu_times(int(pid)) for name, pid in pids.items()}
     after = {}
+    counts = {}
 
     def measure_when_done():
         # CPU times are read once every receiver has its share, before the lingering read.
         while len(finished) < len(pairs) and any(t.is_alive() for t in threads):
             time.sleep(0.01)
         after.update({name: cpu_times(int(pid)) for name, pid in pids.items()})
+        counts.update({name: c.stop() for name, c in counters.items()})
     meter = threading.Thread(target=measure_when_done)
     start = time.monotonic()
     for t in threads + senders + [meter]:
@@ -106,6 +195,8 @@ def main():
         system = after[name][1] - before[name][1]
         out["%s_cpu_us_per_msg" % name] = per_msg(user + system)
         out["%s_sys_us_per_msg" % name] = per_msg(system)
+        for key, value in counts.get(name, {}).items():
+            out["%s_%s_per_msg" % (name, key)] = round(value / max(counted, 1), 3)
     print(json.dumps(out))
     for s, r in pairs:
         s.close()

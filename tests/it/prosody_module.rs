@@ -68,13 +68,26 @@ fn rig(test: &str, events: &str, timeout_s: u32) -> Option<Rig> {
 
 /// As `rig`, with more modules on the VirtualHost (`extra`: a Lua list's items, e.g. `"offline", `).
 fn rig_with(test: &str, events: &str, timeout_s: u32, extra: &str) -> Option<Rig> {
+    rig_logging(test, events, timeout_s, extra, None)
+}
+
+/// As `rig_with`, with Prosody's log level (default: `PROSODY_TEST_LOG_LEVEL`, else info).
+fn rig_logging(
+    test: &str,
+    events: &str,
+    timeout_s: u32,
+    extra: &str,
+    level: Option<&str>,
+) -> Option<Rig> {
     let plugins = format!("\"{}\"", root().join("integrations/prosody").display());
     let vhost = format!(
         "    modules_enabled = {{ {extra}\"palisade\" }}\n    palisade_timeout = {timeout_s}"
     );
     let module =
         format!("    modules_enabled = {{ \"palisade\" }}\n    palisade_timeout = {timeout_s}");
-    let level = std::env::var("PROSODY_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".into());
+    let level = level.map(str::to_owned).unwrap_or_else(|| {
+        std::env::var("PROSODY_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".into())
+    });
     let prosody = Prosody::start_with(
         test,
         &[
@@ -542,6 +555,58 @@ fn prosody_module_keeps_order_within_a_conversation() {
             "message {i} out of order: {got}"
         );
     }
+}
+
+/// The verdicts are taken off the gateway's stream by the module's own parser and never go
+/// through Prosody's stanza router (which logs, at debug level, every stanza it is handed as
+/// `Received[component]: <top tag>`), and they are enforced all the same.
+#[test]
+fn prosody_module_takes_verdicts_off_the_gateway_stream() {
+    let Some(mut rig) = rig_logging("module-verdict-path", WALL, 5, "", Some("debug")) else {
+        return;
+    };
+    rig.server.set_policy(by_body);
+    let mut alice = rig.login("alice", "desk");
+    let mut bob = rig.login("bob", "desk");
+    alice.chat("bob@localhost", "straight through");
+    bob.message_with("straight through");
+    let id = alice.chat("bob@localhost", "please-bounce this one");
+    let err = alice.error_for(&id);
+    assert!(err.contains("not-acceptable"), "{err}");
+    assert!(rig.requests("es_OUT").len() >= 2);
+    let log = rig.prosody_log();
+    let routed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Received[component]") && l.contains("palisade-"))
+        .collect();
+    assert!(
+        routed.is_empty(),
+        "verdicts went through the stanza router: {routed:#?}"
+    );
+    // A gateway that reconnects gets the module's parser on its new session too.
+    rig.gw.stop();
+    rig.wait_prosody_log("component disconnected", 1);
+    rig.gw = Gateway::start(&rig.template.replace("{EVENTS}", WALL));
+    assert!(
+        rig.gw.log.wait_for(
+            "Component op-cs1.palisade-localhost is ACTIVE",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        rig.gw.log.all()
+    );
+    rig.wait_prosody_log("pair(s) to send", 4);
+    alice.chat("bob@localhost", "after the reconnection");
+    bob.message_with("after the reconnection");
+    let id = alice.chat("bob@localhost", "please-bounce again");
+    let err = alice.error_for(&id);
+    assert!(err.contains("not-acceptable"), "{err}");
+    let log = rig.prosody_log();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("Received[component]") && l.contains("palisade-")),
+        "verdicts went through the stanza router after the reconnection:\n{log}"
+    );
 }
 
 #[test]

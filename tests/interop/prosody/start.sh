@@ -23,6 +23,8 @@
 #   PROSODY_MUC_LINES   extra config lines for it
 #   PROSODY_EXTRA_USERS "name:password name:password" registered besides USER
 #   PROSODY_NAGLE       false: TCP_NODELAY on every connection (default: Prosody's, on)
+#   PROSODY_COMMAND     how to run prosody (default: prosody), e.g.
+#                       "valgrind --tool=callgrind lua5.4 /usr/bin/prosody"
 #
 # stdout: KEY=VALUE lines (COMPONENT_PORT, C2S_PORT, SECRET, COMPONENT, DOMAIN,
 # USER, PASSWORD, JID, PID, CONFIG, LOG); the same lines are saved in DIR/env.
@@ -132,7 +134,7 @@ done
 
 # Foreground mode (-F) in the background: its PID is ours to signal. Detach all
 # stdio so a caller capturing our stdout is not held open by prosody.
-setsid prosody --config "$CONFIG" -F </dev/null >"$DIR/prosody.stdout" 2>&1 &
+setsid ${PROSODY_COMMAND:-prosody} --config "$CONFIG" -F </dev/null >"$DIR/prosody.stdout" 2>&1 &
 PID=$!
 echo "$PID" > "$DIR/launcher.pid"
 
