@@ -21,6 +21,7 @@
 // No clock, file, randomness or randomly seeded map here (clippy.toml lists them).
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod backoff;
 mod limit;
 mod links;
 mod message;
@@ -32,6 +33,7 @@ mod routers;
 #[allow(clippy::disallowed_methods)]
 mod tests;
 
+pub use backoff::{Attempt, Backoff};
 pub use message::PeerMessage;
 pub use output::{
     ConnId, ConnectionEvent, Dial, Level, Now, Offer, Offered, Output, Peer, StreamCommand,
