@@ -139,7 +139,7 @@ pub async fn serve_inbound(
             }
             ctx2.on_stream_event(id, event, now)
         },
-        |conn| ctx.server_hold(conn),
+        |conn| ctx.hold(id, conn),
         &ctx.wakes.reads,
     )
     .await;
@@ -172,7 +172,7 @@ async fn serve(
         conn,
         &label,
         move |_, event, now| ctx2.on_stream_event(id, event, now),
-        |conn| ctx.server_hold(conn),
+        |conn| ctx.hold(id, conn),
         &ctx.wakes.reads,
     )
     .await;

@@ -49,7 +49,7 @@ pub async fn serve_inbound(
             }
             ctx2.on_stream_event(id, event, now)
         },
-        |conn| ctx.router_hold(conn),
+        |conn| ctx.hold(id, conn),
         &ctx.wakes.reads,
     )
     .await;
@@ -114,7 +114,7 @@ pub async fn dial_outbound(ctx: Rc<ShardCtx>, router: RouterConfig, addr: String
                     conn,
                     &label,
                     move |_, event, now| ctx2.on_stream_event(id, event, now),
-                    |conn| ctx.router_hold(conn),
+                    |conn| ctx.hold(id, conn),
                     &ctx.wakes.reads,
                 )
                 .await;

@@ -22,22 +22,29 @@
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod backoff;
+mod holds;
 mod limit;
 mod links;
 mod message;
 mod output;
 mod reload;
 mod routers;
+mod shutdown;
+mod status;
 // Tests take a base instant from the clock; the core under test never reads it.
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)]
 mod tests;
 
 pub use backoff::{Attempt, Backoff};
+pub use holds::{ReadHold, Room};
 pub use message::PeerMessage;
 pub use output::{
     ConnId, ConnectionEvent, Dial, Level, Now, Offer, Offered, Output, Peer, StreamCommand,
 };
+pub use reload::ReloadPlan;
+pub use shutdown::{ShutdownStep, CLOSE_LIMIT, DRAIN_LIMIT, DRAIN_QUIET};
+pub use status::{ServerState, ShardStatus, SpoolProfile, SpoolState};
 
 use crate::engine::{Action, Alarm, EngineConfig, LinkChange, Outgoing, RouterRef, ShardEngine};
 use crate::policy::DetHashMap;
@@ -88,6 +95,13 @@ pub struct GatewayCounters {
     pub unknown_answers: u64,
     /// Alarms raised, by name.
     pub alarms_raised: Vec<(&'static str, u64)>,
+    /// Times router reads paused for the shard's limits (events in flight or the outbox full):
+    /// once per hold asked for.
+    pub read_pauses: u64,
+    /// Times a router's reads paused because its unwritten output passed the limit.
+    pub router_output_pauses: u64,
+    /// The same for compliance streams (a server that sends pings and does not read).
+    pub server_output_pauses: u64,
 }
 
 impl GatewayCounters {
@@ -132,6 +146,8 @@ pub struct Gateway {
     counters: GatewayCounters,
     violations: RateLimit,
     shutting_down: bool,
+    /// Where the shutdown is (`shutdown.rs`).
+    stopping: shutdown::Stopping,
     outputs: VecDeque<Output>,
     /// An input arrived since the spool's and the replay's wake-ups were last given.
     unsettled: bool,
@@ -158,6 +174,7 @@ impl Gateway {
             counters: GatewayCounters::default(),
             violations: RateLimit::new(VIOLATIONS_WINDOW, 10),
             shutting_down: false,
+            stopping: shutdown::Stopping::Running,
             outputs: VecDeque::new(),
             unsettled: true,
         };
@@ -312,14 +329,6 @@ impl Gateway {
     /// When [`Gateway::handle_timeout`] should next run.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.engine.poll_timeout()
-    }
-
-    /// Starts the shutdown: every event in flight gets the verdict its handling gives when no
-    /// server can take it, and streams closing from now on raise no alarms.
-    pub fn handle_shutdown(&mut self, now: Instant) {
-        self.unsettled = true;
-        self.shutting_down = true;
-        self.engine.drain(now);
     }
 
     /// The runtime made the spool's records up to `upto` durable.
