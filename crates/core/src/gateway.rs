@@ -27,6 +27,9 @@ mod limit;
 mod links;
 mod message;
 mod output;
+// The measuring tools' driver (benches, examples).
+#[cfg(any(test, feature = "test-support"))]
+pub mod pipeline;
 mod reload;
 mod routers;
 mod shutdown;
