@@ -685,8 +685,8 @@ async fn forward(ctx: Rc<ShardCtx>, senders: Rc<Senders<ShardMsg>>, peer: usize)
     }
 }
 
-/// Runs the engine's timers. Sleeps until the next deadline, but never longer than a tick, so
-/// that a timer armed while it sleeps is late by at most one tick.
+/// Runs the engine's timers. Sleeps as long as the core says: until the next deadline, but never
+/// longer than a tick, so that a timer armed while it sleeps is late by at most one tick.
 ///
 /// This is the one timer every shard keeps armed while it runs, on purpose: glommio 0.9 can
 /// park an executor that still has a runnable task (see `startup.rs`), and only I/O, a timer or
@@ -694,15 +694,9 @@ async fn forward(ctx: Rc<ShardCtx>, senders: Rc<Senders<ShardMsg>>, peer: usize)
 /// (100 ms at most) however idle the shard is; everything else waits for a wake-up.
 async fn engine_timers(ctx: Rc<ShardCtx>) {
     loop {
-        let tick = {
-            let t = &ctx.config().timers;
-            (t.event_timeout.min(t.outage_window) / 20)
-                .clamp(Duration::from_millis(1), Duration::from_millis(100))
-        };
-        let next = ctx.core.borrow().poll_timeout();
-        let now = Instant::now();
-        let wait = next.map_or(tick, |at| at.saturating_duration_since(now).min(tick));
-        glommio::timer::sleep(wait.max(Duration::from_micros(100))).await;
+        // Until the engine's next deadline, at most one tick (the core's `poll_timer_wait`).
+        let wait = ctx.core.borrow().poll_timer_wait(Instant::now());
+        glommio::timer::sleep(wait).await;
         ctx.feed(|core| core.handle_timeout(Instant::now()));
     }
 }

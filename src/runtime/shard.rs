@@ -413,7 +413,7 @@ async fn watch_room(
             Some(false) => continue,
             Some(true) => {}
         }
-        let low = ctx.config().limits.stream_buffer_bytes / 2;
+        let low = ctx.core.borrow().link_low_water();
         conn.output_below(low).await;
         if !conn.stream.borrow().is_active() {
             // Going away: its loss, not room, reaches the engines.

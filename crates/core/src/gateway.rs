@@ -334,6 +334,19 @@ impl Gateway {
         self.engine.poll_timeout()
     }
 
+    /// How long the runtime's timer task sleeps from `now` before [`Gateway::handle_timeout`]:
+    /// until the engine's next deadline, but at most one tick (a twentieth of the shorter of
+    /// the event timeout and the outage window, between 1 ms and 100 ms), so that a timer
+    /// armed meanwhile is late by at most one tick; and at least 100 µs.
+    pub fn poll_timer_wait(&self, now: Instant) -> Duration {
+        let t = &self.config.timers;
+        let tick = (t.event_timeout.min(t.outage_window) / 20)
+            .clamp(Duration::from_millis(1), Duration::from_millis(100));
+        let next = self.engine.poll_timeout();
+        let wait = next.map_or(tick, |at| at.saturating_duration_since(now).min(tick));
+        wait.max(Duration::from_micros(100))
+    }
+
     /// The runtime made the spool's records up to `upto` durable.
     pub fn handle_spool_durable(&mut self, upto: u64, now: Instant) {
         self.unsettled = true;

@@ -84,6 +84,12 @@ impl Gateway {
         !self.shutting_down && self.engine.in_flight() >= self.config.limits.max_in_flight
     }
 
+    /// The output a compliance stream must drain to before an engine waiting for its room
+    /// hears of it (half of `stream_buffer_bytes`).
+    pub fn link_low_water(&self) -> usize {
+        self.config.limits.stream_buffer_bytes / 2
+    }
+
     /// Who may look again, with this shard's longest outbox at `outbox()` messages (asked only
     /// once the events in flight are low): the low watermark is half of `max_in_flight`.
     pub fn room(&self, outbox: impl FnOnce() -> usize) -> Room {

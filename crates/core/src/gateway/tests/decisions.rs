@@ -365,3 +365,24 @@ fn the_status_names_each_servers_profile_its_link_the_routers_and_the_alarms() {
         )]
     );
 }
+
+// ---- the runtime's timer and a link's room ----
+
+#[test]
+fn the_timer_task_sleeps_until_the_next_deadline_but_at_most_one_tick() {
+    let (mut s, router, _) = serving();
+    let now = s.now;
+    // Idle: one tick, a twentieth of the 2 s event timeout (the outage window is longer).
+    assert_eq!(s.core.poll_timer_wait(now), Duration::from_millis(100));
+    s.chat(router, "R0", "alice");
+    let _ = s.outputs();
+    let deadline = s.core.poll_timeout().expect("the event's timer");
+    let near = deadline - Duration::from_millis(30);
+    assert_eq!(s.core.poll_timer_wait(near), Duration::from_millis(30));
+    assert_eq!(
+        s.core.poll_timer_wait(deadline + Duration::from_secs(1)),
+        Duration::from_micros(100),
+        "never a busy loop"
+    );
+    assert_eq!(s.core.link_low_water(), 500);
+}
