@@ -3,7 +3,8 @@
 //! reloads on SIGHUP, and graceful shutdown on SIGTERM/SIGINT.
 //!
 //! Owns sockets, tasks and the clock; all protocol and policy decisions are the wire core's,
-//! the protocol layer's and the engine's. Shards share nothing but immutable configurations
+//! the protocol layer's, the engine's and the gateway core's (flow control, reloads, the
+//! redial schedule, the shutdown's sequence and the status figures included). Shards share nothing but immutable configurations
 //! (a reload sends each shard the new one); everything else crosses shards as messages (see
 //! `mesh.rs`).
 
