@@ -713,6 +713,10 @@ async fn shutdown(ctx: &Rc<ShardCtx>) {
     ctx.wakes.events.notify_all();
     ctx.wakes.reads.notify_all();
     ctx.feed(|core| core.handle_shutdown(Instant::now()));
+    // One timer per deadline the core names, not one per wake-up: while the shard is busy the
+    // deadline stays the same however often it makes progress.
+    type Sleep = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+    let mut timer: Option<(Instant, Sleep)> = None;
     loop {
         let now = Instant::now();
         let step = ctx
@@ -721,9 +725,25 @@ async fn shutdown(ctx: &Rc<ShardCtx>) {
             .poll_shutdown(now, ctx.outbox.is_empty());
         match step {
             ShutdownStep::Drain { until } => {
-                let left = until.saturating_duration_since(now);
-                futures_lite::future::or(ctx.wakes.progress.wait(), glommio::timer::sleep(left))
-                    .await;
+                if timer.as_ref().is_none_or(|(at, _)| *at != until) {
+                    let left = until.saturating_duration_since(now);
+                    timer = Some((until, Box::pin(glommio::timer::sleep(left))));
+                }
+                let Some((_, sleep)) = timer.as_mut() else {
+                    continue;
+                };
+                let moved = async {
+                    ctx.wakes.progress.wait().await;
+                    false
+                };
+                let fired = async {
+                    sleep.as_mut().await;
+                    true
+                };
+                if futures_lite::future::or(moved, fired).await {
+                    // A finished timer is never polled again.
+                    timer = None;
+                }
             }
             ShutdownStep::Close { conns, flush_until } => {
                 let conns = ctx.sockets_of(&conns);
