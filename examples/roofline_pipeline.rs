@@ -4,9 +4,11 @@
 //! stages are separate, never-inlined functions so that their inclusive instruction counts can
 //! be read off `callgrind_annotate --inclusive=yes`.
 //!
-//! The work is the one `benches/pipeline.rs` times: frame a router's ~400-byte wait-mode
-//! `es_OUT` event, read it, submit it to one shard's engine, write the request, frame the
-//! compliance server's answer, apply it, write the verdict. `--batch B` feeds B events per
+//! The work is the one `benches/pipeline.rs` times, through the same driver of one shard's
+//! gateway core (`palisade_core::gateway::pipeline`): frame a router's ~400-byte wait-mode
+//! `es_OUT` event, hand it to the core (which reads, routes and submits it to the engine),
+//! write the request, frame the compliance server's answer, hand it to the core, write the
+//! verdict. `--batch B` feeds B events per
 //! "read" (B = 1 is what a gateway sees at a moderate open-loop rate, one event per read;
 //! B = 150 is about one 64 KiB read at full load).
 //!
@@ -18,17 +20,12 @@
 // A measurement driver, not the gateway: a counting allocator (GlobalAlloc is an unsafe trait).
 #![allow(unsafe_code)]
 
-use bytes::BytesMut;
-use palisade_core::engine::{Action, EngineConfig, Outgoing, RouterRef, ShardEngine};
-use palisade_core::policy::{load_str, CompiledPolicy, ServerId};
-use palisade_core::protocol::{parse_answer, parse_event, Reply, RequestId};
-use palisade_core::routing::KeyHasher;
-use palisade_core::wire::{Frame, Framer, Limits};
+use palisade_core::gateway::pipeline::{event, Pipeline};
+use palisade_core::gateway::Now;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 /// The system allocator, counting calls and bytes.
 struct Counting;
@@ -58,38 +55,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-const CONFIG: &str = r#"
-[gateway]
-name = "palisade.example.com"
-[[router]]
-name = "imp1.example.com"
-secret = "s"
-[[profile]]
-name = "Wall"
-events = [ { event = "es_OUT", packet = "message", handling = "bounce" } ]
-[[server]]
-name = "cs1"
-host = "127.0.0.1"
-port = 1
-password = "p"
-profile = "Wall"
-"#;
-
-const HEADER: &[u8] = b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>";
-
-fn event(i: usize) -> Vec<u8> {
-    format!(
-        "<iq type='set' id='R{i}' from='imp1.example.com' to='palisade.example.com'>\
-         <event xmlns='urn:palisade:compliance:0' name='es_OUT'>\
-         <message xmlns='jabber:client' from='user{a}@example.com/desk' to='user{b}@example.com' type='chat' id='m{i}'>\
-         <body>Quarterly numbers look fine; let us talk about the desk move on Tuesday.</body>\
-         <active xmlns='http://jabber.org/protocol/chatstates'/></message></event></iq>",
-        a = i % 997,
-        b = (i * 7 + 1) % 997
-    )
-    .into_bytes()
-}
 
 /// Allocation counts by stage.
 #[derive(Default, Clone, Copy)]
@@ -130,140 +95,50 @@ fn add(a: &mut Counts, b: Counts) {
     a.bytes += b.bytes;
 }
 
-struct Pipeline {
-    engine: ShardEngine,
-    policy: Arc<CompiledPolicy>,
-    hasher: KeyHasher,
-    router_in: Framer,
-    server_in: Framer,
-    answers: BytesMut,
-    now: Instant,
-    wall: SystemTime,
+/// Stage 1 (router -> gateway, user space): frame the read, hand each event to the core.
+#[inline(never)]
+fn stage_router(p: &mut Pipeline, chunk: &[u8], now: Now) -> usize {
+    p.router_read(chunk, now)
 }
 
-/// Stage 1 (router -> gateway, user space): frame the read, read each event, submit it.
+/// Stage 2 (gateway -> server, user space): the core's requests, written. Returns the request
+/// bytes; the simulated server's answers are queued in the driver (not counted as the
+/// gateway's work: it is the server's, but the bytes are the same either way).
 #[inline(never)]
-fn stage_router(p: &mut Pipeline, chunk: &[u8]) -> usize {
-    let router = RouterRef { shard: 0, conn: 0 };
-    let mut n = 0;
-    p.router_in.feed(chunk);
-    while let Ok(Some(frame)) = p.router_in.next_frame() {
-        let Frame::Stanza(iq) = frame else { continue };
-        let Some(reply) = Reply::of(&iq) else {
-            continue;
-        };
-        let policy = &p.policy;
-        let Ok(ev) = parse_event(&iq, reply, |_| policy.node_id(b"imp1")) else {
-            continue;
-        };
-        let hash = p.hasher.hash(&ev.key);
-        p.engine.handle_event(ev, hash, router, p.now, p.wall);
-        n += 1;
-    }
-    n
+fn stage_request(p: &mut Pipeline, now: Now) -> usize {
+    p.requests(now.at)
 }
 
-/// Stage 2 (gateway -> server, user space): the engine's requests, written. Returns the
-/// request bytes; the simulated server's answers are appended to `p.answers` (not counted
-/// as the gateway's work: it is the server's).
+/// Stage 3 (server -> gateway, user space): frame the server's read, hand each answer to the
+/// core.
 #[inline(never)]
-fn stage_request(p: &mut Pipeline, answers: &mut Vec<u8>) -> usize {
-    let mut request_bytes = 0;
-    while let Some(action) = p.engine.poll_action() {
-        if let Action::Send {
-            request: Outgoing::Wait { id, .. },
-            bytes,
-            ..
-        } = action
-        {
-            request_bytes += bytes.len();
-            let mut id_buf = [0u8; RequestId::MAX_LEN];
-            answers.extend_from_slice(b"<iq type='result' id='");
-            answers.extend_from_slice(id.encode(&mut id_buf));
-            answers.extend_from_slice(
-                b"' from='op-cs1.palisade-example-com' to='palisade.example.com'/>",
-            );
-        }
-    }
-    request_bytes
-}
-
-/// Stage 3 (server -> gateway, user space): frame the server's read, apply each answer.
-#[inline(never)]
-fn stage_answer(p: &mut Pipeline) {
-    p.server_in.feed(&p.answers);
-    p.answers.clear();
-    while let Ok(Some(Frame::Stanza(s))) = p.server_in.next_frame() {
-        if let Ok(answer) = parse_answer(&s) {
-            p.engine.handle_answer(ServerId(0), answer, p.now);
-        }
-    }
+fn stage_answer(p: &mut Pipeline, now: Now) {
+    p.server_read(now);
 }
 
 /// Stage 4 (gateway -> router, user space): the verdicts, written.
 #[inline(never)]
 fn stage_verdict(p: &mut Pipeline) -> usize {
-    let mut verdict_bytes = 0;
-    while let Some(action) = p.engine.poll_action() {
-        if let Action::Verdict { bytes, .. } = action {
-            verdict_bytes += bytes.len();
-        }
-    }
-    verdict_bytes
+    p.verdicts()
 }
 
-impl Pipeline {
-    fn new() -> Pipeline {
-        let config = load_str(CONFIG, "roofline.toml").expect("valid").config;
-        let policy = Arc::new(CompiledPolicy::compile(&config));
-        let now = Instant::now();
-        let cfg = EngineConfig {
-            shard: 0,
-            shards: 1,
-            gateway_name: "palisade.example.com".into(),
-            event_timeout: Duration::from_secs(30),
-            outage_window: Duration::from_secs(300),
-            queue_bound: 1 << 20,
-            link_batch_bytes: 16 << 20,
-        };
-        let mut engine = ShardEngine::new(cfg, policy.clone(), now);
-        engine.handle_link(ServerId(0), 0, palisade_core::engine::LinkChange::Up, now);
-        let mut server_in = Framer::new(Limits::default());
-        server_in.feed(HEADER);
-        let mut router_in = Framer::new(Limits::default());
-        router_in.feed(HEADER);
-        Pipeline {
-            engine,
-            policy,
-            hasher: KeyHasher::new(),
-            router_in,
-            server_in,
-            answers: BytesMut::new(),
-            now,
-            wall: SystemTime::now(),
-        }
-    }
-
-    /// One "read" of `chunk` (B events) through every stage, counting each.
-    fn turn(&mut self, chunk: &[u8], st: &mut Stages, scratch: &mut Vec<u8>) -> usize {
-        st.router_bytes += chunk.len() as u64;
-        let c = snapshot();
-        let n = black_box(stage_router(self, chunk));
-        add(&mut st.router, since(c));
-        scratch.clear();
-        let c = snapshot();
-        st.request_bytes += black_box(stage_request(self, scratch)) as u64;
-        add(&mut st.request, since(c));
-        st.answer_bytes += scratch.len() as u64;
-        self.answers.extend_from_slice(scratch);
-        let c = snapshot();
-        stage_answer(self);
-        add(&mut st.answer, since(c));
-        let c = snapshot();
-        st.verdict_bytes += black_box(stage_verdict(self)) as u64;
-        add(&mut st.verdict, since(c));
-        n
-    }
+/// One "read" of `chunk` (B events) through every stage, counting each.
+fn turn(p: &mut Pipeline, chunk: &[u8], st: &mut Stages, now: Now) -> usize {
+    st.router_bytes += chunk.len() as u64;
+    let c = snapshot();
+    let n = black_box(stage_router(p, chunk, now));
+    add(&mut st.router, since(c));
+    let c = snapshot();
+    st.request_bytes += black_box(stage_request(p, now)) as u64;
+    add(&mut st.request, since(c));
+    st.answer_bytes += p.answers_len() as u64;
+    let c = snapshot();
+    stage_answer(p, now);
+    add(&mut st.answer, since(c));
+    let c = snapshot();
+    st.verdict_bytes += black_box(stage_verdict(p)) as u64;
+    add(&mut st.verdict, since(c));
+    n
 }
 
 fn arg(args: &[String], name: &str, default: usize) -> usize {
@@ -286,23 +161,26 @@ fn main() {
                 .collect()
         })
         .collect();
-    let mut p = Pipeline::new();
-    let mut scratch = Vec::with_capacity(1 << 20);
+    let now = Now {
+        at: Instant::now(),
+        wall: SystemTime::now(),
+    };
+    let mut p = Pipeline::new(now.at);
     // Warm-up round: buffers and tables reach their steady-state size.
     let mut warm = Stages::default();
     for c in &chunks {
-        p.turn(c, &mut warm, &mut scratch);
+        turn(&mut p, c, &mut warm, now);
     }
     let mut st = Stages::default();
     let mut n = 0;
     let start = Instant::now();
     for _ in 0..rounds {
         for c in &chunks {
-            n += p.turn(c, &mut st, &mut scratch);
+            n += turn(&mut p, c, &mut st, now);
         }
     }
     let elapsed = start.elapsed();
-    assert_eq!(p.engine.in_flight(), 0, "every event got its verdict");
+    assert_eq!(p.core().in_flight(), 0, "every event got its verdict");
     let per = |c: Counts| (c.allocs as f64 / n as f64, c.bytes as f64 / n as f64);
     println!("batch {batch} events per read, {n} events measured (after one warm-up round)");
     for (name, c, wire) in [

@@ -3,7 +3,8 @@
 //! reloads on SIGHUP, and graceful shutdown on SIGTERM/SIGINT.
 //!
 //! Owns sockets, tasks and the clock; all protocol and policy decisions are the wire core's,
-//! the protocol layer's and the engine's. Shards share nothing but immutable configurations
+//! the protocol layer's, the engine's and the gateway core's (flow control, reloads, the
+//! redial schedule, the shutdown's sequence and the status figures included). Shards share nothing but immutable configurations
 //! (a reload sends each shard the new one); everything else crosses shards as messages (see
 //! `mesh.rs`).
 
@@ -29,8 +30,8 @@ pub mod systemd;
 mod tls;
 
 use crate::engine::ShardEngine;
-use crate::gateway::{Dial, Gateway, PeerMessage};
-use crate::policy::{AcceptMode, CompiledPolicy, Config, ServerMode};
+use crate::gateway::{Dial, Gateway, PeerMessage, ShutdownStep};
+use crate::policy::{AcceptMode, CompiledPolicy, Config};
 use glommio::channels::channel_mesh::Senders;
 use glommio::channels::shared_channel::ConnectedReceiver;
 use glommio::net::TcpStream;
@@ -47,14 +48,6 @@ pub(crate) use tls::Transport;
 
 /// Messages each cross-shard channel holds before senders wait.
 const MESH_CAPACITY: usize = 4096;
-/// How long shutdown waits for in-flight events to be answered.
-const DRAIN_LIMIT: Duration = Duration::from_secs(5);
-/// How long a draining shard must stay idle (nothing in flight, queued or being spooled)
-/// before it closes its streams: time for verdicts from shards still draining to arrive.
-const DRAIN_QUIET: Duration = Duration::from_millis(150);
-/// How long shutdown waits for every stream's writer to flush its end tag.
-const CLOSE_LIMIT: Duration = Duration::from_secs(1);
-
 /// Why the gateway could not run.
 #[derive(Debug)]
 pub enum RunError {
@@ -343,7 +336,7 @@ async fn shard_main(
 
     // Listeners: on every shard with SO_REUSEPORT, or on shard 0 only, which hands each
     // connection to the next shard in turn (`[gateway] accept`).
-    let listen_here = config.gateway.accept == AcceptMode::ReusePort || id == 0;
+    let listen_here = ctx.core.borrow().listens_for_routers();
     let handoff = config.gateway.accept == AcceptMode::Handoff;
     if listen_here {
         let routers = bind(config.listen.routers, "routers", listen::shared(&config))?;
@@ -374,7 +367,7 @@ async fn shard_main(
         }
         ctx.routers_listening.set(true);
     }
-    listen_for_compliance(&ctx, &config, &policy, false)?;
+    listen_for_compliance(&ctx, &config, false)?;
     // The dialers the core keeps on this shard start now (its first outputs).
     ctx.execute();
     if id == 0 {
@@ -464,15 +457,10 @@ async fn feed_watchdog(supervisor: Arc<systemd::Supervisor>, id: u16, tick: Dura
 pub(crate) fn listen_for_compliance(
     ctx: &Rc<ShardCtx>,
     config: &Config,
-    policy: &CompiledPolicy,
     after_start: bool,
 ) -> Result<(), ShardError> {
-    let listens = config.gateway.accept == AcceptMode::ReusePort || ctx.id == 0;
-    let inbound = policy
-        .servers()
-        .iter()
-        .any(|s| s.mode == ServerMode::Inbound && !s.retired);
-    if !(listens && inbound) {
+    // The core decides, under the configuration it holds (the same as `config`).
+    if !ctx.core.borrow().listens_for_compliance() {
         return Ok(());
     }
     let addresses = [
@@ -588,10 +576,9 @@ pub(crate) fn serve(
 async fn consume(ctx: Rc<ShardCtx>, rx: ConnectedReceiver<ShardMsg>) {
     while let Some(msg) = rx.recv().await {
         if matches!(msg, ShardMsg::Peer(PeerMessage::Event { .. })) {
-            let max = ctx.config().limits.max_in_flight;
-            // Back-pressure: the sender's outbox grows and its router reads pause. Woken at the
-            // low watermark (`released`), not on a timer.
-            while ctx.core.borrow().in_flight() >= max && !ctx.shutting_down.get() {
+            // Back-pressure, as the core decides: the sender's outbox grows and its router
+            // reads pause. Woken at the low watermark (`released`), not on a timer.
+            while ctx.core.borrow().holds_peer_events() {
                 ctx.wakes.events.wait().await;
             }
         }
@@ -699,8 +686,8 @@ async fn forward(ctx: Rc<ShardCtx>, senders: Rc<Senders<ShardMsg>>, peer: usize)
     }
 }
 
-/// Runs the engine's timers. Sleeps until the next deadline, but never longer than a tick, so
-/// that a timer armed while it sleeps is late by at most one tick.
+/// Runs the engine's timers. Sleeps as long as the core says: until the next deadline, but never
+/// longer than a tick, so that a timer armed while it sleeps is late by at most one tick.
 ///
 /// This is the one timer every shard keeps armed while it runs, on purpose: glommio 0.9 can
 /// park an executor that still has a runnable task (see `startup.rs`), and only I/O, a timer or
@@ -708,74 +695,70 @@ async fn forward(ctx: Rc<ShardCtx>, senders: Rc<Senders<ShardMsg>>, peer: usize)
 /// (100 ms at most) however idle the shard is; everything else waits for a wake-up.
 async fn engine_timers(ctx: Rc<ShardCtx>) {
     loop {
-        let tick = {
-            let t = &ctx.config().timers;
-            (t.event_timeout.min(t.outage_window) / 20)
-                .clamp(Duration::from_millis(1), Duration::from_millis(100))
-        };
-        let next = ctx.core.borrow().poll_timeout();
-        let now = Instant::now();
-        let wait = next.map_or(tick, |at| at.saturating_duration_since(now).min(tick));
-        glommio::timer::sleep(wait.max(Duration::from_micros(100))).await;
+        // Until the engine's next deadline, at most one tick (the core's `poll_timer_wait`).
+        let wait = ctx.core.borrow().poll_timer_wait(Instant::now());
+        glommio::timer::sleep(wait).await;
         ctx.feed(|core| core.handle_timeout(Instant::now()));
     }
 }
 
-/// Graceful shutdown: stop accepting, answer every event in flight as its handling says when no
-/// server can take it, let the verdicts reach their routers, then close every stream with
-/// `</stream:stream>`.
+/// Graceful shutdown: stop accepting, then carry out the core's sequence (`Gateway::
+/// poll_shutdown`): answer every event in flight as its handling says when no server can take
+/// it, let the verdicts reach their routers, then close every stream with `</stream:stream>`.
+/// Each wait ends on the shard's progress or the core's deadline, never on a polling timer.
 async fn shutdown(ctx: &Rc<ShardCtx>) {
     ctx.shutting_down.set(true);
     // Accept loops and their pauses end; held consumers and reads look again.
     ctx.wakes.shutdown.notify_all();
     ctx.wakes.events.notify_all();
     ctx.wakes.reads.notify_all();
-    if ctx.id == 0 {
-        ctx.log(Level::Info, "Shutting down: answering events in flight");
-    }
     ctx.feed(|core| core.handle_shutdown(Instant::now()));
-    futures_lite::future::or(drained(ctx), glommio::timer::sleep(DRAIN_LIMIT)).await;
-    let conns = ctx.active_connections();
-    for c in &conns {
-        c.close();
-    }
-    let flushed = async {
-        for c in &conns {
-            c.flushed().await;
-        }
-    };
-    futures_lite::future::or(flushed, glommio::timer::sleep(CLOSE_LIMIT)).await;
-}
-
-/// Returns once nothing is in flight, queued for another shard or being spooled, and that has
-/// lasted [`DRAIN_QUIET`]. Woken by the shard's progress, never on a polling timer.
-async fn drained(ctx: &ShardCtx) {
-    let busy = || ctx.core.borrow().busy() || !ctx.outbox.is_empty();
+    // One timer per deadline the core names, not one per wake-up: while the shard is busy the
+    // deadline stays the same however often it makes progress.
+    type Sleep = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+    let mut timer: Option<(Instant, Sleep)> = None;
     loop {
-        while busy() {
-            ctx.wakes.progress.wait().await;
-        }
-        let quiet_until = Instant::now() + DRAIN_QUIET;
-        let stayed_quiet = loop {
-            let left = quiet_until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break true;
+        let now = Instant::now();
+        let step = ctx
+            .core
+            .borrow_mut()
+            .poll_shutdown(now, ctx.outbox.is_empty());
+        match step {
+            ShutdownStep::Drain { until } => {
+                if timer.as_ref().is_none_or(|(at, _)| *at != until) {
+                    let left = until.saturating_duration_since(now);
+                    timer = Some((until, Box::pin(glommio::timer::sleep(left))));
+                }
+                let Some((_, sleep)) = timer.as_mut() else {
+                    continue;
+                };
+                let moved = async {
+                    ctx.wakes.progress.wait().await;
+                    false
+                };
+                let fired = async {
+                    sleep.as_mut().await;
+                    true
+                };
+                if futures_lite::future::or(moved, fired).await {
+                    // A finished timer is never polled again.
+                    timer = None;
+                }
             }
-            let moved = async {
-                ctx.wakes.progress.wait().await;
-                true
-            };
-            let waited = async {
-                glommio::timer::sleep(left).await;
-                false
-            };
-            // Progress that leaves the shard idle (an engine tick) does not count.
-            if futures_lite::future::or(moved, waited).await && busy() {
-                break false;
+            ShutdownStep::Close { conns, flush_until } => {
+                let conns = ctx.sockets_of(&conns);
+                for c in &conns {
+                    c.close();
+                }
+                let flushed = async {
+                    for c in &conns {
+                        c.flushed().await;
+                    }
+                };
+                let left = flush_until.saturating_duration_since(Instant::now());
+                futures_lite::future::or(flushed, glommio::timer::sleep(left)).await;
             }
-        };
-        if stayed_quiet {
-            return;
+            ShutdownStep::Done => return,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! What one shard reports about itself (gathered through the channel mesh by the runtime), and
 //! the counts the runtime keeps beside the engine's. Plain data.
 
-use crate::engine::{Counters, Reach, Window};
+use crate::engine::{Counters, Window};
+// The figures the gateway core assembles (`Gateway::status`), shown as they are.
+pub use crate::gateway::{ServerState, SpoolProfile, SpoolState};
 
 /// Counts the runtime keeps beside the engine's.
 #[derive(Clone, Debug, Default)]
@@ -73,23 +75,6 @@ impl RuntimeCounters {
     }
 }
 
-/// One server as one shard sees it.
-#[derive(Clone, Debug)]
-pub struct ServerState {
-    pub name: String,
-    pub component: String,
-    /// The profile assigned to it.
-    pub profile: String,
-    pub reach: Reach,
-    /// Streams active across all shards (this shard's replica).
-    pub active_links: usize,
-    /// Whether this shard holds an active stream to it.
-    pub local_link: bool,
-    pub queued: usize,
-    /// Removed from the configuration by a reload.
-    pub retired: bool,
-}
-
 /// One shard's state.
 #[derive(Clone, Debug)]
 pub struct ShardSnapshot {
@@ -122,60 +107,4 @@ pub enum Listening {
     NotHere,
     /// Shutting down: no longer serving.
     ShuttingDown,
-}
-
-/// One profile's share of a spool.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct SpoolProfile {
-    pub profile: String,
-    pub records: u64,
-    pub bytes: u64,
-    /// Age of its oldest pending record (0 with none), as the runtime read the clock.
-    pub oldest_age_seconds: f64,
-    /// Records replayed (written to a server) since start.
-    pub replayed: u64,
-}
-
-/// A spool's state (one shard's, or merged).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct SpoolState {
-    pub records: u64,
-    pub bytes: u64,
-    pub max_bytes: u64,
-    pub oldest_age_seconds: f64,
-    /// It refused a record and has not freed space since (alarm `SpoolFull`).
-    pub full: bool,
-    pub spooled: u64,
-    pub replayed: u64,
-    pub refused_full: u64,
-    pub write_errors: u64,
-    pub lost_on_error: u64,
-    pub profiles: Vec<SpoolProfile>,
-}
-
-impl SpoolState {
-    pub fn merge(&mut self, o: &SpoolState) {
-        self.records += o.records;
-        self.bytes += o.bytes;
-        self.max_bytes += o.max_bytes;
-        self.oldest_age_seconds = self.oldest_age_seconds.max(o.oldest_age_seconds);
-        self.full |= o.full;
-        self.spooled += o.spooled;
-        self.replayed += o.replayed;
-        self.refused_full += o.refused_full;
-        self.write_errors += o.write_errors;
-        self.lost_on_error += o.lost_on_error;
-        for p in &o.profiles {
-            match self.profiles.iter_mut().find(|q| q.profile == p.profile) {
-                Some(q) => {
-                    q.records += p.records;
-                    q.bytes += p.bytes;
-                    q.replayed += p.replayed;
-                    q.oldest_age_seconds = q.oldest_age_seconds.max(p.oldest_age_seconds);
-                }
-                None => self.profiles.push(p.clone()),
-            }
-        }
-        self.profiles.sort_by(|a, b| a.profile.cmp(&b.profile));
-    }
 }

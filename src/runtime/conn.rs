@@ -214,19 +214,10 @@ impl Conn {
     }
 }
 
-/// What a connection's reader does after a read.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Hold {
-    /// Read on.
-    Read,
-    /// Wait until the connection's own output has drained to this many bytes: a wake-up from
-    /// the writer, no polling.
-    UntilDrained(usize),
-    /// Wait for the shard's own limits (its events in flight, its outbox): woken by the
-    /// shard when they are back at their low watermark (`drive`'s `room`), or when this
-    /// connection's output ends.
-    UntilRoom,
-}
+/// What a connection's reader does after a read: the gateway core decides it
+/// (`Gateway::poll_read_hold`); [`drive`] waits as it says (`UntilRoom`: woken by `drive`'s
+/// `room`, or when this connection's output ends).
+pub use crate::gateway::ReadHold as Hold;
 
 /// Who a connection is, for the log: its shard and a name like `router connection 7 from
 /// 10.0.0.5:40312`.

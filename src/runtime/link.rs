@@ -2,16 +2,16 @@
 //! the seed's `Connecting on fd N...` / `Unable to connect...` / `Component NAME is
 //! CONNECTED|ACTIVE|GONE` lines verbatim, and redials with jittered exponential backoff) and
 //! the inbound leg (the server dials the gateway's compliance port). The sockets, the dial loop
-//! and its backoff are here; which inbound stream is admitted, which stream is this shard's
-//! link, and what every shard hears when it comes or goes are the gateway core's
-//! (`crate::gateway`).
+//! and its sleeps are here; the backoff's schedule (`gateway::Backoff`), which inbound stream
+//! is admitted, which stream is this shard's link, and what every shard hears when it comes or
+//! goes are the gateway core's (`crate::gateway`).
 
 use super::accept::Slot;
 use super::conn::{self, ConnRef};
 use super::log::{os_error_text, suppressed, Level, RateLimit};
 use super::shard::ShardCtx;
 use super::tls::{self, Transport};
-use crate::gateway::Peer;
+use crate::gateway::{Attempt, Backoff, Peer};
 use crate::policy::{ServerId, ServerInfo};
 use crate::wire::{ComponentStream, FromCheck, StreamEvent};
 use glommio::net::TcpStream;
@@ -28,7 +28,7 @@ pub async fn dial(ctx: Rc<ShardCtx>, server: ServerId, generation: u32) {
     let Some(info) = ctx.policy().server(server).cloned() else {
         return;
     };
-    let mut backoff = ctx.config().timers.reconnect_min;
+    let mut backoff = Backoff::new(ctx.config().timers.reconnect_min, super::backoff::seed());
     // Failed attempts in a row are logged once per LOG_EVERY (the rest at debug level), the
     // next one with how many were held back; a stream that comes up starts afresh.
     let mut failures = RateLimit::default();
@@ -83,7 +83,7 @@ pub async fn dial(ctx: Rc<ShardCtx>, server: ServerId, generation: u32) {
                 match tls::dialed(&ctx, &mut tcp, dial, stream, &who).await {
                     Ok(conn) => {
                         if serve(&ctx, server, generation, &info, (tcp, conn), &who).await {
-                            backoff = t.reconnect_min;
+                            backoff.handle_attempt(Attempt::Served, t.reconnect_min);
                         }
                     }
                     // An ungraceful failure of the connection: the server stays where it
@@ -102,8 +102,7 @@ pub async fn dial(ctx: Rc<ShardCtx>, server: ServerId, generation: u32) {
         if !current(&ctx) {
             break;
         }
-        glommio::timer::sleep(super::backoff::jittered(backoff)).await;
-        backoff = (backoff * 2).min(t.reconnect_max);
+        glommio::timer::sleep(backoff.poll_delay(t.reconnect_max)).await;
     }
 }
 
@@ -140,7 +139,7 @@ pub async fn serve_inbound(
             }
             ctx2.on_stream_event(id, event, now)
         },
-        |conn| ctx.server_hold(conn),
+        |conn| ctx.hold(id, conn),
         &ctx.wakes.reads,
     )
     .await;
@@ -173,7 +172,7 @@ async fn serve(
         conn,
         &label,
         move |_, event, now| ctx2.on_stream_event(id, event, now),
-        |conn| ctx.server_hold(conn),
+        |conn| ctx.hold(id, conn),
         &ctx.wakes.reads,
     )
     .await;

@@ -4,11 +4,12 @@
 //! the gateway keeps running what it ran.
 //!
 //! Owns reading the file, checking it, broadcasting it and reporting the outcome. What it
-//! changes on a shard (the engine's policy, streams to servers that changed or left, dialers
-//! for new ones, router legs) is the gateway core's decision (`gateway::Gateway::
-//! handle_reconfigure`); only the compliance listener is opened here. The diff itself (what
-//! changed, what needs a restart) is pure and lives in `policy::reload`; the engine's part in
-//! `engine::reload`.
+//! changes (what may change live, what waits for a restart, the policy compiled from it:
+//! `Gateway::plan_reload`) and what it does on each shard (the engine's policy, streams to
+//! servers that changed or left, dialers for new ones, router legs: `Gateway::
+//! handle_reconfigure`; whether the compliance port opens: `Gateway::listens_for_compliance`)
+//! are the gateway core's decisions; only the compliance listener is opened here. The diff
+//! itself is pure and lives in `policy::reload`; the engine's part in `engine::reload`.
 //!
 //! Certificates and keys are read again too (even when the file did not change): new
 //! connections use them, established streams keep theirs; a bad one refuses the reload.
@@ -16,7 +17,8 @@
 use super::log::Level;
 use super::mesh::ShardMsg;
 use super::shard::ShardCtx;
-use crate::policy::{reload::Plan, CompiledPolicy, Config};
+use crate::gateway::ReloadPlan;
+use crate::policy::{CompiledPolicy, Config};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -111,12 +113,13 @@ async fn reload_file(ctx: &Rc<ShardCtx>, path: &Path) {
     for w in loaded.warnings.iter().chain(&tls_warnings) {
         ctx.log(Level::Warn, &w.to_string());
     }
-    let plan = {
-        let (config, policy) = (ctx.config(), ctx.policy());
-        let listening = ctx.compliance_listening.get();
-        crate::policy::reload::plan(&config, &policy, loaded.config, listening)
-    };
-    let plan = match plan {
+    let listening = ctx.compliance_listening.get();
+    let plan = ctx.feed(|core| core.plan_reload(loaded.config, listening));
+    let ReloadPlan {
+        config,
+        policy,
+        summary,
+    } = match plan {
         Ok(plan) => plan,
         Err(refused) => {
             let text = format!(
@@ -127,17 +130,6 @@ async fn reload_file(ctx: &Rc<ShardCtx>, path: &Path) {
             return report(ctx, false, text);
         }
     };
-    for key in &plan.restart_needed {
-        ctx.log(
-            Level::Warn,
-            &format!("{key} changed: it takes effect at the next restart"),
-        );
-    }
-    let Plan {
-        config, summary, ..
-    } = plan;
-    let policy = Arc::new(CompiledPolicy::compile_after(&config, Some(&ctx.policy())));
-    let config = Arc::new(config);
     let tls = Arc::new(tls);
     for peer in (0..ctx.shards).filter(|&p| p != ctx.id) {
         ctx.outbox.push(
@@ -175,7 +167,7 @@ pub fn apply(ctx: &Rc<ShardCtx>, config: Arc<Config>, policy: Arc<CompiledPolicy
     ctx.replace_config(config.clone(), policy.clone());
     ctx.feed(|core| core.handle_reconfigure(config.clone(), policy.clone(), Instant::now()));
     if !ctx.compliance_listening.get() {
-        if let Err(e) = super::listen_for_compliance(ctx, &config, &policy, true) {
+        if let Err(e) = super::listen_for_compliance(ctx, &config, true) {
             ctx.log(Level::Error, &e.to_string());
         }
     }

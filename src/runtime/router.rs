@@ -1,15 +1,15 @@
 //! Router connections: the inbound leg (a router dials the gateway's router port and proves its
 //! secret) and the outbound leg (the gateway dials an XMPP server's component port as an
-//! ordinary external component). The sockets, the dial loop and its backoff are here; what a
-//! router's stream and stanzas mean (names, the trust rule, events, service requests) is the
-//! gateway core's (`crate::gateway`).
+//! ordinary external component). The sockets, the dial loop and its sleeps are here; the
+//! backoff's schedule (`gateway::Backoff`) and what a router's stream and stanzas mean (names,
+//! the trust rule, events, service requests) are the gateway core's (`crate::gateway`).
 
 use super::accept::Slot;
 use super::conn;
 use super::log::Level;
 use super::shard::ShardCtx;
 use super::tls::{self, Transport};
-use crate::gateway::Peer;
+use crate::gateway::{Attempt, Backoff, Peer};
 use crate::policy::RouterConfig;
 use crate::wire::{ComponentStream, FromCheck, StreamEvent};
 use glommio::net::TcpStream;
@@ -49,7 +49,7 @@ pub async fn serve_inbound(
             }
             ctx2.on_stream_event(id, event, now)
         },
-        |conn| ctx.router_hold(conn),
+        |conn| ctx.hold(id, conn),
         &ctx.wakes.reads,
     )
     .await;
@@ -60,7 +60,7 @@ pub async fn serve_inbound(
 /// Keeps a connection to an XMPP server's component port (`[[router]] connect`), redialing
 /// with backoff, until shutdown or until a reload replaces `generation`.
 pub async fn dial_outbound(ctx: Rc<ShardCtx>, router: RouterConfig, addr: String, generation: u32) {
-    let mut backoff = ctx.config().timers.reconnect_min;
+    let mut backoff = Backoff::new(ctx.config().timers.reconnect_min, super::backoff::seed());
     let current = |ctx: &ShardCtx| {
         !ctx.shutting_down.get() && ctx.router_generation(&router.name) == generation
     };
@@ -95,8 +95,8 @@ pub async fn dial_outbound(ctx: Rc<ShardCtx>, router: RouterConfig, addr: String
                 let material = ctx.tls();
                 let dial = material.router_dial(&router.name);
                 let Ok(conn) = tls::dialed(&ctx, &mut tcp, dial, stream, &who).await else {
-                    glommio::timer::sleep(super::backoff::jittered(backoff)).await;
-                    backoff = (backoff * 2).min(ctx.config().timers.reconnect_max);
+                    let delay = backoff.poll_delay(ctx.config().timers.reconnect_max);
+                    glommio::timer::sleep(delay).await;
                     continue;
                 };
                 let this = conn.clone();
@@ -114,13 +114,13 @@ pub async fn dial_outbound(ctx: Rc<ShardCtx>, router: RouterConfig, addr: String
                     conn,
                     &label,
                     move |_, event, now| ctx2.on_stream_event(id, event, now),
-                    |conn| ctx.router_hold(conn),
+                    |conn| ctx.hold(id, conn),
                     &ctx.wakes.reads,
                 )
                 .await;
                 tls::ended(&ctx, &this, &who);
                 ctx.ended(id, closed);
-                backoff = ctx.config().timers.reconnect_min;
+                backoff.handle_attempt(Attempt::Served, ctx.config().timers.reconnect_min);
             }
             Err(e) => ctx.log(
                 Level::Warn,
@@ -130,7 +130,7 @@ pub async fn dial_outbound(ctx: Rc<ShardCtx>, router: RouterConfig, addr: String
         if !current(&ctx) {
             break;
         }
-        glommio::timer::sleep(super::backoff::jittered(backoff)).await;
-        backoff = (backoff * 2).min(ctx.config().timers.reconnect_max);
+        let delay = backoff.poll_delay(ctx.config().timers.reconnect_max);
+        glommio::timer::sleep(delay).await;
     }
 }

@@ -2,10 +2,10 @@
 //! ids, its outbox, and `execute`, which carries out what the core asks for (bytes to write,
 //! offers, stream commands, closes, messages for other shards, log lines, dialers to start).
 //!
-//! Every decision is the core's (`crate::gateway`); what stays here is what needs a socket, a
-//! task or the clock: whether a connection's reader reads on (`router_hold`, `server_hold`:
-//! its unwritten output, this shard's events in flight and outbox), the wall-clock cache, and
-//! the tasks that watch a stream's output for room or close a retired stream later.
+//! Every decision is the core's (`crate::gateway`), whether a connection's reader reads on
+//! included (`hold` measures its unwritten output and the outbox, the core decides); what
+//! stays here is what needs a socket, a task or the clock: the wall-clock cache, and the tasks
+//! that watch a stream's output for room or close a retired stream later.
 //!
 //! Everything here is single-threaded (`Rc`/`RefCell` on one executor); nothing is shared with
 //! another shard except through the channel mesh. No borrow is held across an await, and the
@@ -16,7 +16,7 @@ use super::log::{self, Level};
 use super::mesh::{Outbox, ShardMsg};
 use super::notify::{Notify, ShardWakes};
 use crate::gateway::{
-    ConnId, ConnectionEvent, Dial, Gateway, Now, Offered, Output, Peer, StreamCommand,
+    ConnId, ConnectionEvent, Dial, Gateway, Now, Offered, Output, Peer, Room, StreamCommand,
 };
 use crate::policy::{CompiledPolicy, Config, ServerId};
 use crate::wire::{ComponentStream, FromCheck, StreamConfig, StreamEvent};
@@ -183,49 +183,13 @@ impl ShardCtx {
         ))
     }
 
-    /// Router reads pause while this shard's engine or outbox is too full.
-    pub fn must_pause_reads(&self) -> bool {
-        let max = self.config().limits.max_in_flight;
-        let full = self.core.borrow().in_flight() >= max || self.outbox.longest() >= max;
-        if full {
-            self.counters.borrow_mut().read_pauses += 1;
-        }
-        full
-    }
-
-    /// Whether a router's reader reads on. Its output (verdicts, `bad-request`s, service
-    /// answers) is never refused, so reads stop once more than `stream_buffer_bytes` are
-    /// unwritten, until the router has read half of it.
-    ///
-    /// The overshoot past the limit is bounded. Its sources are: what one read (64 KiB of
-    /// stanzas) produces before the reader is asked again, and the verdicts of events already
-    /// read from this router and in flight on some shard (at most `max_in_flight` per shard:
-    /// past it, this shard's reads and the mesh hand-off of events pause, see `consume`). While
-    /// reads are paused no new event comes from this router, so that second share can only
-    /// shrink: the output stays under the limit plus one read's answers plus the verdicts of
-    /// `shards x max_in_flight` events, whatever the router does. Nothing is refused or dropped.
-    pub fn router_hold(&self, conn: &Conn) -> Hold {
-        let limit = self.config().limits.stream_buffer_bytes;
-        if conn.unwritten() > limit {
-            self.counters.borrow_mut().router_output_pauses += 1;
-            return Hold::UntilDrained(limit / 2);
-        }
-        if self.must_pause_reads() {
-            return Hold::UntilRoom;
-        }
-        Hold::Read
-    }
-
-    /// Whether a compliance stream's reader reads on. Requests are refused (deferred) past the
-    /// output limit; only service answers (to the server's pings) are pushed whatever is
-    /// unwritten, so a server that pings and never reads stops being read until it does.
-    pub fn server_hold(&self, conn: &Conn) -> Hold {
-        let limit = self.config().limits.stream_buffer_bytes;
-        if conn.unwritten() > limit {
-            self.counters.borrow_mut().server_output_pauses += 1;
-            return Hold::UntilDrained(limit / 2);
-        }
-        Hold::Read
+    /// Whether connection `id`'s reader (on `conn`) reads on: the core decides
+    /// (`Gateway::poll_read_hold`) from what is unwritten and this shard's outbox.
+    pub fn hold(&self, id: ConnId, conn: &Conn) -> Hold {
+        let unwritten = conn.unwritten();
+        self.core
+            .borrow_mut()
+            .poll_read_hold(id, unwritten, || self.outbox.longest())
     }
 
     /// The time of an input read at `at`: one wall-clock read per batch, not per event.
@@ -280,9 +244,8 @@ impl ShardCtx {
         self.sockets.borrow_mut().remove(&id);
     }
 
-    /// The connections the core holds active (closed at shutdown).
-    pub fn active_connections(&self) -> Vec<ConnRef> {
-        let ids = self.core.borrow().active_connections();
+    /// The sockets of the core's connections `ids` (those still open).
+    pub fn sockets_of(&self, ids: &[ConnId]) -> Vec<ConnRef> {
         let sockets = self.sockets.borrow();
         ids.iter()
             .filter_map(|id| sockets.get(id).map(|s| s.conn.clone()))
@@ -309,13 +272,14 @@ impl ShardCtx {
         if !wakes.reads.is_waited() && !wakes.events.is_waited() {
             return;
         }
-        let low = ctx.config().limits.max_in_flight / 2;
-        if ctx.core.borrow().in_flight() > low {
-            return;
-        }
-        wakes.events.notify_all();
-        if ctx.outbox.longest() <= low {
-            wakes.reads.notify_all();
+        let room = ctx.core.borrow().room(|| ctx.outbox.longest());
+        match room {
+            Room::None => {}
+            Room::Events => wakes.events.notify_all(),
+            Room::EventsAndReads => {
+                wakes.events.notify_all();
+                wakes.reads.notify_all();
+            }
         }
     }
 
@@ -449,7 +413,7 @@ async fn watch_room(
             Some(false) => continue,
             Some(true) => {}
         }
-        let low = ctx.config().limits.stream_buffer_bytes / 2;
+        let low = ctx.core.borrow().link_low_water();
         conn.output_below(low).await;
         if !conn.stream.borrow().is_active() {
             // Going away: its loss, not room, reaches the engines.

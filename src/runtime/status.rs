@@ -1,67 +1,45 @@
 //! Gathering status: a shard's own snapshot, and collecting every shard's through the mesh
-//! (each shard answers `SnapshotRequest` with its `ShardSnapshot`).
+//! (each shard answers `SnapshotRequest` with its `ShardSnapshot`). The figures are the
+//! gateway core's (`Gateway::status`); what is added here is the runtime's own (its counts,
+//! its outbox, its listeners).
 
 use super::mesh::ShardMsg;
 use super::shard::ShardCtx;
-use crate::admin::{Listening, ServerState, ShardSnapshot};
+use crate::admin::{Listening, ShardSnapshot};
 use crate::gateway::GatewayCounters;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-/// This shard's snapshot.
+/// This shard's snapshot: the core's figures (`Gateway::status`) with what only the runtime
+/// knows (its counts, its outbox, its listeners).
 pub fn snapshot(ctx: &ShardCtx) -> ShardSnapshot {
-    let core = ctx.core.borrow();
-    let engine = core.engine();
-    let spool = engine.spool().map(spool_state);
-    let policy = ctx.policy();
+    let (status, listens) = {
+        let core = ctx.core.borrow();
+        (
+            core.status(Instant::now(), SystemTime::now()),
+            core.listens_for_routers(),
+        )
+    };
     let router_listeners = if ctx.shutting_down.get() {
         Listening::ShuttingDown
     } else if ctx.routers_listening.get() {
         Listening::Open
-    } else if ctx.config().gateway.accept == crate::policy::AcceptMode::Handoff && ctx.id != 0 {
+    } else if !listens {
         Listening::NotHere
     } else {
         Listening::Starting
     };
     ShardSnapshot {
-        spool,
+        spool: status.spool,
         shard: ctx.id,
-        counters: engine.counters().clone(),
-        runtime: runtime_counters(ctx, core.counters()),
-        in_flight: engine.in_flight(),
-        keys_in_flight: engine.keys_in_flight(),
+        counters: status.counters,
+        runtime: runtime_counters(ctx, &status.gateway),
+        in_flight: status.in_flight,
+        keys_in_flight: status.keys_in_flight,
         outbox: ctx.outbox.longest(),
-        routers: core.router_names(),
-        servers: engine
-            .servers()
-            .iter()
-            .enumerate()
-            .map(|(i, s)| ServerState {
-                name: s.name().to_owned(),
-                component: s.component().to_owned(),
-                profile: policy
-                    .server(crate::policy::ServerId(i as u16))
-                    .map_or(String::new(), |info| {
-                        policy.profile_name(info.profile).to_owned()
-                    }),
-                reach: s.reach(),
-                active_links: s.active_links(),
-                local_link: core.has_link(i),
-                queued: s.queued(),
-                retired: s.retired(),
-            })
-            .collect(),
-        alarms: core
-            .alarms()
-            .iter()
-            .map(|a| {
-                let server = a
-                    .server()
-                    .and_then(|id| policy.server(id).map(|s| s.name.clone()))
-                    .unwrap_or_default();
-                (a.name().to_owned(), server)
-            })
-            .collect(),
-        recent: engine.recent(Instant::now()),
+        routers: status.routers,
+        servers: status.servers,
+        alarms: status.alarms,
+        recent: status.recent,
         router_listeners,
     }
 }
@@ -74,47 +52,15 @@ fn runtime_counters(ctx: &ShardCtx, core: &GatewayCounters) -> crate::admin::Run
     c.service_requests += core.service_requests;
     c.undeliverable_verdicts += core.undeliverable_verdicts;
     c.unknown_answers += core.unknown_answers;
+    c.read_pauses += core.read_pauses;
+    c.router_output_pauses += core.router_output_pauses;
+    c.server_output_pauses += core.server_output_pauses;
     for (name, n) in &core.alarms_raised {
         for _ in 0..*n {
             c.count_alarm(name);
         }
     }
     c
-}
-
-/// A spool's figures, its ages read from the wall clock now.
-fn spool_state(s: &crate::spool::Spool) -> crate::admin::SpoolState {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64;
-    let age = |born: Option<u64>| born.map_or(0.0, |b| now_ms.saturating_sub(b) as f64 / 1000.0);
-    let (oldest, per) = s.oldest_ms();
-    let c = &s.counters;
-    crate::admin::SpoolState {
-        records: s.records(),
-        bytes: s.bytes(),
-        max_bytes: s.max_bytes(),
-        oldest_age_seconds: age(oldest),
-        full: s.full(),
-        spooled: c.spooled,
-        replayed: c.replayed,
-        refused_full: c.refused_full,
-        write_errors: c.io_errors,
-        lost_on_error: c.lost_on_error,
-        profiles: s
-            .profiles()
-            .iter()
-            .zip(per)
-            .map(|(p, born)| crate::admin::SpoolProfile {
-                profile: p.name.clone(),
-                records: p.records,
-                bytes: p.bytes,
-                oldest_age_seconds: age(born),
-                replayed: p.replayed,
-            })
-            .collect(),
-    }
 }
 
 /// A snapshot requested with `token` arrived from another shard.

@@ -1,6 +1,7 @@
 //! The layout's invariants, checked on the source tree: the runtime's modules, and the
 //! engine's, import each other without a circle (each `super::name` of a directory's `*.rs`
-//! is an edge), and the core crate depends on no I/O crate.
+//! is an edge), the runtime reads none of the settings the gateway core decides by, and the
+//! core crate depends on no I/O crate.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -140,4 +141,54 @@ fn the_core_crate_depends_on_no_io_crate() {
         Some(false),
         "ahash must be built without runtime-rng ({ahash:?})"
     );
+}
+
+/// What only the gateway core may decide by: the flow-control and timer settings behind read
+/// holds, room, the engine's tick and the shutdown, and the reload's planning.
+const CORE_DECIDES_BY: [&str; 6] = [
+    "max_in_flight",
+    "stream_buffer_bytes",
+    "event_timeout",
+    "outage_window",
+    "reload::plan",
+    "compile_after",
+];
+
+/// The names of [`CORE_DECIDES_BY`] that `text` uses outside comments.
+fn decisions_named(text: &str) -> Vec<&'static str> {
+    let code: String = text
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    CORE_DECIDES_BY
+        .into_iter()
+        .filter(|name| code.contains(name))
+        .collect()
+}
+
+#[test]
+fn the_runtime_reads_none_of_the_settings_the_core_decides_by() {
+    let mut files = vec![root().join("src/runtime.rs")];
+    for dir in ["src/runtime", "src/runtime/conn"] {
+        for entry in std::fs::read_dir(root().join(dir)).expect("the runtime's directory") {
+            let path = entry.expect("an entry").path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() > 10, "the runtime's files were not found");
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("a runtime file");
+        let named = decisions_named(&text);
+        assert!(
+            named.is_empty(),
+            "{} decides by {named:?}: that decision is the gateway core's",
+            file.display()
+        );
+    }
+    // The check sees code and skips comments.
+    let sample = "// max_in_flight, in a comment\nlet low = c.limits.stream_buffer_bytes / 2;";
+    assert_eq!(decisions_named(sample), ["stream_buffer_bytes"]);
 }

@@ -21,21 +21,33 @@
 // No clock, file, randomness or randomly seeded map here (clippy.toml lists them).
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod backoff;
+mod holds;
 mod limit;
 mod links;
 mod message;
 mod output;
+// The measuring tools' driver (benches, examples).
+#[cfg(any(test, feature = "test-support"))]
+pub mod pipeline;
 mod reload;
 mod routers;
+mod shutdown;
+mod status;
 // Tests take a base instant from the clock; the core under test never reads it.
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)]
 mod tests;
 
+pub use backoff::{Attempt, Backoff};
+pub use holds::{ReadHold, Room};
 pub use message::PeerMessage;
 pub use output::{
     ConnId, ConnectionEvent, Dial, Level, Now, Offer, Offered, Output, Peer, StreamCommand,
 };
+pub use reload::ReloadPlan;
+pub use shutdown::{ShutdownStep, CLOSE_LIMIT, DRAIN_LIMIT, DRAIN_QUIET};
+pub use status::{ServerState, ShardStatus, SpoolProfile, SpoolState};
 
 use crate::engine::{Action, Alarm, EngineConfig, LinkChange, Outgoing, RouterRef, ShardEngine};
 use crate::policy::DetHashMap;
@@ -86,6 +98,13 @@ pub struct GatewayCounters {
     pub unknown_answers: u64,
     /// Alarms raised, by name.
     pub alarms_raised: Vec<(&'static str, u64)>,
+    /// Times router reads paused for the shard's limits (events in flight or the outbox full):
+    /// once per hold asked for.
+    pub read_pauses: u64,
+    /// Times a router's reads paused because its unwritten output passed the limit.
+    pub router_output_pauses: u64,
+    /// The same for compliance streams (a server that sends pings and does not read).
+    pub server_output_pauses: u64,
 }
 
 impl GatewayCounters {
@@ -130,6 +149,8 @@ pub struct Gateway {
     counters: GatewayCounters,
     violations: RateLimit,
     shutting_down: bool,
+    /// Where the shutdown is (`shutdown.rs`).
+    stopping: shutdown::Stopping,
     outputs: VecDeque<Output>,
     /// An input arrived since the spool's and the replay's wake-ups were last given.
     unsettled: bool,
@@ -156,6 +177,7 @@ impl Gateway {
             counters: GatewayCounters::default(),
             violations: RateLimit::new(VIOLATIONS_WINDOW, 10),
             shutting_down: false,
+            stopping: shutdown::Stopping::Running,
             outputs: VecDeque::new(),
             unsettled: true,
         };
@@ -312,12 +334,17 @@ impl Gateway {
         self.engine.poll_timeout()
     }
 
-    /// Starts the shutdown: every event in flight gets the verdict its handling gives when no
-    /// server can take it, and streams closing from now on raise no alarms.
-    pub fn handle_shutdown(&mut self, now: Instant) {
-        self.unsettled = true;
-        self.shutting_down = true;
-        self.engine.drain(now);
+    /// How long the runtime's timer task sleeps from `now` before [`Gateway::handle_timeout`]:
+    /// until the engine's next deadline, but at most one tick (a twentieth of the shorter of
+    /// the event timeout and the outage window, between 1 ms and 100 ms), so that a timer
+    /// armed meanwhile is late by at most one tick; and at least 100 µs.
+    pub fn poll_timer_wait(&self, now: Instant) -> Duration {
+        let t = &self.config.timers;
+        let tick = (t.event_timeout.min(t.outage_window) / 20)
+            .clamp(Duration::from_millis(1), Duration::from_millis(100));
+        let next = self.engine.poll_timeout();
+        let wait = next.map_or(tick, |at| at.saturating_duration_since(now).min(tick));
+        wait.max(Duration::from_micros(100))
     }
 
     /// The runtime made the spool's records up to `upto` durable.

@@ -3,14 +3,75 @@
 //! are restarted, removed servers' streams are retired, dialers start where a server or router
 //! leg now dials from this shard, router connections that must prove a new secret are closed,
 //! and every host that asked for the chains is told to ask again.
+//!
+//! Before that, on the shard that read the file: what the new file may change live and what
+//! waits for a restart, and the policy compiled from it with every id kept
+//! ([`Gateway::plan_reload`]); and whether this shard listens for compliance servers now
+//! ([`Gateway::listens_for_compliance`]). Reading the file and opening the port are the
+//! runtime's.
 
 use super::{ConnId, Dial, Gateway, Leg, Level, Output};
 use crate::engine::{Closing, LinkChange};
-use crate::policy::{CompiledPolicy, Config, ServerId, ServerInfo};
+use crate::policy::reload::Refused;
+use crate::policy::{AcceptMode, CompiledPolicy, Config, ServerId, ServerInfo, ServerMode};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A reload the core accepted: what every shard puts in force ([`Gateway::handle_reconfigure`]),
+/// and what it changes, in one line.
+#[derive(Debug)]
+pub struct ReloadPlan {
+    /// The new file, with the running value of every restart-only setting.
+    pub config: Arc<Config>,
+    /// Compiled after the running policy: server, profile and node ids are kept.
+    pub policy: Arc<CompiledPolicy>,
+    /// What changes live.
+    pub summary: String,
+}
+
 impl Gateway {
+    /// A configuration file read again and found valid (`config`): what of it goes in force,
+    /// or why none of it may. `compliance_listening`: the compliance port is open here. Each
+    /// restart-only setting it changes is logged (an output) and keeps its running value.
+    /// Nothing is in force yet: every shard, this one included, then gets
+    /// [`Gateway::handle_reconfigure`].
+    pub fn plan_reload(
+        &mut self,
+        config: Config,
+        compliance_listening: bool,
+    ) -> Result<ReloadPlan, Refused> {
+        let plan =
+            crate::policy::reload::plan(&self.config, &self.policy, config, compliance_listening)?;
+        for key in &plan.restart_needed {
+            self.log(
+                Level::Warn,
+                format!("{key} changed: it takes effect at the next restart"),
+            );
+        }
+        let policy = Arc::new(CompiledPolicy::compile_after(
+            &plan.config,
+            Some(&self.policy),
+        ));
+        Ok(ReloadPlan {
+            config: Arc::new(plan.config),
+            policy,
+            summary: plan.summary,
+        })
+    }
+
+    /// Whether this shard listens on the compliance port under the configuration in force:
+    /// some server dials in, and this shard listens (every shard with SO_REUSEPORT, shard 0
+    /// when it hands connections over).
+    pub fn listens_for_compliance(&self) -> bool {
+        let listens = self.config.gateway.accept == AcceptMode::ReusePort || self.id == 0;
+        let inbound = self
+            .policy
+            .servers()
+            .iter()
+            .any(|s| s.mode == ServerMode::Inbound && !s.retired);
+        listens && inbound
+    }
+
     /// Puts a reloaded `config` and `policy` in force on this shard.
     pub fn handle_reconfigure(
         &mut self,

@@ -7,6 +7,8 @@ use crate::policy::load_str;
 use crate::wire::Condition;
 use std::time::SystemTime;
 
+mod decisions;
+
 const CONFIG: &str = r#"
 [gateway]
 name = "gw.example.com"
