@@ -201,6 +201,9 @@ fn report(shard: u16, dir: &Path, found: &Recovered, adopted: usize, started: In
 pub async fn writer(ctx: Rc<ShardCtx>, root: PathBuf) {
     let dir = shard_dir(&root, ctx.id);
     let mut open: HashMap<u64, BufferedFile> = HashMap::new();
+    // Batches failed in a row: the first is logged, then one line when writes work again (a
+    // full disk fails every batch until space is freed; one line each would flood the log).
+    let mut failed_in_a_row: u64 = 0;
     loop {
         let batch = ctx.core.borrow_mut().take_spool_batch();
         let Some(batch) = batch else {
@@ -210,19 +213,40 @@ pub async fn writer(ctx: Rc<ShardCtx>, root: PathBuf) {
         let result = carry_out(&dir, &batch, &mut open).await;
         let now = Instant::now();
         match result {
-            Ok(()) => ctx.feed(|core| core.handle_spool_durable(batch.upto, now)),
+            Ok(()) => {
+                let wrote = batch
+                    .ops
+                    .iter()
+                    .any(|op| matches!(op, SpoolIo::Write { .. }));
+                if failed_in_a_row > 0 && wrote {
+                    ctx.log(
+                        Level::Info,
+                        &format!(
+                            "spool: writing {} works again after {failed_in_a_row} failed \
+                             batch(es); records are kept again",
+                            dir.display()
+                        ),
+                    );
+                    failed_in_a_row = 0;
+                }
+                ctx.feed(|core| core.handle_spool_durable(batch.upto, now));
+            }
             Err((segment, e)) => {
                 if let Some(f) = open.remove(&segment) {
                     let _ = f.close().await;
                 }
-                ctx.log(
-                    Level::Error,
-                    &format!(
-                        "spool: writing {} failed: {e}; the events whose records it held are \
-                         refused (fail closed)",
-                        dir.join(segment_name(segment)).display()
-                    ),
-                );
+                if failed_in_a_row == 0 {
+                    ctx.log(
+                        Level::Error,
+                        &format!(
+                            "spool: writing {} failed: {e}; the events whose records it held \
+                             are refused (fail closed) until a write succeeds again (logged \
+                             once; palisade_spool_write_errors_total counts every failure)",
+                            dir.join(segment_name(segment)).display()
+                        ),
+                    );
+                }
+                failed_in_a_row += 1;
                 ctx.feed(|core| core.handle_spool_failed(batch.upto, now));
             }
         }

@@ -96,7 +96,7 @@ fn spool_state(s: &crate::spool::Spool) -> crate::admin::SpoolState {
         bytes: s.bytes(),
         max_bytes: s.max_bytes(),
         oldest_age_seconds: age(oldest),
-        full: s.full(),
+        full: s.refusing(),
         spooled: c.spooled,
         replayed: c.replayed,
         refused_full: c.refused_full,

@@ -175,6 +175,8 @@ pub struct Spool {
     records: BTreeMap<Seq, Pending>,
     profiles: Vec<ProfileStats>,
     full: bool,
+    /// The last batch failed and no record has been made durable since.
+    failing: bool,
     /// What the spool did in this run, for metrics and status.
     pub counters: SpoolCounters,
 }
@@ -199,6 +201,7 @@ impl Spool {
             records: BTreeMap::new(),
             profiles: Vec::new(),
             full: false,
+            failing: false,
             counters: SpoolCounters::default(),
         }
     }
@@ -459,6 +462,10 @@ impl Spool {
     /// The batch in flight was carried out: every record up to `upto` is durable.
     pub fn on_durable(&mut self, upto: Seq) {
         self.in_flight = None;
+        if upto > self.durable {
+            // Records reached the disk again: writes work.
+            self.failing = false;
+        }
         self.durable = self.durable.max(upto);
     }
 
@@ -469,6 +476,7 @@ impl Spool {
     /// go to a fresh one. Returns the last record number that was not kept.
     pub fn on_failed(&mut self, upto: Seq) -> Seq {
         self.in_flight = None;
+        self.failing = true;
         self.counters.io_errors += 1;
         let upto = upto.max(self.appended);
         // Writes not carried out yet belong to the abandoned records; removals still hold.
@@ -573,6 +581,18 @@ impl Spool {
     /// The spool refused a record and has not freed space since (alarm `SpoolFull`).
     pub fn full(&self) -> bool {
         self.full
+    }
+
+    /// The last batch failed (a write, sync or removal returned an error) and no record has
+    /// been made durable since: records are still tried, each batch being the probe that sees
+    /// the disk work again.
+    pub fn failing(&self) -> bool {
+        self.failing
+    }
+
+    /// The spool refuses records: it is full, or its writes fail (alarm `SpoolFull`).
+    pub fn refusing(&self) -> bool {
+        self.full || self.failing
     }
 
     /// Per-profile figures, indexed as [`Pending::profile`].

@@ -427,11 +427,16 @@ impl ShardEngine {
                     c.deferred += 1;
                     c.notified = c.notified.saturating_sub(1);
                 }
+                // Its record goes back with it: spooled if it is dropped from the queue.
+                let record = self.record_of_request(&bytes);
+                let Some(view) = self.servers.get_mut(server.index()) else {
+                    return;
+                };
                 view.requeue(Queued::Notify {
                     bytes,
                     expires,
                     seq,
-                    record: None,
+                    record,
                 });
             }
             Outgoing::Replay { seq } => {

@@ -213,11 +213,8 @@ impl ShardEngine {
     ) -> Result<Seq, Refused> {
         let spool = self.spool.as_mut().ok_or(Refused::Full)?;
         let result = spool.append_encoded(payload, profile, stable_key, born);
-        if result.is_err() && !self.spool_alarm {
-            self.spool_alarm = true;
-            self.actions.push_back(Action::Alarm(Alarm::SpoolFull {
-                state: crate::engine::AlarmState::Raised,
-            }));
+        if result.is_err() {
+            self.raise_spool_alarm();
         }
         // No replay pass for it now: it is here because no server could take it; a server
         // coming back or leaving the ring starts one. If some server is up (its queue or
@@ -240,6 +237,15 @@ impl ShardEngine {
         let born = crate::protocol::stamp::parse_millis(&r.stamp).unwrap_or(0);
         self.spool_payload(payload.to_vec(), &r.profile, r.stable_key, born)
             .is_ok()
+    }
+
+    /// The record of a notification sent straight to a stream and handed back by it (full, or
+    /// going away), read back from the request's own bytes: its event may be gone by now, and
+    /// encoding a record for every notification sent would cost the path with no outage.
+    /// `None` without a spool, or for bytes this engine did not write.
+    pub(super) fn record_of_request(&self, bytes: &[u8]) -> Option<Bytes> {
+        self.spool.as_ref()?;
+        record_of_notify(bytes).map(Bytes::from)
     }
 
     /// Whether the verdict of an event holding `hold` may leave.
@@ -266,6 +272,17 @@ impl ShardEngine {
             None => upto,
         };
         self.release_held(upto, true);
+        // The spool keeps nothing while its writes fail: the same alarm as a full one.
+        self.raise_spool_alarm();
+    }
+
+    fn raise_spool_alarm(&mut self) {
+        if !self.spool_alarm {
+            self.spool_alarm = true;
+            self.actions.push_back(Action::Alarm(Alarm::SpoolFull {
+                state: crate::engine::AlarmState::Raised,
+            }));
+        }
     }
 
     fn release_held(&mut self, upto: Seq, lost: bool) {
@@ -293,7 +310,7 @@ impl ShardEngine {
     }
 
     fn check_spool_alarm(&mut self) {
-        if self.spool_alarm && self.spool.as_ref().is_some_and(|s| !s.full()) {
+        if self.spool_alarm && self.spool.as_ref().is_some_and(|s| !s.refusing()) {
             self.spool_alarm = false;
             self.actions.push_back(Action::Alarm(Alarm::SpoolFull {
                 state: crate::engine::AlarmState::Cleared,
@@ -490,4 +507,88 @@ impl ShardEngine {
             Some((step.profile, None)),
         );
     }
+}
+
+/// Reads a notification written by [`write_request`] back into a record payload: the
+/// `<event/>`'s attributes (unescaped) and its content, the router's stanza as it came.
+fn record_of_notify(bytes: &[u8]) -> Option<Vec<u8>> {
+    const CLOSE: &[u8] = b"</event></message>";
+    let outer_end = tag_end(bytes, 0)?;
+    let rest = bytes.get(outer_end + 1..)?;
+    if !rest.starts_with(b"<event ") || !bytes.ends_with(CLOSE) {
+        return None;
+    }
+    let start = outer_end + 1;
+    let event_end = tag_end(bytes, start)?;
+    let stanza = bytes.get(event_end + 1..bytes.len().checked_sub(CLOSE.len())?)?;
+    let tag = std::str::from_utf8(bytes.get(start + b"<event".len()..event_end)?).ok()?;
+    let mut attrs: Vec<(&str, std::borrow::Cow<'_, str>)> = Vec::new();
+    let mut rest = tag.trim_start();
+    while let Some(eq) = rest.find('=') {
+        let name = rest[..eq].trim();
+        let after = &rest[eq + 1..];
+        let quote = after.chars().next()?;
+        if quote != '\'' && quote != '"' {
+            return None;
+        }
+        let close = after[1..].find(quote)? + 1;
+        attrs.push((name, crate::wire::xml::unescape(&after[1..close])));
+        rest = after[close + 1..].trim_start();
+    }
+    let get = |name: &str| {
+        attrs
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_ref())
+    };
+    if get("mode")? != "notify" {
+        return None;
+    }
+    let event = crate::policy::EventId::lookup(get("name")?.as_bytes())?;
+    let packet = match get("packet") {
+        None => None,
+        Some(p) => Some(
+            [
+                crate::policy::PacketType::Message,
+                crate::policy::PacketType::Iq,
+                crate::policy::PacketType::Presence,
+                crate::policy::PacketType::Subscription,
+            ]
+            .into_iter()
+            .find(|t| t.as_str() == p)?,
+        ),
+    };
+    let handling = match get("handling")? {
+        "bounce" => crate::policy::Handling::Bounce,
+        "pass" => crate::policy::Handling::Pass,
+        _ => return None,
+    };
+    let key = get("key")?;
+    let record = RecordRef {
+        id: get("record")?,
+        stamp: get("stamp")?,
+        stable_key: crate::routing::stable_hash(key.as_bytes()),
+        profile: get("profile")?,
+        event,
+        packet,
+        handling,
+        node: get("node")?,
+        key,
+        stanza,
+    };
+    Some(format::encode_payload(&record))
+}
+
+/// The `>` that ends the tag opening at `from`, outside quoted attribute values.
+fn tag_end(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut quote = None;
+    for (i, &b) in bytes.get(from..)?.iter().enumerate() {
+        match (quote, b) {
+            (None, b'\'' | b'"') => quote = Some(b),
+            (Some(q), _) if b == q => quote = None,
+            (None, b'>') => return Some(from + i),
+            _ => {}
+        }
+    }
+    None
 }

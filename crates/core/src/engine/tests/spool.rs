@@ -262,3 +262,135 @@ fn record_ids_fit_their_buffer_at_the_largest_values() {
     ]);
     assert_eq!(id, "ffffffffffff.ffff.ffffffffffffffff.ffff");
 }
+
+#[test]
+fn a_notify_handed_back_by_a_full_stream_keeps_its_record_when_its_server_leaves() {
+    let mut h = Harness::with_spool(1 << 20);
+    // Streams that take one request, then defer every later one until drained.
+    h.limit(CS1, 0);
+    h.limit(CS2, 0);
+    h.up(CS1);
+    h.up(CS2);
+    let stanza =
+        "<message from='a@example.com/r' to='b@example.com' type='chat'><body>x</body></message>";
+    h.event("es_IN", "", stanza);
+    assert_eq!(h.sent.len(), 1, "the first notify is written");
+    let server = h.sent[0].server;
+    let first = attr(&h.sent[0].xml, "record").unwrap().to_owned();
+    h.event("es_IN", "", stanza);
+    assert_eq!(
+        h.sent.len(),
+        1,
+        "the second is handed back by the full stream"
+    );
+    assert_eq!(h.streams[server.index()].deferred, 1);
+    assert_eq!(
+        h.records(),
+        0,
+        "nothing is spooled while it can still be delivered"
+    );
+    // Its server leaves the ring with the notify still queued: it can no longer be delivered.
+    h.engine
+        .handle_link(server, 0, LinkChange::Down(Closing::Graceful), h.now);
+    h.collect();
+    assert_eq!(h.records(), 1, "the notify's record is kept");
+    assert_eq!(
+        h.engine.counters().servers[server.index()].notifications_lost,
+        0
+    );
+    h.sync_spool();
+    // Replayed once its server is back, with the record id it had and its stanza.
+    h.streams[CS1.index()].limit = None;
+    h.streams[CS2.index()].limit = None;
+    h.up(server);
+    let replayed: Vec<&Sent> = h
+        .sent
+        .iter()
+        .filter(|s| s.xml.contains("replay='1'"))
+        .collect();
+    assert_eq!(
+        replayed.len(),
+        1,
+        "{:?}",
+        h.sent.iter().map(|s| &s.xml).collect::<Vec<_>>()
+    );
+    let id = attr(&replayed[0].xml, "record").unwrap();
+    assert_ne!(id, first);
+    assert!(id.starts_with("b007.0."), "{id}");
+    assert!(replayed[0].xml.contains(stanza));
+    assert!(replayed[0]
+        .xml
+        .contains("name='es_IN' packet='message' profile='Wall'"));
+    assert_eq!(h.records(), 0);
+}
+
+#[test]
+fn a_failed_write_raises_spool_full_until_a_record_is_durable_again() {
+    let raised = Alarm::SpoolFull {
+        state: crate::engine::AlarmState::Raised,
+    };
+    let cleared = Alarm::SpoolFull {
+        state: crate::engine::AlarmState::Cleared,
+    };
+    let mut h = Harness::with_spool(1 << 20);
+    let msg = |i: usize| format!("<message from='a{i}@example.com/r' to='b@example.com'/>");
+    // A durable record first: a later failure must not take it.
+    h.event("es_IN", "", &msg(0));
+    h.sync_spool();
+    assert_eq!(h.records(), 1);
+    for i in 1..4 {
+        let id = h.event("es_IN", "", &msg(i));
+        let batch = h.engine.take_spool_batch().unwrap();
+        h.engine.handle_spool_failed(batch.upto, h.now);
+        h.collect();
+        assert!(h.verdict_for(&id).contains("resource-constraint"));
+    }
+    assert_eq!(
+        h.alarms.iter().filter(|a| **a == raised).count(),
+        1,
+        "raised once"
+    );
+    assert!(h.engine.spool().unwrap().refusing());
+    assert_eq!(h.records(), 1, "the durable record is kept");
+    assert_eq!(h.engine.spool().unwrap().counters.io_errors, 3);
+    // Space is back: the next record is durable, the alarm clears.
+    let id = h.event("es_IN", "", &msg(9));
+    h.sync_spool();
+    assert!(
+        h.verdict_for(&id).contains("action='drop'"),
+        "{:?}",
+        h.verdicts
+    );
+    assert!(h.alarms.contains(&cleared));
+    assert!(!h.engine.spool().unwrap().refusing());
+    assert_eq!(h.records(), 2);
+}
+
+#[test]
+fn a_notify_read_back_from_its_bytes_is_the_record_it_was_written_from() {
+    let mut h = Harness::with_spool(1 << 20);
+    h.up(CS1);
+    h.up(CS2);
+    // A stanza with entities and quotes comes back byte for byte.
+    let stanza = "<message from='a@example.com/o&apos;neil&amp;co' to='b@example.com'><body>a &lt; b &amp; &apos;c&apos;</body></message>";
+    h.event("es_IN", "", stanza);
+    let xml = h.sent[0].xml.clone();
+    let payload = h
+        .engine
+        .record_of_request(xml.as_bytes())
+        .expect("a notify this engine wrote");
+    let r = crate::spool::format::decode_payload(&payload).unwrap();
+    assert_eq!(Some(r.id.as_str()), attr(&xml, "record"));
+    assert_eq!(Some(r.stamp.as_str()), attr(&xml, "stamp"));
+    assert_eq!(r.profile, "Wall");
+    assert_eq!(r.event.name(), "es_IN");
+    assert_eq!(r.packet, Some(crate::policy::PacketType::Message));
+    assert_eq!(r.handling, crate::policy::Handling::Bounce);
+    assert_eq!(r.node, "imp1");
+    assert_eq!(r.key, "a@example.com|b@example.com");
+    assert_eq!(r.stable_key, crate::routing::stable_hash(r.key.as_bytes()));
+    assert_eq!(&r.stanza[..], stanza.as_bytes());
+    // Not a notify: nothing.
+    assert!(h.engine.record_of_request(b"<iq type='set'/>").is_none());
+    assert!(h.engine.record_of_request(b"").is_none());
+}
