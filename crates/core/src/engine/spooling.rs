@@ -11,7 +11,7 @@ use super::shard::{Action, Alarm, EventState, Outgoing, Phase, ShardEngine};
 use crate::policy::{ProfileId, ServerId, Step};
 use crate::protocol::request::{write_request, Mode, RequestFields};
 use crate::protocol::{BounceCause, RequestId, Verdict};
-use crate::spool::{format, RecordRef, Refused, Seq, Spool};
+use crate::spool::{format, Load, RecordRef, Refused, Seq, Spool};
 use bytes::{Bytes, BytesMut};
 use std::time::Instant;
 
@@ -80,6 +80,20 @@ pub(super) struct Replay {
     /// The pass stopped at `cursor` because that record's server had no stream with room: a
     /// stream's room resumes it.
     pub blocked: bool,
+    /// The pass stopped at `cursor` for that record's payload, which is only on disk.
+    pub waits: ReplayWait,
+}
+
+/// What a replay pass stopped for, besides room on a stream.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReplayWait {
+    /// Nothing.
+    #[default]
+    Nothing,
+    /// The record is not durable yet: it can be read back once it is.
+    Durable,
+    /// The runtime reads it (and the records after it) back.
+    Load,
 }
 
 /// A verdict waiting for its record to be durable.
@@ -261,6 +275,34 @@ impl ShardEngine {
         }
         self.release_held(upto, false);
         self.check_spool_alarm();
+        if self.replay.waits == ReplayWait::Durable {
+            self.replay.waits = ReplayWait::Nothing;
+            self.arm_replay(false);
+        }
+    }
+
+    /// The read of spooled records replay waits for, once.
+    pub fn take_spool_load(&mut self) -> Option<Load> {
+        self.spool.as_mut()?.take_load()
+    }
+
+    /// The runtime read back `load` (`Err`: it could not): the pass that waited for it goes
+    /// on (and asks again if it must).
+    pub fn handle_spool_loaded(&mut self, load: &Load, data: Result<&[u8], ()>, now: Instant) {
+        self.now = now;
+        if let Some(spool) = self.spool.as_mut() {
+            spool.on_loaded(load, data);
+        }
+        if self.replay.waits == ReplayWait::Load {
+            self.replay.waits = ReplayWait::Nothing;
+            if data.is_ok() {
+                self.arm_replay(false);
+            } else {
+                // Tried again when something else starts a pass (a server back, room).
+                self.replay.blocked = true;
+            }
+        }
+        self.check_spool_alarm();
     }
 
     /// The runtime failed to make the records up to `upto` durable: they are not kept, and the
@@ -342,8 +384,9 @@ impl ShardEngine {
 
     /// Whether a replay turn is due now (the runtime runs [`ShardEngine::replay_turn`] until
     /// it is not, yielding between turns).
+    /// A read a pass waits for counts: the runtime's replay task carries it out.
     pub fn replay_due(&self) -> bool {
-        self.replay.armed && !self.draining
+        (self.replay.armed && !self.draining) || self.spool.as_ref().is_some_and(Spool::load_wanted)
     }
 
     /// One replay turn: looks at up to [`REPLAY_SCAN`] records from the pass's cursor, and
@@ -367,16 +410,16 @@ impl ShardEngine {
                     .find(|&id| self.policy.profile_name(id) == p.name)
             })
             .collect();
-        let batch: Vec<(Seq, usize, u64)> = spool
+        let batch: Vec<(Seq, usize, u64, bool)> = spool
             .pending_from(self.replay.cursor)
             .take(REPLAY_SCAN)
-            .map(|(seq, p)| (seq, p.profile, p.stable_key))
+            .map(|(seq, p)| (seq, p.profile, p.stable_key, p.payload.is_some()))
             .collect();
         let reached_end = batch.len() < REPLAY_SCAN;
         let shard = usize::from(self.cfg.shard);
         let limit = self.cfg.link_batch_bytes.max(1);
         let mut sent_on = vec![0usize; usize::from(self.cfg.shards)];
-        for (seq, profile, stable_key) in batch {
+        for (seq, profile, stable_key, in_memory) in batch {
             self.replay.cursor = seq + 1;
             let Some(Some(profile)) = profile_ids.get(profile).copied() else {
                 continue;
@@ -398,6 +441,24 @@ impl ShardEngine {
                 // Its server is in an outage window: the record waits for it.
                 continue;
             };
+            if !in_memory {
+                // Only on disk: the pass waits here until it is read back.
+                let Some(spool) = self.spool.as_mut() else {
+                    return;
+                };
+                let waits = if spool.want_load(seq) || spool.loading() {
+                    ReplayWait::Load
+                } else if seq > spool.durable() {
+                    ReplayWait::Durable
+                } else {
+                    continue;
+                };
+                self.replay.cursor = seq;
+                self.replay.armed = false;
+                self.replay.progress = false;
+                self.replay.waits = waits;
+                return;
+            }
             let Some(bytes) = self.replay_bytes(seq, server) else {
                 continue;
             };
@@ -446,7 +507,7 @@ impl ShardEngine {
 
     fn replay_bytes(&self, seq: Seq, server: ServerId) -> Option<Bytes> {
         let pending = self.spool.as_ref()?.get(seq)?;
-        let r = format::decode_payload(&pending.payload)?;
+        let r = format::decode_payload(pending.payload.as_ref()?)?;
         let view = self.servers.get(server.index())?;
         let fields = RequestFields {
             id: RequestId {

@@ -394,3 +394,91 @@ fn a_notify_read_back_from_its_bytes_is_the_record_it_was_written_from() {
     assert!(h.engine.record_of_request(b"<iq type='set'/>").is_none());
     assert!(h.engine.record_of_request(b"").is_none());
 }
+
+/// Segment files in memory, for the replay of records that are only on disk.
+#[derive(Default)]
+struct MemFiles(std::collections::BTreeMap<u64, Vec<u8>>);
+
+impl crate::spool::SpoolFiles for MemFiles {
+    fn list(&mut self) -> std::io::Result<Vec<u64>> {
+        Ok(self.0.keys().copied().collect())
+    }
+    fn read(&mut self, segment: u64) -> std::io::Result<Vec<u8>> {
+        Ok(self.0.get(&segment).cloned().unwrap_or_default())
+    }
+    fn create(&mut self, segment: u64) -> std::io::Result<()> {
+        self.0.entry(segment).or_default();
+        Ok(())
+    }
+    fn write(&mut self, segment: u64, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+        let f = self.0.entry(segment).or_default();
+        f.truncate(offset as usize);
+        f.extend_from_slice(bytes);
+        Ok(())
+    }
+    fn sync(&mut self, _: u64) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn remove(&mut self, segment: u64) -> std::io::Result<()> {
+        self.0.remove(&segment);
+        Ok(())
+    }
+}
+
+#[test]
+fn records_past_the_memory_bound_are_read_back_and_replayed_once_each() {
+    let mut h = Harness::new(TWO_PROFILES, 100);
+    let mut spool = Spool::new(1 << 22, 4 << 10, 0);
+    spool.set_memory_bound(1000);
+    h.engine.attach_spool(spool, 0xb007);
+    let mut files = MemFiles::default();
+    let carry = |h: &mut Harness, files: &mut MemFiles| {
+        while let Some(batch) = h.engine.take_spool_batch() {
+            crate::spool::execute(&batch, files).unwrap();
+            h.engine.handle_spool_durable(batch.upto, h.now);
+            h.collect();
+        }
+    };
+    for i in 0..100 {
+        h.event(
+            "es_IN",
+            "",
+            &format!(
+                "<message from='u{i}@example.com/r' to='b@example.com'><body>{i}</body></message>"
+            ),
+        );
+    }
+    carry(&mut h, &mut files);
+    assert_eq!(h.records(), 100);
+    assert!(h.engine.spool().unwrap().held_bytes() <= 1000);
+    h.up(CS1);
+    h.up(CS2);
+    let mut reads = 0;
+    for _ in 0..1000 {
+        carry(&mut h, &mut files);
+        let Some(load) = h.engine.take_spool_load() else {
+            if h.engine.replay_due() {
+                h.engine.replay_turn(h.now);
+                h.collect();
+                continue;
+            }
+            break;
+        };
+        reads += 1;
+        let f = &files.0[&load.segment];
+        let data = f[load.offset as usize..(load.offset + load.len) as usize].to_vec();
+        h.engine.handle_spool_loaded(&load, Ok(&data), h.now);
+        h.collect();
+    }
+    assert!(reads > 0);
+    assert_eq!(h.records(), 0, "after {reads} reads");
+    let mut ids: Vec<&str> = h
+        .sent
+        .iter()
+        .map(|s| attr(&s.xml, "record").unwrap())
+        .collect();
+    assert_eq!(ids.len(), 100);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 100, "each once");
+}
