@@ -81,6 +81,8 @@ pub struct Load {
     pub offset: u64,
     /// Bytes to read: whole frames only.
     pub len: u64,
+    /// The first record the read brings back.
+    pub first: Seq,
 }
 
 /// Bytes one [`Load`] reads at most (one record more if a single record is larger).
@@ -675,6 +677,7 @@ impl Spool {
                 segment,
                 offset,
                 len: end - offset,
+                first: seq,
             },
             false,
         ));
@@ -715,15 +718,16 @@ impl Spool {
         let Ok(data) = data else {
             return 0;
         };
+        // The records it covers follow `first` in order (some may have left meanwhile).
         let seqs: Vec<(Seq, u64)> = self
             .records
-            .iter()
-            .filter(|(_, p)| {
+            .range(load.first..)
+            .take_while(|(_, p)| {
                 p.segment == load.segment
                     && p.offset >= load.offset
                     && p.offset + p.bytes <= load.offset + load.len
-                    && p.payload.is_none()
             })
+            .filter(|(_, p)| p.payload.is_none())
             .map(|(s, p)| (*s, p.offset - load.offset))
             .collect();
         let mut filled = 0;
