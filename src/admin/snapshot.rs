@@ -150,6 +150,9 @@ pub struct SpoolState {
     pub refused_full: u64,
     pub write_errors: u64,
     pub lost_on_error: u64,
+    /// Payload bytes held in memory, and their bound (the rest is read back for replay).
+    pub memory_bytes: u64,
+    pub memory_bound: u64,
     pub profiles: Vec<SpoolProfile>,
 }
 
@@ -165,6 +168,8 @@ impl SpoolState {
         self.refused_full += o.refused_full;
         self.write_errors += o.write_errors;
         self.lost_on_error += o.lost_on_error;
+        self.memory_bytes += o.memory_bytes;
+        self.memory_bound += o.memory_bound;
         for p in &o.profiles {
             match self.profiles.iter_mut().find(|q| q.profile == p.profile) {
                 Some(q) => {

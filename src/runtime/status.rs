@@ -102,6 +102,8 @@ fn spool_state(s: &crate::spool::Spool) -> crate::admin::SpoolState {
         refused_full: c.refused_full,
         write_errors: c.io_errors,
         lost_on_error: c.lost_on_error,
+        memory_bytes: s.held_bytes(),
+        memory_bound: s.memory_bound(),
         profiles: s
             .profiles()
             .iter()

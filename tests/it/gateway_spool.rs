@@ -598,6 +598,8 @@ fn records_past_the_memory_bound_are_read_back_from_disk_for_replay() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(N);
     assert!(held < N / 2, "most are on disk only: {line}");
+    assert_eq!(metric(&gw, "palisade_spool_memory_bound_bytes"), 2 << 20);
+    assert!(metric(&gw, "palisade_spool_memory_bytes") <= 2 << 20);
     let server = TestServer::start(port, &component("cs1"), "pw-cs1");
     assert!(
         server.wait_requests(N, WAIT),
