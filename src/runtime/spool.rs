@@ -267,18 +267,25 @@ pub async fn replay(ctx: Rc<ShardCtx>, root: PathBuf) {
     loop {
         let load = ctx.core.borrow_mut().take_spool_load();
         if let Some(load) = load {
-            let data = read_back(&dir, &load).await;
-            if let Err(e) = &data {
-                ctx.log(
-                    Level::Error,
-                    &format!(
-                        "spool: reading {} back for replay failed: {e}; tried again later",
-                        dir.join(segment_name(load.segment)).display()
-                    ),
-                );
-            }
-            let now = Instant::now();
-            ctx.feed(|core| core.handle_spool_loaded(&load, data.as_deref().map_err(|_| ()), now));
+            // Its own task: the pass goes on while the records ahead of it are read.
+            let (ctx, dir) = (ctx.clone(), dir.clone());
+            glommio::spawn_local(async move {
+                let data = read_back(&dir, &load).await;
+                if let Err(e) = &data {
+                    ctx.log(
+                        Level::Error,
+                        &format!(
+                            "spool: reading {} back for replay failed: {e}; tried again later",
+                            dir.join(segment_name(load.segment)).display()
+                        ),
+                    );
+                }
+                let now = Instant::now();
+                ctx.feed(|core| {
+                    core.handle_spool_loaded(&load, data.as_deref().map_err(|_| ()), now)
+                });
+            })
+            .detach();
             continue;
         }
         let due = ctx.core.borrow().replay_due();

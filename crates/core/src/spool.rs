@@ -250,8 +250,8 @@ impl Spool {
         (max_bytes / 16).clamp(64 << 10, 64 << 20)
     }
 
-    /// Payload bytes a spool of `max_bytes` keeps in memory at most: an eighth of the
-    /// spool, between 1 and 64 MiB. What is spooled past it is only on disk until replay reads
+    /// Payload bytes a spool of `max_bytes` keeps in memory (plus what replay reads back
+    /// ahead of it, two [`LOAD_CHUNK`]s at most): an eighth of the spool, between 1 and 64 MiB. What is spooled past it is only on disk until replay reads
     /// it back, a chunk at a time.
     pub fn memory_bound_for(max_bytes: u64) -> u64 {
         (max_bytes / 8).clamp(1 << 20, 64 << 20)
@@ -710,7 +710,7 @@ impl Spool {
     /// longer passes its checksum is dropped from the spool (counted in
     /// [`SpoolCounters::unreadable`]). Payloads read back count against the memory bound:
     /// the ones read earliest, not yet on their way, are dropped from memory again to stay
-    /// within it. Returns how many records have their payload now.
+    /// within it (plus two chunks: the one replay sends and the one read ahead of it). Returns how many records have their payload now.
     pub fn on_loaded(&mut self, load: &Load, data: Result<&[u8], ()>) -> usize {
         if self.load.as_ref().map(|(l, _)| l) == Some(load) {
             self.load = None;
@@ -752,7 +752,7 @@ impl Spool {
         }
         // Stay within the bound: the payloads read back longest ago, not in transit, go.
         let mut budget = self.loaded.len();
-        while self.held_bytes > self.memory_bound + LOAD_CHUNK && budget > 0 {
+        while self.held_bytes > self.memory_bound + 2 * LOAD_CHUNK && budget > 0 {
             budget -= 1;
             let Some(seq) = self.loaded.pop_front() else {
                 break;

@@ -19,6 +19,9 @@ use std::time::Instant;
 /// millisecond, and the runtime lets every other task run between turns.
 const REPLAY_SCAN: usize = 512;
 
+/// How far ahead of a replay pass records on disk only are read back.
+const PREFETCH: usize = 1024;
+
 /// A record id: `{boot}.{shard}.{event}.{step}` in lowercase hex (see docs/protocol.md), on
 /// the stack: one is written for every request.
 pub(super) struct RecordId {
@@ -395,6 +398,32 @@ impl ShardEngine {
     /// is full until it reports room. Live requests waiting in a server's queue went first
     /// (callers flush queues before replay).
     pub fn replay_turn(&mut self, now: Instant) {
+        self.replay_pass(now);
+        self.prefetch();
+    }
+
+    /// While a pass goes on, the next records it will reach that are on disk only are read
+    /// back ahead of it (one read at a time, at most [`PREFETCH`] records ahead), so that the
+    /// pass does not stop at each read.
+    fn prefetch(&mut self) {
+        let going = self.replay.armed || self.replay.blocked;
+        let Some(spool) = self.spool.as_mut() else {
+            return;
+        };
+        if !going || spool.loading() || self.draining {
+            return;
+        }
+        let next = spool
+            .pending_from(self.replay.cursor)
+            .take(PREFETCH)
+            .find(|(_, p)| p.payload.is_none())
+            .map(|(seq, _)| seq);
+        if let Some(seq) = next {
+            spool.want_load(seq);
+        }
+    }
+
+    fn replay_pass(&mut self, now: Instant) {
         if !self.replay.armed || self.draining {
             return;
         }
