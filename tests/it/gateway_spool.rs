@@ -396,7 +396,7 @@ fn replay_under_live_load_keeps_live_events_answered() {
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    /// `None` (with the reason) where mounting is not possible: not root, or a container
+    /// `Err` (with the reason) where mounting is not possible: not root, or a container
     /// without the capability.
     fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
         let out = Command::new("mount")
