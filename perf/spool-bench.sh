@@ -152,6 +152,7 @@ echo "== 3. replay of $records records"
 rm -rf "$work/spool"
 gateway_config Archive on
 start_gateway
+echo "gateway RSS at start, empty spool: $(rss_mib "$gw") MiB"
 t0=$(date +%s.%N)
 load "$work/l.json" --rate max --in-flight 2000 --events "$records" --drain 5s
 t1=$(date +%s.%N)

@@ -330,8 +330,8 @@ async fn shard_main(
     glommio::spawn_local(engine_timers(ctx.clone())).detach();
     glommio::spawn_local(dialers(ctx.clone())).detach();
     if let Some(dir) = config.spool.dir.clone() {
-        glommio::spawn_local(spool::writer(ctx.clone(), dir)).detach();
-        glommio::spawn_local(spool::replay(ctx.clone())).detach();
+        glommio::spawn_local(spool::writer(ctx.clone(), dir.clone())).detach();
+        glommio::spawn_local(spool::replay(ctx.clone(), dir)).detach();
     }
 
     // Listeners: on every shard with SO_REUSEPORT, or on shard 0 only, which hands each

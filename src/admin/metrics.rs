@@ -526,7 +526,7 @@ pub fn render_metrics(s: &Summary) -> String {
 
 /// The spool's gauges and counters (only with `[spool] dir`).
 fn spool_metrics(out: &mut String, sp: &super::snapshot::SpoolState) {
-    let gauges: [(&str, &str, f64); 5] = [
+    let gauges: [(&str, &str, f64); 7] = [
         (
             "palisade_spool_records",
             "Records in the spool, waiting for replay.",
@@ -551,6 +551,16 @@ fn spool_metrics(out: &mut String, sp: &super::snapshot::SpoolState) {
             "palisade_spool_full",
             "1 while the spool refuses records (alarm SpoolFull).",
             f64::from(u8::from(sp.full)),
+        ),
+        (
+            "palisade_spool_memory_bytes",
+            "Payload bytes of pending records held in memory (the rest is read back for replay).",
+            sp.memory_bytes as f64,
+        ),
+        (
+            "palisade_spool_memory_bound_bytes",
+            "The bound on palisade_spool_memory_bytes.",
+            sp.memory_bound as f64,
         ),
     ];
     for (name, help, v) in gauges {

@@ -180,7 +180,8 @@ fn report(shard: u16, dir: &Path, found: &Recovered, adopted: usize, started: In
     log(
         Level::Info,
         format!(
-            "spool: {} record(s), {} byte(s) in {} segment(s) to replay from {}{} (read in {} ms)",
+            "spool: {} record(s), {} byte(s) in {} segment(s) to replay from {}{} (read in {} ms; \
+             {} held in memory, the rest read back as replay reaches them)",
             found.records,
             found.bytes,
             found.segments,
@@ -190,7 +191,8 @@ fn report(shard: u16, dir: &Path, found: &Recovered, adopted: usize, started: In
             } else {
                 String::new()
             },
-            started.elapsed().as_millis()
+            started.elapsed().as_millis(),
+            found.in_memory,
         ),
     );
 }
@@ -201,6 +203,9 @@ fn report(shard: u16, dir: &Path, found: &Recovered, adopted: usize, started: In
 pub async fn writer(ctx: Rc<ShardCtx>, root: PathBuf) {
     let dir = shard_dir(&root, ctx.id);
     let mut open: HashMap<u64, BufferedFile> = HashMap::new();
+    // Batches failed in a row: the first is logged, then one line when writes work again (a
+    // full disk fails every batch until space is freed; one line each would flood the log).
+    let mut failed_in_a_row: u64 = 0;
     loop {
         let batch = ctx.core.borrow_mut().take_spool_batch();
         let Some(batch) = batch else {
@@ -210,19 +215,40 @@ pub async fn writer(ctx: Rc<ShardCtx>, root: PathBuf) {
         let result = carry_out(&dir, &batch, &mut open).await;
         let now = Instant::now();
         match result {
-            Ok(()) => ctx.feed(|core| core.handle_spool_durable(batch.upto, now)),
+            Ok(()) => {
+                let wrote = batch
+                    .ops
+                    .iter()
+                    .any(|op| matches!(op, SpoolIo::Write { .. }));
+                if failed_in_a_row > 0 && wrote {
+                    ctx.log(
+                        Level::Info,
+                        &format!(
+                            "spool: writing {} works again after {failed_in_a_row} failed \
+                             batch(es); records are kept again",
+                            dir.display()
+                        ),
+                    );
+                    failed_in_a_row = 0;
+                }
+                ctx.feed(|core| core.handle_spool_durable(batch.upto, now));
+            }
             Err((segment, e)) => {
                 if let Some(f) = open.remove(&segment) {
                     let _ = f.close().await;
                 }
-                ctx.log(
-                    Level::Error,
-                    &format!(
-                        "spool: writing {} failed: {e}; the events whose records it held are \
-                         refused (fail closed)",
-                        dir.join(segment_name(segment)).display()
-                    ),
-                );
+                if failed_in_a_row == 0 {
+                    ctx.log(
+                        Level::Error,
+                        &format!(
+                            "spool: writing {} failed: {e}; the events whose records it held \
+                             are refused (fail closed) until a write succeeds again (logged \
+                             once; palisade_spool_write_errors_total counts every failure)",
+                            dir.join(segment_name(segment)).display()
+                        ),
+                    );
+                }
+                failed_in_a_row += 1;
                 ctx.feed(|core| core.handle_spool_failed(batch.upto, now));
             }
         }
@@ -233,8 +259,35 @@ pub async fn writer(ctx: Rc<ShardCtx>, root: PathBuf) {
 /// task of the shard (readers, writers, timers) let run between turns, so live traffic keeps
 /// its latency and the replay runs as fast as the streams and the CPU allow, without waiting
 /// for a timer between turns.
-pub async fn replay(ctx: Rc<ShardCtx>) {
+///
+/// It also reads back, one chunk at a time, the records a pass reached whose payloads are not
+/// held in memory (past the spool's memory bound): the pass waits for that read, not the shard.
+pub async fn replay(ctx: Rc<ShardCtx>, root: PathBuf) {
+    let dir = shard_dir(&root, ctx.id);
     loop {
+        let load = ctx.core.borrow_mut().take_spool_load();
+        if let Some(load) = load {
+            // Its own task: the pass goes on while the records ahead of it are read.
+            let (ctx, dir) = (ctx.clone(), dir.clone());
+            glommio::spawn_local(async move {
+                let data = read_back(&dir, &load).await;
+                if let Err(e) = &data {
+                    ctx.log(
+                        Level::Error,
+                        &format!(
+                            "spool: reading {} back for replay failed: {e}; tried again later",
+                            dir.join(segment_name(load.segment)).display()
+                        ),
+                    );
+                }
+                let now = Instant::now();
+                ctx.feed(|core| {
+                    core.handle_spool_loaded(&load, data.as_deref().map_err(|_| ()), now)
+                });
+            })
+            .detach();
+            continue;
+        }
         let due = ctx.core.borrow().replay_due();
         if !due {
             ctx.replay_wake.wait().await;
@@ -243,6 +296,30 @@ pub async fn replay(ctx: Rc<ShardCtx>) {
         ctx.feed(|core| core.handle_replay_turn(Instant::now()));
         futures_lite::future::yield_now().await;
     }
+}
+
+/// Reads `load`'s bytes of its segment.
+async fn read_back(dir: &Path, load: &crate::spool::Load) -> io::Result<Vec<u8>> {
+    let f = BufferedFile::open(dir.join(segment_name(load.segment))).await?;
+    let mut out = Vec::with_capacity(load.len as usize);
+    while (out.len() as u64) < load.len {
+        let at = load.offset + out.len() as u64;
+        let want = (load.len - out.len() as u64) as usize;
+        let got = f.read_at(at, want).await;
+        let got = match got {
+            Ok(got) => got,
+            Err(e) => {
+                let _ = f.close().await;
+                return Err(e.into());
+            }
+        };
+        if got.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&got);
+    }
+    let _ = f.close().await;
+    Ok(out)
 }
 
 async fn carry_out(

@@ -359,6 +359,22 @@ impl Gateway {
         self.engine.handle_spool_failed(upto, now);
     }
 
+    /// The runtime read back what replay waited for (see [`crate::spool::Spool::want_load`]).
+    pub fn handle_spool_loaded(
+        &mut self,
+        load: &crate::spool::Load,
+        data: Result<&[u8], ()>,
+        now: Instant,
+    ) {
+        self.unsettled = true;
+        self.engine.handle_spool_loaded(load, data, now);
+    }
+
+    /// The read of spooled records replay waits for, if it was not handed out yet.
+    pub fn take_spool_load(&mut self) -> Option<crate::spool::Load> {
+        self.engine.take_spool_load()
+    }
+
     /// Runs one bounded replay turn.
     pub fn handle_replay_turn(&mut self, now: Instant) {
         self.unsettled = true;

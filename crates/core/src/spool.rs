@@ -70,6 +70,24 @@ pub struct IoBatch {
     pub upto: Seq,
 }
 
+/// A read of consecutive records of one segment, to replay them: what replay needs that is
+/// not held in memory. The runtime reads `len` bytes at `offset` of `segment` and reports them
+/// to [`Spool::on_loaded`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Load {
+    /// The segment read.
+    pub segment: u64,
+    /// The first frame's offset.
+    pub offset: u64,
+    /// Bytes to read: whole frames only.
+    pub len: u64,
+    /// The first record the read brings back.
+    pub first: Seq,
+}
+
+/// Bytes one [`Load`] reads at most (one record more if a single record is larger).
+pub const LOAD_CHUNK: u64 = 1 << 20;
+
 /// Why a record was not kept.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Refused {
@@ -84,12 +102,16 @@ pub enum Refused {
 pub struct Pending {
     /// The segment that holds it (which cannot be removed while it is pending).
     pub segment: u64,
+    /// Where its frame starts in the segment.
+    pub offset: u64,
     /// Index in [`Spool::profiles`].
     pub profile: usize,
     /// The conversation key's stable hash, to pick the replay's server.
     pub stable_key: u64,
-    /// The encoded payload ([`format::decode_payload`] gives the record back).
-    pub payload: Bytes,
+    /// The encoded payload ([`format::decode_payload`] gives the record back), while it is
+    /// held in memory: records past the memory bound ([`Spool::memory_bound`]) are only on
+    /// disk, and replay reads them back ([`Spool::want_load`]).
+    pub payload: Option<Bytes>,
     /// Frame size on disk.
     pub bytes: u64,
     /// When it was spooled, in milliseconds since the Unix epoch (the record's stamp).
@@ -134,6 +156,8 @@ pub struct Recovered {
     pub not_segments: Vec<u64>,
     /// Frames whose checksum held but whose payload could not be read.
     pub unreadable: u64,
+    /// Records whose payload start-up kept in memory (the rest is read back for replay).
+    pub in_memory: u64,
 }
 
 /// Counters kept across the run.
@@ -150,6 +174,8 @@ pub struct SpoolCounters {
     /// Records a failed batch did not keep (their events bounced: nothing was delivered without its
     /// record).
     pub lost_on_error: u64,
+    /// Records read back for replay whose frame no longer passed its checksum: dropped.
+    pub unreadable: u64,
 }
 
 /// See the module documentation.
@@ -175,6 +201,16 @@ pub struct Spool {
     records: BTreeMap<Seq, Pending>,
     profiles: Vec<ProfileStats>,
     full: bool,
+    /// The last batch failed and no record has been made durable since.
+    failing: bool,
+    /// Payload bytes held in memory, and their bound.
+    held_bytes: u64,
+    memory_bound: u64,
+    /// Records whose payloads were read back for replay, oldest load first: dropped again
+    /// from memory first when the bound is passed.
+    loaded: std::collections::VecDeque<Seq>,
+    /// The read replay waits for: handed out (`true`) or not yet.
+    load: Option<(Load, bool)>,
     /// What the spool did in this run, for metrics and status.
     pub counters: SpoolCounters,
 }
@@ -199,6 +235,11 @@ impl Spool {
             records: BTreeMap::new(),
             profiles: Vec::new(),
             full: false,
+            failing: false,
+            held_bytes: 0,
+            memory_bound: Spool::memory_bound_for(max_bytes),
+            loaded: std::collections::VecDeque::new(),
+            load: None,
             counters: SpoolCounters::default(),
         }
     }
@@ -207,6 +248,37 @@ impl Spool {
     /// segment frees space early, large enough that rolling is rare.
     pub fn segment_size_for(max_bytes: u64) -> u64 {
         (max_bytes / 16).clamp(64 << 10, 64 << 20)
+    }
+
+    /// Payload bytes a spool of `max_bytes` keeps in memory (plus what replay reads back
+    /// ahead of it, two [`LOAD_CHUNK`]s at most): an eighth of the spool, between 1 and 64 MiB. What is spooled past it is only on disk until replay reads
+    /// it back, a chunk at a time.
+    pub fn memory_bound_for(max_bytes: u64) -> u64 {
+        (max_bytes / 8).clamp(1 << 20, 64 << 20)
+    }
+
+    /// Sets the bound on payload bytes held in memory (see [`Spool::memory_bound_for`]).
+    pub fn set_memory_bound(&mut self, bytes: u64) {
+        self.memory_bound = bytes;
+    }
+
+    /// The bound on payload bytes held in memory.
+    pub fn memory_bound(&self) -> u64 {
+        self.memory_bound
+    }
+
+    /// Payload bytes held in memory now.
+    pub fn held_bytes(&self) -> u64 {
+        self.held_bytes
+    }
+
+    /// A copy of `payload` if the memory bound has room for it.
+    fn hold(&mut self, payload: &[u8]) -> Option<Bytes> {
+        let n = payload.len() as u64;
+        (self.held_bytes + n <= self.memory_bound).then(|| {
+            self.held_bytes += n;
+            Bytes::copy_from_slice(payload)
+        })
     }
 
     /// Rebuilds the spool from segment files read back (`segments`: number and content, any
@@ -224,55 +296,74 @@ impl Spool {
         let mut spool = Spool::new(max_bytes, segment_bytes, first);
         let mut report = Recovered::default();
         for (number, data) in segments {
-            let scan = format::scan(&data);
-            match scan.tail {
-                Tail::NoHeader => {
-                    report.not_segments.push(number);
-                    spool.queued.push(SpoolIo::Remove { segment: number });
-                    continue;
-                }
-                Tail::Torn { at, bytes } => report.torn.push((number, at, bytes)),
-                Tail::Clean => {}
-            }
-            report.segments += 1;
-            let size = data.len() as u64;
-            spool.segments.insert(
-                number,
-                Segment {
-                    size,
-                    live: 0,
-                    sealed: true,
-                },
-            );
-            spool.bytes += size;
-            for (_, payload) in scan.frames {
-                let Some(record) = format::decode_payload(&payload) else {
-                    report.unreadable += 1;
-                    continue;
-                };
-                let profile = spool.profile_index(&record.profile);
-                let seq = spool.appended + 1;
-                spool.appended = seq;
-                let bytes = format::frame_len(payload.len());
-                spool.insert(
-                    seq,
-                    Pending {
-                        segment: number,
-                        profile,
-                        stable_key: record.stable_key,
-                        payload,
-                        bytes,
-                        born_ms: born_ms(&record),
-                        in_transit: false,
-                    },
-                );
-                report.records += 1;
-                report.bytes += bytes;
-            }
-            spool.release_if_empty(number);
+            spool.recover_segment(&mut report, number, &data, &born_ms);
         }
         spool.durable = spool.appended;
         (spool, report)
+    }
+
+    /// Adds one segment read back at start-up (in increasing order), to a spool made with
+    /// [`Spool::new`] whose `first_segment` follows the last segment found. Payloads are
+    /// copied while the memory bound has room, so `data` can go once this returns.
+    pub fn recover_segment(
+        &mut self,
+        report: &mut Recovered,
+        number: u64,
+        data: &Bytes,
+        born_ms: &impl Fn(&Record) -> u64,
+    ) {
+        let scan = format::scan(data);
+        match scan.tail {
+            Tail::NoHeader => {
+                report.not_segments.push(number);
+                self.queued.push(SpoolIo::Remove { segment: number });
+                return;
+            }
+            Tail::Torn { at, bytes } => report.torn.push((number, at, bytes)),
+            Tail::Clean => {}
+        }
+        report.segments += 1;
+        let size = data.len() as u64;
+        self.segments.insert(
+            number,
+            Segment {
+                size,
+                live: 0,
+                sealed: true,
+            },
+        );
+        self.bytes += size;
+        for (offset, payload) in scan.frames {
+            let Some(record) = format::decode_payload(&payload) else {
+                report.unreadable += 1;
+                continue;
+            };
+            let profile = self.profile_index(&record.profile);
+            let seq = self.appended + 1;
+            self.appended = seq;
+            self.durable = seq;
+            let bytes = format::frame_len(payload.len());
+            let held = self.hold(&payload);
+            if held.is_some() {
+                report.in_memory += 1;
+            }
+            self.insert(
+                seq,
+                Pending {
+                    segment: number,
+                    offset,
+                    profile,
+                    stable_key: record.stable_key,
+                    payload: held,
+                    bytes,
+                    born_ms: born_ms(&record),
+                    in_transit: false,
+                },
+            );
+            report.records += 1;
+            report.bytes += bytes;
+        }
+        self.release_if_empty(number);
     }
 
     fn profile_index(&mut self, name: &str) -> usize {
@@ -357,13 +448,15 @@ impl Spool {
         let profile = self.profile_index(profile);
         let seq = self.appended + 1;
         self.appended = seq;
+        let held = self.hold(&payload);
         self.insert(
             seq,
             Pending {
                 segment,
+                offset,
                 profile,
                 stable_key,
-                payload: Bytes::from(payload),
+                payload: held,
                 bytes: frame,
                 born_ms,
                 in_transit: false,
@@ -459,6 +552,10 @@ impl Spool {
     /// The batch in flight was carried out: every record up to `upto` is durable.
     pub fn on_durable(&mut self, upto: Seq) {
         self.in_flight = None;
+        if upto > self.durable {
+            // Records reached the disk again: writes work.
+            self.failing = false;
+        }
         self.durable = self.durable.max(upto);
     }
 
@@ -469,6 +566,7 @@ impl Spool {
     /// go to a fresh one. Returns the last record number that was not kept.
     pub fn on_failed(&mut self, upto: Seq) -> Seq {
         self.in_flight = None;
+        self.failing = true;
         self.counters.io_errors += 1;
         let upto = upto.max(self.appended);
         // Writes not carried out yet belong to the abandoned records; removals still hold.
@@ -497,6 +595,9 @@ impl Spool {
 
     fn remove(&mut self, seq: Seq, replayed: bool) -> Option<Pending> {
         let p = self.records.remove(&seq)?;
+        if let Some(payload) = &p.payload {
+            self.held_bytes = self.held_bytes.saturating_sub(payload.len() as u64);
+        }
         if let Some(stats) = self.profiles.get_mut(p.profile) {
             stats.records = stats.records.saturating_sub(1);
             stats.bytes = stats.bytes.saturating_sub(p.bytes);
@@ -545,6 +646,130 @@ impl Spool {
         self.records.get(&seq)
     }
 
+    /// Replay reached record `seq`, whose payload is only on disk: the read that brings it
+    /// (and the records after it in its segment, up to [`LOAD_CHUNK`]) back. `false` when that
+    /// cannot be asked now: a read is already waited for, or `seq` is not durable yet (it is
+    /// read once it is).
+    pub fn want_load(&mut self, seq: Seq) -> bool {
+        if self.load.is_some() || seq > self.durable {
+            return false;
+        }
+        let Some(first) = self.records.get(&seq) else {
+            return false;
+        };
+        let (segment, offset) = (first.segment, first.offset);
+        let mut end = offset;
+        for (_, p) in self.records.range(seq..) {
+            if p.segment != segment
+                || p.offset != end
+                || p.payload.is_some()
+                || (end > offset && end - offset + p.bytes > LOAD_CHUNK)
+            {
+                break;
+            }
+            end += p.bytes;
+        }
+        if end == offset {
+            return false;
+        }
+        self.load = Some((
+            Load {
+                segment,
+                offset,
+                len: end - offset,
+                first: seq,
+            },
+            false,
+        ));
+        true
+    }
+
+    /// The read replay waits for, once (see [`Spool::want_load`]).
+    pub fn take_load(&mut self) -> Option<Load> {
+        match &mut self.load {
+            Some((load, handed @ false)) => {
+                *handed = true;
+                Some(load.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// A read replay waits for is not handed out yet.
+    pub fn load_wanted(&self) -> bool {
+        matches!(self.load, Some((_, false)))
+    }
+
+    /// A read replay waits for: asked and not reported yet.
+    pub fn loading(&self) -> bool {
+        self.load.is_some()
+    }
+
+    /// The runtime read `load` back: `Ok(bytes)` (its content) or `Err` (it could not be
+    /// read; replay asks again on its next pass). Frames are checked again; a frame that no
+    /// longer passes its checksum is dropped from the spool (counted in
+    /// [`SpoolCounters::unreadable`]). Payloads read back count against the memory bound:
+    /// the ones read earliest, not yet on their way, are dropped from memory again to stay
+    /// within it (plus two chunks: the one replay sends and the one read ahead of it). Returns how many records have their payload now.
+    pub fn on_loaded(&mut self, load: &Load, data: Result<&[u8], ()>) -> usize {
+        if self.load.as_ref().map(|(l, _)| l) == Some(load) {
+            self.load = None;
+        }
+        let Ok(data) = data else {
+            return 0;
+        };
+        // The records it covers follow `first` in order (some may have left meanwhile).
+        let seqs: Vec<(Seq, u64)> = self
+            .records
+            .range(load.first..)
+            .take_while(|(_, p)| {
+                p.segment == load.segment
+                    && p.offset >= load.offset
+                    && p.offset + p.bytes <= load.offset + load.len
+            })
+            .filter(|(_, p)| p.payload.is_none())
+            .map(|(s, p)| (*s, p.offset - load.offset))
+            .collect();
+        let mut filled = 0;
+        for (seq, at) in seqs {
+            let frame = data.get(at as usize..).and_then(format::read_frame);
+            match frame {
+                Some(payload) => {
+                    self.held_bytes += payload.len() as u64;
+                    if let Some(p) = self.records.get_mut(&seq) {
+                        p.payload = Some(Bytes::copy_from_slice(payload));
+                    }
+                    self.loaded.push_back(seq);
+                    filled += 1;
+                }
+                None if data.len() as u64 >= load.len => {
+                    // Read whole, and not what was written: lost.
+                    self.counters.unreadable += 1;
+                    self.remove(seq, false);
+                }
+                None => {}
+            }
+        }
+        // Stay within the bound: the payloads read back longest ago, not in transit, go.
+        let mut budget = self.loaded.len();
+        while self.held_bytes > self.memory_bound + 2 * LOAD_CHUNK && budget > 0 {
+            budget -= 1;
+            let Some(seq) = self.loaded.pop_front() else {
+                break;
+            };
+            if let Some(p) = self.records.get_mut(&seq) {
+                if p.in_transit {
+                    self.loaded.push_back(seq);
+                    continue;
+                }
+                if let Some(payload) = p.payload.take() {
+                    self.held_bytes = self.held_bytes.saturating_sub(payload.len() as u64);
+                }
+            }
+        }
+        filled
+    }
+
     /// The last record known to be durable (0: none yet).
     pub fn durable(&self) -> Seq {
         self.durable
@@ -573,6 +798,18 @@ impl Spool {
     /// The spool refused a record and has not freed space since (alarm `SpoolFull`).
     pub fn full(&self) -> bool {
         self.full
+    }
+
+    /// The last batch failed (a write, sync or removal returned an error) and no record has
+    /// been made durable since: records are still tried, each batch being the probe that sees
+    /// the disk work again.
+    pub fn failing(&self) -> bool {
+        self.failing
+    }
+
+    /// The spool refuses records: it is full, or its writes fail (alarm `SpoolFull`).
+    pub fn refusing(&self) -> bool {
+        self.full || self.failing
     }
 
     /// Per-profile figures, indexed as [`Pending::profile`].
@@ -649,9 +886,15 @@ pub fn load<F: SpoolFiles>(
     segment_bytes: u64,
     born_ms: impl Fn(&Record) -> u64,
 ) -> std::io::Result<(Spool, Recovered)> {
-    let mut segments = Vec::new();
-    for n in files.list()? {
-        segments.push((n, Bytes::from(files.read(n)?)));
+    let mut numbers = files.list()?;
+    numbers.sort_unstable();
+    let first = numbers.last().map_or(0, |n| n + 1);
+    let mut spool = Spool::new(max_bytes, segment_bytes, first);
+    let mut report = Recovered::default();
+    // One segment in memory at a time: what is kept of it is copied out.
+    for n in numbers {
+        let data = Bytes::from(files.read(n)?);
+        spool.recover_segment(&mut report, n, &data, &born_ms);
     }
-    Ok(Spool::recover(max_bytes, segment_bytes, segments, born_ms))
+    Ok((spool, report))
 }

@@ -335,11 +335,16 @@ impl ShardEngine {
                     c.deferred += 1;
                     c.notified = c.notified.saturating_sub(1);
                 }
+                // Its record goes back with it: spooled if it is dropped from the queue.
+                let record = self.record_of_request(&bytes);
+                let Some(view) = self.servers.get_mut(server) else {
+                    return;
+                };
                 view.requeue(Queued::Notify {
                     bytes,
                     expires,
                     seq,
-                    record: None,
+                    record,
                 });
             }
             Outgoing::Replay { seq } => {

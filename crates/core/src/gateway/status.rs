@@ -83,7 +83,8 @@ pub struct SpoolState {
     pub max_bytes: u64,
     /// Age of its oldest pending record (0 with none).
     pub oldest_age_seconds: f64,
-    /// It refused a record and has not freed space since (alarm `SpoolFull`).
+    /// It refused a record, or a write failed, and it has not kept one since (alarm
+    /// `SpoolFull`).
     pub full: bool,
     /// Records written since start.
     pub spooled: u64,
@@ -95,6 +96,10 @@ pub struct SpoolState {
     pub write_errors: u64,
     /// Records lost to a failed write (their events bounced).
     pub lost_on_error: u64,
+    /// Payload bytes held in memory (the rest is read back from disk for replay).
+    pub memory_bytes: u64,
+    /// The bound on `memory_bytes`.
+    pub memory_bound: u64,
     /// Each profile's share.
     pub profiles: Vec<SpoolProfile>,
 }
@@ -112,6 +117,8 @@ impl SpoolState {
         self.refused_full += o.refused_full;
         self.write_errors += o.write_errors;
         self.lost_on_error += o.lost_on_error;
+        self.memory_bytes += o.memory_bytes;
+        self.memory_bound += o.memory_bound;
         for p in &o.profiles {
             match self.profiles.iter_mut().find(|q| q.profile == p.profile) {
                 Some(q) => {
@@ -196,12 +203,14 @@ fn spool_state(s: &Spool, wall: SystemTime) -> SpoolState {
         bytes: s.bytes(),
         max_bytes: s.max_bytes(),
         oldest_age_seconds: age(oldest),
-        full: s.full(),
+        full: s.refusing(),
         spooled: c.spooled,
         replayed: c.replayed,
         refused_full: c.refused_full,
         write_errors: c.io_errors,
         lost_on_error: c.lost_on_error,
+        memory_bytes: s.held_bytes(),
+        memory_bound: s.memory_bound(),
         profiles: s
             .profiles()
             .iter()

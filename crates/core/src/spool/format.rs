@@ -210,6 +210,18 @@ pub fn put_frame(out: &mut Vec<u8>, payload: &[u8]) {
     out.put_slice(payload);
 }
 
+/// The payload of the frame `data` starts with, if it is whole and passes its checksum.
+pub fn read_frame(data: &[u8]) -> Option<&[u8]> {
+    let header = data.get(..FRAME_HEADER)?;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    if len > MAX_PAYLOAD {
+        return None;
+    }
+    let payload = data.get(FRAME_HEADER..FRAME_HEADER + len)?;
+    (crc32fast::hash(payload) == crc).then_some(payload)
+}
+
 /// The size of the frame around a payload of `len` bytes.
 pub fn frame_len(len: usize) -> u64 {
     (FRAME_HEADER + len) as u64

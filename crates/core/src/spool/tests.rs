@@ -104,7 +104,11 @@ fn record(i: usize, stanza_len: usize) -> Record {
 fn ids(spool: &Spool) -> Vec<String> {
     spool
         .pending_from(0)
-        .map(|(_, p)| format::decode_payload(&p.payload).unwrap().id)
+        .map(|(_, p)| {
+            format::decode_payload(p.payload.as_ref().unwrap())
+                .unwrap()
+                .id
+        })
         .collect()
 }
 
@@ -340,7 +344,7 @@ proptest! {
         let durable: Vec<String> = spool
             .pending_from(0)
             .filter(|(s, _)| *s <= spool.durable())
-            .map(|(_, p)| format::decode_payload(&p.payload).unwrap().id)
+            .map(|(_, p)| format::decode_payload(p.payload.as_ref().unwrap()).unwrap().id)
             .collect();
         let everything: Vec<String> = (0..n).map(|i| record(i, 50).id).collect();
         let (back, _) = Spool::recover(1 << 20, 4096, files.crash(extra), |_| 0);
@@ -373,4 +377,119 @@ fn records_appended_during_a_failed_batch_are_not_kept_either() {
     commit(&mut spool, &mut files).unwrap();
     let (back, _) = Spool::recover(1 << 20, 64 << 10, files.crash(1 << 20), |_| 0);
     assert_eq!(ids(&back), vec![record(0, 10).id, record(3, 10).id]);
+}
+
+/// Reads what a load asks for from the written content.
+fn read_load(files: &FaultFiles, load: &Load) -> Vec<u8> {
+    let c = &files.cache[&load.segment];
+    c[load.offset as usize..(load.offset + load.len) as usize].to_vec()
+}
+
+#[test]
+fn past_the_memory_bound_records_stay_on_disk_and_replay_reads_them_back_in_chunks() {
+    let mut spool = Spool::new(1 << 22, 16 << 10, 0);
+    spool.set_memory_bound(2000);
+    let mut files = FaultFiles::default();
+    for i in 0..60 {
+        spool.append(&record(i, 200).as_ref(), 0).unwrap();
+        assert!(spool.held_bytes() <= 2000);
+    }
+    commit(&mut spool, &mut files).unwrap();
+    let on_disk_only = spool
+        .pending_from(0)
+        .filter(|(_, p)| p.payload.is_none())
+        .count();
+    assert!(on_disk_only > 50, "{on_disk_only}");
+    // Not durable yet: no read is asked for a record the disk may not have.
+    let mut got = Vec::new();
+    let mut loads = 0;
+    loop {
+        let next = spool.pending_from(0).next().map(|(s, p)| (s, p.clone()));
+        let Some((seq, p)) = next else {
+            break;
+        };
+        if p.payload.is_none() {
+            assert!(spool.want_load(seq));
+            assert!(!spool.want_load(seq), "one read at a time");
+            let load = spool.take_load().unwrap();
+            assert!(spool.take_load().is_none(), "handed out once");
+            assert_eq!(load.offset, p.offset);
+            let data = read_load(&files, &load);
+            assert!(spool.on_loaded(&load, Ok(&data)) >= 1);
+            assert!(!spool.loading());
+            assert!(spool.held_bytes() <= 2000 + LOAD_CHUNK);
+            loads += 1;
+            continue;
+        }
+        got.push(
+            format::decode_payload(p.payload.as_ref().unwrap())
+                .unwrap()
+                .id,
+        );
+        spool.delivered(seq);
+    }
+    let want: Vec<String> = (0..60).map(|i| record(i, 200).id).collect();
+    assert_eq!(got, want, "every record once, oldest first");
+    // 60 records of about 300 bytes in 16 KiB segments: one read per segment.
+    assert_eq!(loads, 2, "one read per segment");
+    assert_eq!(spool.held_bytes(), 0);
+}
+
+#[test]
+fn a_record_not_yet_durable_is_not_read_back_and_a_corrupt_one_read_back_is_dropped() {
+    let mut spool = Spool::new(1 << 22, 64 << 10, 0);
+    spool.set_memory_bound(0);
+    let mut files = FaultFiles::default();
+    let a = spool.append(&record(1, 50).as_ref(), 0).unwrap();
+    assert!(!spool.want_load(a), "not durable yet");
+    let b = spool.append(&record(2, 50).as_ref(), 0).unwrap();
+    commit(&mut spool, &mut files).unwrap();
+    assert!(spool.want_load(a));
+    let load = spool.take_load().unwrap();
+    let mut data = read_load(&files, &load);
+    // The second frame's last byte went bad on disk.
+    let last = data.len() - 1;
+    data[last] ^= 0xff;
+    assert_eq!(spool.on_loaded(&load, Ok(&data)), 1);
+    assert!(spool.get(a).unwrap().payload.is_some());
+    assert!(spool.get(b).is_none(), "dropped");
+    assert_eq!(spool.counters.unreadable, 1);
+    // A read that failed: asked again later.
+    let mut spool = Spool::new(1 << 22, 64 << 10, 0);
+    spool.set_memory_bound(0);
+    let a = spool.append(&record(1, 50).as_ref(), 0).unwrap();
+    commit(&mut spool, &mut FaultFiles::default()).unwrap();
+    assert!(spool.want_load(a));
+    let load = spool.take_load().unwrap();
+    assert_eq!(spool.on_loaded(&load, Err(())), 0);
+    assert!(spool.want_load(a));
+}
+
+#[test]
+fn start_up_keeps_payloads_within_the_memory_bound_and_reads_the_rest_back() {
+    // 8 MiB: 1 MiB of payloads in memory at most.
+    let mut spool = Spool::new(1 << 23, 256 << 10, 0);
+    let mut files = FaultFiles::default();
+    for i in 0..40 {
+        spool.append(&record(i, 100 << 10).as_ref(), 0).unwrap();
+    }
+    commit(&mut spool, &mut files).unwrap();
+    let (mut back, report) = load(&mut files, 1 << 23, 256 << 10, |_| 0).unwrap();
+    assert_eq!(report.records, 40);
+    let bound = Spool::memory_bound_for(1 << 23);
+    assert_eq!(bound, 1 << 20);
+    assert!(report.in_memory < 40 && report.in_memory > 0, "{report:?}");
+    assert!(back.held_bytes() <= bound);
+    let first_on_disk = back
+        .pending_from(0)
+        .find(|(_, p)| p.payload.is_none())
+        .map(|(s, _)| s)
+        .unwrap();
+    assert!(back.want_load(first_on_disk));
+    let l = back.take_load().unwrap();
+    let data = read_load(&files, &l);
+    assert!(back.on_loaded(&l, Ok(&data)) >= 1);
+    let p = back.get(first_on_disk).unwrap();
+    let r = format::decode_payload(p.payload.as_ref().unwrap()).unwrap();
+    assert_eq!(r.id, record(report.in_memory as usize, 0).id);
 }

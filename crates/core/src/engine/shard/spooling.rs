@@ -14,7 +14,7 @@ use crate::engine::Terminal;
 use crate::policy::{ProfileId, ServerId, Step};
 use crate::protocol::request::{write_request, Mode, RequestFields};
 use crate::protocol::{BounceCause, RequestId, Verdict};
-use crate::spool::{format, RecordRef, Refused, Seq, Spool};
+use crate::spool::{format, Load, RecordRef, Refused, Seq, Spool};
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -22,6 +22,9 @@ use std::time::Instant;
 /// Records looked at in one replay turn, at most: a turn holds the shard well under a
 /// millisecond, and the runtime lets every other task run between turns.
 const REPLAY_SCAN: usize = 512;
+
+/// How far ahead of a replay pass records on disk only are read back.
+const PREFETCH: usize = 1024;
 
 /// A record id: `{boot}.{shard}.{event}.{step}` in lowercase hex (see docs/protocol.md), on
 /// the stack: one is written for every request.
@@ -84,6 +87,20 @@ struct Replay {
     /// The pass stopped at `cursor` because that record's server had no stream with room: a
     /// stream's room resumes it.
     blocked: bool,
+    /// The pass stopped at `cursor` for that record's payload, which is only on disk.
+    waits: ReplayWait,
+}
+
+/// What a replay pass stopped for, besides room on a stream.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ReplayWait {
+    /// Nothing.
+    #[default]
+    Nothing,
+    /// The record is not durable yet: it can be read back once it is.
+    Durable,
+    /// The runtime reads it (and the records after it) back.
+    Load,
 }
 
 /// A verdict waiting for its record to be durable.
@@ -258,11 +275,8 @@ impl ShardEngine {
     ) -> Result<Seq, Refused> {
         let spool = self.spooling.spool.as_mut().ok_or(Refused::Full)?;
         let result = spool.append_encoded(payload, profile, stable_key, born);
-        if result.is_err() && self.spooling.alarm == AlarmState::Cleared {
-            self.spooling.alarm = AlarmState::Raised;
-            self.actions.push_back(Action::Alarm(Alarm::SpoolFull {
-                state: crate::engine::AlarmState::Raised,
-            }));
+        if result.is_err() {
+            self.raise_spool_alarm();
         }
         // No replay pass for it now: it is here because no server could take it; a server
         // coming back or leaving the ring starts one. If some server is up (its queue or
@@ -287,6 +301,15 @@ impl ShardEngine {
             .is_ok()
     }
 
+    /// The record of a notification sent straight to a stream and handed back by it (full, or
+    /// going away), read back from the request's own bytes: its event may be gone by now, and
+    /// encoding a record for every notification sent would cost the path with no outage.
+    /// `None` without a spool, or for bytes this engine did not write.
+    pub(crate) fn record_of_request(&self, bytes: &[u8]) -> Option<Bytes> {
+        self.spooling.spool.as_ref()?;
+        record_of_notify(bytes).map(Bytes::from)
+    }
+
     /// The runtime made every record up to `upto` durable: the verdicts waiting for them go.
     pub fn handle_spool_durable(&mut self, upto: Seq, now: Instant) {
         self.now = now;
@@ -294,6 +317,34 @@ impl ShardEngine {
             spool.on_durable(upto);
         }
         self.release_held(upto, false);
+        self.check_spool_alarm();
+        if self.spooling.replay.waits == ReplayWait::Durable {
+            self.spooling.replay.waits = ReplayWait::Nothing;
+            self.arm_replay(false);
+        }
+    }
+
+    /// The read of spooled records replay waits for, once.
+    pub fn take_spool_load(&mut self) -> Option<Load> {
+        self.spooling.spool.as_mut()?.take_load()
+    }
+
+    /// The runtime read back `load` (`Err`: it could not): the pass that waited for it goes
+    /// on (and asks again if it must).
+    pub fn handle_spool_loaded(&mut self, load: &Load, data: Result<&[u8], ()>, now: Instant) {
+        self.now = now;
+        if let Some(spool) = self.spooling.spool.as_mut() {
+            spool.on_loaded(load, data);
+        }
+        if self.spooling.replay.waits == ReplayWait::Load {
+            self.spooling.replay.waits = ReplayWait::Nothing;
+            if data.is_ok() {
+                self.arm_replay(false);
+            } else {
+                // Tried again when something else starts a pass (a server back, room).
+                self.spooling.replay.blocked = true;
+            }
+        }
         self.check_spool_alarm();
     }
 
@@ -306,6 +357,17 @@ impl ShardEngine {
             None => upto,
         };
         self.release_held(upto, true);
+        // The spool keeps nothing while its writes fail: the same alarm as a full one.
+        self.raise_spool_alarm();
+    }
+
+    fn raise_spool_alarm(&mut self) {
+        if self.spooling.alarm == AlarmState::Cleared {
+            self.spooling.alarm = AlarmState::Raised;
+            self.actions.push_back(Action::Alarm(Alarm::SpoolFull {
+                state: crate::engine::AlarmState::Raised,
+            }));
+        }
     }
 
     /// The verdicts held for records up to `upto` may go (bounced if the records were `lost`).
@@ -329,7 +391,7 @@ impl ShardEngine {
     /// Clears alarm `SpoolFull` once the spool has room again.
     fn check_spool_alarm(&mut self) {
         if self.spooling.alarm == AlarmState::Raised
-            && self.spooling.spool.as_ref().is_some_and(|s| !s.full())
+            && self.spooling.spool.as_ref().is_some_and(|s| !s.refusing())
         {
             self.spooling.alarm = AlarmState::Cleared;
             self.actions.push_back(Action::Alarm(Alarm::SpoolFull {
@@ -368,8 +430,9 @@ impl ShardEngine {
 
     /// Whether a replay turn is due now (the runtime runs [`ShardEngine::replay_turn`] until
     /// it is not, yielding between turns).
+    /// A read a pass waits for counts: the runtime's replay task carries it out.
     pub fn replay_due(&self) -> bool {
-        self.spooling.replay.armed && !self.draining()
+        (self.spooling.replay.armed && !self.draining()) || self.spooling.spool.as_ref().is_some_and(Spool::load_wanted)
     }
 
     /// One replay turn: looks at up to [`REPLAY_SCAN`] records from the pass's cursor, and
@@ -378,6 +441,33 @@ impl ShardEngine {
     /// is full until it reports room. Live requests waiting in a server's queue went first
     /// (callers flush queues before replay).
     pub fn replay_turn(&mut self, now: Instant) {
+        self.replay_pass(now);
+        self.prefetch();
+    }
+
+    /// While a pass goes on, the next records it will reach that are on disk only are read
+    /// back ahead of it (one read at a time, at most [`PREFETCH`] records ahead), so that the
+    /// pass does not stop at each read.
+    fn prefetch(&mut self) {
+        let going = self.spooling.replay.armed || self.spooling.replay.blocked;
+        let draining = self.draining();
+        let Some(spool) = self.spooling.spool.as_mut() else {
+            return;
+        };
+        if !going || spool.loading() || draining {
+            return;
+        }
+        let next = spool
+            .pending_from(self.spooling.replay.cursor)
+            .take(PREFETCH)
+            .find(|(_, p)| p.payload.is_none())
+            .map(|(seq, _)| seq);
+        if let Some(seq) = next {
+            spool.want_load(seq);
+        }
+    }
+
+    fn replay_pass(&mut self, now: Instant) {
         if !self.spooling.replay.armed || self.draining() {
             return;
         }
@@ -393,16 +483,16 @@ impl ShardEngine {
                     .find(|&id| self.policy.profile_name(id) == p.name)
             })
             .collect();
-        let batch: Vec<(Seq, usize, u64)> = spool
+        let batch: Vec<(Seq, usize, u64, bool)> = spool
             .pending_from(self.spooling.replay.cursor)
             .take(REPLAY_SCAN)
-            .map(|(seq, p)| (seq, p.profile, p.stable_key))
+            .map(|(seq, p)| (seq, p.profile, p.stable_key, p.payload.is_some()))
             .collect();
         let reached_end = batch.len() < REPLAY_SCAN;
         let shard = usize::from(self.cfg.shard);
         let limit = self.cfg.link_batch_bytes.max(1);
         let mut sent_on = vec![0usize; usize::from(self.cfg.shards)];
-        for (seq, profile, stable_key) in batch {
+        for (seq, profile, stable_key, in_memory) in batch {
             self.spooling.replay.cursor = seq + 1;
             let Some(Some(profile)) = profile_ids.get(profile).copied() else {
                 continue;
@@ -427,6 +517,24 @@ impl ShardEngine {
                 // Its server is in an outage window: the record waits for it.
                 continue;
             };
+            if !in_memory {
+                // Only on disk: the pass waits here until it is read back.
+                let Some(spool) = self.spooling.spool.as_mut() else {
+                    return;
+                };
+                let waits = if spool.want_load(seq) || spool.loading() {
+                    ReplayWait::Load
+                } else if seq > spool.durable() {
+                    ReplayWait::Durable
+                } else {
+                    continue;
+                };
+                self.spooling.replay.cursor = seq;
+                self.spooling.replay.armed = false;
+                self.spooling.replay.progress = false;
+                self.spooling.replay.waits = waits;
+                return;
+            }
             let Some(bytes) = self.replay_bytes(seq, server) else {
                 continue;
             };
@@ -476,7 +584,7 @@ impl ShardEngine {
     /// The replay request of record `seq` for `server`.
     fn replay_bytes(&self, seq: Seq, server: ServerId) -> Option<Bytes> {
         let pending = self.spooling.spool.as_ref()?.get(seq)?;
-        let r = format::decode_payload(&pending.payload)?;
+        let r = format::decode_payload(pending.payload.as_ref()?)?;
         let view = self.servers.get(server)?;
         let fields = RequestFields {
             id: RequestId {
@@ -538,4 +646,88 @@ impl ShardEngine {
             Some((step.profile, None)),
         );
     }
+}
+
+/// Reads a notification written by [`write_request`] back into a record payload: the
+/// `<event/>`'s attributes (unescaped) and its content, the router's stanza as it came.
+fn record_of_notify(bytes: &[u8]) -> Option<Vec<u8>> {
+    const CLOSE: &[u8] = b"</event></message>";
+    let outer_end = tag_end(bytes, 0)?;
+    let rest = bytes.get(outer_end + 1..)?;
+    if !rest.starts_with(b"<event ") || !bytes.ends_with(CLOSE) {
+        return None;
+    }
+    let start = outer_end + 1;
+    let event_end = tag_end(bytes, start)?;
+    let stanza = bytes.get(event_end + 1..bytes.len().checked_sub(CLOSE.len())?)?;
+    let tag = std::str::from_utf8(bytes.get(start + b"<event".len()..event_end)?).ok()?;
+    let mut attrs: Vec<(&str, std::borrow::Cow<'_, str>)> = Vec::new();
+    let mut rest = tag.trim_start();
+    while let Some(eq) = rest.find('=') {
+        let name = rest[..eq].trim();
+        let after = &rest[eq + 1..];
+        let quote = after.chars().next()?;
+        if quote != '\'' && quote != '"' {
+            return None;
+        }
+        let close = after[1..].find(quote)? + 1;
+        attrs.push((name, crate::wire::xml::unescape(&after[1..close])));
+        rest = after[close + 1..].trim_start();
+    }
+    let get = |name: &str| {
+        attrs
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_ref())
+    };
+    if get("mode")? != "notify" {
+        return None;
+    }
+    let event = crate::policy::EventId::lookup(get("name")?.as_bytes())?;
+    let packet = match get("packet") {
+        None => None,
+        Some(p) => Some(
+            [
+                crate::policy::PacketType::Message,
+                crate::policy::PacketType::Iq,
+                crate::policy::PacketType::Presence,
+                crate::policy::PacketType::Subscription,
+            ]
+            .into_iter()
+            .find(|t| t.as_str() == p)?,
+        ),
+    };
+    let handling = match get("handling")? {
+        "bounce" => crate::policy::Handling::Bounce,
+        "pass" => crate::policy::Handling::Pass,
+        _ => return None,
+    };
+    let key = get("key")?;
+    let record = RecordRef {
+        id: get("record")?,
+        stamp: get("stamp")?,
+        stable_key: crate::routing::stable_hash(key.as_bytes()),
+        profile: get("profile")?,
+        event,
+        packet,
+        handling,
+        node: get("node")?,
+        key,
+        stanza,
+    };
+    Some(format::encode_payload(&record))
+}
+
+/// The `>` that ends the tag opening at `from`, outside quoted attribute values.
+fn tag_end(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut quote = None;
+    for (i, &b) in bytes.get(from..)?.iter().enumerate() {
+        match (quote, b) {
+            (None, b'\'' | b'"') => quote = Some(b),
+            (Some(q), _) if b == q => quote = None,
+            (None, b'>') => return Some(from + i),
+            _ => {}
+        }
+    }
+    None
 }
