@@ -432,7 +432,8 @@ impl ShardEngine {
     /// it is not, yielding between turns).
     /// A read a pass waits for counts: the runtime's replay task carries it out.
     pub fn replay_due(&self) -> bool {
-        (self.spooling.replay.armed && !self.draining()) || self.spooling.spool.as_ref().is_some_and(Spool::load_wanted)
+        (self.spooling.replay.armed && !self.draining())
+            || self.spooling.spool.as_ref().is_some_and(Spool::load_wanted)
     }
 
     /// One replay turn: looks at up to [`REPLAY_SCAN`] records from the pass's cursor, and

@@ -71,14 +71,18 @@ impl Harness {
     fn replay_turn(&mut self) -> bool {
         let now = self.now;
         let due = match &mut self.drive {
-            Drive::Gateway { core, .. } => core.replay_due() && {
-                core.handle_replay_turn(now);
-                true
-            },
-            Drive::Engine(engine) => engine.replay_due() && {
-                engine.replay_turn(now);
-                true
-            },
+            Drive::Gateway { core, .. } => {
+                core.replay_due() && {
+                    core.handle_replay_turn(now);
+                    true
+                }
+            }
+            Drive::Engine(engine) => {
+                engine.replay_due() && {
+                    engine.replay_turn(now);
+                    true
+                }
+            }
         };
         self.collect();
         due
