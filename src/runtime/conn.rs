@@ -32,6 +32,8 @@ const WRITE_RESERVE: usize = 4 * 1024;
 /// Room an idle connection may keep in its empty receive and output buffers; anything more
 /// (left over from a burst) is let go once it has read nothing for a timer tick.
 const IDLE_KEEP: usize = 0;
+/// What a connection without a receive buffer reads at most, into the stack (see `read_plain`).
+const QUIET_READ: usize = 2 * 1024;
 
 /// A connection shared between its reader, its writer, and whoever writes stanzas to it.
 pub struct Conn {
@@ -51,8 +53,9 @@ pub struct Conn {
     holding: Cell<Hold>,
     /// When the writer last finished a write: progress a held reader's peer is making.
     wrote_at: Cell<Instant>,
-    /// The TLS session between the socket and the stream, if the leg has TLS.
-    tls: RefCell<Option<Session>>,
+    /// The TLS session between the socket and the stream, if the leg has TLS (boxed, so that
+    /// a plain connection does not carry its size).
+    tls: RefCell<Option<Box<Session>>>,
     /// Plaintext that came with the TLS handshake, fed to the stream before the first read.
     early: RefCell<Vec<u8>>,
     /// Why TLS ended the connection, if it did.
@@ -89,7 +92,7 @@ impl Conn {
     /// A connection whose TLS handshake is done: `early` is the plaintext that came with it.
     pub fn with_tls(stream: ComponentStream, session: Session, early: Vec<u8>) -> ConnRef {
         let conn = Conn::new(stream);
-        *conn.tls.borrow_mut() = Some(session);
+        *conn.tls.borrow_mut() = Some(Box::new(session));
         *conn.early.borrow_mut() = early;
         conn
     }
@@ -429,6 +432,24 @@ async fn read_plain(
         let mut stream = conn.stream.borrow_mut();
         // Fill what is left of the current allocation before asking for a new one.
         let room = stream.room();
+        if room == 0 && stream.buffered() == 0 {
+            // No buffer (a new connection, or a quiet one that let it go): wait for the peer
+            // with none, reading into the stack and copying what comes, so that a connection
+            // that says nothing holds no receive buffer at all.
+            let mut first_bytes = [0u8; QUIET_READ];
+            return match std::pin::Pin::new(&mut *reader).poll_read(cx, &mut first_bytes) {
+                Poll::Ready(Ok(n)) if first && n > 0 && looks_like_tls(&first_bytes[..n]) => {
+                    *conn.tls_failure.borrow_mut() = Some(TlsFailure::TlsOnPlainPort);
+                    stream.transport_closed();
+                    Poll::Ready(Ok(n))
+                }
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    stream.receive(&first_bytes[..n], Instant::now());
+                    Poll::Ready(Ok(n))
+                }
+                other => other,
+            };
+        }
         let spare = stream.spare(if room >= ReadSize::default().bytes() {
             room.min(len)
         } else {

@@ -370,6 +370,11 @@ impl ComponentStream {
         self.framer.room()
     }
 
+    /// Bytes received and not yet framed (see [`Framer::buffered`]).
+    pub fn buffered(&self) -> usize {
+        self.framer.buffered()
+    }
+
     /// Lets idle buffers go: the receive buffer if it is empty, and the output buffer if it is
     /// empty, when either keeps more than `keep` bytes of room (see [`Framer::release_idle`]).
     pub fn release_idle(&mut self, keep: usize) {
