@@ -9,7 +9,9 @@
 #
 # Scenarios: `max` (closed loop, 2 connections x 2000 in flight), `open` (OPEN_RATE events/s),
 # and `stalled` (200,000 events left waiting on a server that reads but never answers: the
-# gateway's RSS while they wait). Build first: cargo build --release.
+# gateway's RSS while they wait, and per waiting event: on a busy machine the server may not read
+# fast enough for all of them to wait). Build first: cargo build --release. ONLY=stalled runs the
+# stalled scenario alone; STALL_RATE sets its rate (default 40000 events/s).
 set -euo pipefail
 
 shards=${1:-1}
@@ -33,6 +35,7 @@ report() { # $1 name, $2 json, $3 cpu seconds
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); gateway shards: $shards"
 
+if [ "${ONLY:-}" != stalled ]; then
 start_pair "$shards" "" 'event_timeout = "30s"'
 before=$(cpu "$gw")
 "$bin" load --connect "127.0.0.1:$router_port" --name imp1.example.com --secret bench --rate max \
@@ -43,13 +46,18 @@ before=$(cpu "$gw")
   --connections 2 --mix es_OUT=100 --duration "$duration" --quiet --json "$work/open.json" >/dev/null
 report "open" "$work/open.json" "$(awk -v a="$(cpu "$gw")" -v b="$before" 'BEGIN { print a - b }')"
 stop_all
+fi
 
 # A server that reads everything and answers nothing for 10 minutes; events wait for it.
 start_pair "$shards" "--latency 600s" 'event_timeout = "10m"
 outage_window = "20m"'
 idle_rss=$(rss_mib "$gw")
-"$bin" load --connect "127.0.0.1:$router_port" --name imp1.example.com --secret bench --rate 40000 \
+"$bin" load --connect "127.0.0.1:$router_port" --name imp1.example.com --secret bench --rate "${STALL_RATE:-40000}" \
   --connections 2 --mix es_OUT=100 --events 200000 --drain 1s --quiet --json "$work/stall.json" >/dev/null 2>&1 || true
 sleep 1
-echo "stalled  200000 events waiting: gateway RSS $(rss_mib "$gw") MiB (idle $idle_rss MiB)"
+waiting=$(curl -s "http://127.0.0.1:$admin_port/metrics" | awk '/^palisade_events_in_flight / { print $2 }')
+rss=$(rss_mib "$gw")
+awk -v w="${waiting:-0}" -v r="$rss" -v i="$idle_rss" 'BEGIN {
+  printf "stalled  200000 events sent, %d waiting: gateway RSS %.1f MiB (idle %.1f MiB; %.0f bytes per waiting event)\n",
+    w, r, i, (w > 0 ? (r - i) * 1048576 / w : 0) }'
 stop_all

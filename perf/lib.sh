@@ -18,7 +18,8 @@ json() { sed -n "s/^ *\"$2\": \([0-9.]*\),*$/\1/p" "$1" | head -1; }
 # step, what the benchmark measures) or `SystemDefaultComplianceProfile` (logins, logouts,
 # messages and room events, for workload profiles). Sets $gw (gateway pid), $sim, $router_port,
 # $admin_port. Optional globals add lines: $pair_listen_extra to [listen], $pair_top_extra as
-# tables after it (before [timers]), $pair_server_extra to the [[server]].
+# tables after it (before [timers]), $pair_limits_extra to [limits], $pair_server_extra to the
+# [[server]].
 start_pair() {
   local shards=$1 sim_flags=$2 timers=$3 profile=${4:-Wall} sim_port
   sim_port=$(free_port)
@@ -43,6 +44,7 @@ $timers
 [limits]
 max_in_flight = 300000
 queue_per_server = 300000
+${pair_limits_extra:-}
 [[router]]
 name = "imp1.example.com"
 secret = "bench"

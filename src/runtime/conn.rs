@@ -19,7 +19,7 @@
 use super::contain::{contained, log_panic};
 use super::notify::{Notify, Waiters};
 use crate::tls::{looks_like_tls, Fed, Session, TlsFailure};
-use crate::wire::{Closed, ComponentStream, Condition, StreamEvent};
+use crate::wire::{Closed, ComponentStream, Condition, ReadSize, StreamEvent};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use std::cell::{Cell, RefCell};
@@ -27,10 +27,13 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// Read size: one read usually carries many stanzas.
-const READ_CHUNK: usize = 64 * 1024;
-/// Output buffer growth step.
-const WRITE_RESERVE: usize = 64 * 1024;
+/// Smallest output buffer growth step.
+const WRITE_RESERVE: usize = 4 * 1024;
+/// Room an idle connection may keep in its empty receive and output buffers; anything more
+/// (left over from a burst) is let go once it has read nothing for a timer tick.
+const IDLE_KEEP: usize = 0;
+/// What a connection without a receive buffer reads at most, into the stack (see `read_plain`).
+const QUIET_READ: usize = 2 * 1024;
 
 /// A connection shared between its reader, its writer, and whoever writes stanzas to it.
 pub struct Conn {
@@ -50,12 +53,18 @@ pub struct Conn {
     holding: Cell<Hold>,
     /// When the writer last finished a write: progress a held reader's peer is making.
     wrote_at: Cell<Instant>,
-    /// The TLS session between the socket and the stream, if the leg has TLS.
-    tls: RefCell<Option<Session>>,
+    /// The TLS session between the socket and the stream, if the leg has TLS (boxed, so that
+    /// a plain connection does not carry its size).
+    tls: RefCell<Option<Box<Session>>>,
     /// Plaintext that came with the TLS handshake, fed to the stream before the first read.
     early: RefCell<Vec<u8>>,
     /// Why TLS ended the connection, if it did.
     tls_failure: RefCell<Option<TlsFailure>>,
+    /// How much the next read asks for: small while the connection is quiet, more while its
+    /// reads fill what they ask for (see `wire::read_size`).
+    read_size: Cell<ReadSize>,
+    /// Bytes were read since the timer's last tick (a quiet connection's idle buffers go).
+    read_since_tick: Cell<bool>,
 }
 
 pub type ConnRef = Rc<Conn>;
@@ -75,13 +84,15 @@ impl Conn {
             tls: RefCell::new(None),
             early: RefCell::new(Vec::new()),
             tls_failure: RefCell::new(None),
+            read_size: Cell::new(ReadSize::default()),
+            read_since_tick: Cell::new(false),
         })
     }
 
     /// A connection whose TLS handshake is done: `early` is the plaintext that came with it.
     pub fn with_tls(stream: ComponentStream, session: Session, early: Vec<u8>) -> ConnRef {
         let conn = Conn::new(stream);
-        *conn.tls.borrow_mut() = Some(session);
+        *conn.tls.borrow_mut() = Some(Box::new(session));
         *conn.early.borrow_mut() = early;
         conn
     }
@@ -163,10 +174,11 @@ impl Conn {
         let mut stream = self.stream.borrow_mut();
         match stream.writer() {
             Some(w) => {
-                // Grow in big steps: the previous contents may still be in flight to the
-                // socket, so small reservations would reallocate and copy again and again.
+                // Grow by doubling what is queued: a burst reallocates a few times, not once
+                // per stanza (the previous contents may still be in flight to the socket), and
+                // a quiet connection keeps a small buffer.
                 if w.capacity() - w.len() < bytes.len() {
-                    w.reserve(bytes.len().max(WRITE_RESERVE));
+                    w.reserve(bytes.len().max(w.len()).max(WRITE_RESERVE));
                 }
                 w.extend_from_slice(bytes);
                 drop(stream);
@@ -272,19 +284,31 @@ pub async fn drive(
     // Whatever the stream queued at creation (an initiator's header) goes out now.
     conn.wake_writer.notify();
     let read_loop = async {
-        let mut buf = vec![0u8; READ_CHUNK];
+        // Only a TLS leg needs a buffer of its own (for the records, before decryption); a
+        // plain one reads straight into the stream's receive buffer.
+        let mut tls_buf = Vec::new();
         let mut closed = None;
         let early = std::mem::take(&mut *conn.early.borrow_mut());
         let mut first = true;
         while closed.is_none() {
             if first && !early.is_empty() {
                 conn.stream.borrow_mut().receive(&early, Instant::now());
-            } else {
-                let read = reader.read(&mut buf).await;
+            } else if conn.tls.borrow().is_some() {
+                let len = conn.read_size.get().bytes();
+                size_tls_buffer(&mut tls_buf, len);
+                let read = reader.read(&mut tls_buf).await;
                 let now = Instant::now();
                 match read {
                     Ok(0) | Err(_) => conn.stream.borrow_mut().transport_closed(),
-                    Ok(n) => conn.feed(&buf[..n], first, now),
+                    Ok(n) => {
+                        conn.read(n);
+                        conn.feed(&tls_buf[..n], first, now);
+                    }
+                }
+            } else {
+                match read_plain(&conn, &mut reader, first).await {
+                    Ok(0) | Err(_) => conn.stream.borrow_mut().transport_closed(),
+                    Ok(n) => conn.read(n),
                 }
             }
             first = false;
@@ -352,6 +376,97 @@ pub async fn drive(
     closed
 }
 
+impl Conn {
+    /// A read brought `n` bytes (`n` > 0): the next one's size follows.
+    fn read(&self, n: usize) {
+        let mut size = self.read_size.get();
+        size.record(n);
+        self.read_size.set(size);
+        self.read_since_tick.set(true);
+    }
+
+    /// On a timer tick: a connection that read nothing since the last tick, and is not held
+    /// (whatever waits unread in its socket will come at once), reads small again and lets
+    /// its empty buffers go. Never while reads flow, so a busy connection keeps its buffers.
+    fn tick_buffers(&self) {
+        if self.read_since_tick.replace(false) || self.holding.get() != Hold::Read {
+            return;
+        }
+        let mut size = self.read_size.get();
+        size.quiet();
+        self.read_size.set(size);
+        self.stream.borrow_mut().release_idle(IDLE_KEEP);
+    }
+}
+
+/// Sizes the TLS leg's read buffer to `len`, letting go of room a burst left behind.
+fn size_tls_buffer(buf: &mut Vec<u8>, len: usize) {
+    if buf.capacity() > 2 * len {
+        *buf = Vec::new();
+    }
+    buf.resize(len, 0);
+}
+
+/// Reads up to the connection's read size from a plain socket straight into the stream's
+/// receive buffer: no copy, and no buffer held while the socket has nothing (the stream is
+/// borrowed only while the read is polled, never across the wait). `first`: these are the
+/// connection's first bytes, refused if they open a TLS record.
+async fn read_plain(
+    conn: &Conn,
+    reader: &mut futures_lite::io::ReadHalf<TcpStream>,
+    first: bool,
+) -> std::io::Result<usize> {
+    use futures_lite::AsyncRead;
+    use std::task::Poll;
+    futures_lite::future::poll_fn(|cx| {
+        let len = conn.read_size.get().bytes();
+        let mut stream = conn.stream.borrow_mut();
+        // Fill what is left of the current allocation before asking for a new one.
+        let room = stream.room();
+        if room == 0 && stream.buffered() == 0 {
+            // No buffer (a new connection, or a quiet one that let it go): wait for the peer
+            // with none, reading into the stack and copying what comes, so that a connection
+            // that says nothing holds no receive buffer at all.
+            let mut first_bytes = [0u8; QUIET_READ];
+            return match std::pin::Pin::new(&mut *reader).poll_read(cx, &mut first_bytes) {
+                Poll::Ready(Ok(n)) if first && n > 0 && looks_like_tls(&first_bytes[..n]) => {
+                    *conn.tls_failure.borrow_mut() = Some(TlsFailure::TlsOnPlainPort);
+                    stream.transport_closed();
+                    Poll::Ready(Ok(n))
+                }
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    stream.receive(&first_bytes[..n], Instant::now());
+                    Poll::Ready(Ok(n))
+                }
+                other => other,
+            };
+        }
+        let spare = stream.spare(if room >= ReadSize::default().bytes() {
+            room.min(len)
+        } else {
+            len
+        });
+        let polled = std::pin::Pin::new(&mut *reader).poll_read(cx, &mut *spare);
+        match polled {
+            Poll::Ready(Ok(n)) if first && n > 0 && looks_like_tls(&spare[..n]) => {
+                stream.unspare();
+                *conn.tls_failure.borrow_mut() = Some(TlsFailure::TlsOnPlainPort);
+                stream.transport_closed();
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Ok(n)) if n > 0 => {
+                stream.commit(n, Instant::now());
+                Poll::Ready(Ok(n))
+            }
+            other => {
+                stream.unspare();
+                other
+            }
+        }
+    })
+    .await
+}
+
 /// Sets `closed` (and wakes the writer, so it flushes and ends, and a reader held for its
 /// output) when dropped.
 struct SetClosed(ConnRef);
@@ -399,6 +514,7 @@ async fn timer_loop(conn: ConnRef, fd: RawFd, tick: Duration) {
         if ours {
             conn.stream.borrow_mut().handle_reads_held(now);
         }
+        conn.tick_buffers();
         let due = conn
             .stream
             .borrow()

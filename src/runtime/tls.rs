@@ -105,7 +105,9 @@ pub async fn accepted(
     };
     let timeout = ctx.config().timers.handshake_timeout;
     let done = match Session::server(config) {
-        Ok(session) => handshake(tcp, session, timeout).await,
+        // Boxed: inline, the handshake's state would make every plain connection's task as
+        // big as a TLS one's.
+        Ok(session) => Box::pin(handshake(tcp, session, timeout)).await,
         Err(failure) => Err(failure),
     };
     match done {

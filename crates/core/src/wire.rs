@@ -1,8 +1,9 @@
 //! The wire core: XEP-0114 component streams over restricted XML, sans-IO.
 //!
 //! Owns framing ([`framer`]), the XML rules of docs/protocol.md §1.5 ([`xml`]), the limits of §6
-//! ([`limits`]), stanza views ([`stanza`]), the handshake ([`handshake`]), the stream state
-//! machine for both roles ([`stream`]) and serialization by splicing ([`write`]).
+//! ([`limits`]), read sizes ([`read_size`]), stanza views ([`stanza`]), the handshake
+//! ([`handshake`]), the stream state machine for both roles ([`stream`]) and serialization by
+//! splicing ([`write`]).
 //!
 //! Must not: perform I/O, read a clock, draw random numbers, or know about glommio, events,
 //! profiles or verdicts. Time and randomness come in as parameters.
@@ -16,6 +17,7 @@ pub mod error;
 pub mod framer;
 pub mod handshake;
 pub mod limits;
+pub mod read_size;
 pub mod stanza;
 pub mod stream;
 pub mod write;
@@ -24,6 +26,7 @@ pub mod xml;
 pub use error::{Condition, FrameError};
 pub use framer::{Frame, Framer, Header};
 pub use limits::Limits;
+pub use read_size::ReadSize;
 pub use stanza::{AttrSpan, ElementRef, Span, Stanza};
 pub use stream::{Closed, ComponentStream, FromCheck, Role, StreamConfig, StreamEvent};
 

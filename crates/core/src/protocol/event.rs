@@ -1,5 +1,10 @@
 //! Reading a router's event (docs/protocol.md §2): `<iq type='set'><event name=...>STANZA</event></iq>`
-//! into an [`InboundEvent`] that can cross to its owner shard without copying the stanza.
+//! into an [`InboundEvent`] that can cross to its owner shard without copying the stanza again.
+//!
+//! The event's bytes (its inner stanza, the reply's `to` and `id`) are copied once out of the
+//! connection's receive buffer into one allocation of their own: an event may wait minutes for
+//! a server, and a view would keep the whole receive buffer it came from alive for as long.
+//! The copy is bounded by the largest stanza a stream accepts.
 //!
 //! Decides nothing about routing; an event it cannot read is a [`BadEvent`] that says what is
 //! wrong, for the `bad-request` answer.
@@ -179,14 +184,32 @@ pub fn parse_event(
     let to: Option<Cow<str>> = to.map(crate::wire::xml::unescape);
     let key = conversation_key(id.kind(), from.as_deref(), to.as_deref(), room.as_deref())
         .map_err(BadEvent::Key)?;
+    let (stanza, reply) = owned(&iq.bytes()[inner.span.range()], reply);
     Ok(InboundEvent {
         event: id,
         packet,
         node: node_of(node.as_deref()),
         key,
-        stanza: iq.slice(inner.span),
+        stanza,
         reply,
     })
+}
+
+/// `stanza` and `reply`'s bytes copied into one allocation of their own (see the module
+/// documentation), and views of them there.
+fn owned(stanza: &[u8], reply: Reply) -> (Bytes, Reply) {
+    let mut all = Vec::with_capacity(stanza.len() + reply.to.len() + reply.id.len());
+    all.extend_from_slice(stanza);
+    all.extend_from_slice(&reply.to);
+    all.extend_from_slice(&reply.id);
+    let all = Bytes::from(all);
+    let (s, t) = (stanza.len(), stanza.len() + reply.to.len());
+    let owned = Reply {
+        to: all.slice(s..t),
+        id: all.slice(t..),
+        ..reply
+    };
+    (all.slice(..s), owned)
 }
 
 #[cfg(test)]
@@ -243,6 +266,36 @@ mod tests {
         assert!(ev.stanza.ends_with(b"</message>"));
         assert_eq!(&ev.reply.id[..], b"R1");
         assert_eq!(&ev.reply.to[..], b"imp1.example.com");
+    }
+
+    #[test]
+    fn an_event_keeps_its_own_bytes_not_the_receive_buffer() {
+        let iq = stanza(&event(
+            "es_OUT",
+            "",
+            "<message xmlns='jabber:client' from='alice@example.com' to='bob@example.com' \
+             type='chat' id='m1'><body>hello</body></message>",
+        ));
+        let reply = Reply::of(&iq).expect("reply");
+        let ev = parse_event(&iq, reply, |_| {
+            crate::policy::CompiledPolicy::compile(&crate::policy::default_config()).unknown_node()
+        })
+        .unwrap();
+        let frame = iq.bytes().as_ptr_range();
+        for (what, bytes) in [
+            ("stanza", &ev.stanza),
+            ("reply to", &ev.reply.to),
+            ("reply id", &ev.reply.id),
+        ] {
+            assert!(
+                !frame.contains(&bytes.as_ptr()),
+                "the event's {what} is a view of the frame, which would keep the receive buffer"
+            );
+        }
+        assert!(ev.stanza.starts_with(b"<message xmlns='jabber:client'"));
+        assert!(ev.stanza.ends_with(b"</message>"));
+        assert_eq!(&ev.reply.to[..], b"imp1.example.com");
+        assert_eq!(&ev.reply.id[..], b"R1");
     }
 
     #[test]

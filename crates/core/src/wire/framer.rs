@@ -179,6 +179,21 @@ impl Framer {
         }
     }
 
+    /// Room left in the receive buffer's allocation: a read that fits in it costs no
+    /// allocation.
+    pub fn room(&self) -> usize {
+        self.buf.capacity() - self.buf.len()
+    }
+
+    /// Lets the receive buffer go if it holds nothing and more than `keep` bytes of room, so an
+    /// idle connection does not keep the room a burst needed. The next bytes get a buffer of
+    /// their own size.
+    pub fn release_idle(&mut self, keep: usize) {
+        if self.buf.is_empty() && self.spare_from.is_none() && self.buf.capacity() > keep {
+            self.buf = BytesMut::new();
+        }
+    }
+
     /// Bytes received and not yet yielded as frames.
     pub fn buffered(&self) -> usize {
         self.buf.len()

@@ -359,6 +359,31 @@ impl ComponentStream {
         self.received(now);
     }
 
+    /// Gives back the region of [`ComponentStream::spare`] unused: the read found nothing
+    /// (it would block, or failed), so nothing is recorded as received.
+    pub fn unspare(&mut self) {
+        self.framer.commit(0);
+    }
+
+    /// Room left in the receive buffer (see [`Framer::room`]).
+    pub fn room(&self) -> usize {
+        self.framer.room()
+    }
+
+    /// Bytes received and not yet framed (see [`Framer::buffered`]).
+    pub fn buffered(&self) -> usize {
+        self.framer.buffered()
+    }
+
+    /// Lets idle buffers go: the receive buffer if it is empty, and the output buffer if it is
+    /// empty, when either keeps more than `keep` bytes of room (see [`Framer::release_idle`]).
+    pub fn release_idle(&mut self, keep: usize) {
+        self.framer.release_idle(keep);
+        if self.out.is_empty() && self.out.capacity() > keep {
+            self.out = BytesMut::new();
+        }
+    }
+
     /// Copies `data` in and records it as received at `now`.
     pub fn receive(&mut self, data: &[u8], now: Instant) {
         self.framer.feed(data);

@@ -285,6 +285,31 @@ fn reading_into_spare_space_frames_like_feeding() {
 }
 
 #[test]
+fn an_idle_framer_lets_its_empty_buffer_go_and_keeps_a_partial_stanza() {
+    let mut framer = Framer::new(Limits::default());
+    framer.feed(&stream("<message/>"));
+    while let Ok(Some(_)) = framer.next_frame() {}
+    assert_eq!(framer.buffered(), 0);
+    let spare = framer.spare(4096);
+    assert_eq!(spare.len(), 4096);
+    framer.commit(0);
+    assert!(
+        framer.room() >= 4096,
+        "the room of a read stays for the next one"
+    );
+    framer.release_idle(8192);
+    assert!(framer.room() >= 4096, "room up to `keep` stays");
+    framer.release_idle(0);
+    assert_eq!(framer.room(), 0, "an empty buffer goes");
+    // A partial stanza is never dropped, whatever `keep` says.
+    framer.feed(b"<message><body>half");
+    framer.release_idle(0);
+    assert_eq!(framer.buffered(), 19);
+    framer.feed(b"</body></message>");
+    assert!(matches!(framer.next_frame(), Ok(Some(Frame::Stanza(_)))));
+}
+
+#[test]
 fn errors_are_sticky() {
     let mut framer = Framer::new(Limits::default());
     framer.feed(&stream("<!-- x -->"));
