@@ -785,7 +785,12 @@ fn exact_tag(
     done: &mut Option<Parsed>,
 ) -> Result<Result<usize, Stop>, FrameError> {
     let base = text.as_ptr() as usize;
-    let span = |s: &str| Span::new(s.as_ptr() as usize - base, s.as_ptr() as usize - base + s.len());
+    let span = |s: &str| {
+        Span::new(
+            s.as_ptr() as usize - base,
+            s.as_ptr() as usize - base + s.len(),
+        )
+    };
     // Only a non-empty prefix points into the input.
     let prefix = |s: &str| (!s.is_empty()).then(|| span(s));
     let mut tokens = Tokenizer::from_fragment(text, lt..text.len());

@@ -536,15 +536,52 @@ fn assert_tokenizers_agree(input: &[u8], limits: Limits) -> Result<(), TestCaseE
 /// Names the generator puts on elements and attributes: ordinary ones, ones the fast tokenizer
 /// leaves to xmlparser (non-ASCII, an empty prefix), and ones xmlparser refuses.
 const NAMES: &[&str] = &[
-    "a", "iq", "body", "x:y", "stream:error", "b.c-d_e", "_u", "Z9", "é", "aé", "x:é", ":a",
-    "a:", "1a", "-a", "a:b:c", "xmlns", "xmlns:x", "x:a", "xml:lang", "a\u{B7}", "",
+    "a",
+    "iq",
+    "body",
+    "x:y",
+    "stream:error",
+    "b.c-d_e",
+    "_u",
+    "Z9",
+    "é",
+    "aé",
+    "x:é",
+    ":a",
+    "a:",
+    "1a",
+    "-a",
+    "a:b:c",
+    "xmlns",
+    "xmlns:x",
+    "x:a",
+    "xml:lang",
+    "a\u{B7}",
+    "",
 ];
 
 /// Attribute values: plain, with references good and bad, with markup characters, control
 /// characters, non-characters and non-ASCII text.
 const VALUES: &[&str] = &[
-    "", "v", "a b", "&amp;", "&#65;", "&#x1F600;", "&bad;", "&", ">", "<", "]]>", "\u{1}", "\t\n",
-    "\u{FFFE}", "\u{FFFF}", "é€😀", "it's", "say \"hi\"", "u:x",
+    "",
+    "v",
+    "a b",
+    "&amp;",
+    "&#65;",
+    "&#x1F600;",
+    "&bad;",
+    "&",
+    ">",
+    "<",
+    "]]>",
+    "\u{1}",
+    "\t\n",
+    "\u{FFFE}",
+    "\u{FFFF}",
+    "é€😀",
+    "it's",
+    "say \"hi\"",
+    "u:x",
 ];
 
 /// Spacing between the parts of a tag (xmlparser requires some before an attribute).
@@ -552,8 +589,20 @@ const SPACES: &[&str] = &["", " ", "  ", "\t", "\r\n", "\u{A0}"];
 
 /// Character data between tags.
 const TEXTS: &[&str] = &[
-    "", "hi", "x &lt; y", "&bogus;", "a > b", "]]>", "é", "\u{0}", "\u{FFFF}",
-    "<![CDATA[ <]] ]]>", "<!-- c -->", "<?pi?>", "<!DOCTYPE x>", " ",
+    "",
+    "hi",
+    "x &lt; y",
+    "&bogus;",
+    "a > b",
+    "]]>",
+    "é",
+    "\u{0}",
+    "\u{FFFF}",
+    "<![CDATA[ <]] ]]>",
+    "<!-- c -->",
+    "<?pi?>",
+    "<!DOCTYPE x>",
+    " ",
 ];
 
 fn pick<'a>(list: &'a [&'a str]) -> impl Strategy<Value = &'a str> {
@@ -603,7 +652,10 @@ fn element() -> impl Strategy<Value = String> {
         )
             .prop_map(|(name, attrs, children, tail, space)| {
                 let attrs = attrs.concat();
-                let content: String = children.into_iter().map(|(t, c)| t.to_owned() + &c).collect();
+                let content: String = children
+                    .into_iter()
+                    .map(|(t, c)| t.to_owned() + &c)
+                    .collect();
                 format!("<{name}{attrs}>{content}{tail}</{name}{space}>")
             })
     })
@@ -750,7 +802,11 @@ fn fast_tokenizer_reads_ordinary_stanzas_and_leaves_the_rest() {
         assert_eq!(got.err(), Some(fallback), "{other:?}");
     }
     // Bytes that are not UTF-8 in text or a value: never accepted by the fast pass.
-    for bad in [&b"<a>\xC3</a>"[..], b"<a b='\xFF'/>", b"<a>\xED\xA0\x80</a>"] {
+    for bad in [
+        &b"<a>\xC3</a>"[..],
+        b"<a b='\xFF'/>",
+        b"<a>\xED\xA0\x80</a>",
+    ] {
         assert_eq!(
             parse_fast(bad, &limits, &mut scratch).err(),
             Some(Fallback::BoundaryScan)
