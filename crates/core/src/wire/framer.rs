@@ -733,6 +733,7 @@ fn parse_with(
         elements: SmallVec::new(),
         root_name: Span::default(),
         root: RootAttrs::default(),
+        done: None,
     };
     p.scratch.stack.clear();
     p.scratch.attr_names.clear();
@@ -750,15 +751,17 @@ fn parse_with(
             },
             Some(b'?') => return Err(FrameError::ProcessingInstruction),
             Some(_) => {
-                let mut done = None;
                 let read = match tags {
-                    Tags::Fast => tags::tag(bytes, pos, &mut classes, |tok| {
-                        done = p.token(tok)?;
-                        Ok::<(), FrameError>(())
-                    })?,
-                    Tags::Exact(text) => exact_tag(text, pos, &mut p, &mut done)?,
+                    Tags::Fast => tags::tag(bytes, pos, &mut classes, |tok| p.token(tok))?,
+                    Tags::Exact(text) => exact_tag(text, pos, &mut p)?,
                 };
-                if let Some(parsed) = done {
+                if let Some(end) = p.done {
+                    let parsed = Parsed {
+                        end,
+                        name: p.root_name,
+                        attrs: p.root,
+                        elements: std::mem::take(&mut p.elements),
+                    };
                     return Ok(Outcome::Done { parsed, classes });
                 }
                 match read {
@@ -782,7 +785,6 @@ fn exact_tag(
     text: &str,
     lt: usize,
     p: &mut ElementPass<'_>,
-    done: &mut Option<Parsed>,
 ) -> Result<Result<usize, Stop>, FrameError> {
     let base = text.as_ptr() as usize;
     let span = |s: &str| {
@@ -816,6 +818,7 @@ fn exact_tag(
                 prefix: prefix(pre.as_str()),
                 local: span(local.as_str()),
                 value: span(value.as_str()),
+                references: true,
             },
             Token::ElementEnd { end, span: s } => Tok::End {
                 kind: match end {
@@ -842,7 +845,7 @@ fn exact_tag(
             Tok::End { span, .. } => Some(span.end as usize),
             _ => None,
         };
-        *done = p.token(tok)?;
+        p.token(tok)?;
         if let Some(end) = tag_end {
             return Ok(Ok(end));
         }
@@ -887,6 +890,8 @@ fn markup_end(bytes: &[u8], lt: usize, classes: &mut u8) -> Result<Option<usize>
     }
 }
 
+/// The class of `&` (in [`TEXT_CLASS`]): a reference starts here.
+const AMPERSAND: u8 = 2;
 /// The class of bytes that are not ASCII (in [`TEXT_CLASS`]).
 const NON_ASCII: u8 = 16;
 
@@ -901,7 +906,7 @@ static TEXT_CLASS: [u8; 256] = {
         }
         b += 1;
     }
-    t[b'&' as usize] = 2;
+    t[b'&' as usize] = AMPERSAND;
     t[b'>' as usize] = 4;
     let mut b = 0x80;
     while b < 0x100 {
@@ -916,7 +921,7 @@ static TEXT_CLASS: [u8; 256] = {
 /// entities or characters, and no `]]>`. Returns the byte classes seen.
 fn check_text(text: &[u8]) -> Result<u8, FrameError> {
     let classes = check_chars(text)?;
-    if classes & 2 != 0 {
+    if classes & AMPERSAND != 0 {
         xml::check_references(text)?;
     }
     if classes & 4 != 0 && memchr::memmem::find(text, b"]]>").is_some() {
@@ -951,6 +956,8 @@ struct ElementPass<'a> {
     elements: SmallVec<[ElementRef; 4]>,
     root_name: Span,
     root: RootAttrs,
+    /// Set when the root's end is read: the offset just past it.
+    done: Option<usize>,
 }
 
 impl ElementPass<'_> {
@@ -973,8 +980,9 @@ impl ElementPass<'_> {
         }
     }
 
-    /// Applies one token of a tag; returns the element once its end tag closes it.
-    fn token(&mut self, token: Tok) -> Result<Option<Parsed>, FrameError> {
+    /// Applies one token of a tag; once the root's end tag closes it, [`ElementPass::done`]
+    /// says where the element ends.
+    fn token(&mut self, token: Tok) -> Result<(), FrameError> {
         let bytes = self.bytes;
         match token {
             Tok::Start { span, prefix } => {
@@ -1016,13 +1024,16 @@ impl ElementPass<'_> {
                 prefix,
                 local,
                 value,
+                references,
             } => {
                 if self.scratch.attr_names.len() >= self.limits.max_attributes {
                     return Err(FrameError::TooManyAttributes {
                         limit: self.limits.max_attributes,
                     });
                 }
-                xml::check_references(&bytes[value.range()])?;
+                if references {
+                    xml::check_references(&bytes[value.range()])?;
+                }
                 let qname = Span {
                     start: prefix.map_or(local.start, |p| p.start),
                     end: local.end,
@@ -1082,7 +1093,7 @@ impl ElementPass<'_> {
                         if let Some(i) = stack.last().and_then(|o| o.recorded) {
                             self.elements[i].tag_end = end_at as u32;
                         }
-                        return Ok(None);
+                        return Ok(());
                     }
                     EndKind::Empty => {}
                     EndKind::Close => {
@@ -1106,16 +1117,11 @@ impl ElementPass<'_> {
                     self.elements[i].span.end = end_at as u32;
                 }
                 if stack.is_empty() {
-                    return Ok(Some(Parsed {
-                        end: end_at,
-                        name: self.root_name,
-                        attrs: self.root,
-                        elements: std::mem::take(&mut self.elements),
-                    }));
+                    self.done = Some(end_at);
                 }
             }
         }
-        Ok(None)
+        Ok(())
     }
 }
 

@@ -9,7 +9,7 @@
 //!
 //! Must not: report errors of its own, allocate, or accept anything xmlparser refuses.
 
-use super::check_chars;
+use super::{check_chars, AMPERSAND};
 use crate::wire::stanza::Span;
 use crate::wire::xml::is_space;
 
@@ -18,11 +18,13 @@ use crate::wire::xml::is_space;
 pub(super) enum Tok {
     /// `<name`: the span covers the `<` and the qualified name; `prefix` is a non-empty prefix.
     Start { span: Span, prefix: Option<Span> },
-    /// `name='value'`: a non-empty prefix, the local name and the raw value between its quotes.
+    /// `name='value'`: a non-empty prefix, the local name and the raw value between its quotes;
+    /// `references` is false only when the value holds no `&` (so no reference to check).
     Attr {
         prefix: Option<Span>,
         local: Span,
         value: Span,
+        references: bool,
     },
     /// The end of a tag: `>`, `/>` or a whole `</name>` (the span covers what ends it).
     End { kind: EndKind, span: Span },
@@ -188,14 +190,16 @@ pub(super) fn tag<E>(
         if rest[len] == b'<' {
             return Ok(Err(Stop::Unsupported));
         }
-        match check_chars(&rest[..len]) {
-            Ok(classes) => *seen |= classes,
+        let classes = match check_chars(&rest[..len]) {
+            Ok(classes) => classes,
             Err(_) => return Ok(Err(Stop::Unsupported)),
-        }
+        };
+        *seen |= classes;
         emit(Tok::Attr {
             prefix,
             local,
             value: Span::new(start, start + len),
+            references: classes & AMPERSAND != 0,
         })?;
         at = start + len + 1;
     }
