@@ -145,33 +145,31 @@ fn ascii_bare(text: &str) -> Option<AsciiBare<'_>> {
         }
     }
     let domain = domain.strip_suffix(b".").unwrap_or(domain);
+    // Labels are not empty: no leading, trailing or doubled dot (a pairwise look, cheaper than
+    // a substring search on names this short).
     let labels_ok = !domain.is_empty()
         && domain.len() <= MAX_PART_BYTES
         && domain.iter().all(|&c| allowed_in_domain(c))
         && domain[0] != b'.'
         && domain[domain.len() - 1] != b'.'
-        && memchr::memmem::find(domain, b"..").is_none();
+        && !domain.windows(2).any(|w| w == b"..");
     labels_ok.then_some(AsciiBare { local, domain })
 }
 
 impl AsciiBare<'_> {
-    fn folded(&self) -> impl Iterator<Item = u8> + '_ {
-        let local = self.local.unwrap_or_default();
-        let at = self.local.map(|_| b'@');
-        local
-            .iter()
-            .copied()
-            .chain(at)
-            .chain(self.domain.iter().copied())
-            .map(|c| c.to_ascii_lowercase())
-    }
-
     fn len(&self) -> usize {
         self.local.map_or(0, |l| l.len() + 1) + self.domain.len()
     }
 
-    fn push_to(&self, out: &mut String) {
-        out.extend(self.folded().map(char::from));
+    /// Appends the folded bare JID: copied whole, then lowercased in place.
+    fn push_to(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        if let Some(local) = self.local {
+            out.extend_from_slice(local);
+            out.push(b'@');
+        }
+        out.extend_from_slice(self.domain);
+        out[start..].make_ascii_lowercase();
     }
 }
 
@@ -189,32 +187,37 @@ fn jsm_key_ascii(from: Option<&str>, to: Option<&str>) -> Option<String> {
         from.as_ref().filter(|j| j.local.is_some()),
         to.as_ref().filter(|j| j.local.is_some()),
     );
-    let mut key = String::new();
+    // Built as ASCII bytes (every part was checked ASCII), then taken as a `String`.
+    let mut key = Vec::new();
     match users {
         (Some(a), Some(b)) => {
-            let (low, high) = match a.folded().cmp(b.folded()) {
-                Ordering::Greater => (b, a),
-                _ => (a, b),
-            };
-            key.reserve(low.len() + 1 + high.len());
-            low.push_to(&mut key);
-            if low.folded().ne(high.folded()) {
-                key.push('|');
-                high.push_to(&mut key);
+            key.reserve_exact(a.len() + 1 + b.len());
+            a.push_to(&mut key);
+            let split = key.len();
+            key.push(b'|');
+            b.push_to(&mut key);
+            match key[..split].cmp(&key[split + 1..]) {
+                Ordering::Less => {}
+                Ordering::Equal => key.truncate(split),
+                Ordering::Greater => {
+                    // `a|b` becomes `b|a` in place: `b` first, then `a|`, then `|a`.
+                    key.rotate_left(split + 1);
+                    let b_len = key.len() - split - 1;
+                    key[b_len..].rotate_right(1);
+                }
             }
         }
-        (Some(one), None) | (None, Some(one)) => one.push_to(&mut key),
+        (Some(one), None) | (None, Some(one)) => {
+            key.reserve_exact(one.len());
+            one.push_to(&mut key);
+        }
         (None, None) => {
             let server = to.as_ref().or(from.as_ref())?;
-            key.extend(
-                server
-                    .domain
-                    .iter()
-                    .map(|c| char::from(c.to_ascii_lowercase())),
-            );
+            key.extend_from_slice(server.domain);
+            key.make_ascii_lowercase();
         }
     }
-    Some(key)
+    String::from_utf8(key).ok()
 }
 
 fn jsm_key(from: Option<&str>, to: Option<&str>) -> Result<String, KeyError> {

@@ -7,11 +7,16 @@
 //!    element depth, refuses comments, DTDs and processing instructions as soon as it sees them,
 //!    and enforces the size and depth limits before a stanza is complete, so memory stays bounded
 //!    whatever a peer sends;
-//! 2. once a stanza is complete, one *validation* pass over just its bytes: `xmlparser`
-//!    tokenizes each tag (names, attributes, quoting, matching end tags, attribute limits and
-//!    duplicates, the spans that [`Stanza`] exposes), and the character data between tags is
-//!    checked by a table-driven scan of our own (UTF-8, forbidden characters, `]]>`, entity
-//!    references), which costs far less than xmlparser's text tokens.
+//! 2. once a stanza is complete, one *validation* pass over just its bytes: each tag is read
+//!    (names, attributes, quoting, matching end tags, attribute limits and duplicates, the
+//!    spans that [`Stanza`] exposes) by the framer's own byte tokenizer (`tags`) when its names
+//!    are ASCII, and by `xmlparser` otherwise or whenever the fast one is unsure (every error
+//!    comes from xmlparser's reading); the character data between tags is checked by a
+//!    table-driven scan of our own (forbidden characters, `]]>`, entity references), and UTF-8
+//!    is checked over the stanza's bytes only when one of them is not ASCII.
+//!
+//! A stanza already complete at the front of the buffer skips the boundary scan: the
+//! validation pass finds its end itself.
 //!
 //! The framer knows nothing of XEP-0114 (handshakes, names, namespaces of stanzas) and nothing of
 //! time or sockets: the stream state machine drives it.
@@ -22,7 +27,10 @@ use super::stanza::{AttrSpan, ElementRef, RootAttrs, Span, Stanza};
 use super::xml::{self, is_space};
 use bytes::{Buf, Bytes, BytesMut};
 use smallvec::SmallVec;
+use tags::{EndKind, Stop, Tok};
 use xmlparser::{ElementEnd, Token, Tokenizer};
+
+mod tags;
 
 /// The namespace of the `<stream:stream>` root.
 pub const STREAMS_NS: &str = "http://etherx.jabber.org/streams";
@@ -276,9 +284,10 @@ impl Framer {
     }
 
     /// The fast path: when a stanza starts at the front of the buffer and is already complete,
-    /// one xmlparser pass finds its end and validates it. Anything else (a stanza cut by the end
-    /// of the buffer, or input that is refused) is left to the boundary scan, which is exact and
-    /// resumable; both paths share [`parse_element`], so they agree on every verdict.
+    /// one pass finds its end and validates it (the framer's own tag tokenizer, or xmlparser
+    /// for tags it does not read). Anything else (a stanza cut by the end of the buffer, or
+    /// input that is refused) is left to the boundary scan, which is exact and resumable; both
+    /// paths share [`parse_with`], so they agree on every verdict.
     fn try_whole_stanza(&mut self) -> Option<Stanza> {
         if self.in_frame || self.depth != 1 || self.scan != Scan::Text || self.pos != 0 {
             return None;
@@ -303,15 +312,23 @@ impl Framer {
                 cap -= 1;
             }
         }
-        let text = match std::str::from_utf8(&self.buf[..cap]) {
-            Ok(text) => text,
-            // Bytes that are not UTF-8 (the peer's fault): the stanza may still end before
-            // them; if not, the boundary scan refuses it.
-            Err(e) => std::str::from_utf8(&self.buf[..e.valid_up_to()]).ok()?,
+        let parsed = match parse_fast(&self.buf[..cap], &self.limits, &mut self.scratch) {
+            Ok(parsed) => parsed,
+            Err(Fallback::BoundaryScan) => return None,
+            // A tag the fast tokenizer does not read (a non-ASCII name, say): xmlparser reads
+            // the window, checked as UTF-8 first.
+            Err(Fallback::Xmlparser) => {
+                let text = match std::str::from_utf8(&self.buf[..cap]) {
+                    Ok(text) => text,
+                    // Bytes that are not UTF-8 (the peer's fault): the stanza may still end
+                    // before them; if not, the boundary scan refuses it.
+                    Err(e) => std::str::from_utf8(&self.buf[..e.valid_up_to()]).ok()?,
+                };
+                parse_element(text, &self.limits, &mut self.scratch)
+                    .ok()
+                    .flatten()?
+            }
         };
-        let parsed = parse_element(text, &self.limits, &mut self.scratch)
-            .ok()
-            .flatten()?;
         if self.root_name.as_deref() == Some(&self.buf[parsed.name.range()]) {
             // A second stream header: the boundary scan refuses it.
             return None;
@@ -609,7 +626,8 @@ struct Open {
     recorded: Option<usize>,
 }
 
-/// What [`parse_element`] learned about the element at the start of its input.
+/// What [`parse_with`] learned about the element at the start of its input.
+#[derive(Debug, PartialEq, Eq)]
 struct Parsed {
     /// Offset just past the element's end.
     end: usize,
@@ -629,16 +647,70 @@ impl Parsed {
     }
 }
 
-/// The slow path's validation of one complete stanza found by the boundary scan.
+/// The slow path's validation of one complete stanza found by the boundary scan: the fast
+/// tokenizer when it reads the whole stanza, xmlparser otherwise (and for every error).
 fn validate_stanza(
     bytes: Bytes,
     limits: &Limits,
     scratch: &mut Scratch,
 ) -> Result<Stanza, FrameError> {
+    if let Ok(parsed) = parse_fast(&bytes, limits, scratch) {
+        if parsed.end == bytes.len() {
+            return Ok(parsed.into_stanza(bytes));
+        }
+    }
     let text = std::str::from_utf8(&bytes).map_err(|_| FrameError::InvalidUtf8)?;
     match parse_element(text, limits, scratch)? {
         Some(parsed) if parsed.end == text.len() => Ok(parsed.into_stanza(bytes)),
         _ => Err(FrameError::Malformed("invalid XML syntax")),
+    }
+}
+
+/// Which tokenizer reads the tags of a stanza.
+#[derive(Copy, Clone)]
+enum Tags<'t> {
+    /// [`tags::tag`], on bytes; it stands aside for anything it does not read exactly.
+    Fast,
+    /// xmlparser, on checked UTF-8 text: exact, and the source of every verdict the fast one
+    /// leaves open.
+    Exact(&'t str),
+}
+
+/// How one pass over the element at the start of its input ended.
+#[derive(Debug)]
+enum Outcome {
+    /// The element is complete and valid; `classes` are the byte classes seen in its
+    /// character data and attribute values ([`check_chars`]).
+    Done { parsed: Parsed, classes: u8 },
+    /// The input ends before the element does.
+    Incomplete,
+    /// The fast tokenizer stood aside: only xmlparser can tell.
+    Unsupported,
+}
+
+/// What [`parse_fast`] leaves to its caller when it yields no element.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Fallback {
+    /// A tag the fast tokenizer does not read: xmlparser may.
+    Xmlparser,
+    /// Incomplete or refused: the boundary scan decides (and xmlparser says what is wrong).
+    BoundaryScan,
+}
+
+/// The fast pass over `bytes` (not checked as UTF-8 beforehand): the element if the fast
+/// tokenizer read it whole and its bytes are UTF-8. It agrees with [`parse_element`] on every
+/// element it yields (the property tests check this).
+fn parse_fast(bytes: &[u8], limits: &Limits, scratch: &mut Scratch) -> Result<Parsed, Fallback> {
+    match parse_with(bytes, Tags::Fast, limits, scratch) {
+        Ok(Outcome::Done { parsed, classes }) => {
+            // Names are ASCII on this path; only text and values can hold other bytes.
+            if classes & NON_ASCII != 0 && std::str::from_utf8(&bytes[..parsed.end]).is_err() {
+                return Err(Fallback::BoundaryScan);
+            }
+            Ok(parsed)
+        }
+        Ok(Outcome::Unsupported) => Err(Fallback::Xmlparser),
+        Ok(Outcome::Incomplete) | Err(_) => Err(Fallback::BoundaryScan),
     }
 }
 
@@ -654,77 +726,160 @@ fn parse_element(
     limits: &Limits,
     scratch: &mut Scratch,
 ) -> Result<Option<Parsed>, FrameError> {
-    let bytes = text.as_bytes();
+    match parse_with(text.as_bytes(), Tags::Exact(text), limits, scratch)? {
+        Outcome::Done { parsed, .. } => Ok(Some(parsed)),
+        // xmlparser never stands aside.
+        Outcome::Incomplete | Outcome::Unsupported => Ok(None),
+    }
+}
+
+/// The pass shared by both tokenizers: markup, character data and the bookkeeping of
+/// [`ElementPass`] are the same; only the reading of each tag differs.
+fn parse_with(
+    bytes: &[u8],
+    tags: Tags<'_>,
+    limits: &Limits,
+    scratch: &mut Scratch,
+) -> Result<Outcome, FrameError> {
     let mut p = ElementPass {
         bytes,
-        base: text.as_ptr() as usize,
         limits,
         scratch,
         elements: SmallVec::new(),
         root_name: Span::default(),
         root: RootAttrs::default(),
+        done: None,
     };
     p.scratch.stack.clear();
     p.scratch.attr_names.clear();
     p.scratch.declared.clear();
+    let mut classes = 0u8;
     let mut pos = 0;
     loop {
         // `pos` is at a `<`. Markup xmlparser would refuse or skip is handled here; a tag is
-        // tokenized by xmlparser from its `<` up to the token that ends it.
+        // read from its `<` up to the token that ends it.
         match bytes.get(pos + 1) {
-            None => return Ok(None),
-            Some(b'!') => match markup_end(bytes, pos)? {
+            None => return Ok(Outcome::Incomplete),
+            Some(b'!') => match markup_end(bytes, pos, &mut classes)? {
                 Some(end) => pos = end,
-                None => return Ok(None),
+                None => return Ok(Outcome::Incomplete),
             },
             Some(b'?') => return Err(FrameError::ProcessingInstruction),
             Some(_) => {
-                let mut tokens = Tokenizer::from_fragment(text, pos..text.len());
-                loop {
-                    let Some(token) = tokens.next() else {
-                        return Ok(None);
+                let read = match tags {
+                    Tags::Fast => tags::tag(bytes, pos, &mut classes, |tok| p.token(tok))?,
+                    Tags::Exact(text) => exact_tag(text, pos, &mut p)?,
+                };
+                if let Some(end) = p.done {
+                    let parsed = Parsed {
+                        end,
+                        name: p.root_name,
+                        attrs: p.root,
+                        elements: std::mem::take(&mut p.elements),
                     };
-                    // Within the window, a tag cut short is an error here; the caller treats
-                    // any error of a possibly partial window as "not complete yet".
-                    let token = token.map_err(|_| FrameError::Malformed("invalid XML syntax"))?;
-                    let tag_end = match &token {
-                        Token::ElementEnd { end, span } => match end {
-                            ElementEnd::Open | ElementEnd::Empty | ElementEnd::Close(..) => {
-                                Some(p.offset(span.as_str()) + span.as_str().len())
-                            }
-                        },
-                        _ => None,
-                    };
-                    if let Some(done) = p.token(token)? {
-                        return Ok(Some(done));
-                    }
-                    if let Some(end) = tag_end {
-                        pos = end;
-                        break;
-                    }
+                    return Ok(Outcome::Done { parsed, classes });
+                }
+                match read {
+                    Ok(end) => pos = end,
+                    Err(Stop::Incomplete) => return Ok(Outcome::Incomplete),
+                    Err(Stop::Unsupported) => return Ok(Outcome::Unsupported),
                 }
             }
         }
-        match next_tag(bytes, pos)? {
+        match next_tag(bytes, pos, &mut classes)? {
             Some(lt) => pos = lt,
-            None => return Ok(None),
+            None => return Ok(Outcome::Incomplete),
+        }
+    }
+}
+
+/// xmlparser reads the tag whose `<` is at `lt`; its tokens go to `p` as [`Tok`]s. Within a
+/// window, a tag cut short is an error here; the caller treats any error of a possibly
+/// partial window as "not complete yet".
+fn exact_tag(
+    text: &str,
+    lt: usize,
+    p: &mut ElementPass<'_>,
+) -> Result<Result<usize, Stop>, FrameError> {
+    let base = text.as_ptr() as usize;
+    let span = |s: &str| {
+        Span::new(
+            s.as_ptr() as usize - base,
+            s.as_ptr() as usize - base + s.len(),
+        )
+    };
+    // Only a non-empty prefix points into the input.
+    let prefix = |s: &str| (!s.is_empty()).then(|| span(s));
+    let mut tokens = Tokenizer::from_fragment(text, lt..text.len());
+    loop {
+        let Some(token) = tokens.next() else {
+            return Ok(Err(Stop::Incomplete));
+        };
+        let tok = match token.map_err(|_| FrameError::Malformed("invalid XML syntax"))? {
+            Token::ElementStart {
+                prefix: pre,
+                span: s,
+                ..
+            } => Tok::Start {
+                span: span(s.as_str()),
+                prefix: prefix(pre.as_str()),
+            },
+            Token::Attribute {
+                prefix: pre,
+                local,
+                value,
+                ..
+            } => Tok::Attr {
+                prefix: prefix(pre.as_str()),
+                local: span(local.as_str()),
+                value: span(value.as_str()),
+                references: true,
+            },
+            Token::ElementEnd { end, span: s } => Tok::End {
+                kind: match end {
+                    ElementEnd::Open => EndKind::Open,
+                    ElementEnd::Empty => EndKind::Empty,
+                    ElementEnd::Close(..) => EndKind::Close,
+                },
+                span: span(s.as_str()),
+            },
+            // Tags never hold these; character data is checked between tags.
+            Token::Text { .. } | Token::Cdata { .. } => {
+                return Err(FrameError::Malformed("invalid XML syntax"))
+            }
+            Token::Comment { .. } => return Err(FrameError::Comment),
+            Token::ProcessingInstruction { .. } | Token::Declaration { .. } => {
+                return Err(FrameError::ProcessingInstruction)
+            }
+            Token::DtdStart { .. }
+            | Token::EmptyDtd { .. }
+            | Token::EntityDeclaration { .. }
+            | Token::DtdEnd { .. } => return Err(FrameError::Doctype),
+        };
+        let tag_end = match tok {
+            Tok::End { span, .. } => Some(span.end as usize),
+            _ => None,
+        };
+        p.token(tok)?;
+        if let Some(end) = tag_end {
+            return Ok(Ok(end));
         }
     }
 }
 
 /// The position of the next `<` after `from`, once the character data before it passed
-/// [`check_text`]; `None` when the input ends first.
-fn next_tag(bytes: &[u8], from: usize) -> Result<Option<usize>, FrameError> {
+/// [`check_text`] (its byte classes are added to `classes`); `None` when the input ends first.
+fn next_tag(bytes: &[u8], from: usize, classes: &mut u8) -> Result<Option<usize>, FrameError> {
     let Some(i) = memchr::memchr(b'<', &bytes[from..]) else {
         return Ok(None);
     };
-    check_text(&bytes[from..from + i])?;
+    *classes |= check_text(&bytes[from..from + i])?;
     Ok(Some(from + i))
 }
 
 /// `<!...` inside a stanza: a CDATA section (its end, after checking its characters), or a
 /// comment or declaration, which restricted XML refuses. `None` when the input ends first.
-fn markup_end(bytes: &[u8], lt: usize) -> Result<Option<usize>, FrameError> {
+fn markup_end(bytes: &[u8], lt: usize, classes: &mut u8) -> Result<Option<usize>, FrameError> {
     const CDATA: &[u8] = b"<![CDATA[";
     let rest = &bytes[lt..];
     match rest.get(2) {
@@ -742,7 +897,7 @@ fn markup_end(bytes: &[u8], lt: usize) -> Result<Option<usize>, FrameError> {
             let Some(close) = memchr::memmem::find(content, b"]]>") else {
                 return Ok(None);
             };
-            check_chars(&content[..close])?;
+            *classes |= check_chars(&content[..close])?;
             Ok(Some(lt + CDATA.len() + close + 3))
         }
         Some(c) if c.is_ascii_uppercase() => Err(FrameError::Doctype),
@@ -750,8 +905,13 @@ fn markup_end(bytes: &[u8], lt: usize) -> Result<Option<usize>, FrameError> {
     }
 }
 
+/// The class of `&` (in [`TEXT_CLASS`]): a reference starts here.
+const AMPERSAND: u8 = 2;
+/// The class of bytes that are not ASCII (in [`TEXT_CLASS`]).
+const NON_ASCII: u8 = 16;
+
 /// Byte classes for [`check_text`]: bit 1 a control character XML forbids, bit 2 `&`, bit 4
-/// `>`, bit 8 the first byte of U+FFFE or U+FFFF.
+/// `>`, bit 8 the first byte of U+FFFE or U+FFFF, bit 16 ([`NON_ASCII`]) any byte above 0x7F.
 static TEXT_CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut b = 0;
@@ -761,23 +921,28 @@ static TEXT_CLASS: [u8; 256] = {
         }
         b += 1;
     }
-    t[b'&' as usize] = 2;
+    t[b'&' as usize] = AMPERSAND;
     t[b'>' as usize] = 4;
-    t[0xEF] = 8;
+    let mut b = 0x80;
+    while b < 0x100 {
+        t[b] = NON_ASCII;
+        b += 1;
+    }
+    t[0xEF] = 8 | NON_ASCII;
     t
 };
 
-/// Character data between tags (already valid UTF-8): only XML characters, references only to
-/// the predefined entities or characters, and no `]]>`.
-fn check_text(text: &[u8]) -> Result<(), FrameError> {
+/// Character data between tags: only XML characters, references only to the predefined
+/// entities or characters, and no `]]>`. Returns the byte classes seen.
+fn check_text(text: &[u8]) -> Result<u8, FrameError> {
     let classes = check_chars(text)?;
-    if classes & 2 != 0 {
+    if classes & AMPERSAND != 0 {
         xml::check_references(text)?;
     }
     if classes & 4 != 0 && memchr::memmem::find(text, b"]]>").is_some() {
         return Err(FrameError::Malformed("']]>' in character data"));
     }
-    Ok(())
+    Ok(classes)
 }
 
 /// Refuses the characters XML 1.0 excludes (controls other than tab, newline and carriage
@@ -798,22 +963,19 @@ fn check_chars(text: &[u8]) -> Result<u8, FrameError> {
     Ok(classes)
 }
 
-/// The state of one [`parse_element`] pass.
+/// The state of one [`parse_with`] pass.
 struct ElementPass<'a> {
     bytes: &'a [u8],
-    base: usize,
     limits: &'a Limits,
     scratch: &'a mut Scratch,
     elements: SmallVec<[ElementRef; 4]>,
     root_name: Span,
     root: RootAttrs,
+    /// Set when the root's end is read: the offset just past it.
+    done: Option<usize>,
 }
 
 impl ElementPass<'_> {
-    fn offset(&self, s: &str) -> usize {
-        s.as_ptr() as usize - self.base
-    }
-
     /// At the end of a start tag, once all its declarations are known: every prefix it uses
     /// must be bound, by the tag itself, an enclosing element or the stream header (or be
     /// `xml`, which is always bound). A stanza with an unbound prefix is not namespace
@@ -833,20 +995,18 @@ impl ElementPass<'_> {
         }
     }
 
-    /// Applies one token of a tag; returns the element once its end tag closes it.
-    fn token(&mut self, token: Token<'_>) -> Result<Option<Parsed>, FrameError> {
+    /// Applies one token of a tag; once the root's end tag closes it, [`ElementPass::done`]
+    /// says where the element ends.
+    fn token(&mut self, token: Tok) -> Result<(), FrameError> {
         let bytes = self.bytes;
         match token {
-            Token::ElementStart { prefix, span, .. } => {
-                let start = self.offset(span.as_str());
+            Tok::Start { span, prefix } => {
+                let start = span.start as usize;
                 self.scratch.used.clear();
-                if !prefix.as_str().is_empty() {
-                    let p = self.offset(prefix.as_str());
-                    self.scratch
-                        .used
-                        .push(Span::new(p, p + prefix.as_str().len()));
+                if let Some(p) = prefix {
+                    self.scratch.used.push(p);
                 }
-                let name = Span::new(start + 1, start + span.as_str().len());
+                let name = Span::new(start + 1, span.end as usize);
                 let stack = &mut self.scratch.stack;
                 let depth = stack.len();
                 if depth + 1 > self.limits.max_depth {
@@ -875,24 +1035,24 @@ impl ElementPass<'_> {
                 stack.push(Open { name, recorded });
                 self.scratch.attr_names.clear();
             }
-            Token::Attribute {
+            Tok::Attr {
                 prefix,
                 local,
                 value,
-                ..
+                references,
             } => {
                 if self.scratch.attr_names.len() >= self.limits.max_attributes {
                     return Err(FrameError::TooManyAttributes {
                         limit: self.limits.max_attributes,
                     });
                 }
-                xml::check_references(value.as_bytes())?;
-                let qstart = if prefix.as_str().is_empty() {
-                    self.offset(local.as_str())
-                } else {
-                    self.offset(prefix.as_str())
+                if references {
+                    xml::check_references(&bytes[value.range()])?;
+                }
+                let qname = Span {
+                    start: prefix.map_or(local.start, |p| p.start),
+                    end: local.end,
                 };
-                let qname = Span::new(qstart, self.offset(local.as_str()) + local.as_str().len());
                 let qbytes = &bytes[qname.range()];
                 // Length and first byte rule out almost every pair before comparing bytes.
                 let duplicate = self.scratch.attr_names.iter().any(|n| {
@@ -904,26 +1064,18 @@ impl ElementPass<'_> {
                     return Err(FrameError::Malformed("duplicate attribute"));
                 }
                 self.scratch.attr_names.push(qname);
-                // Only a non-empty prefix points into the input (`offset` needs that).
-                match prefix.as_str() {
-                    "" => {}
-                    "xmlns" => {
-                        let l = self.offset(local.as_str());
-                        let declared = Span::new(l, l + local.as_str().len());
+                match prefix {
+                    None => {}
+                    Some(p) if &bytes[p.range()] == b"xmlns" => {
                         let depth = self.scratch.stack.len();
-                        self.scratch.declared.push((declared, depth));
+                        self.scratch.declared.push((local, depth));
                     }
-                    _ => {
-                        let p = self.offset(prefix.as_str());
-                        let used = Span::new(p, p + prefix.as_str().len());
-                        self.scratch.used.push(used);
-                    }
+                    Some(p) => self.scratch.used.push(p),
                 }
                 if self.scratch.stack.len() == 1 {
-                    let v = self.offset(value.as_str());
                     let attr = AttrSpan {
-                        value: Span::new(v, v + value.as_str().len()),
-                        quote: bytes[v - 1],
+                        value,
+                        quote: bytes[value.start as usize - 1],
                     };
                     match qbytes {
                         b"id" => self.root.id = Some(attr),
@@ -935,9 +1087,9 @@ impl ElementPass<'_> {
                     }
                 }
             }
-            Token::ElementEnd { end, span } => {
-                let end_at = self.offset(span.as_str()) + span.as_str().len();
-                if matches!(end, ElementEnd::Open | ElementEnd::Empty) {
+            Tok::End { kind, span } => {
+                let end_at = span.end as usize;
+                if matches!(kind, EndKind::Open | EndKind::Empty) {
                     self.check_prefixes()?;
                 }
                 let depth = self.scratch.stack.len();
@@ -946,23 +1098,23 @@ impl ElementPass<'_> {
                     .declared
                     .last()
                     .is_some_and(|&(_, d)| d >= depth)
-                    && !matches!(end, ElementEnd::Open)
+                    && !matches!(kind, EndKind::Open)
                 {
                     self.scratch.declared.pop();
                 }
                 let stack = &mut self.scratch.stack;
-                match end {
-                    ElementEnd::Open => {
+                match kind {
+                    EndKind::Open => {
                         if let Some(i) = stack.last().and_then(|o| o.recorded) {
                             self.elements[i].tag_end = end_at as u32;
                         }
-                        return Ok(None);
+                        return Ok(());
                     }
-                    ElementEnd::Empty => {}
-                    ElementEnd::Close(..) => {
+                    EndKind::Empty => {}
+                    EndKind::Close => {
                         // The raw name, byte for byte, as the boundary scan compares it:
                         // xmlparser reads `</:a>` as `a` with an empty prefix.
-                        let tag = &bytes[end_at - span.as_str().len()..end_at];
+                        let tag = &bytes[span.range()];
                         let name = tag.get(2..tag.len() - 1).unwrap_or_default();
                         let open = stack.last().map(|o| &bytes[o.name.range()]);
                         if open != Some(name.trim_ascii_end()) {
@@ -974,34 +1126,17 @@ impl ElementPass<'_> {
                     .pop()
                     .ok_or(FrameError::Malformed("end tag without a start tag"))?;
                 if let Some(i) = open.recorded {
-                    if matches!(end, ElementEnd::Empty) {
+                    if matches!(kind, EndKind::Empty) {
                         self.elements[i].tag_end = end_at as u32;
                     }
                     self.elements[i].span.end = end_at as u32;
                 }
                 if stack.is_empty() {
-                    return Ok(Some(Parsed {
-                        end: end_at,
-                        name: self.root_name,
-                        attrs: self.root,
-                        elements: std::mem::take(&mut self.elements),
-                    }));
+                    self.done = Some(end_at);
                 }
             }
-            // Tags never hold these; character data is checked between tags.
-            Token::Text { .. } | Token::Cdata { .. } => {
-                return Err(FrameError::Malformed("invalid XML syntax"))
-            }
-            Token::Comment { .. } => return Err(FrameError::Comment),
-            Token::ProcessingInstruction { .. } | Token::Declaration { .. } => {
-                return Err(FrameError::ProcessingInstruction)
-            }
-            Token::DtdStart { .. }
-            | Token::EmptyDtd { .. }
-            | Token::EntityDeclaration { .. }
-            | Token::DtdEnd { .. } => return Err(FrameError::Doctype),
         }
-        Ok(None)
+        Ok(())
     }
 }
 

@@ -264,8 +264,14 @@ impl<'a> Iterator for Attrs<'a> {
         if name_start >= b.len() || matches!(b[name_start], b'>' | b'/') {
             return None;
         }
-        let eq = name_start + memchr::memchr(b'=', &b[name_start..])?;
-        let name = self.tag.get(name_start..eq)?.trim_end();
+        // Names are short: a plain scan beats memchr's setup. The name ends at `=` or at the
+        // (ASCII) whitespace before it.
+        let eq = name_start + b[name_start..].iter().position(|&c| c == b'=')?;
+        let mut name_end = eq;
+        while name_end > name_start && super::xml::is_space(b[name_end - 1]) {
+            name_end -= 1;
+        }
+        let name = self.tag.get(name_start..name_end)?;
         let mut q = eq + 1;
         while q < b.len() && super::xml::is_space(b[q]) {
             q += 1;

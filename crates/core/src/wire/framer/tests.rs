@@ -533,3 +533,308 @@ fn unbound_namespace_prefixes_are_refused() {
     let (frames, err) = assert_chunking_invariant(with_db.as_bytes());
     assert_eq!((frames.len(), err), (2, None));
 }
+
+/// The fast tokenizer's pass over `input` beside xmlparser's, under `limits`: whenever the fast
+/// one yields an element, xmlparser yields the same one; whenever xmlparser yields one, the
+/// fast one yields it too or stands aside for xmlparser (never "incomplete", never an error).
+fn assert_tokenizers_agree(input: &[u8], limits: Limits) -> Result<(), TestCaseError> {
+    let scratch = || Scratch {
+        header_prefixes: vec![b"stream".as_slice().into()],
+        ..Scratch::default()
+    };
+    let fast = parse_fast(input, &limits, &mut scratch());
+    let exact = std::str::from_utf8(input)
+        .ok()
+        .and_then(|text| parse_element(text, &limits, &mut scratch()).ok().flatten());
+    let shown = String::from_utf8_lossy(input);
+    match (&fast, &exact) {
+        (Ok(f), Some(e)) => prop_assert_eq!(f, e, "{}", shown),
+        (Ok(f), None) => prop_assert!(false, "only the fast tokenizer accepts {shown}: {f:?}"),
+        (Err(Fallback::Xmlparser), _) | (Err(Fallback::BoundaryScan), None) => {}
+        (Err(Fallback::BoundaryScan), Some(e)) => {
+            prop_assert!(false, "only xmlparser accepts {shown}: {e:?}")
+        }
+    }
+    Ok(())
+}
+
+/// Names the generator puts on elements and attributes: ordinary ones, ones the fast tokenizer
+/// leaves to xmlparser (non-ASCII, an empty prefix), and ones xmlparser refuses.
+const NAMES: &[&str] = &[
+    "a",
+    "iq",
+    "body",
+    "x:y",
+    "stream:error",
+    "b.c-d_e",
+    "_u",
+    "Z9",
+    "é",
+    "aé",
+    "x:é",
+    ":a",
+    "a:",
+    "1a",
+    "-a",
+    "a:b:c",
+    "xmlns",
+    "xmlns:x",
+    "x:a",
+    "xml:lang",
+    "a\u{B7}",
+    "",
+];
+
+/// Attribute values: plain, with references good and bad, with markup characters, control
+/// characters, non-characters and non-ASCII text.
+const VALUES: &[&str] = &[
+    "",
+    "v",
+    "a b",
+    "&amp;",
+    "&#65;",
+    "&#x1F600;",
+    "&bad;",
+    "&",
+    ">",
+    "<",
+    "]]>",
+    "\u{1}",
+    "\t\n",
+    "\u{FFFE}",
+    "\u{FFFF}",
+    "é€😀",
+    "it's",
+    "say \"hi\"",
+    "u:x",
+];
+
+/// Spacing between the parts of a tag (xmlparser requires some before an attribute).
+const SPACES: &[&str] = &["", " ", "  ", "\t", "\r\n", "\u{A0}"];
+
+/// Character data between tags.
+const TEXTS: &[&str] = &[
+    "",
+    "hi",
+    "x &lt; y",
+    "&bogus;",
+    "a > b",
+    "]]>",
+    "é",
+    "\u{0}",
+    "\u{FFFF}",
+    "<![CDATA[ <]] ]]>",
+    "<!-- c -->",
+    "<?pi?>",
+    "<!DOCTYPE x>",
+    " ",
+];
+
+fn pick<'a>(list: &'a [&'a str]) -> impl Strategy<Value = &'a str> {
+    (0..list.len()).prop_map(move |i| list[i])
+}
+
+fn attribute() -> impl Strategy<Value = String> {
+    (
+        pick(SPACES),
+        pick(NAMES),
+        pick(SPACES),
+        pick(SPACES),
+        any::<bool>(),
+        pick(VALUES),
+    )
+        .prop_map(|(lead, name, before, after, double, value)| {
+            let q = if double { '"' } else { '\'' };
+            // Either quote may also appear inside the value (xmlparser ends it there).
+            format!("{lead}{name}{before}={after}{q}{value}{q}")
+        })
+}
+
+/// One element, its attributes and (to a few levels) its content.
+fn element() -> impl Strategy<Value = String> {
+    let leaf = (
+        pick(NAMES),
+        proptest::collection::vec(attribute(), 0..4),
+        pick(SPACES),
+        any::<bool>(),
+        pick(TEXTS),
+    )
+        .prop_map(|(name, attrs, space, empty, text)| {
+            let attrs = attrs.concat();
+            if empty {
+                format!("<{name}{attrs}{space}/>")
+            } else {
+                format!("<{name}{attrs}{space}>{text}</{name}{space}>")
+            }
+        });
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        (
+            pick(NAMES),
+            proptest::collection::vec(attribute(), 0..4),
+            proptest::collection::vec((pick(TEXTS), inner), 0..4),
+            pick(TEXTS),
+            pick(SPACES),
+        )
+            .prop_map(|(name, attrs, children, tail, space)| {
+                let attrs = attrs.concat();
+                let content: String = children
+                    .into_iter()
+                    .map(|(t, c)| t.to_owned() + &c)
+                    .collect();
+                format!("<{name}{attrs}>{content}{tail}</{name}{space}>")
+            })
+    })
+}
+
+/// A byte-level change to an otherwise generated stanza: none, a byte replaced, inserted or
+/// removed, or the input cut short (as a window ending inside a stanza is).
+#[derive(Clone, Debug)]
+enum Mutation {
+    None,
+    Replace(usize, u8),
+    Insert(usize, u8),
+    Remove(usize),
+    Cut(usize),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let byte = prop_oneof![
+        Just(b'<'),
+        Just(b'>'),
+        Just(b'/'),
+        Just(b'\''),
+        Just(b'"'),
+        Just(b'='),
+        Just(b':'),
+        Just(b' '),
+        Just(b'&'),
+        Just(0xC3),
+        Just(0x80),
+        Just(0xFF),
+        Just(0),
+        any::<u8>(),
+    ];
+    prop_oneof![
+        2 => Just(Mutation::None),
+        1 => (any::<usize>(), byte.clone()).prop_map(|(i, b)| Mutation::Replace(i, b)),
+        1 => (any::<usize>(), byte).prop_map(|(i, b)| Mutation::Insert(i, b)),
+        1 => any::<usize>().prop_map(Mutation::Remove),
+        1 => any::<usize>().prop_map(Mutation::Cut),
+    ]
+}
+
+fn mutate(s: String, m: &Mutation) -> Vec<u8> {
+    let mut b = s.into_bytes();
+    let at = |i: usize, len: usize| if len == 0 { 0 } else { i % len };
+    match *m {
+        Mutation::None => {}
+        Mutation::Replace(i, x) if !b.is_empty() => {
+            let i = at(i, b.len());
+            b[i] = x;
+        }
+        Mutation::Insert(i, x) => {
+            let i = at(i, b.len() + 1);
+            b.insert(i, x);
+        }
+        Mutation::Remove(i) if !b.is_empty() => {
+            let i = at(i, b.len());
+            b.remove(i);
+        }
+        Mutation::Cut(i) => {
+            let i = at(i, b.len() + 1);
+            b.truncate(i);
+        }
+        _ => {}
+    }
+    b
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4096, .. ProptestConfig::default() })]
+
+    /// The framer's tag tokenizer and xmlparser agree on every element either accepts, under
+    /// the default limits and tight ones, with a stanza after it (as in a buffer holding more).
+    #[test]
+    fn fast_tokenizer_agrees_with_xmlparser(
+        stanza in element(),
+        m in mutation(),
+        tight in any::<bool>(),
+        trailer in pick(&["", "<presence/>", " <a", "\u{FF}"]),
+    ) {
+        let limits = if tight {
+            Limits { max_stanza_bytes: 1 << 16, max_depth: 3, max_attributes: 2 }
+        } else {
+            Limits::default()
+        };
+        let mut input = mutate(stanza, &m);
+        assert_tokenizers_agree(&input, limits)?;
+        input.extend_from_slice(trailer.as_bytes());
+        assert_tokenizers_agree(&input, limits)?;
+    }
+
+    /// Printable ASCII soup around tag characters: the same agreement.
+    #[test]
+    fn fast_tokenizer_agrees_on_random_markup(body in "<[<>/a-c:x '\"=&;!\\[\\]?\t-]{0,80}") {
+        assert_tokenizers_agree(body.as_bytes(), Limits::default())?;
+    }
+
+    /// Any chunking of a stream with wide characters, refused tags and ordinary stanzas gives
+    /// the frames the whole stream gives, whichever tokenizer reads each stanza.
+    #[test]
+    fn mixed_tokenizers_are_chunking_invariant(
+        stanzas in proptest::collection::vec(element(), 1..5),
+        cut in 0usize..4000,
+    ) {
+        let input = stream(&stanzas.concat());
+        let cut = cut % (input.len() + 1);
+        let (a, b) = input.split_at(cut);
+        prop_assert_eq!(run(&[a, b], Limits::default()), whole(&input));
+    }
+}
+
+#[test]
+fn fast_tokenizer_reads_ordinary_stanzas_and_leaves_the_rest() {
+    let limits = Limits::default();
+    let mut scratch = Scratch::default();
+    for ordinary in [
+        "<iq type='set' id='R1' from='imp1.example.com' to='palisade.example.com'>\
+         <event xmlns='urn:palisade:compliance:0' name='es_OUT'>\
+         <message xmlns='jabber:client' from='a@example.com/desk' to='b@example.com' type='chat' id='m1'>\
+         <body>Quarterly numbers look fine; caf\u{E9} at 10?</body>\
+         <active xmlns='http://jabber.org/protocol/chatstates'/></message></event></iq>",
+        "<iq type='result' id='g0.1.0' from='op-cs1.example.com' to='palisade.example.com'/>",
+        "<presence\n\tfrom=\"a@b\" xml:lang = 'en' ><x xmlns:q='urn:q' q:a='&amp;&#65;'/></presence >",
+        "<message><body><![CDATA[ <b> ]]></body></message>",
+    ] {
+        let parsed = parse_fast(ordinary.as_bytes(), &limits, &mut scratch);
+        assert!(parsed.is_ok(), "{ordinary}: {parsed:?}");
+        let exact = parse_element(ordinary, &limits, &mut scratch).unwrap();
+        assert_eq!(parsed.ok(), exact, "{ordinary}");
+    }
+    for (other, fallback) in [
+        ("<caf\u{E9}/>", Fallback::Xmlparser),
+        ("<a b\u{E9}='1'/>", Fallback::Xmlparser),
+        ("<a b='<'/>", Fallback::Xmlparser),
+        ("<a b='1'c='2'/>", Fallback::Xmlparser),
+        ("<a b='\u{1}'/>", Fallback::Xmlparser),
+        ("<:a/>", Fallback::Xmlparser),
+        ("<a b='1'", Fallback::BoundaryScan),
+        ("<a><b></a>", Fallback::BoundaryScan),
+        ("<a b='1' b='2'/>", Fallback::BoundaryScan),
+        ("<a>\u{0}</a>", Fallback::BoundaryScan),
+    ] {
+        let got = parse_fast(other.as_bytes(), &limits, &mut scratch);
+        assert_eq!(got.err(), Some(fallback), "{other:?}");
+    }
+    // Bytes that are not UTF-8 in text or a value: never accepted by the fast pass.
+    for bad in [
+        &b"<a>\xC3</a>"[..],
+        b"<a b='\xFF'/>",
+        b"<a>\xED\xA0\x80</a>",
+    ] {
+        assert_eq!(
+            parse_fast(bad, &limits, &mut scratch).err(),
+            Some(Fallback::BoundaryScan)
+        );
+    }
+}
