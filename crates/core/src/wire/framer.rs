@@ -701,6 +701,11 @@ enum Fallback {
 /// tokenizer read it whole and its bytes are UTF-8. It agrees with [`parse_element`] on every
 /// element it yields (the property tests check this).
 fn parse_fast(bytes: &[u8], limits: &Limits, scratch: &mut Scratch) -> Result<Parsed, Fallback> {
+    // The pass reads from a `<`: both callers start there, but what does not is xmlparser's
+    // to refuse, never this tokenizer's to read from its second byte on.
+    if bytes.first() != Some(&b'<') {
+        return Err(Fallback::Xmlparser);
+    }
     match parse_with(bytes, Tags::Fast, limits, scratch) {
         Ok(Outcome::Done { parsed, classes }) => {
             // Names are ASCII on this path; only text and values can hold other bytes.
