@@ -76,8 +76,9 @@
 //! valgrind's global lock: every other thread waits on valgrind's scheduler pipe
 //! (`anon_pipe_read` in `/proc/PID/task/*/wchan`), the starting thread cannot kick or nudge,
 //! and SIGTERM stays pending, since valgrind delivers signals only to a thread it runs or one
-//! in a call it knows blocks. Nothing in the process can end that (`perf/RESULTS.md`,
-//! "Start-up stalls"); outside valgrind the starting thread runs and the stop below applies.
+//! in a call it knows blocks. With one shard too: its own heartbeat timer did not end the
+//! sleep. Nothing in the process can end that (`perf/RESULTS.md`, "Start-up stalls"); outside
+//! valgrind the starting thread runs and the stop below applies.
 //!
 //! **A stop during start-up.** A shard reads its stop bell only once it has started, so a
 //! stranded shard would also ignore SIGTERM, and `join_all` would wait for it for ever. So the
