@@ -228,7 +228,7 @@ fn run_with(config: Config, file: Option<PathBuf>) -> Result<(), RunError> {
         .preempt_timer(Duration::from_millis(1));
     let handles = executor_experiments(builder)
         .on_all_shards({
-            let startup = startup.clone();
+            let (startup, stop) = (startup.clone(), stop.clone());
             move || {
                 let (config, policy, startup, stop, reload, tls, supervisor) = (
                     config.clone(),
@@ -258,7 +258,7 @@ fn run_with(config: Config, file: Option<PathBuf>) -> Result<(), RunError> {
             }
         })
         .map_err(|e| RunError::Executors(e.to_string()))?;
-    startup.watch_until_started(handles.handles());
+    startup.watch_until_started(handles.handles(), &stop);
     let mut first_error = None;
     for result in handles.join_all() {
         match result {

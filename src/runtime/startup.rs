@@ -57,13 +57,44 @@
 //! thread of a shard whose beat has not moved for [`NUDGE_AFTER`] kicks: the shard's syscall is
 //! interrupted, its executor runs its queues, and its start-up goes on. A shard that is simply
 //! busy (a long spool read) beats as soon as it yields and is at worst interrupted and resumed.
+//!
+//! **Where the stranded shard sleeps, as far as it is known.** Every stall seen has the
+//! shard's thread in `io_uring_enter(main ring fd, to_submit 0, min_complete 1, GETEVENTS,
+//! no timeout)`, i.e. `SleepableRing::sleep` after `Reactor::link_rings_and_sleep`: glommio
+//! 0.9's `wait` sleeps on the main ring with one `POLL_ADD` on the latency ring's fd, and
+//! arms the next user timer (here the heartbeat's) as a timeout *in the latency ring*; the
+//! foreign-wake eventfd is read in the latency ring too. So every wake-up of a sleeping
+//! executor — timer, foreign wake — reaches it through that one poll of one ring's fd from
+//! the other ring; when that poll does not complete, nothing but a signal (`EINTR`, taken as
+//! a wake-up by `Reactor::intr_ok`) or a ptrace attach ends the sleep. Why the poll does not
+//! complete is not established (it is in glommio's ring linking or in the kernel's
+//! ring-fd poll, not in this crate); fixing it would mean patching glommio, which this crate
+//! does not do.
+//!
+//! **Under valgrind the same sleep freezes the whole process.** valgrind 3.19 does not treat
+//! `io_uring_enter` as a system call that may block, so a shard asleep in it keeps
+//! valgrind's global lock: every other thread waits on valgrind's scheduler pipe
+//! (`anon_pipe_read` in `/proc/PID/task/*/wchan`), the starting thread cannot kick or nudge,
+//! and SIGTERM stays pending, since valgrind delivers signals only to a thread it runs or one
+//! in a call it knows blocks. With one shard too: its own heartbeat timer did not end the
+//! sleep. Nothing in the process can end that (`perf/RESULTS.md`, "Start-up stalls"); outside
+//! valgrind the starting thread runs and the stop below applies.
+//!
+//! **A stop during start-up.** A shard reads its stop bell only once it has started, so a
+//! stranded shard would also ignore SIGTERM, and `join_all` would wait for it for ever. So the
+//! starting thread, which watches start-up anyway, sees a stop requested while a shard is
+//! still starting through: it keeps kicking and nudging, waits until every executor thread
+//! has ended, and after [`STOP_DURING_START`] logs why and ends the process with
+//! [`EXIT_STOPPED_IN_START`] (`_exit`, not `exit`: executor threads still run).
 
 use super::mesh::ShardMsg;
+use super::stop::Stop;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often a starting shard's heartbeat counts a beat.
 pub const HEARTBEAT: Duration = Duration::from_millis(5);
@@ -76,6 +107,18 @@ pub const JOIN_KICK: Duration = Duration::from_millis(10);
 /// The timer a shard sleeps on once, at the end of its start-up, before it drops its
 /// [`Starting`] token.
 pub const FIRST_TIMER: Duration = Duration::from_millis(1);
+/// How long a stop (SIGTERM, SIGINT, or a shard that failed) requested while a shard is
+/// still starting may wait for every shard's thread to end before the process exits without
+/// them (see [`Startup::watch_until_started`]).
+pub const STOP_DURING_START: Duration = Duration::from_secs(5);
+/// The exit status of a process that stopped during its start-up without every shard ending.
+pub const EXIT_STOPPED_IN_START: libc::c_int = 1;
+/// A test hook: when this variable is set to `1`, the first shard to join the mesh blocks
+/// its thread for [`TEST_STALL`] right after the join, as a shard that does not make progress
+/// would. Only the integration tests set it.
+pub const TEST_STALL_VAR: &str = "PALISADE_TEST_STALL_START";
+/// How long the [`TEST_STALL_VAR`] hook blocks the shard's thread.
+pub const TEST_STALL: Duration = Duration::from_secs(120);
 
 type Mesh = MeshBuilder<ShardMsg, Full>;
 
@@ -128,21 +171,69 @@ impl Startup {
             .join()
             .await
             .map_err(|_| "cannot join the channel mesh".to_owned())?;
+        if starting.slot == 0 && std::env::var(TEST_STALL_VAR).is_ok_and(|v| v == "1") {
+            // Blocks the executor: no wake, nudge or bell reaches the shard until this ends.
+            std::thread::sleep(TEST_STALL);
+        }
         Ok((senders, receivers, starting))
     }
 
     /// Until every shard is past its start-up (or one executor thread has ended), wakes the
     /// shards still starting every [`JOIN_KICK`], and nudges the thread of any whose heartbeat
     /// stopped (see the module doc). Runs on the starting thread.
-    pub fn watch_until_started<T>(&self, threads: &[std::thread::JoinHandle<T>]) {
+    ///
+    /// A stop requested while a shard is still starting is the starting thread's to see
+    /// through: a shard only reads its stop bell once it has started, so a shard that cannot
+    /// finish its start-up would never end, and neither would the process (`join_all` waits
+    /// for every executor). So from such a request on, this keeps watching (kicks and nudges
+    /// go on, so a stranded shard can still start and then stop gracefully) until every
+    /// executor thread has ended, and if they have not all ended within
+    /// [`STOP_DURING_START`], logs which and exits the process with
+    /// [`EXIT_STOPPED_IN_START`].
+    pub fn watch_until_started<T>(&self, threads: &[std::thread::JoinHandle<T>], stop: &Stop) {
         // Per slot: the beat last seen, and for how many kicks it has not moved.
         let mut seen: Vec<(u64, u32)> = Vec::new();
         let mut nudges = 0u64;
-        let begun = std::time::Instant::now();
+        let begun = Instant::now();
         let mut next_report = SLOW_START;
-        while self.starting.load(Ordering::SeqCst) > 0 && !threads.iter().any(|t| t.is_finished()) {
+        let mut stop_in_start: Option<Instant> = None;
+        loop {
+            let starting = self.starting.load(Ordering::SeqCst);
+            if stop_in_start.is_none() && starting > 0 && stop.requested() {
+                stop_in_start = Some(Instant::now());
+                super::log::record(
+                    super::log::Level::Warn,
+                    None,
+                    &format!(
+                        "Stop requested during start-up with {starting} shard(s) still \
+                         starting: the process ends within {STOP_DURING_START:?}, gracefully \
+                         if they finish starting by then"
+                    ),
+                );
+            }
+            match stop_in_start {
+                Some(at) => {
+                    if threads.iter().all(|t| t.is_finished()) {
+                        return;
+                    }
+                    if at.elapsed() >= STOP_DURING_START {
+                        let left = threads.iter().filter(|t| !t.is_finished()).count();
+                        abandon(&format!(
+                            "Stop requested during start-up: {left} shard thread(s) still \
+                             running after {STOP_DURING_START:?} ({starting} shard(s) never \
+                             finished starting, {nudges} nudge(s) sent): exiting without a \
+                             graceful stop"
+                        ));
+                    }
+                }
+                None => {
+                    if starting == 0 || threads.iter().any(|t| t.is_finished()) {
+                        return;
+                    }
+                }
+            }
             std::thread::sleep(JOIN_KICK);
-            if begun.elapsed() >= next_report {
+            if starting > 0 && begun.elapsed() >= next_report {
                 next_report += SLOW_START;
                 super::log::record(
                     super::log::Level::Warn,
@@ -223,6 +314,19 @@ fn install_nudge_handler() {
         action.sa_flags = 0;
         libc::sigemptyset(&mut action.sa_mask);
         libc::sigaction(nudge_signal(), &action, std::ptr::null_mut());
+    }
+}
+
+/// Logs `why` and ends the process at once, without running exit handlers: executor threads
+/// are still running, and the allocator's exit walk over every thread's heap
+/// (`mi_process_done`) must not race them (see `wait_for_detached_threads` in runtime.rs).
+fn abandon(why: &str) -> ! {
+    super::log::record(super::log::Level::Error, None, why);
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` has no preconditions; it ends every thread of the process.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::_exit(EXIT_STOPPED_IN_START)
     }
 }
 

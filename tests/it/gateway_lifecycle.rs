@@ -89,3 +89,84 @@ fn every_start_listens_and_every_sigterm_exits_zero() {
     }
     eprintln!("{ITERATIONS} starts and stops in {:?}", began.elapsed());
 }
+
+/// Set in the gateway's environment, it blocks the first shard's thread for two minutes
+/// right after it joins the channel mesh, as a shard that cannot make progress would
+/// (`src/runtime/startup.rs`).
+const STALL_VAR: &str = "PALISADE_TEST_STALL_START";
+/// How long a gateway with a stalled shard may take to end after SIGTERM: the five seconds
+/// the starting thread gives the shards, plus the margin of a debug build on busy cores.
+const STALLED_STOP_LIMIT: Duration = Duration::from_secs(20);
+
+fn config_with_shards(shards: usize) -> String {
+    config().replace("shards = 2", &format!("shards = {shards}"))
+}
+
+#[test]
+fn sigterm_ends_a_gateway_whose_shard_is_stalled_in_start_up() {
+    for shards in [1, 2] {
+        let mut gw = Gateway::spawn_with(&config_with_shards(shards), |c| {
+            c.env(STALL_VAR, "1");
+        });
+        // Logged once the signal handlers are installed.
+        assert!(
+            gw.log.wait_for(" starting: ", START_LIMIT),
+            "{shards} shard(s): no start-up line; log:\n{}",
+            gw.log.all()
+        );
+        let began = Instant::now();
+        let Some(status) = gw.stop_within(STALLED_STOP_LIMIT) else {
+            panic!(
+                "{shards} shard(s): SIGTERM did not end a gateway with a stalled shard within \
+                 {STALLED_STOP_LIMIT:?}; log:\n{}",
+                gw.log.all()
+            );
+        };
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "{shards} shard(s): exited with {status:?} after {:?}; log:\n{}",
+            began.elapsed(),
+            gw.log.all()
+        );
+        assert!(
+            gw.log
+                .wait_for("exiting without a graceful stop", START_LIMIT),
+            "{shards} shard(s): the exit does not say why; log:\n{}",
+            gw.log.all()
+        );
+        if let Some(dir) = gw.config_path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+#[test]
+fn sigterm_as_early_as_possible_still_stops_gracefully() {
+    for shards in [1, 2] {
+        for i in 1..=5 {
+            let mut gw = Gateway::spawn(&config_with_shards(shards));
+            assert!(
+                gw.log.wait_for(" starting: ", START_LIMIT),
+                "{shards} shard(s), start {i}: no start-up line; log:\n{}",
+                gw.log.all()
+            );
+            let Some(status) = gw.stop_within(STOP_LIMIT) else {
+                panic!(
+                    "{shards} shard(s), start {i}: SIGTERM during start-up did not end the \
+                     gateway within {STOP_LIMIT:?}; log:\n{}",
+                    gw.log.all()
+                );
+            };
+            assert!(
+                status.code() == Some(0),
+                "{shards} shard(s), start {i}: exited with {status:?} (signal {:?}); log:\n{}",
+                status.signal(),
+                gw.log.all()
+            );
+            if let Some(dir) = gw.config_path.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+}
