@@ -46,8 +46,13 @@ struct Shard {
 }
 
 fn shard(id: u16, shards: u16) -> Shard {
+    shard_with(CONFIG, id, shards)
+}
+
+/// Shard `id` of `shards` under configuration `toml`, its first outputs taken.
+fn shard_with(toml: &str, id: u16, shards: u16) -> Shard {
     let config = Arc::new(
-        load_str(CONFIG, "gateway-test.toml")
+        load_str(toml, "gateway-test.toml")
             .unwrap_or_else(|d| panic!("{d:?}"))
             .config,
     );

@@ -14,23 +14,6 @@ fn limited() -> String {
     )
 }
 
-fn shard_with(toml: &str, id: u16, shards: u16) -> Shard {
-    let config = Arc::new(
-        load_str(toml, "decisions.toml")
-            .unwrap_or_else(|d| panic!("{d:?}"))
-            .config,
-    );
-    let policy = Arc::new(CompiledPolicy::compile(&config));
-    let now = Instant::now();
-    let engine = ShardEngine::new(engine_config(id, shards, &config), policy.clone(), now);
-    let mut shard = Shard {
-        core: Gateway::new(engine, config, policy),
-        now,
-    };
-    let _ = shard.outputs();
-    shard
-}
-
 /// A one-shard core with a router and cs1's stream up.
 fn serving() -> (Shard, ConnId, ConnId) {
     let mut s = shard_with(&limited(), 0, 1);
