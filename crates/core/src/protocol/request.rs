@@ -22,37 +22,40 @@ pub struct RequestId {
     pub generation: u32,
 }
 
+/// Writes `v` in lowercase hex, without leading zeros, into `out` at `*at` and moves `*at`
+/// past it (the request and record ids are built on the stack, one for every request).
+pub(crate) fn write_hex(mut v: u64, out: &mut [u8], at: &mut usize) {
+    let mut digits = [0u8; 16];
+    let mut n = 0;
+    loop {
+        digits[n] = b"0123456789abcdef"[(v & 15) as usize];
+        n += 1;
+        v >>= 4;
+        if v == 0 {
+            break;
+        }
+    }
+    for d in digits[..n].iter().rev() {
+        out[*at] = *d;
+        *at += 1;
+    }
+}
+
 impl RequestId {
     /// The longest encoded form: `g` + 4 + `.` + 8 + `.` + 8 hex digits.
     pub const MAX_LEN: usize = 23;
 
     /// Writes the `Display` form into `buf` without allocating.
     pub fn encode(self, buf: &mut [u8; Self::MAX_LEN]) -> &[u8] {
-        fn hex(mut v: u32, out: &mut [u8], at: &mut usize) {
-            let mut digits = [0u8; 8];
-            let mut n = 0;
-            loop {
-                digits[n] = b"0123456789abcdef"[(v & 15) as usize];
-                n += 1;
-                v >>= 4;
-                if v == 0 {
-                    break;
-                }
-            }
-            for d in digits[..n].iter().rev() {
-                out[*at] = *d;
-                *at += 1;
-            }
-        }
         let mut at = 1;
         buf[0] = b'g';
-        hex(u32::from(self.shard), buf, &mut at);
+        write_hex(u64::from(self.shard), buf, &mut at);
         buf[at] = b'.';
         at += 1;
-        hex(self.slot, buf, &mut at);
+        write_hex(u64::from(self.slot), buf, &mut at);
         buf[at] = b'.';
         at += 1;
-        hex(self.generation, buf, &mut at);
+        write_hex(u64::from(self.generation), buf, &mut at);
         &buf[..at]
     }
 

@@ -42,25 +42,12 @@ impl RecordId {
             buf: [0; RecordId::MAX_LEN],
             len: 0,
         };
-        for (i, mut v) in parts.into_iter().enumerate() {
+        for (i, v) in parts.into_iter().enumerate() {
             if i > 0 {
                 id.buf[id.len] = b'.';
                 id.len += 1;
             }
-            let mut digits = [0u8; 16];
-            let mut n = 0;
-            loop {
-                digits[n] = b"0123456789abcdef"[(v & 15) as usize];
-                n += 1;
-                v >>= 4;
-                if v == 0 {
-                    break;
-                }
-            }
-            for d in digits[..n].iter().rev() {
-                id.buf[id.len] = *d;
-                id.len += 1;
-            }
+            crate::protocol::request::write_hex(v, &mut id.buf, &mut id.len);
         }
         id
     }
