@@ -71,7 +71,7 @@ pub struct ShardCtx {
     pub spool_wake: Notify,
     /// Wakes the spool's replay task (`spool.rs`) when a replay pass is due.
     pub replay_wake: Notify,
-    /// Dialers the core asked for, started by the shard's dialer task (`mod.rs`).
+    /// Dialers the core asked for, started by the shard's dialer task (`runtime.rs`).
     dials: RefCell<VecDeque<Dial>>,
     pub dial_wake: Notify,
     /// What this shard's tasks wait on instead of polling (see `notify.rs`).
