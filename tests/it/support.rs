@@ -156,7 +156,34 @@ impl Gateway {
     }
 
     /// As [`Gateway::start`], letting `configure` change the command first.
-    pub fn start_with(config: &str, configure: impl FnOnce(&mut Command)) -> Gateway {
+    ///
+    /// A start that stalls (the gateway logs that start-up is slow and never listens: a rare
+    /// stall of a shard's executor during start-up, still open) is reported on stderr with
+    /// every thread's kernel wait channel and syscall, killed, and started once more, so that
+    /// one stall does not fail a test about something else. A second stall, or any other start
+    /// that never listens, fails the test.
+    pub fn start_with(config: &str, configure: impl Fn(&mut Command)) -> Gateway {
+        match Gateway::try_start(config, &configure) {
+            Ok(gw) => gw,
+            Err(StartFailure::Stalled(mut gw)) => {
+                eprintln!(
+                    "support: the gateway's start-up stalled; threads:\n{}log:\n{}\nstarting it once more",
+                    gw.thread_states(),
+                    gw.log.all()
+                );
+                gw.kill_now();
+                match Gateway::try_start(config, &configure) {
+                    Ok(gw) => gw,
+                    Err(StartFailure::Stalled(gw) | StartFailure::NeverListened(gw)) => {
+                        (*gw).never_listened()
+                    }
+                }
+            }
+            Err(StartFailure::NeverListened(gw)) => (*gw).never_listened(),
+        }
+    }
+
+    fn try_start(config: &str, configure: &impl Fn(&mut Command)) -> Result<Gateway, StartFailure> {
         let admin = config.contains("{ADMIN_PORT}");
         let mut gw = Gateway::spawn_with(config, configure);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -170,16 +197,69 @@ impl Gateway {
             // A gateway that exited (a port taken meanwhile, a bad start) says so at once, with
             // what it wrote last: the log reader may lag behind the exit.
             let exited = gw.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            if exited.is_some() || Instant::now() > deadline {
-                thread::sleep(Duration::from_millis(200));
-                panic!(
-                    "the gateway never listened (exit: {exited:?}); log:\n{}",
-                    gw.log.all()
-                );
+            if exited.is_some() {
+                return Err(StartFailure::NeverListened(Box::new(gw)));
+            }
+            if Instant::now() > deadline {
+                let stalled = gw.log.all().contains("Start-up is slow");
+                let gw = Box::new(gw);
+                return Err(if stalled {
+                    StartFailure::Stalled(gw)
+                } else {
+                    StartFailure::NeverListened(gw)
+                });
             }
             thread::sleep(Duration::from_millis(10));
         }
-        gw
+        Ok(gw)
+    }
+
+    /// Fails the test with the gateway's exit status and what it wrote.
+    fn never_listened(mut self) -> ! {
+        thread::sleep(Duration::from_millis(200));
+        let exited = self
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten());
+        panic!(
+            "the gateway never listened (exit: {exited:?}); log:\n{}",
+            self.log.all()
+        );
+    }
+
+    /// Each thread's wait channel and syscall line, read from /proc before anything attaches.
+    fn thread_states(&self) -> String {
+        let Some(pid) = self.child.as_ref().map(Child::id) else {
+            return String::new();
+        };
+        let mut out = String::new();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return out;
+        };
+        for task in tasks.flatten() {
+            let path = task.path();
+            let read = |name: &str| {
+                std::fs::read_to_string(path.join(name))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned()
+            };
+            out.push_str(&format!(
+                "  {} {}: wchan {} syscall {}\n",
+                task.file_name().to_string_lossy(),
+                read("comm"),
+                read("wchan"),
+                read("syscall")
+            ));
+        }
+        out
+    }
+
+    fn kill_now(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// Starts `palisade run` like [`Gateway::start`], without waiting for anything.
@@ -329,6 +409,14 @@ fn unsafe_kill(pid: u32, signal: &str) {
         .arg(format!("-{signal}"))
         .arg(pid.to_string())
         .status();
+}
+
+/// Why a start did not end listening.
+enum StartFailure {
+    /// Its start-up stalled (it said so in its log).
+    Stalled(Box<Gateway>),
+    /// It exited, or did not listen in time for another reason.
+    NeverListened(Box<Gateway>),
 }
 
 impl Drop for Gateway {
