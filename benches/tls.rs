@@ -7,51 +7,11 @@
 //! `cargo bench --bench tls`; figures go to `perf/RESULTS.md`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use palisade_tls::{Dial, Session};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use std::sync::Arc;
+use palisade_tls::memory_pair as pair;
 use std::time::{Duration, Instant};
 
 const IN_PER_EVENT: usize = 600;
 const OUT_PER_EVENT: usize = 700;
-
-fn pair() -> (Session, Session) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    let der = CertificateDer::from(cert.der().to_vec());
-    let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let server = rustls::ServerConfig::builder_with_provider(palisade_tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![der.clone()], private)
-        .unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(der).unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(palisade_tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let dial = Dial {
-        config: Arc::new(client),
-        name: ServerName::try_from("localhost").unwrap(),
-    };
-    let (mut c, mut s) = (
-        Session::client(&dial).unwrap(),
-        Session::server(Arc::new(server)).unwrap(),
-    );
-    for _ in 0..8 {
-        let mut out = Vec::new();
-        c.take_tls(&mut out);
-        s.receive(&out, |_| {}).unwrap();
-        let mut back = Vec::new();
-        s.take_tls(&mut back);
-        c.receive(&back, |_| {}).unwrap();
-    }
-    (c, s)
-}
 
 fn tls_per_event(c: &mut Criterion) {
     let mut group = c.benchmark_group("tls_gateway_side");

@@ -17,6 +17,8 @@ mod session;
 pub use failure::{classify, looks_like_tls, TlsFailure, TLS_FAILURE_REASONS};
 pub use material::{Dial, Material};
 pub use pem::{PemError, PemKind};
+#[cfg(feature = "test-support")]
+pub use session::memory_pair;
 pub use session::{Fed, Session};
 
 /// Why a bundled tool's TLS set-up (`--tls-ca`, `--tls-cert`, `--tls-key`, `--tls-name`) failed.

@@ -134,50 +134,55 @@ impl Session {
     }
 }
 
+/// A connected pair over memory with its handshake done, (dialer, acceptor), on a fresh
+/// self-signed certificate for `localhost`: for the session's tests and the TLS benchmark.
+#[cfg(any(test, feature = "test-support"))]
+pub fn memory_pair() -> (Session, Session) {
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let der = CertificateDer::from(cert.der().to_vec());
+    let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let server = rustls::ServerConfig::builder_with_provider(crate::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![der.clone()], private)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(crate::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let dial = Dial {
+        config: Arc::new(client),
+        name: ServerName::try_from("localhost").unwrap(),
+    };
+    let mut c = Session::client(&dial).unwrap();
+    let mut s = Session::server(Arc::new(server)).unwrap();
+    for _ in 0..8 {
+        let mut out = Vec::new();
+        c.take_tls(&mut out);
+        s.receive(&out, |_| {}).unwrap();
+        let mut back = Vec::new();
+        s.take_tls(&mut back);
+        c.receive(&back, |_| {}).unwrap();
+    }
+    assert!(!c.is_handshaking() && !s.is_handshaking());
+    (c, s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use palisade_core::wire::{Frame, Framer, Limits};
     use proptest::prelude::*;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use rustls_pki_types::ServerName;
 
-    /// A connected pair over memory, handshake done: (dialer, acceptor).
-    fn pair() -> (Session, Session) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        let der = CertificateDer::from(cert.der().to_vec());
-        let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let server = rustls::ServerConfig::builder_with_provider(crate::provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![der.clone()], private)
-            .unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(der).unwrap();
-        let client = rustls::ClientConfig::builder_with_provider(crate::provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let dial = Dial {
-            config: Arc::new(client),
-            name: ServerName::try_from("localhost").unwrap(),
-        };
-        let mut c = Session::client(&dial).unwrap();
-        let mut s = Session::server(Arc::new(server)).unwrap();
-        for _ in 0..8 {
-            let mut out = Vec::new();
-            c.take_tls(&mut out);
-            s.receive(&out, |_| {}).unwrap();
-            let mut back = Vec::new();
-            s.take_tls(&mut back);
-            c.receive(&back, |_| {}).unwrap();
-        }
-        assert!(!c.is_handshaking() && !s.is_handshaking());
-        (c, s)
-    }
+    use super::memory_pair as pair;
 
     const HEADER: &[u8] = b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='a'>";
 
