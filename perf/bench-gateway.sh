@@ -3,7 +3,10 @@
 # `palisade sim`, all on this machine. Wait-mode es_OUT events of ~400 bytes through one chain
 # step. Reports, per scenario: events/s, latency percentiles (open loop: measured from the
 # intended send time, coordinated-omission corrected), and the gateway's own CPU per event
-# (user + sys of the gateway process, from /proc, divided by events answered).
+# (user + sys of the gateway process, from /proc, divided by events answered); and, because the
+# three processes share the machine's cores, the simulator's and the load generator's CPU per
+# event, how busy the three kept the cores and how busy the machine was (from /proc/stat): a
+# latency tail measured on full cores is the machine's, not the gateway's.
 #
 #   perf/bench-gateway.sh [SHARDS] [OPEN_RATE] [DURATION]     (defaults: 1 50000 10s)
 #
@@ -23,7 +26,10 @@ work=$(mktemp -d)
 # shellcheck source=perf/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-report() { # $1 name, $2 json, $3 cpu seconds
+# Busy and total jiffies of the whole machine, from /proc/stat's first line.
+machine_jiffies() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+
+report() { # $1 name, $2 json, $3 gateway cpu seconds, $4 simulator cpu s, $5 load generator cpu s, $6 wall s, $7 machine busy %
   local n eps
   n=$(json "$2" answered)
   eps=$(json "$2" answered_per_s)
@@ -31,20 +37,40 @@ report() { # $1 name, $2 json, $3 cpu seconds
       -v p50="$(json "$2" p50)" -v p99="$(json "$2" p99)" -v p999="$(json "$2" p999)" 'BEGIN {
     printf "%-8s %9d events  %9.0f events/s  p50 %7.2f ms  p99 %7.2f ms  p99.9 %7.2f ms  gateway CPU %.2f us/event\n",
       name, n, eps, p50 / 1000, p99 / 1000, p999 / 1000, (n > 0 ? c / n * 1e6 : 0) }'
+  # The three processes share this machine's cores: how busy they kept them says whether a
+  # latency figure is the gateway's or the machine's (a tail grows once the cores are full).
+  awk -v n="$n" -v g="$3" -v s="$4" -v l="$5" -v w="$6" -v m="$7" -v cores="$(nproc)" 'BEGIN {
+    if (n > 0 && w > 0)
+      printf "         simulator CPU %.2f us/event, load generator %.2f us/event; the three kept %.0f %% of %d cores busy, the machine %.0f %%\n",
+        s / n * 1e6, l / n * 1e6, (g + s + l) / (w * cores) * 100, cores, m }'
+}
+
+# run_load NAME JSON ARGS...: the load generator for one scenario, then its report with every
+# process's CPU over the run (the generator's own from bash's `time`, it is our child).
+run_load() {
+  local name=$1 out=$2 g0 s0 t0 t1 lcpu m0 m1
+  shift 2
+  m0=$(machine_jiffies)
+  g0=$(cpu "$gw")
+  s0=$(cpu "$sim")
+  t0=$(date +%s.%N)
+  lcpu=$( { TIMEFORMAT='%U %S'; time "$bin" load "$@" --json "$out" >/dev/null 2>&1; } 2>&1 | awk '{ print $1 + $2 }')
+  t1=$(date +%s.%N)
+  m1=$(machine_jiffies)
+  report "$name" "$out" "$(awk -v a="$(cpu "$gw")" -v b="$g0" 'BEGIN { print a - b }')" \
+    "$(awk -v a="$(cpu "$sim")" -v b="$s0" 'BEGIN { print a - b }')" "$lcpu" \
+    "$(awk -v a="$t1" -v b="$t0" 'BEGIN { print a - b }')" \
+    "$(echo "$m0 $m1" | awk '{ print ($4 > $2 ? ($3 - $1) / ($4 - $2) * 100 : 0) }')"
 }
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); gateway shards: $shards"
 
 if [ "${ONLY:-}" != stalled ]; then
 start_pair "$shards" "" 'event_timeout = "30s"'
-before=$(cpu "$gw")
-"$bin" load --connect "127.0.0.1:$router_port" --name imp1.example.com --secret bench --rate max \
-  --in-flight 2000 --connections 2 --mix es_OUT=100 --duration "$duration" --quiet --json "$work/max.json" >/dev/null
-report max "$work/max.json" "$(awk -v a="$(cpu "$gw")" -v b="$before" 'BEGIN { print a - b }')"
-before=$(cpu "$gw")
-"$bin" load --connect "127.0.0.1:$router_port" --name imp1.example.com --secret bench --rate "$open_rate" \
-  --connections 2 --mix es_OUT=100 --duration "$duration" --quiet --json "$work/open.json" >/dev/null
-report "open" "$work/open.json" "$(awk -v a="$(cpu "$gw")" -v b="$before" 'BEGIN { print a - b }')"
+run_load max "$work/max.json" --connect "127.0.0.1:$router_port" --name imp1.example.com --secret bench \
+  --rate max --in-flight 2000 --connections 2 --mix es_OUT=100 --duration "$duration" --quiet
+run_load open "$work/open.json" --connect "127.0.0.1:$router_port" --name imp1.example.com --secret bench \
+  --rate "$open_rate" --connections 2 --mix es_OUT=100 --duration "$duration" --quiet
 stop_all
 fi
 
