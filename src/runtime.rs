@@ -230,6 +230,8 @@ fn run_with(config: Config, file: Option<PathBuf>) -> Result<(), RunError> {
         .on_all_shards({
             let (startup, stop) = (startup.clone(), stop.clone());
             move || {
+                // The first task's first poll: this thread's executor runs (startup.rs).
+                startup.enter();
                 let (config, policy, startup, stop, reload, tls, supervisor) = (
                     config.clone(),
                     policy.clone(),

@@ -58,6 +58,20 @@
 //! interrupted, its executor runs its queues, and its start-up goes on. A shard that is simply
 //! busy (a long spool read) beats as soon as it yields and is at worst interrupted and resumed.
 //!
+//! **The same stall can strike before a shard's first task has run.** `LocalExecutor::run`
+//! installs the preempt timer, then runs the task queues; on a busy machine the timer can fire
+//! in between, and the executor parks before it has ever polled the shard's future. Nothing of
+//! the shard exists yet to wake it (no waker, no heartbeat, no timer of its own), so the watch
+//! above cannot see it: a start with two shards was caught so, one shard asleep in
+//! `io_uring_enter` without having joined and the other spinning in its join waiting for it,
+//! "0 nudges" for as long as it was left. So the starting thread also knows every executor
+//! thread from the pool's join handles, each shard's first task marks its thread as entered
+//! ([`Startup::enter`], the first thing the shard's future does), and a thread that has not
+//! entered after [`NUDGE_BEFORE_ENTRY`] kicks is nudged as a silent heartbeat is, and again
+//! every as many kicks until it enters. Before its first task a shard's thread is in glommio's
+//! executor set-up (ring creation, buffer registration, none of which waits) or in that park,
+//! which takes the nudge's `EINTR` as a wake-up.
+//!
 //! **Where the stranded shard sleeps, as far as it is known.** Every stall seen has the
 //! shard's thread in `io_uring_enter(main ring fd, to_submit 0, min_complete 1, GETEVENTS,
 //! no timeout)`, i.e. `SleepableRing::sleep` after `Reactor::link_rings_and_sleep`: glommio
@@ -104,6 +118,10 @@ pub const SLOW_START: Duration = Duration::from_secs(2);
 pub const NUDGE_AFTER: u32 = 3;
 /// How often the starting thread wakes the shards that have not joined the mesh yet.
 pub const JOIN_KICK: Duration = Duration::from_millis(10);
+/// Kicks after which an executor thread whose first task has not run yet is nudged (and
+/// again every as many kicks until it runs): longer than [`NUDGE_AFTER`], because executor
+/// set-up on a busy machine can take a while and needs no help.
+pub const NUDGE_BEFORE_ENTRY: u32 = 10;
 /// The timer a shard sleeps on once, at the end of its start-up, before it drops its
 /// [`Starting`] token.
 pub const FIRST_TIMER: Duration = Duration::from_millis(1);
@@ -115,8 +133,12 @@ pub const STOP_DURING_START: Duration = Duration::from_secs(5);
 pub const EXIT_STOPPED_IN_START: libc::c_int = 1;
 /// A test hook: when this variable is set to `1`, the first shard to join the mesh blocks
 /// its thread for [`TEST_STALL`] right after the join, as a shard that does not make progress
-/// would. Only the integration tests set it.
+/// would; set to [`TEST_STALL_FIRST_TASK`], the first shard's first task sleeps in `pause`,
+/// which only a signal ends, before it marks its thread as entered, as an executor parked
+/// before its first task would. Only the integration tests set it.
 pub const TEST_STALL_VAR: &str = "PALISADE_TEST_STALL_START";
+/// The [`TEST_STALL_VAR`] value that stalls a shard before its first task has entered.
+pub const TEST_STALL_FIRST_TASK: &str = "first-task";
 /// How long the [`TEST_STALL_VAR`] hook blocks the shard's thread.
 pub const TEST_STALL: Duration = Duration::from_secs(120);
 
@@ -133,6 +155,10 @@ pub struct Startup {
     watched: Mutex<Vec<Option<Watched>>>,
     /// Shards whose start-up is still watched: not yet past their first timer (or failed).
     starting: AtomicUsize,
+    /// The executor threads whose first task has run (see [`Startup::enter`]).
+    entered: Mutex<Vec<libc::pthread_t>>,
+    /// Whether the [`TEST_STALL_FIRST_TASK`] hook has stalled a shard already.
+    first_task_stalled: AtomicBool,
 }
 
 impl Startup {
@@ -146,7 +172,29 @@ impl Startup {
             meshes: Mutex::new(meshes),
             watched: Mutex::new(Vec::new()),
             starting: AtomicUsize::new(shards),
+            entered: Mutex::new(Vec::with_capacity(shards)),
+            first_task_stalled: AtomicBool::new(false),
         })
+    }
+
+    /// Marks the calling executor thread as one whose first task runs: from here on its shard
+    /// is watched through its join and heartbeat, no longer as a thread that never started
+    /// (see the module doc). The first thing each shard's future does.
+    pub fn enter(&self) {
+        if std::env::var(TEST_STALL_VAR).is_ok_and(|v| v == TEST_STALL_FIRST_TASK)
+            && !self.first_task_stalled.swap(true, Ordering::SeqCst)
+        {
+            // Blocks the executor until a signal arrives, as the park it stands for does.
+            // SAFETY: `pause` has no preconditions; the nudge's handler makes it return.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::pause();
+            }
+        }
+        self.entered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(current_thread());
     }
 
     /// This shard's builder (taken once per shard, on its executor thread; moving it out
@@ -191,8 +239,11 @@ impl Startup {
     /// [`STOP_DURING_START`], logs which and exits the process with
     /// [`EXIT_STOPPED_IN_START`].
     pub fn watch_until_started<T>(&self, threads: &[std::thread::JoinHandle<T>], stop: &Stop) {
+        use std::os::unix::thread::JoinHandleExt;
         // Per slot: the beat last seen, and for how many kicks it has not moved.
         let mut seen: Vec<(u64, u32)> = Vec::new();
+        // Per executor thread: for how many kicks its first task has not run.
+        let mut not_entered: Vec<u32> = vec![0; threads.len()];
         let mut nudges = 0u64;
         let begun = Instant::now();
         let mut next_report = SLOW_START;
@@ -239,11 +290,33 @@ impl Startup {
                     super::log::Level::Warn,
                     None,
                     &format!(
-                        "Start-up is slow: {} shard(s) still starting after {} s ({nudges} nudge(s) so far)",
+                        "Start-up is slow: {} shard(s) still starting after {} s, {} of them \
+                         before their first task ({nudges} nudge(s) so far)",
                         self.starting.load(Ordering::SeqCst),
-                        begun.elapsed().as_secs()
+                        begun.elapsed().as_secs(),
+                        threads.len().saturating_sub(
+                            self.entered
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .len()
+                        ),
                     ),
                 );
+            }
+            {
+                let entered = self.entered.lock().unwrap_or_else(PoisonError::into_inner);
+                for (handle, still) in threads.iter().zip(not_entered.iter_mut()) {
+                    let thread = handle.as_pthread_t();
+                    if handle.is_finished() || entered.contains(&thread) {
+                        continue;
+                    }
+                    *still += 1;
+                    if *still >= NUDGE_BEFORE_ENTRY {
+                        *still = 0;
+                        nudges += 1;
+                        nudge(thread);
+                    }
+                }
             }
             let watched = self.watched.lock().unwrap_or_else(PoisonError::into_inner);
             seen.resize(watched.len(), (0, 0));
@@ -340,7 +413,9 @@ fn current_thread() -> libc::pthread_t {
 
 fn nudge(thread: libc::pthread_t) {
     // SAFETY: `thread` is a shard's executor thread, alive while its slot is watched (the
-    // slot is cleared on that thread before it can end), and the signal has a handler.
+    // slot is cleared on that thread before it can end) or, before its first task, one whose
+    // join handle the caller holds: an unjoined thread's id stays valid even once it ends,
+    // and `pthread_kill` then does nothing. The signal has a handler.
     #[allow(unsafe_code)]
     unsafe {
         libc::pthread_kill(thread, nudge_signal());

@@ -90,8 +90,9 @@ fn every_start_listens_and_every_sigterm_exits_zero() {
     eprintln!("{ITERATIONS} starts and stops in {:?}", began.elapsed());
 }
 
-/// Set in the gateway's environment, it blocks the first shard's thread for two minutes
-/// right after it joins the channel mesh, as a shard that cannot make progress would
+/// Set to `1` in the gateway's environment, it blocks the first shard's thread for two
+/// minutes right after it joins the channel mesh, as a shard that cannot make progress would;
+/// set to `first-task`, it puts the first shard's first task to sleep until a signal
 /// (`src/runtime/startup.rs`).
 const STALL_VAR: &str = "PALISADE_TEST_STALL_START";
 /// How long a gateway with a stalled shard may take to end after SIGTERM: the five seconds
@@ -133,6 +134,44 @@ fn sigterm_ends_a_gateway_whose_shard_is_stalled_in_start_up() {
             gw.log
                 .wait_for("exiting without a graceful stop", START_LIMIT),
             "{shards} shard(s): the exit does not say why; log:\n{}",
+            gw.log.all()
+        );
+        if let Some(dir) = gw.config_path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A shard whose executor parks before its first task has run has nothing of its own to wake
+/// it: the hook puts that shard's first task in `pause`, which only a signal ends. The starting
+/// thread must see an executor thread that never entered and nudge it, and the gateway must
+/// then start and stop as any other.
+#[test]
+fn a_shard_asleep_before_its_first_task_is_nudged_and_the_gateway_starts() {
+    for shards in [1, 2] {
+        let mut gw = Gateway::spawn_with(&config_with_shards(shards), |c| {
+            c.env(STALL_VAR, "first-task");
+        });
+        let deadline = Instant::now() + START_LIMIT;
+        while std::net::TcpStream::connect(gw.router_addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{shards} shard(s): the gateway never listened with a shard asleep before its \
+                 first task; log:\n{}",
+                gw.log.all()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let Some(status) = gw.stop_within(STOP_LIMIT) else {
+            panic!(
+                "{shards} shard(s): SIGTERM did not end the gateway within {STOP_LIMIT:?}; log:\n{}",
+                gw.log.all()
+            );
+        };
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "{shards} shard(s): exited with {status:?}; log:\n{}",
             gw.log.all()
         );
         if let Some(dir) = gw.config_path.parent() {

@@ -157,8 +157,8 @@ impl Gateway {
 
     /// As [`Gateway::start`], letting `configure` change the command first.
     ///
-    /// A start that stalls (the gateway logs that start-up is slow and never listens: a rare
-    /// stall of a shard's executor during start-up, still open) is reported on stderr with
+    /// A start that stalls (the gateway logs that start-up is slow and never listens: a stall
+    /// of a shard's executor during start-up that the gateway's own watch did not end) is reported on stderr with
     /// every thread's kernel wait channel and syscall, killed, and started once more, so that
     /// one stall does not fail a test about something else. A second stall, or any other start
     /// that never listens, fails the test.
