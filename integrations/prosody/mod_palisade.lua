@@ -457,6 +457,27 @@ local lxp = require "lxp";
 local xmlns_streams = "urn:ietf:params:xml:ns:xmpp-streams";
 local function pattern_text(text) return (text:gsub("%p", "%%%0")); end
 
+-- While a read of the gateway's stream releases the sessions its verdicts were for, what they
+-- write is written at once (net.server_epoll's opportunistic_writes, a documented network
+-- setting, on for that read only). Each released session delivers one stanza, to a receiver
+-- that in a read usually gets nothing else, so buffering it only costs a poller update to ask
+-- for writability, a write-timeout timer added and removed, and one more event-loop turn to
+-- write it: per judged message one epoll_ctl and two timer-heap operations. A receiver that
+-- gets several stanzas in one read now gets a write for each. Prosody keeps its network
+-- settings in the configuration's own network_settings table (net.server's set_config takes
+-- it as it is), so the field is set there and restored after the read; without a
+-- network_settings table in the configuration nothing changes. Returns the table and the
+-- field's value to restore, or nil.
+local config_get = require "core.configmanager".get;
+local function write_at_once()
+	local settings = config_get("*", "network_settings");
+	if type(settings) ~= "table" then return nil; end
+	local before = rawget(settings, "opportunistic_writes");
+	if before then return nil; end -- on already
+	settings.opportunistic_writes = true;
+	return settings, before;
+end
+
 -- util.xmppstream.new, with the count of bytes the parser holds made visible (at_boundary).
 local function new_counted_stream(session, callbacks, limit)
 	local outstanding = 0;
@@ -563,6 +584,7 @@ local function take_verdicts(session)
 		end
 		session.data = function (_, data)
 			shared.reading = true;
+			local settings, opportunistic = write_at_once();
 			local fed, ok = true, true;
 			if stream.at_boundary() then
 				local rest = take_passes(data);
@@ -570,6 +592,7 @@ local function take_verdicts(session)
 			end
 			if data then fed, ok = pcall(stream.feed, stream, data); end
 			shared.reading = false;
+			if settings then settings.opportunistic_writes = opportunistic; end -- nothing above raises
 			for _, flush in pairs(flushes) do flush(); end
 			if not fed then error(ok); end
 			if ok then return; end
