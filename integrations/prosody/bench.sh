@@ -15,6 +15,10 @@
 #        BENCH_BASELINE=path/to/mod_palisade.lua runs a third time with that module (e.g. an older
 #        commit's: git show REV:integrations/prosody/mod_palisade.lua > /tmp/old.lua), same clients
 #        BENCH_COUNT=0 leaves out the counts below (they need perf);
+#        BENCH_PROSODY_NETWORK="opportunistic_writes = true" adds network_settings fields, to
+#        the plain Prosody and the one with the module alike (compare like with like);
+#        BENCH_SHARDS=N runs the gateway with N shards (default 1: one Prosody is one component
+#        connection, and all its events arrive on the shard that holds it);
 #        BENCH_CALLGRIND=1 runs each Prosody and the gateway under valgrind --tool=callgrind and
 #        reports their instructions per message over the run (Prosody's C and Lua alike; both
 #        ~50x slower, so use a few thousand messages; the timed figures then mean nothing)
@@ -61,7 +65,7 @@ start_prosody() { # DIR [PLUGIN_DIR: load mod_palisade from there]
     if [ -n "${BENCH_CALLGRIND:-}" ]; then
         command="valgrind --tool=callgrind --callgrind-out-file=$1.callgrind.%p lua5.4 $(command -v prosody)"
     fi
-    LPROF_OUT="$1.lprof.txt" PROSODY_PLUGIN_PATHS="$paths" PROSODY_VHOST_LINES="$lines" PROSODY_EXTRA_USERS="$USERS" PROSODY_NAGLE=false \
+    LPROF_OUT="$1.lprof.txt" PROSODY_PLUGIN_PATHS="$paths" PROSODY_VHOST_LINES="$lines" PROSODY_EXTRA_USERS="$USERS" PROSODY_NAGLE=false PROSODY_NETWORK_EXTRA="${BENCH_PROSODY_NETWORK:-}" \
     PROSODY_COMMAND="$command" PROSODY_START_TIMEOUT=180 \
     PROSODY_LOG_LEVEL=${BENCH_PROSODY_LOG_LEVEL:-warn} "$ROOT/tests/interop/prosody/start.sh" "$1" > "$1.env"
 }
@@ -93,7 +97,7 @@ run_module() { # LABEL PLUGIN_DIR: Prosody with the module found there, the gate
 [gateway]
 name = "$COMPONENT"
 domain = "localhost"
-shards = 1
+shards = ${BENCH_SHARDS:-1}
 [listen]
 routers = "127.0.0.1:$(free_port)"
 [[router]]

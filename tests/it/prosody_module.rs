@@ -559,7 +559,8 @@ fn prosody_module_keeps_order_within_a_conversation() {
 
 /// The verdicts are taken off the gateway's stream by the module's own parser and never go
 /// through Prosody's stanza router (which logs, at debug level, every stanza it is handed as
-/// `Received[component]: <top tag>`), and they are enforced all the same.
+/// `Received[component]: <top tag>`), and they are enforced all the same; a plain pass verdict
+/// is matched as text without going through the XML parser at all.
 #[test]
 fn prosody_module_takes_verdicts_off_the_gateway_stream() {
     let Some(mut rig) = rig_logging("module-verdict-path", WALL, 5, "", Some("debug")) else {
@@ -582,6 +583,11 @@ fn prosody_module_takes_verdicts_off_the_gateway_stream() {
     assert!(
         routed.is_empty(),
         "verdicts went through the stanza router: {routed:#?}"
+    );
+    // A plain pass verdict is not even parsed; the bounce above was.
+    assert!(
+        log.contains("pass verdict(s) taken unparsed"),
+        "no pass verdict was taken without the parser:\n{log}"
     );
     // A gateway that reconnects gets the module's parser on its new session too.
     rig.gw.stop();

@@ -23,6 +23,7 @@
 #   PROSODY_MUC_LINES   extra config lines for it
 #   PROSODY_EXTRA_USERS "name:password name:password" registered besides USER
 #   PROSODY_NAGLE       false: TCP_NODELAY on every connection (default: Prosody's, on)
+#   PROSODY_NETWORK_EXTRA  more network_settings fields, e.g. "opportunistic_writes = true"
 #   PROSODY_COMMAND     how to run prosody (default: prosody), e.g.
 #                       "valgrind --tool=callgrind lua5.4 /usr/bin/prosody"
 #
@@ -95,7 +96,7 @@ component_ports = { $COMPONENT_PORT }
 s2s_ports = {}
 http_ports = {}
 https_ports = {}
-network_settings = { read_timeout = $READ_TIMEOUT; nagle = ${PROSODY_NAGLE:-true} }
+network_settings = { read_timeout = $READ_TIMEOUT; nagle = ${PROSODY_NAGLE:-true}; ${PROSODY_NETWORK_EXTRA:-} }
 
 modules_enabled = { "roster", "saslauth", "disco", "version", "ping", "time", "uptime" }
 modules_disabled = { "s2s", "s2s_auth_certs", "offline" }
