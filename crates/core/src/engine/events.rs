@@ -44,6 +44,23 @@ const SPARE_BUFFERS: usize = 256;
 /// The largest buffer kept for reuse.
 const SPARE_BYTES: usize = 2048;
 
+/// The slot of the next event of the same key, in 4 bytes (`u32::MAX`: none; the slab never
+/// holds that many slots).
+#[derive(Copy, Clone, Debug)]
+struct NextSameKey(u32);
+
+impl NextSameKey {
+    const NONE: NextSameKey = NextSameKey(u32::MAX);
+
+    fn of(slot: u32) -> NextSameKey {
+        NextSameKey(slot)
+    }
+
+    fn get(self) -> Option<u32> {
+        (self.0 != u32::MAX).then_some(self.0)
+    }
+}
+
 /// A finished event's verdict, kept small: the verdicts without bytes inline, the others (a
 /// replacement stanza, a server's error) boxed, as they are rare and allocated anyway.
 #[derive(Debug)]
@@ -145,7 +162,7 @@ pub(super) struct EventState {
     spool_lost: bool,
     phase: Phase,
     /// The next event of the same key, for [`KeyOrder`].
-    next_same_key: Option<u32>,
+    next_same_key: NextSameKey,
 }
 
 impl EventState {
@@ -177,7 +194,7 @@ impl EventState {
             hold: 0,
             spool_lost: false,
             phase: Phase::Walking,
-            next_same_key: None,
+            next_same_key: NextSameKey::NONE,
         }
     }
 
@@ -443,7 +460,7 @@ impl Events {
         let r = self.slots.insert(ev);
         if let Some(prev_tail) = self.order.push(key_hash, r.slot) {
             if let Some(prev) = self.slots.by_slot_mut(prev_tail) {
-                prev.next_same_key = Some(r.slot);
+                prev.next_same_key = NextSameKey::of(r.slot);
             }
         }
         r.slot
@@ -595,7 +612,7 @@ impl Events {
         }
         let ev = self.slots.remove(head)?;
         self.epochs.left(ev.epoch);
-        self.order.pop(key_hash, ev.next_same_key);
+        self.order.pop(key_hash, ev.next_same_key.get());
         ev.into_done()
     }
 

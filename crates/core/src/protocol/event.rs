@@ -400,6 +400,43 @@ mod tests {
     }
 
     #[test]
+    fn a_reused_buffer_holds_only_the_new_event_and_keeps_its_allocation() {
+        let iq = stanza(&event(
+            "es_OUT",
+            "",
+            "<message from='Alice@Example.com/x' to='bob@example.com' type='chat'><body>hi</body></message>",
+        ));
+        let reply = Reply::of(&iq).expect("reply");
+        let node = |_: Option<&str>| {
+            crate::policy::CompiledPolicy::compile(&crate::policy::default_config()).unknown_node()
+        };
+        let mut old = b"left over from an earlier, longer event".repeat(20);
+        old.truncate(100);
+        let at = old.as_ptr();
+        let ev = parse_event_into(&iq, &reply, node, old).unwrap();
+        assert_eq!(ev.key(), "alice@example.com|bob@example.com");
+        assert!(ev
+            .stanza()
+            .starts_with(b"<message from='Alice@Example.com/x'"));
+        assert!(ev.stanza().ends_with(b"</message>"));
+        assert_eq!(ev.reply().to, b"imp1.example.com");
+        assert_eq!(ev.reply().id, b"R1");
+        let buffer = ev.bytes.into_buffer();
+        assert_eq!(
+            buffer.as_ptr(),
+            at,
+            "the buffer had room: it was not replaced"
+        );
+        // An unreadable event leaves nothing behind in what it was given.
+        let bad = stanza(&event("es_OUT", "", "<message from='@bad' to='a@b'/>"));
+        let reply = Reply::of(&bad).expect("reply");
+        assert!(matches!(
+            parse_event_into(&bad, &reply, node, buffer),
+            Err(BadEvent::Key(_))
+        ));
+    }
+
+    #[test]
     fn subscription_presence_and_room_key() {
         let ev = parse(&event(
             "es_IN",
