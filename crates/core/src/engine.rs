@@ -14,6 +14,7 @@ mod deadlines;
 mod epochs;
 mod events;
 mod order;
+mod outbuf;
 mod recent;
 mod servers;
 mod shard;

@@ -38,7 +38,7 @@ pub use config::{
 pub use det_hash::{DetHashMap, DetHashSet, DetState};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use jid::{Jid, JidError, ParsedJid};
-pub use key::{conversation_key, Address, KeyError};
+pub use key::{conversation_key, conversation_key_into, Address, KeyError};
 pub use matcher::{CompiledPolicy, NodeId, ServerInfo, Step};
 pub use profile::{
     check_profile_name, Entry, Handling, Profile, ProfileId, ProfileNameError,

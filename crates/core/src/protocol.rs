@@ -19,7 +19,9 @@ pub mod stamp;
 pub mod verdict;
 
 pub use answer::{parse_answer, Answer, AnswerError, ParsedAnswer};
-pub use event::{is_host_jid, parse_event, BadEvent, InboundEvent, Reply};
+pub use event::{
+    is_host_jid, parse_event, parse_event_into, BadEvent, EventBytes, InboundEvent, Reply, ReplyTo,
+};
 pub use request::{write_request, Mode, RequestFields, RequestId};
 pub use verdict::{write_bad_request, write_forbidden, write_verdict, BounceCause, Verdict};
 

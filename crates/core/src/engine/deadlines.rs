@@ -9,6 +9,9 @@
 //! nearly always stale and the lanes stay short without ever pausing for a compaction. Cost per
 //! operation is O(1) and does not grow with the number of pending events.
 //!
+//! An entry is 16 bytes: its deadline as nanoseconds since the first instant armed (the lanes'
+//! base), and the event's reference.
+//!
 //! Owns deadlines only; never reads a clock (`now` is a parameter) and never wakes anything.
 
 use super::slots::SlotRef;
@@ -18,19 +21,31 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 struct Lane {
     duration: Duration,
-    entries: VecDeque<(Instant, SlotRef)>,
+    /// Deadlines in nanoseconds since the base, and whose they are.
+    entries: VecDeque<(u64, SlotRef)>,
 }
 
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub(crate) struct Deadlines {
+    /// The first instant armed; deadlines count from it (an earlier one counts as it).
+    base: Option<Instant>,
     lanes: Vec<Lane>,
 }
 
 impl Deadlines {
+    fn nanos(base: Instant, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(base).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn instant(&self, nanos: u64) -> Option<Instant> {
+        Some(self.base? + Duration::from_nanos(nanos))
+    }
+
     /// Arms a timer for `r` at `now + duration`.
     pub(crate) fn arm(&mut self, now: Instant, duration: Duration, r: SlotRef) -> Instant {
-        let deadline = now + duration;
+        let base = *self.base.get_or_insert(now);
+        let deadline = Self::nanos(base, now + duration);
         let lane = match self.lanes.iter().position(|l| l.duration == duration) {
             Some(i) => i,
             None => {
@@ -47,19 +62,22 @@ impl Deadlines {
             .back()
             .map_or(deadline, |(last, _)| deadline.max(*last));
         entries.push_back((deadline, r));
-        deadline
+        base + Duration::from_nanos(deadline)
     }
 
     /// The earliest deadline, live or stale (a stale one only causes an early, empty wake-up).
     pub(crate) fn next(&self) -> Option<Instant> {
-        self.lanes
+        let nanos = self
+            .lanes
             .iter()
             .filter_map(|l| l.entries.front().map(|e| e.0))
-            .min()
+            .min()?;
+        self.instant(nanos)
     }
 
     /// Pops the earliest entry due at `now`, if any; the caller checks whether it is current.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<SlotRef> {
+        let now = Self::nanos(self.base?, now);
         let lane = self
             .lanes
             .iter_mut()

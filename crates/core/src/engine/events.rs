@@ -15,10 +15,90 @@ use super::epochs::Epochs;
 use super::order::KeyOrder;
 use super::slots::{SlotRef, Slots};
 use crate::policy::{CompiledPolicy, EventId, NodeId, PacketType, ProfileId, ServerId};
-use crate::protocol::{BounceCause, InboundEvent, Reply, Verdict};
+use crate::protocol::{BounceCause, EventBytes, InboundEvent, ReplyTo, Verdict};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// An instant kept in 8 bytes: nanoseconds since the shard's base instant ([`Events::new`]).
+/// An instant before the base counts as the base.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Tick(u64);
+
+impl Tick {
+    /// `t` as a tick of `base`.
+    pub(super) fn of(base: Instant, t: Instant) -> Tick {
+        let nanos = t.saturating_duration_since(base).as_nanos();
+        Tick(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    /// The instant again.
+    pub(super) fn at(self, base: Instant) -> Instant {
+        base + Duration::from_nanos(self.0)
+    }
+}
+
+/// Buffers of released events kept for the next ones (see [`Events::recycle`]): at most this
+/// many, each of at most [`SPARE_BYTES`] capacity, so at most 512 KiB per shard.
+const SPARE_BUFFERS: usize = 256;
+/// The largest buffer kept for reuse.
+const SPARE_BYTES: usize = 2048;
+
+/// The slot of the next event of the same key, in 4 bytes (`u32::MAX`: none; the slab never
+/// holds that many slots).
+#[derive(Copy, Clone, Debug)]
+struct NextSameKey(u32);
+
+impl NextSameKey {
+    const NONE: NextSameKey = NextSameKey(u32::MAX);
+
+    fn of(slot: u32) -> NextSameKey {
+        NextSameKey(slot)
+    }
+
+    fn get(self) -> Option<u32> {
+        (self.0 != u32::MAX).then_some(self.0)
+    }
+}
+
+/// A finished event's verdict, kept small: the verdicts without bytes inline, the others (a
+/// replacement stanza, a server's error) boxed, as they are rare and allocated anyway.
+#[derive(Debug)]
+pub(super) enum Kept {
+    Pass,
+    Handle,
+    Drop,
+    Timeout,
+    Unavailable,
+    SpoolFull,
+    Boxed(Box<Verdict>),
+}
+
+impl Kept {
+    fn of(verdict: Verdict) -> Kept {
+        match verdict {
+            Verdict::Pass(None) => Kept::Pass,
+            Verdict::Handle => Kept::Handle,
+            Verdict::Drop => Kept::Drop,
+            Verdict::Bounce(BounceCause::Timeout) => Kept::Timeout,
+            Verdict::Bounce(BounceCause::Unavailable) => Kept::Unavailable,
+            Verdict::Bounce(BounceCause::SpoolFull) => Kept::SpoolFull,
+            other => Kept::Boxed(Box::new(other)),
+        }
+    }
+
+    fn into_verdict(self) -> Verdict {
+        match self {
+            Kept::Pass => Verdict::Pass(None),
+            Kept::Handle => Verdict::Handle,
+            Kept::Drop => Verdict::Drop,
+            Kept::Timeout => Verdict::Bounce(BounceCause::Timeout),
+            Kept::Unavailable => Verdict::Bounce(BounceCause::Unavailable),
+            Kept::SpoolFull => Verdict::Bounce(BounceCause::SpoolFull),
+            Kept::Boxed(v) => *v,
+        }
+    }
+}
 
 /// A router connection, as the runtime names it: its shard and its number there.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -42,13 +122,13 @@ pub(super) enum Phase {
     Waiting {
         server: ServerId,
         link: Option<u16>,
-        sent_at: Instant,
+        sent_at: Tick,
         /// The request's place in this shard's order for `server` (see `Queued`).
         seq: u64,
     },
     /// Walk over; waiting for earlier events of its key to leave.
     Done {
-        verdict: Verdict,
+        verdict: Kept,
         terminal: Terminal,
         decider: Decider,
     },
@@ -60,16 +140,16 @@ pub(super) struct EventState {
     event: EventId,
     packet: PacketType,
     node: NodeId,
-    key: String,
     key_hash: u64,
     stable_key: u64,
-    /// The stanza as the walk has it now (modified by a PASS, or the original).
-    stanza: Bytes,
-    modified: bool,
-    reply: Reply,
+    /// Its key, original stanza and reply address, in one buffer.
+    bytes: EventBytes,
+    /// The stanza a PASS replaced the original with (rare: boxed).
+    replaced: Option<Box<Bytes>>,
     router: RouterRef,
-    received_at: Instant,
-    stamp: [u8; 24],
+    received_at: Tick,
+    /// When it arrived, in milliseconds since the Unix epoch (its XEP-0082 stamp).
+    stamp: u64,
     step: u16,
     /// The policy the event walks under: the one in force when it arrived (see `reload.rs`).
     epoch: u32,
@@ -82,29 +162,28 @@ pub(super) struct EventState {
     spool_lost: bool,
     phase: Phase,
     /// The next event of the same key, for [`KeyOrder`].
-    next_same_key: Option<u32>,
+    next_same_key: NextSameKey,
 }
 
 impl EventState {
-    /// A new event read by a router at `received_at`, stamped `stamp` (XEP-0082). Its epoch
-    /// and serial are given by [`Events::insert`].
+    /// A new event read by a router at `received_at` (a tick of [`Events::base`]), stamped
+    /// `stamp` (milliseconds since the Unix epoch). Its epoch and serial are given by
+    /// [`Events::insert`].
     pub(super) fn new(
         ev: InboundEvent,
         key_hash: u64,
         router: RouterRef,
-        received_at: Instant,
-        stamp: [u8; 24],
+        received_at: Tick,
+        stamp: u64,
     ) -> EventState {
         EventState {
             event: ev.event,
             packet: ev.packet,
             node: ev.node,
-            stable_key: crate::routing::stable_hash(ev.key.as_bytes()),
-            key: ev.key,
+            stable_key: crate::routing::stable_hash(ev.key().as_bytes()),
             key_hash,
-            stanza: ev.stanza,
-            modified: false,
-            reply: ev.reply,
+            bytes: ev.bytes,
+            replaced: None,
             router,
             received_at,
             stamp,
@@ -115,7 +194,7 @@ impl EventState {
             hold: 0,
             spool_lost: false,
             phase: Phase::Walking,
-            next_same_key: None,
+            next_same_key: NextSameKey::NONE,
         }
     }
 
@@ -134,7 +213,7 @@ impl EventState {
     }
 
     pub(super) fn key(&self) -> &str {
-        &self.key
+        self.bytes.key()
     }
 
     pub(super) fn key_hash(&self) -> u64 {
@@ -146,31 +225,35 @@ impl EventState {
         self.stable_key
     }
 
-    /// The stanza as the walk has it now.
-    pub(super) fn stanza(&self) -> &Bytes {
-        &self.stanza
+    /// The stanza as the walk has it now (replaced by a PASS, or the original).
+    pub(super) fn stanza(&self) -> &[u8] {
+        match &self.replaced {
+            Some(stanza) => stanza,
+            None => self.bytes.stanza(),
+        }
     }
 
-    /// A PASS replaced the stanza.
-    pub(super) fn modified(&self) -> bool {
-        self.modified
+    /// The stanza a PASS replaced the original with, if one did.
+    pub(super) fn replaced(&self) -> Option<&Bytes> {
+        self.replaced.as_deref()
     }
 
-    pub(super) fn reply(&self) -> &Reply {
-        &self.reply
+    pub(super) fn reply(&self) -> ReplyTo<'_> {
+        self.bytes.reply()
     }
 
     pub(super) fn router(&self) -> RouterRef {
         self.router
     }
 
-    pub(super) fn received_at(&self) -> Instant {
+    /// When it arrived, as a tick of [`Events::base`].
+    pub(super) fn received_at(&self) -> Tick {
         self.received_at
     }
 
     /// Its XEP-0082 stamp, as text.
-    pub(super) fn stamp(&self) -> &str {
-        std::str::from_utf8(&self.stamp).unwrap_or("")
+    pub(super) fn stamp(&self) -> crate::protocol::stamp::Stamp {
+        crate::protocol::stamp::Stamp::of_millis(self.stamp)
     }
 
     /// The index of its current step in its chain.
@@ -224,12 +307,14 @@ impl EventState {
 
     /// A PASS with a modified stanza.
     pub(super) fn modify(&mut self, stanza: Bytes) {
-        self.stanza = stanza;
-        self.modified = true;
+        match &mut self.replaced {
+            Some(old) => **old = stanza,
+            None => self.replaced = Some(Box::new(stanza)),
+        }
     }
 
     /// The step waits for `server`, its request `seq`th in the server's order, not sent yet.
-    pub(super) fn wait_for(&mut self, server: ServerId, seq: u64, now: Instant) {
+    pub(super) fn wait_for(&mut self, server: ServerId, seq: u64, now: Tick) {
         self.phase = Phase::Waiting {
             server,
             link: None,
@@ -240,7 +325,7 @@ impl EventState {
 
     /// Its request went out on shard `link`'s stream to `server` at `now`; returns its place
     /// in the server's order.
-    pub(super) fn sent(&mut self, server: ServerId, link: u16, now: Instant) -> u64 {
+    pub(super) fn sent(&mut self, server: ServerId, link: u16, now: Tick) -> u64 {
         let seq = match self.phase {
             Phase::Waiting { seq, .. } => seq,
             _ => 0,
@@ -269,7 +354,7 @@ impl EventState {
             false => (verdict, terminal),
         };
         self.phase = Phase::Done {
-            verdict,
+            verdict: Kept::of(verdict),
             terminal,
             decider,
         };
@@ -288,7 +373,7 @@ impl EventState {
             verdict, terminal, ..
         } = &mut self.phase
         {
-            *verdict = Verdict::Bounce(BounceCause::SpoolFull);
+            *verdict = Kept::SpoolFull;
             *terminal = Terminal::Bounce;
         }
     }
@@ -301,15 +386,19 @@ impl EventState {
                 verdict,
                 terminal,
                 decider,
-            } => Some((self, verdict, terminal, decider)),
+            } => Some((self, verdict.into_verdict(), terminal, decider)),
             _ => None,
         }
     }
 }
 
 /// See the module documentation.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Events {
+    /// The instant the shard's ticks count from.
+    base: Instant,
+    /// Buffers of released events, for the next events' bytes (bounded: [`SPARE_BUFFERS`]).
+    spare: Vec<Vec<u8>>,
     slots: Slots<EventState>,
     order: KeyOrder,
     timers: Deadlines,
@@ -322,6 +411,44 @@ pub(super) struct Events {
 }
 
 impl Events {
+    /// No events yet; ticks count from `base`.
+    pub(super) fn new(base: Instant) -> Events {
+        Events {
+            base,
+            spare: Vec::new(),
+            slots: Slots::default(),
+            order: KeyOrder::default(),
+            timers: Deadlines::default(),
+            epoch: 0,
+            epochs: Epochs::default(),
+            serial: 0,
+        }
+    }
+
+    /// The instant the shard's ticks count from.
+    pub(super) fn base(&self) -> Instant {
+        self.base
+    }
+
+    /// `t` as a tick.
+    pub(super) fn tick(&self, t: Instant) -> Tick {
+        Tick::of(self.base, t)
+    }
+
+    /// A buffer for the next event's bytes: one a released event left, or a new one.
+    pub(super) fn spare_buffer(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    /// Keeps a released event's buffer for a next event, unless enough are kept already or it
+    /// is too large to be worth keeping.
+    pub(super) fn recycle(&mut self, ev: EventState) {
+        let buffer = ev.bytes.into_buffer();
+        if self.spare.len() < SPARE_BUFFERS && buffer.capacity() <= SPARE_BYTES {
+            self.spare.push(buffer);
+        }
+    }
+
     /// Takes a new event: it walks under the current epoch, gets the next serial, and goes to
     /// the back of its key's FIFO. Returns its slot.
     pub(super) fn insert(&mut self, mut ev: EventState) -> u32 {
@@ -333,7 +460,7 @@ impl Events {
         let r = self.slots.insert(ev);
         if let Some(prev_tail) = self.order.push(key_hash, r.slot) {
             if let Some(prev) = self.slots.by_slot_mut(prev_tail) {
-                prev.next_same_key = Some(r.slot);
+                prev.next_same_key = NextSameKey::of(r.slot);
             }
         }
         r.slot
@@ -401,7 +528,7 @@ impl Events {
                 link: Some(_),
                 sent_at,
                 ..
-            }) if *s == server => Some(*sent_at),
+            }) if *s == server => Some(sent_at.at(self.base)),
             _ => None,
         }
     }
@@ -485,7 +612,7 @@ impl Events {
         }
         let ev = self.slots.remove(head)?;
         self.epochs.left(ev.epoch);
-        self.order.pop(key_hash, ev.next_same_key);
+        self.order.pop(key_hash, ev.next_same_key.get());
         ev.into_done()
     }
 

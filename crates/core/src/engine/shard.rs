@@ -229,7 +229,8 @@ pub struct ShardEngine {
     mode: Mode,
     /// The latest `now` any input brought, for measuring residence at release.
     now: Instant,
-    stamp_cache: (u128, [u8; 24]),
+    /// What requests and verdicts are written into (see `outbuf.rs`).
+    out: super::outbuf::OutBuffers,
 }
 
 impl ShardEngine {
@@ -243,14 +244,20 @@ impl ShardEngine {
             recent: Recent::new(servers.len(), now),
             cfg,
             policy,
-            events: Events::default(),
+            events: Events::new(now),
             servers,
             spooling: Default::default(),
             actions: VecDeque::new(),
             mode: Mode::Running,
             now,
-            stamp_cache: (u128::MAX, [b'0'; 24]),
+            out: Default::default(),
         }
+    }
+
+    /// A buffer for the bytes of the next event read on this shard ([`crate::protocol::parse_event_into`]):
+    /// one a released event left, or a new one.
+    pub fn spare_buffer(&mut self) -> Vec<u8> {
+        self.events.spare_buffer()
     }
 
     /// Takes an event this shard owns. `key_hash` is the [`crate::routing::KeyHasher`] hash of
@@ -265,10 +272,15 @@ impl ShardEngine {
     ) {
         self.now = now;
         self.counters.received += 1;
-        let stamp = self.stamp(wall);
+        let stamp = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let stamp = u64::try_from(stamp).unwrap_or(u64::MAX);
+        let received = self.events.tick(now);
         let slot = self
             .events
-            .insert(EventState::new(ev, key_hash, router, now, stamp));
+            .insert(EventState::new(ev, key_hash, router, received, stamp));
         self.advance(slot, now);
     }
 
@@ -472,21 +484,5 @@ impl ShardEngine {
         if let Some(c) = self.counters.server_mut(server) {
             c.notifications_lost += 1;
         }
-    }
-
-    /// XEP-0082 stamp of `wall`, formatted once per millisecond.
-    fn stamp(&mut self, wall: SystemTime) -> [u8; 24] {
-        let ms = wall
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis();
-        if ms != self.stamp_cache.0 {
-            let text = crate::protocol::stamp::format(wall);
-            let mut buf = [b'0'; 24];
-            let n = text.len().min(24);
-            buf[..n].copy_from_slice(&text.as_bytes()[..n]);
-            self.stamp_cache = (ms, buf);
-        }
-        self.stamp_cache.1
     }
 }

@@ -400,7 +400,7 @@ impl Harness {
                     policy.node_id(n.unwrap_or("imp1").as_bytes())
                 })
                 .unwrap();
-                let hash = crate::routing::KeyHasher::new().hash(&ev.key);
+                let hash = crate::routing::KeyHasher::new().hash(ev.key());
                 engine.handle_event(ev, hash, ROUTER, now, SystemTime::now());
             }
             Drive::Gateway { core, router, .. } => {

@@ -9,7 +9,7 @@ use super::{
 use crate::policy::NodeId;
 use crate::protocol::event::is_event;
 use crate::protocol::{
-    is_host_jid, parse_event, service, write_bad_request, write_forbidden, InboundEvent, Reply,
+    is_host_jid, parse_event_into, service, write_bad_request, write_forbidden, InboundEvent, Reply,
 };
 use crate::routing::owner_shard;
 use crate::wire::{Condition, Stanza};
@@ -181,10 +181,12 @@ impl Gateway {
             Leg::Server(_) => None,
         });
         let policy = &self.policy;
-        let parsed = parse_event(stanza, reply.clone(), |node| match node {
+        let buffer = self.engine.spare_buffer();
+        let node_of = |node: Option<&str>| match node {
             Some(n) => policy.node_id(n.as_bytes()),
             None => router_node.unwrap_or_else(|| policy.unknown_node()),
-        });
+        };
+        let parsed = parse_event_into(stanza, &reply, node_of, buffer);
         match parsed {
             Ok(ev) => self.route_event(ev, conn, now),
             // An iq set with some other payload is a request we do not serve, not a bad event.
@@ -212,7 +214,7 @@ impl Gateway {
     /// Sends an event read on this shard to its owner.
     fn route_event(&mut self, ev: InboundEvent, conn: ConnId, now: Now) {
         let router = self.router_ref(conn);
-        let key_hash = self.hasher.hash(&ev.key);
+        let key_hash = self.hasher.hash(ev.key());
         let owner = owner_shard(key_hash, usize::from(self.shards));
         if owner == usize::from(self.id) {
             self.engine

@@ -2,7 +2,8 @@
 //! on one compliance server and in arrival order.
 //!
 //! This file owns only the derivation from an event's addresses. It must not hash, pick servers
-//! or order events; for ASCII addresses it allocates nothing but the returned `String`.
+//! or order events; for ASCII addresses it allocates nothing but the returned `String`
+//! ([`conversation_key_into`]: nothing, when the caller's buffer has room).
 
 use super::catalog::EventKind;
 use super::jid::{JidError, ParsedJid};
@@ -87,6 +88,24 @@ pub fn conversation_key(
         }
     }
     general_key(kind, from, to, room)
+}
+
+/// [`conversation_key`], appended to `out` (left as it was on an error): for ASCII addresses
+/// without allocating when `out` has room.
+pub fn conversation_key_into(
+    kind: EventKind,
+    from: Option<&str>,
+    to: Option<&str>,
+    room: Option<&str>,
+    out: &mut Vec<u8>,
+) -> Result<(), KeyError> {
+    let start = out.len();
+    if kind == EventKind::Jsm && jsm_key_ascii_into(from, to, out).is_some() {
+        return Ok(());
+    }
+    out.truncate(start);
+    out.extend_from_slice(general_key(kind, from, to, room)?.as_bytes());
+    Ok(())
 }
 
 /// The general path (any input, every error); [`conversation_key`] tries a fast path first.
@@ -175,6 +194,13 @@ impl AsciiBare<'_> {
 
 /// The ASCII fast path of [`jsm_key`]; `None` sends the event to the general path.
 fn jsm_key_ascii(from: Option<&str>, to: Option<&str>) -> Option<String> {
+    let mut key = Vec::new();
+    jsm_key_ascii_into(from, to, &mut key)?;
+    String::from_utf8(key).ok()
+}
+
+/// [`jsm_key_ascii`], appended to `key`.
+fn jsm_key_ascii_into(from: Option<&str>, to: Option<&str>, key: &mut Vec<u8>) -> Option<()> {
     let from = match from {
         Some(f) => Some(ascii_bare(f)?),
         None => None,
@@ -187,37 +213,37 @@ fn jsm_key_ascii(from: Option<&str>, to: Option<&str>) -> Option<String> {
         from.as_ref().filter(|j| j.local.is_some()),
         to.as_ref().filter(|j| j.local.is_some()),
     );
-    // Built as ASCII bytes (every part was checked ASCII), then taken as a `String`.
-    let mut key = Vec::new();
+    // Appended as ASCII bytes (every part was checked ASCII) after what `key` holds.
+    let start = key.len();
     match users {
         (Some(a), Some(b)) => {
             key.reserve_exact(a.len() + 1 + b.len());
-            a.push_to(&mut key);
+            a.push_to(key);
             let split = key.len();
             key.push(b'|');
-            b.push_to(&mut key);
-            match key[..split].cmp(&key[split + 1..]) {
+            b.push_to(key);
+            match key[start..split].cmp(&key[split + 1..]) {
                 Ordering::Less => {}
                 Ordering::Equal => key.truncate(split),
                 Ordering::Greater => {
                     // `a|b` becomes `b|a` in place: `b` first, then `a|`, then `|a`.
-                    key.rotate_left(split + 1);
+                    key[start..].rotate_left(split - start + 1);
                     let b_len = key.len() - split - 1;
-                    key[b_len..].rotate_right(1);
+                    key[start + b_len..].rotate_right(1);
                 }
             }
         }
         (Some(one), None) | (None, Some(one)) => {
             key.reserve_exact(one.len());
-            one.push_to(&mut key);
+            one.push_to(key);
         }
         (None, None) => {
             let server = to.as_ref().or(from.as_ref())?;
             key.extend_from_slice(server.domain);
-            key.make_ascii_lowercase();
+            key[start..].make_ascii_lowercase();
         }
     }
-    String::from_utf8(key).ok()
+    Some(())
 }
 
 fn jsm_key(from: Option<&str>, to: Option<&str>) -> Result<String, KeyError> {

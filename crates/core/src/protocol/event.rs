@@ -1,16 +1,18 @@
 //! Reading a router's event (docs/protocol.md §2): `<iq type='set'><event name=...>STANZA</event></iq>`
 //! into an [`InboundEvent`] that can cross to its owner shard without copying the stanza again.
 //!
-//! The event's bytes (its inner stanza, the reply's `to` and `id`) are copied once out of the
-//! connection's receive buffer into one allocation of their own: an event may wait minutes for
-//! a server, and a view would keep the whole receive buffer it came from alive for as long.
-//! The copy is bounded by the largest stanza a stream accepts.
+//! The event's bytes (its conversation key, inner stanza, the reply's `to` and `id`) are copied
+//! once out of the connection's receive buffer into one buffer of their own ([`EventBytes`]):
+//! an event may wait minutes for a server, and a view would keep the whole receive buffer it
+//! came from alive for as long. The copy is bounded by the largest stanza a stream accepts. The
+//! buffer is plain bytes with offsets (no shared header, no separate key string), and a caller
+//! can hand in the buffer of an event that has left ([`parse_event_into`]).
 //!
 //! Decides nothing about routing; an event it cannot read is a [`BadEvent`] that says what is
 //! wrong, for the `bad-request` answer.
 
 use super::NS;
-use crate::policy::{conversation_key, EventId, KeyError, NodeId, PacketType};
+use crate::policy::{conversation_key_into, EventId, KeyError, NodeId, PacketType};
 use crate::wire::{AttrSpan, Stanza};
 use bytes::Bytes;
 use std::borrow::Cow;
@@ -53,7 +55,76 @@ pub fn is_host_jid(from: &[u8]) -> bool {
     !from.is_empty() && !from.iter().any(|b| matches!(b, b'@' | b'/' | b'&'))
 }
 
-/// A readable event. Everything in it is owned (`Bytes`, `String`) so it is `Send`.
+/// The reply address and id of an event, borrowed from where they are kept.
+#[derive(Copy, Clone, Debug)]
+pub struct ReplyTo<'a> {
+    /// The router's `from`, raw (still escaped): the `to` of our answer.
+    pub to: &'a [u8],
+    /// The quote character `to` was written with.
+    pub to_quote: u8,
+    /// The router's `id`, raw: the `id` of our answer.
+    pub id: &'a [u8],
+    /// The quote character `id` was written with.
+    pub id_quote: u8,
+}
+
+impl Reply {
+    /// The same reply, borrowed.
+    pub fn to_ref(&self) -> ReplyTo<'_> {
+        ReplyTo {
+            to: &self.to,
+            to_quote: self.to_quote,
+            id: &self.id,
+            id_quote: self.id_quote,
+        }
+    }
+}
+
+/// An event's own bytes in one buffer (see the module documentation): its conversation key,
+/// its inner stanza, the reply's `to` and `id`, one after the other, and where each starts.
+/// The buffer can be handed back ([`EventBytes::into_buffer`]) and reused for the next event.
+#[derive(Clone, Debug, Default)]
+pub struct EventBytes {
+    buf: Vec<u8>,
+    stanza_at: u32,
+    to_at: u32,
+    id_at: u32,
+    to_quote: u8,
+    id_quote: u8,
+}
+
+impl EventBytes {
+    fn part(&self, from: u32, to: usize) -> &[u8] {
+        self.buf.get(from as usize..to).unwrap_or_default()
+    }
+
+    /// The conversation key of docs/protocol.md §2.
+    pub fn key(&self) -> &str {
+        std::str::from_utf8(self.part(0, self.stanza_at as usize)).unwrap_or_default()
+    }
+
+    /// The inner stanza, exactly as the router sent it.
+    pub fn stanza(&self) -> &[u8] {
+        self.part(self.stanza_at, self.to_at as usize)
+    }
+
+    /// Where the verdict goes.
+    pub fn reply(&self) -> ReplyTo<'_> {
+        ReplyTo {
+            to: self.part(self.to_at, self.id_at as usize),
+            to_quote: self.to_quote,
+            id: self.part(self.id_at, self.buf.len()),
+            id_quote: self.id_quote,
+        }
+    }
+
+    /// The buffer, for the next event.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+/// A readable event. Everything in it is owned, so it is `Send`.
 #[derive(Clone, Debug)]
 pub struct InboundEvent {
     /// Which catalog event it is.
@@ -62,12 +133,25 @@ pub struct InboundEvent {
     pub packet: PacketType,
     /// The IM node it came from (its `node` attribute, or its router's name).
     pub node: NodeId,
+    /// Its key, stanza and reply address.
+    pub bytes: EventBytes,
+}
+
+impl InboundEvent {
     /// The conversation key of docs/protocol.md §2.
-    pub key: String,
+    pub fn key(&self) -> &str {
+        self.bytes.key()
+    }
+
     /// The inner stanza, exactly as the router sent it.
-    pub stanza: Bytes,
+    pub fn stanza(&self) -> &[u8] {
+        self.bytes.stanza()
+    }
+
     /// Where the verdict goes.
-    pub reply: Reply,
+    pub fn reply(&self) -> ReplyTo<'_> {
+        self.bytes.reply()
+    }
 }
 
 /// Why an event cannot be read: always the router's fault.
@@ -133,6 +217,17 @@ pub fn parse_event(
     reply: Reply,
     node_of: impl FnOnce(Option<&str>) -> NodeId,
 ) -> Result<InboundEvent, BadEvent> {
+    parse_event_into(iq, &reply, node_of, Vec::new())
+}
+
+/// [`parse_event`], keeping the event's bytes in `buffer` (emptied first): a buffer an earlier
+/// event handed back, so that reading an event need not allocate.
+pub fn parse_event_into(
+    iq: &Stanza,
+    reply: &Reply,
+    node_of: impl FnOnce(Option<&str>) -> NodeId,
+    mut buffer: Vec<u8>,
+) -> Result<InboundEvent, BadEvent> {
     if iq.raw(iq.attrs().type_) != Some(b"set") {
         return Err(BadEvent::NotSet);
     }
@@ -182,34 +277,40 @@ pub fn parse_event(
         .ok_or_else(|| BadEvent::NotAStanza(String::from_utf8_lossy(local).into_owned()))?;
     let from: Option<Cow<str>> = from.map(crate::wire::xml::unescape);
     let to: Option<Cow<str>> = to.map(crate::wire::xml::unescape);
-    let key = conversation_key(id.kind(), from.as_deref(), to.as_deref(), room.as_deref())
-        .map_err(BadEvent::Key)?;
-    let (stanza, reply) = owned(&iq.bytes()[inner.span.range()], reply);
+    let stanza = &iq.bytes()[inner.span.range()];
+    // The key first (it may still fail), then the rest; room for all of it at once, the key's
+    // share bounded by the addresses it is made of.
+    buffer.clear();
+    let key_bound = from.as_ref().map_or(0, |f| f.len()) + 1 + to.as_ref().map_or(0, |t| t.len());
+    buffer.reserve_exact(key_bound + stanza.len() + reply.to.len() + reply.id.len());
+    conversation_key_into(
+        id.kind(),
+        from.as_deref(),
+        to.as_deref(),
+        room.as_deref(),
+        &mut buffer,
+    )
+    .map_err(BadEvent::Key)?;
+    let at = |b: &Vec<u8>| u32::try_from(b.len()).unwrap_or(u32::MAX);
+    let stanza_at = at(&buffer);
+    buffer.extend_from_slice(stanza);
+    let to_at = at(&buffer);
+    buffer.extend_from_slice(&reply.to);
+    let id_at = at(&buffer);
+    buffer.extend_from_slice(&reply.id);
     Ok(InboundEvent {
         event: id,
         packet,
         node: node_of(node.as_deref()),
-        key,
-        stanza,
-        reply,
+        bytes: EventBytes {
+            buf: buffer,
+            stanza_at,
+            to_at,
+            id_at,
+            to_quote: reply.to_quote,
+            id_quote: reply.id_quote,
+        },
     })
-}
-
-/// `stanza` and `reply`'s bytes copied into one allocation of their own (see the module
-/// documentation), and views of them there.
-fn owned(stanza: &[u8], reply: Reply) -> (Bytes, Reply) {
-    let mut all = Vec::with_capacity(stanza.len() + reply.to.len() + reply.id.len());
-    all.extend_from_slice(stanza);
-    all.extend_from_slice(&reply.to);
-    all.extend_from_slice(&reply.id);
-    let all = Bytes::from(all);
-    let (s, t) = (stanza.len(), stanza.len() + reply.to.len());
-    let owned = Reply {
-        to: all.slice(s..t),
-        id: all.slice(t..),
-        ..reply
-    };
-    (all.slice(..s), owned)
 }
 
 #[cfg(test)]
@@ -261,11 +362,11 @@ mod tests {
         .unwrap();
         assert_eq!(ev.event.name(), "es_OUT");
         assert_eq!(ev.packet, PacketType::Message);
-        assert_eq!(ev.key, "alice@example.com|bob@example.com");
-        assert!(ev.stanza.starts_with(b"<message xmlns='jabber:client'"));
-        assert!(ev.stanza.ends_with(b"</message>"));
-        assert_eq!(&ev.reply.id[..], b"R1");
-        assert_eq!(&ev.reply.to[..], b"imp1.example.com");
+        assert_eq!(ev.key(), "alice@example.com|bob@example.com");
+        assert!(ev.stanza().starts_with(b"<message xmlns='jabber:client'"));
+        assert!(ev.stanza().ends_with(b"</message>"));
+        assert_eq!(ev.reply().id, b"R1");
+        assert_eq!(ev.reply().to, b"imp1.example.com");
     }
 
     #[test]
@@ -283,19 +384,56 @@ mod tests {
         .unwrap();
         let frame = iq.bytes().as_ptr_range();
         for (what, bytes) in [
-            ("stanza", &ev.stanza),
-            ("reply to", &ev.reply.to),
-            ("reply id", &ev.reply.id),
+            ("stanza", ev.stanza()),
+            ("reply to", ev.reply().to),
+            ("reply id", ev.reply().id),
         ] {
             assert!(
                 !frame.contains(&bytes.as_ptr()),
                 "the event's {what} is a view of the frame, which would keep the receive buffer"
             );
         }
-        assert!(ev.stanza.starts_with(b"<message xmlns='jabber:client'"));
-        assert!(ev.stanza.ends_with(b"</message>"));
-        assert_eq!(&ev.reply.to[..], b"imp1.example.com");
-        assert_eq!(&ev.reply.id[..], b"R1");
+        assert!(ev.stanza().starts_with(b"<message xmlns='jabber:client'"));
+        assert!(ev.stanza().ends_with(b"</message>"));
+        assert_eq!(ev.reply().to, b"imp1.example.com");
+        assert_eq!(ev.reply().id, b"R1");
+    }
+
+    #[test]
+    fn a_reused_buffer_holds_only_the_new_event_and_keeps_its_allocation() {
+        let iq = stanza(&event(
+            "es_OUT",
+            "",
+            "<message from='Alice@Example.com/x' to='bob@example.com' type='chat'><body>hi</body></message>",
+        ));
+        let reply = Reply::of(&iq).expect("reply");
+        let node = |_: Option<&str>| {
+            crate::policy::CompiledPolicy::compile(&crate::policy::default_config()).unknown_node()
+        };
+        let mut old = b"left over from an earlier, longer event".repeat(20);
+        old.truncate(100);
+        let at = old.as_ptr();
+        let ev = parse_event_into(&iq, &reply, node, old).unwrap();
+        assert_eq!(ev.key(), "alice@example.com|bob@example.com");
+        assert!(ev
+            .stanza()
+            .starts_with(b"<message from='Alice@Example.com/x'"));
+        assert!(ev.stanza().ends_with(b"</message>"));
+        assert_eq!(ev.reply().to, b"imp1.example.com");
+        assert_eq!(ev.reply().id, b"R1");
+        let buffer = ev.bytes.into_buffer();
+        assert_eq!(
+            buffer.as_ptr(),
+            at,
+            "the buffer had room: it was not replaced"
+        );
+        // An unreadable event leaves nothing behind in what it was given.
+        let bad = stanza(&event("es_OUT", "", "<message from='@bad' to='a@b'/>"));
+        let reply = Reply::of(&bad).expect("reply");
+        assert!(matches!(
+            parse_event_into(&bad, &reply, node, buffer),
+            Err(BadEvent::Key(_))
+        ));
     }
 
     #[test]
@@ -307,14 +445,14 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(ev.packet, PacketType::Subscription);
-        assert_eq!(ev.key, "alice@example.com|bob@example.com");
+        assert_eq!(ev.key(), "alice@example.com|bob@example.com");
         let ev = parse(&event(
             "onBeforeSend",
             " room='Trading@conference.example.com'",
             "<message from='alice@example.com/x' to='trading@conference.example.com/alice' type='groupchat'/>",
         ))
         .unwrap();
-        assert_eq!(ev.key, "trading@conference.example.com");
+        assert_eq!(ev.key(), "trading@conference.example.com");
     }
 
     #[test]

@@ -17,6 +17,47 @@ pub fn format(t: SystemTime) -> String {
     )
 }
 
+/// A stamp's text, formatted without allocating (what [`format`] gives, for years up to 9999,
+/// its first 24 characters after that, as an event's stamp always was).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Stamp([u8; 24]);
+
+impl Stamp {
+    /// The stamp of `ms` milliseconds since the Unix epoch.
+    pub fn of_millis(ms: u64) -> Stamp {
+        let secs = ms / 1000;
+        let (days, rem) = (secs / 86_400, secs % 86_400);
+        let (y, m, d) = civil_from_days(days as i64);
+        if !(0..=9999).contains(&y) {
+            let text = format(UNIX_EPOCH + std::time::Duration::from_millis(ms));
+            let mut buf = [b'0'; 24];
+            let n = text.len().min(24);
+            buf[..n].copy_from_slice(&text.as_bytes()[..n]);
+            return Stamp(buf);
+        }
+        let mut b = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |at: usize, width: usize, mut v: u64| {
+            for i in (at..at + width).rev() {
+                b[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, y as u64);
+        put(5, 2, u64::from(m));
+        put(8, 2, u64::from(d));
+        put(11, 2, rem / 3600);
+        put(14, 2, rem % 3600 / 60);
+        put(17, 2, rem % 60);
+        put(20, 3, ms % 1000);
+        Stamp(b)
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
 /// Milliseconds since the Unix epoch of a stamp written by [`format`]; `None` for anything else.
 pub fn parse_millis(s: &str) -> Option<u64> {
     let b = s.as_bytes();
@@ -59,6 +100,24 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_stamp_from_millis_is_the_formatted_text() {
+        for ms in [
+            0,
+            1_795_255_200_123,
+            951_782_400_000,
+            951_782_399_999,
+            253_402_300_799_999,
+        ] {
+            let t = UNIX_EPOCH + Duration::from_millis(ms);
+            assert_eq!(Stamp::of_millis(ms).as_str(), format(t));
+        }
+        // Past 9999 the text is cut to 24 characters, as a stamp always was.
+        let ms = 253_402_300_800_000;
+        let text = format(UNIX_EPOCH + Duration::from_millis(ms));
+        assert_eq!(Stamp::of_millis(ms).as_str(), &text[..24]);
+    }
 
     #[test]
     fn known_instants() {

@@ -4,7 +4,7 @@
 //! Splices the router's own `id` and `from`, a modified stanza and a server's `<error/>`
 //! unchanged; generates only the verdict element and the gateway's own errors.
 
-use super::event::Reply;
+use super::event::{Reply, ReplyTo};
 use super::NS;
 use crate::wire::write::{close, stanza_error, text, Element, STANZAS_ERROR_NS};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -60,15 +60,15 @@ pub struct Origin<'a> {
 pub fn write_verdict(
     out: &mut BytesMut,
     from: &str,
-    reply: &Reply,
+    reply: ReplyTo<'_>,
     verdict: &Verdict,
     origin: Option<Origin>,
 ) {
     let body = Element::open(out, "iq")
         .attr("type", "result")
-        .attr_raw("id", &reply.id, reply.id_quote)
+        .attr_raw("id", reply.id, reply.id_quote)
         .attr("from", from)
-        .attr_raw("to", &reply.to, reply.to_quote)
+        .attr_raw("to", reply.to, reply.to_quote)
         .start_content();
     let mut v = Element::open(body, "verdict")
         .attr("xmlns", NS)
@@ -201,7 +201,13 @@ mod tests {
 
     fn verdict(v: &Verdict, origin: Option<Origin>) -> String {
         let mut out = BytesMut::new();
-        write_verdict(&mut out, "palisade.example.com", &reply(), v, origin);
+        write_verdict(
+            &mut out,
+            "palisade.example.com",
+            reply().to_ref(),
+            v,
+            origin,
+        );
         String::from_utf8(out.to_vec()).unwrap()
     }
 

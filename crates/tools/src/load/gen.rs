@@ -499,7 +499,7 @@ mod tests {
             if ev.event.kind() == crate::policy::EventKind::Tc
                 && !ev.event.name().starts_with("onService")
             {
-                assert!(ev.key.starts_with("room"), "{}", ev.key);
+                assert!(ev.key().starts_with("room"), "{}", ev.key());
             }
         }
     }
@@ -514,10 +514,10 @@ mod tests {
         let mean = out.len() / 1000;
         assert!((330..480).contains(&mean), "{mean}");
         let events = read_all(&out);
-        let keys: std::collections::HashSet<&str> = events.iter().map(|e| e.key.as_str()).collect();
+        let keys: std::collections::HashSet<&str> = events.iter().map(|e| e.key()).collect();
         // 1000 events among 1000 users with 8 contacts each: some conversations repeat.
         assert!(keys.len() < 1000 && keys.len() > 300, "{}", keys.len());
-        assert!(events.iter().all(|e| e.key.contains('|')));
+        assert!(events.iter().all(|e| e.key().contains('|')));
         assert!(out.starts_with(b"<iq type='set' id='e1.0' from='imp1.example.com' to='palisade.example.com'><event xmlns='urn:palisade:compliance:0' name='es_OUT'><message xmlns='jabber:client' type='chat' id='m0' from='user"));
     }
 
@@ -542,7 +542,7 @@ mod tests {
                 g.write_event(&mut out, seq);
             }
             for ev in read_all(&out) {
-                assert!(seen.insert(ev.key.clone()), "{} twice", ev.key);
+                assert!(seen.insert(ev.key().to_owned()), "{} twice", ev.key());
             }
         }
         assert_eq!(seen.len(), 10);

@@ -139,7 +139,13 @@ mod tests {
             profile: "EthicalWall",
             server: Some("cs1"),
         };
-        write_verdict(&mut out, "palisade.example.com", &reply(), &v, Some(origin));
+        write_verdict(
+            &mut out,
+            "palisade.example.com",
+            reply().to_ref(),
+            &v,
+            Some(origin),
+        );
         read(&frame(&out))
     }
 

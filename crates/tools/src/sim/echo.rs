@@ -78,7 +78,7 @@ impl Handler for Echo<'_> {
             Ok(ev) => {
                 let verdict = self.verdict();
                 answers.push(due, |out| {
-                    write_verdict(out, name, &ev.reply, &verdict, None)
+                    write_verdict(out, name, ev.reply(), &verdict, None)
                 });
             }
             Err(bad) => {

@@ -233,8 +233,9 @@ impl ShardEngine {
         match next {
             Some(server) => {
                 let seq = self.servers.take_seq();
+                let tick = self.events.tick(now);
                 if let Some(ev) = self.events.by_slot_mut(slot) {
-                    ev.wait_for(server, seq, now);
+                    ev.wait_for(server, seq, tick);
                 }
                 self.dispatch(slot, now);
             }

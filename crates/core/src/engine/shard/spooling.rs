@@ -208,7 +208,7 @@ impl ShardEngine {
         let stamp = ev.stamp();
         let record = RecordRef {
             id: id.as_str(),
-            stamp,
+            stamp: stamp.as_str(),
             stable_key: ev.stable_key(),
             profile: self.policy_of(ev.epoch()).profile_name(step.profile),
             event: ev.event(),
@@ -218,7 +218,7 @@ impl ShardEngine {
             key: ev.key(),
             stanza: ev.stanza(),
         };
-        let born = crate::protocol::stamp::parse_millis(stamp).unwrap_or(0);
+        let born = crate::protocol::stamp::parse_millis(stamp.as_str()).unwrap_or(0);
         Some((format::encode_payload(&record), ev.stable_key(), born))
     }
 

@@ -11,7 +11,7 @@ use crate::policy::{AnswerRule, Handling, ServerId, Step};
 use crate::protocol::request::{write_request, Mode, RequestFields};
 use crate::protocol::verdict::{write_verdict, Origin};
 use crate::protocol::{Answer, BounceCause, RequestId, Verdict};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::time::Instant;
 
 /// Used for an unreadable answer: it counts as an error from the server.
@@ -26,10 +26,8 @@ impl ShardEngine {
                 return;
             };
             let Some(step) = self.step_of(ev) else {
-                let (verdict, terminal) = match (ev.modified(), ev.failed_open()) {
-                    (true, fo) => (Verdict::Pass(Some(ev.stanza().clone())), pass_or_failed(fo)),
-                    (false, fo) => (Verdict::Pass(None), pass_or_failed(fo)),
-                };
+                let verdict = Verdict::Pass(ev.replaced().cloned());
+                let terminal = pass_or_failed(ev.failed_open());
                 return self.finish(slot, verdict, terminal, None);
             };
             let notify = step.fire_and_forget || !ev.event().answer().expects_answer();
@@ -79,8 +77,9 @@ impl ShardEngine {
             // Armed before it waits: this event is not `Waiting` yet, and must not look stale.
             self.events.arm_timer(now, self.cfg.event_timeout, r);
             let seq = self.servers.take_seq();
+            let tick = self.events.tick(now);
             if let Some(ev) = self.events.by_slot_mut(slot) {
-                ev.wait_for(server, seq, now);
+                ev.wait_for(server, seq, tick);
             }
             self.dispatch(slot, now);
             return;
@@ -227,8 +226,9 @@ impl ShardEngine {
             return 0;
         };
         let mut seq = 0;
+        let tick = self.events.tick(now);
         if let Some(ev) = self.events.by_slot_mut(slot) {
-            seq = ev.sent(server, link, now);
+            seq = ev.sent(server, link, tick);
         }
         if let Some(c) = self.counters.server_mut(server) {
             c.sent += 1;
@@ -315,7 +315,7 @@ impl ShardEngine {
 
     /// The request of `slot`'s current step for `server`, in `mode`.
     fn request_bytes(
-        &self,
+        &mut self,
         slot: u32,
         server: ServerId,
         id: RequestId,
@@ -325,6 +325,7 @@ impl ShardEngine {
         let step = self.step_of(ev)?;
         let view = self.servers.get(server)?;
         let record = self.record_id(ev);
+        let stamp = ev.stamp();
         let fields = RequestFields {
             id,
             event: ev.event(),
@@ -334,19 +335,14 @@ impl ShardEngine {
             mode,
             node: self.policy.node_name(ev.node()).unwrap_or(""),
             key: ev.key(),
-            stamp: ev.stamp(),
+            stamp: stamp.as_str(),
             record: record.as_str(),
             replay: false,
         };
-        let mut out = BytesMut::with_capacity(ev.stanza().len() + 384);
-        write_request(
-            &mut out,
-            &self.cfg.gateway_name,
-            view.component(),
-            &fields,
-            ev.stanza(),
-        );
-        Some(out.freeze())
+        let (from, to, stanza) = (&self.cfg.gateway_name, view.component(), ev.stanza());
+        Some(self.out.write(stanza.len() + 384, |out| {
+            write_request(out, from, to, &fields, stanza)
+        }))
     }
 
     /// Applies a server's answer to the waiting event in `slot`.
@@ -488,23 +484,21 @@ impl ShardEngine {
                 profile: self.policy.profile_name(profile),
                 server: server.and_then(|s| self.servers.get(s)).map(|s| s.name()),
             });
-            let mut out = BytesMut::with_capacity(256);
-            write_verdict(
-                &mut out,
-                &self.cfg.gateway_name,
-                ev.reply(),
-                &verdict,
-                origin,
-            );
-            let residence = self.now.saturating_duration_since(ev.received_at());
+            let from = &self.cfg.gateway_name;
+            let bytes = self.out.write(256, |out| {
+                write_verdict(out, from, ev.reply(), &verdict, origin)
+            });
+            let received_at = ev.received_at().at(self.events.base());
+            let residence = self.now.saturating_duration_since(received_at);
             let micros = residence.as_micros() as u64;
             self.counters
                 .count_terminal(ev.event(), terminal, decider, micros);
             self.recent.record_terminal(terminal, micros, self.now);
             self.actions.push_back(Action::Verdict {
                 router: ev.router(),
-                bytes: out.freeze(),
+                bytes,
             });
+            self.events.recycle(ev);
         }
     }
 
