@@ -430,6 +430,19 @@ async fn shard_main(
     if id == 0 {
         supervisor.stopping();
     }
+    // Hidden, unsupported, for perf/park-counts.sh: glommio's own counts of this shard's run
+    // (task polls, and scheduler passes: about one per turn of the executor's loop).
+    if std::env::var_os("PALISADE_EXECUTOR_STATS").is_some() {
+        let stats = glommio::executor().executor_stats();
+        ctx.log(
+            Level::Info,
+            &format!(
+                "executor stats: {} tasks run, {} scheduler runs",
+                stats.tasks_executed(),
+                stats.scheduler_runs()
+            ),
+        );
+    }
     shutdown(&ctx).await;
     Ok(())
 }

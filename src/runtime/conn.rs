@@ -189,6 +189,16 @@ impl Conn {
         }
     }
 
+    /// After a read: whether the writer has anything to do (output, or a stream ending, which
+    /// it finishes), or may have (a TLS leg's session).
+    fn wants_writer(&self) -> bool {
+        if self.tls.borrow().is_some() {
+            return true;
+        }
+        let stream = self.stream.borrow();
+        stream.pending_output() > 0 || stream.is_ending()
+    }
+
     /// Starts closing the stream with `</stream:stream>`.
     pub fn close(&self) {
         self.stream.borrow_mut().close();
@@ -325,7 +335,12 @@ pub async fn drive(
                     Some(e) => on_event(&conn, e, now),
                 }
             }
-            conn.wake_writer.notify();
+            // Most reads queue output for other connections only (a router's event for a
+            // server's stream): this one's writer runs only if its stream queued something
+            // (its answers, its end) or a TLS session may have records to send.
+            if conn.wants_writer() {
+                conn.wake_writer.notify();
+            }
             let mut held_for_us = false;
             while closed.is_none() && !conn.stream.borrow().is_closed() {
                 let held = hold(&conn);

@@ -32,6 +32,12 @@ impl Notify {
         }
     }
 
+    /// Whether a wake-up is pending: notified, and not waited for since.
+    #[cfg(test)]
+    pub fn is_set(&self) -> bool {
+        self.set.get()
+    }
+
     /// Resolves once the flag is set (now or later), clearing it.
     pub fn wait(&self) -> Wait<'_> {
         Wait { notify: self }

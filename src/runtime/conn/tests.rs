@@ -186,3 +186,65 @@ fn a_reader_held_for_room_sleeps_until_the_room_is_announced() {
         server.await;
     });
 }
+
+/// A read whose events queue nothing for its own connection (a router's event goes to a
+/// server's stream) leaves that connection's writer asleep: no task run per read for nothing.
+#[test]
+fn a_read_that_queues_nothing_for_its_connection_leaves_its_writer_asleep() {
+    on_executor(|| async {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        // Per read: whether the writer had a wake-up pending when the reader asked to read on.
+        let woken = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let w = woken.clone();
+        let server = glommio::spawn_local(async move {
+            let tcp = listener.accept().await.expect("accept");
+            let (stream, label) = receiver();
+            let hold = move |conn: &ConnRef| {
+                w.borrow_mut().push(conn.wake_writer.is_set());
+                Hold::Read
+            };
+            // As the gateway does: a known name is answered with the stream's header.
+            let on_event = |conn: &ConnRef, event: StreamEvent, _: Instant| {
+                if let StreamEvent::NameAnnounced { .. } = event {
+                    conn.stream.borrow_mut().accept_name(b"secret");
+                }
+            };
+            let room = Waiters::default();
+            drive(tcp, Conn::new(stream), &label, on_event, hold, &room).await
+        });
+        let mut client = glommio::net::TcpStream::connect(addr)
+            .await
+            .expect("connect");
+        client
+            .write_all(
+                b"<stream:stream xmlns='jabber:component:accept' \
+                  xmlns:stream='http://etherx.jabber.org/streams' to='c.example'>",
+            )
+            .await
+            .expect("write");
+        // The stream's answer: its writer was woken for it, and ran.
+        let mut answer = [0u8; 1024];
+        assert!(client.read(&mut answer).await.expect("read") > 0);
+        let before = woken.borrow().len();
+        assert!(before >= 1, "the reader never asked");
+        // The start of an element: read and buffered, nothing to answer yet.
+        client.write_all(b"<handshake>").await.expect("write");
+        for _ in 0..200 {
+            if woken.borrow().len() > before {
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+        let pending = woken.borrow().get(before).copied();
+        assert_eq!(
+            pending,
+            Some(false),
+            "a read that queued nothing woke its connection's writer (None: never read); \
+             pending wake-ups at each read: {:?}",
+            woken.borrow()
+        );
+        drop(client);
+        server.await;
+    });
+}
