@@ -123,9 +123,46 @@ static ESCAPED: [bool; 256] = {
     t
 };
 
+/// Eight copies of `b` in a word, for the eight-bytes-at-a-time scans.
+pub(crate) const fn splat(b: u8) -> u64 {
+    u64::from_ne_bytes([b; 8])
+}
+
+/// Nonzero when some byte of the word `x` equals `b`: the exact "has a zero byte" test on
+/// `x ^ splat(b)`. Its lowest set bit is the high bit of the first such byte (bits above it
+/// may be set by a borrow; none below it is), so `trailing_zeros() / 8` is that byte's index
+/// when the word was read with `u64::from_le_bytes`.
+#[inline(always)]
+pub(crate) fn has_byte(x: u64, b: u8) -> u64 {
+    let y = x ^ splat(b);
+    y.wrapping_sub(splat(1)) & !y & splat(0x80)
+}
+
+/// True when `value` holds a byte that [`escape_attr_into`] replaces (`&`, `<`, `>`, `'`,
+/// `"`): eight bytes at a time, the tail byte by byte.
+#[inline]
+pub fn needs_escape(value: &[u8]) -> bool {
+    let mut words = value.chunks_exact(8);
+    for chunk in &mut words {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            return true;
+        };
+        let x = u64::from_le_bytes(word);
+        let hit = has_byte(x, b'&')
+            | has_byte(x, b'<')
+            | has_byte(x, b'>')
+            | has_byte(x, b'\'')
+            | has_byte(x, b'"');
+        if hit != 0 {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| ESCAPED[usize::from(b)])
+}
+
 fn escape_into(out: &mut BytesMut, value: &[u8], attr: bool) {
-    // Almost every value needs nothing: one table scan, then one copy.
-    if !value.iter().any(|&b| ESCAPED[b as usize]) {
+    // Almost every value needs nothing: one scan, then one copy.
+    if !needs_escape(value) {
         out.put_slice(value);
         return;
     }
@@ -199,6 +236,21 @@ mod tests {
     fn unescape_expands_only_when_needed() {
         assert!(matches!(unescape("plain"), Cow::Borrowed("plain")));
         assert_eq!(unescape("a&amp;b&lt;&#65;&#x42;&apos;"), "a&b<AB'");
+    }
+
+    #[test]
+    fn needs_escape_finds_each_escaped_byte_at_every_offset() {
+        for len in 0..20 {
+            let plain = vec![b'a'; len];
+            assert!(!needs_escape(&plain));
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut v = plain.clone();
+                    v[at] = b;
+                    assert_eq!(needs_escape(&v), ESCAPED[usize::from(b)], "{len} {at} {b}");
+                }
+            }
+        }
     }
 
     #[test]
