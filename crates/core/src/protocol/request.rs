@@ -53,7 +53,8 @@ impl RequestId {
         &buf[..at]
     }
 
-    /// Parses the form written by `Display`: `g{shard}.{slot}.{generation}` in hex.
+    /// Parses the form written by `Display`: `g{shard}.{slot}.{generation}` in hex (either
+    /// case; a part may start with `+`, as `u32::from_str_radix` allows).
     pub fn parse(raw: &[u8]) -> Option<RequestId> {
         let rest = raw.strip_prefix(b"g")?;
         let mut parts = rest.split(|&b| b == b'.');
@@ -62,7 +63,14 @@ impl RequestId {
             if p.is_empty() || p.len() > max_digits {
                 return None;
             }
-            u32::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok()
+            let digits = p.strip_prefix(b"+").unwrap_or(p);
+            if digits.is_empty() {
+                return None;
+            }
+            // At most eight digits: no overflow.
+            digits
+                .iter()
+                .try_fold(0u32, |v, &c| Some(v << 4 | char::from(c).to_digit(16)?))
         };
         let shard = u16::try_from(next(4)?).ok()?;
         let slot = next(8)?;
@@ -250,6 +258,38 @@ mod tests {
         inner.put_slice(stanza);
         close(inner, "event");
         close(inner, outer);
+    }
+
+    /// Parses the form written by `Display`: `g{shard}.{slot}.{generation}` in hex.
+    fn old_parse(raw: &[u8]) -> Option<RequestId> {
+        let rest = raw.strip_prefix(b"g")?;
+        let mut parts = rest.split(|&b| b == b'.');
+        let mut next = |max_digits: usize| -> Option<u32> {
+            let p = parts.next()?;
+            if p.is_empty() || p.len() > max_digits {
+                return None;
+            }
+            u32::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok()
+        };
+        let shard = u16::try_from(next(4)?).ok()?;
+        let slot = next(8)?;
+        let generation = next(8)?;
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(RequestId {
+            shard,
+            slot,
+            generation,
+        })
+    }
+
+    proptest! {
+        /// Request ids parse as they did through `from_utf8` and `from_str_radix`.
+        #[test]
+        fn request_ids_parse_as_before(raw in "g?[0-9a-fA-FgG.+x-]{0,24}") {
+            prop_assert_eq!(RequestId::parse(raw.as_bytes()), old_parse(raw.as_bytes()));
+        }
     }
 
     #[test]
