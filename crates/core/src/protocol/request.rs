@@ -131,17 +131,15 @@ pub struct RequestFields<'a> {
 /// Appends one request from `from` (the gateway) to `to` (the server's component name) around
 /// `stanza`, which is spliced unchanged.
 ///
-/// Written as runs of constant bytes between the values, each run one append, with room
-/// reserved once; a value is escaped only when it holds a byte that needs it.
+/// Written as runs of constant bytes between the values, each run one append; a value is
+/// escaped only when it holds a byte that needs it. No reservation ahead: an estimate larger
+/// than what the output's spare room holds would allocate where the appends themselves do
+/// not (measured: malloc's share doubled).
 pub fn write_request(out: &mut BytesMut, from: &str, to: &str, f: &RequestFields, stanza: &[u8]) {
     let mut id_buf = [0u8; RequestId::MAX_LEN];
     let id = f.id.encode(&mut id_buf);
     // Constants, generated ids and stamps, catalog names and validated profile names need no
     // escaping; addresses, node names and keys come from configuration or peers and do.
-    let values = from.len() + to.len() + f.profile.len() + f.node.len() + f.key.len();
-    out.reserve(
-        REQUEST_CONSTANT_BYTES + id.len() + values + f.stamp.len() + f.record.len() + stanza.len(),
-    );
     out.put_slice(match f.mode {
         Mode::Wait => b"<iq type='set' id='",
         Mode::Notify => b"<message id='",
@@ -188,9 +186,6 @@ pub fn write_request(out: &mut BytesMut, from: &str, to: &str, f: &RequestFields
 /// `<event xmlns='…' name='` between the outer element's `to` and the event's name (the
 /// namespace is [`NS`]; a test checks that they agree).
 const EVENT_START: &[u8] = b"'><event xmlns='urn:palisade:compliance:0' name='";
-
-/// An upper bound of a request's constant bytes, for the one reservation.
-const REQUEST_CONSTANT_BYTES: usize = 256;
 
 #[cfg(test)]
 mod tests {

@@ -60,8 +60,9 @@ pub struct Origin<'a> {
 
 /// Appends `<iq type='result'>` with the verdict, from `from` (the gateway) to the router.
 ///
-/// Written as runs of constant bytes between the values, each run one append, with room
-/// reserved once; `from`, the profile and the server are escaped only when they need it.
+/// Written as runs of constant bytes between the values, each run one append; `from`, the
+/// profile and the server are escaped only when they need it (no reservation ahead, as in
+/// [`super::request::write_request`]).
 pub fn write_verdict(
     out: &mut BytesMut,
     from: &str,
@@ -70,14 +71,6 @@ pub fn write_verdict(
     origin: Option<Origin>,
 ) {
     let origin = origin.filter(|_| !matches!(verdict, Verdict::Pass(_)));
-    let named = origin.map_or(0, |o| o.profile.len() + o.server.map_or(0, str::len));
-    let content = match verdict {
-        Verdict::Pass(Some(stanza)) => stanza.len(),
-        _ => 0,
-    };
-    out.reserve(
-        VERDICT_CONSTANT_BYTES + reply.id.len() + from.len() + reply.to.len() + named + content,
-    );
     out.put_slice(b"<iq type='result' id=");
     quoted(out, &reply.id, reply.id_quote);
     out.put_slice(b" from='");
@@ -142,10 +135,6 @@ fn quoted(out: &mut BytesMut, raw: &[u8], quote: u8) {
 /// From the end of the iq's start tag to the verdict's action (the namespace is [`NS`]; a
 /// test checks that they agree).
 const VERDICT_START: &[u8] = b"><verdict xmlns='urn:palisade:compliance:0' action='";
-
-/// An upper bound of a verdict's constant bytes (a bounce's error and text aside), for the
-/// one reservation.
-const VERDICT_CONSTANT_BYTES: usize = 160;
 
 /// Splices a server's `<error/>`; when it has no `<text/>`, ours goes in before its end tag.
 fn splice_error_with_text(out: &mut BytesMut, error: &[u8], note: Option<&str>) {
