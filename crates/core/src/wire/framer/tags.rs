@@ -1,7 +1,10 @@
 //! The framer's own tag tokenizer, for the common case: tags whose names are ASCII.
 //!
 //! It reads one start or end tag from bytes (no `&str` needed, so the framer does not check a
-//! whole window's UTF-8 before parsing) into the same tokens xmlparser gives, as spans. It
+//! whole window's UTF-8 before parsing) into the same tokens xmlparser gives, as spans, and
+//! hands each straight to the pass's bookkeeping (`ElementPass::start`, `attr`, `end`, inlined
+//! where each is read). An attribute value's characters are checked in the same scan that
+//! finds its closing quote, eight bytes at a time while they are plain. It
 //! never decides that input is wrong: anything it does not read exactly as xmlparser would (a
 //! non-ASCII name, a stray byte, a `<` in a value, a forbidden character) makes it stand aside
 //! with [`Stop::Unsupported`], and the caller tokenizes the stanza with xmlparser instead, which
