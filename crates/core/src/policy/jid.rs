@@ -358,11 +358,11 @@ impl fmt::Display for Jid {
     }
 }
 
-pub(crate) fn forbidden_in_local(b: u8) -> bool {
+pub(crate) const fn forbidden_in_local(b: u8) -> bool {
     b <= b' ' || b == 0x7f || matches!(b, b'"' | b'&' | b'\'' | b'/' | b':' | b'<' | b'>' | b'@')
 }
 
-pub(crate) fn allowed_in_domain(b: u8) -> bool {
+pub(crate) const fn allowed_in_domain(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
 }
 

@@ -130,48 +130,114 @@ fn general_key(
 
 /// A bare JID read by the ASCII fast path: the parts as written (folding happens on output).
 struct AsciiBare<'a> {
-    local: Option<&'a [u8]>,
-    domain: &'a [u8],
+    local: Option<&'a str>,
+    domain: &'a str,
 }
+
+/// Classes of [`ASCII_JID`]: forbidden in a localpart (or not ASCII).
+const LOCAL_BAD: u8 = 1;
+/// Not allowed in a domainpart by the fast path (or not ASCII).
+const DOMAIN_BAD: u8 = 2;
+/// A control character, DEL, or not ASCII: a resourcepart holding one is the general path's.
+const RESOURCE_BAD: u8 = 4;
+/// `.`, to see a doubled one (an empty label) in the same pass.
+const DOT: u8 = 8;
+/// `@`, which ends a localpart.
+const AT: u8 = 16;
+/// `/`, which ends the address and starts the resourcepart.
+const SLASH: u8 = 32;
+
+/// Byte classes for [`ascii_bare`]'s single pass, from the rules of `super::jid`.
+static ASCII_JID: [u8; 256] = {
+    use super::jid::{allowed_in_domain, forbidden_in_local};
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut c = 0;
+        if b >= 0x80 || forbidden_in_local(b) {
+            c |= LOCAL_BAD;
+        }
+        if b >= 0x80 || !allowed_in_domain(b) {
+            c |= DOMAIN_BAD;
+        }
+        if b >= 0x80 || b < b' ' || b == 0x7f {
+            c |= RESOURCE_BAD;
+        }
+        match b {
+            b'.' => c |= DOT,
+            b'@' => c |= AT,
+            b'/' => c |= SLASH,
+            _ => {}
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
 
 /// Reads a plain ASCII JID that the general path would accept unchanged apart from case;
 /// `None` for anything else (non-ASCII, IP literals, anything invalid), which then takes the
-/// general path and gets its exact result or error.
+/// general path and gets its exact result or error. One pass over the bytes with a class
+/// table: the localpart up to the first `@`, the domainpart up to the first `/`, the rest.
 fn ascii_bare(text: &str) -> Option<AsciiBare<'_>> {
-    use super::jid::{allowed_in_domain, forbidden_in_local, MAX_PART_BYTES};
+    use super::jid::MAX_PART_BYTES;
     let b = text.as_bytes();
-    if b.is_empty() || !text.is_ascii() {
-        return None;
+    let mut i = 0;
+    let (mut seen, mut doubled, mut prev) = (0u8, 0u8, 0u8);
+    while let Some(&c) = b.get(i) {
+        let t = ASCII_JID[usize::from(c)];
+        if t & (AT | SLASH) != 0 {
+            break;
+        }
+        seen |= t;
+        doubled |= prev & t;
+        prev = t;
+        i += 1;
     }
-    let address_end = memchr::memchr(b'/', b).unwrap_or(b.len());
-    if address_end < b.len() {
-        let resource = &b[address_end + 1..];
+    let (local, domain_start) = if b.get(i) == Some(&b'@') {
+        if i == 0 || i > MAX_PART_BYTES || seen & LOCAL_BAD != 0 {
+            return None;
+        }
+        let local = text.get(..i)?;
+        // The domainpart, up to the `/` (a second `@` in it is not allowed in a domain).
+        (seen, doubled, prev) = (0, 0, 0);
+        i += 1;
+        while let Some(&c) = b.get(i) {
+            let t = ASCII_JID[usize::from(c)];
+            if t & SLASH != 0 {
+                break;
+            }
+            seen |= t;
+            doubled |= prev & t;
+            prev = t;
+            i += 1;
+        }
+        (Some(local), local.len() + 1)
+    } else {
+        (None, 0)
+    };
+    if i < b.len() {
+        // `b[i]` is the `/`.
+        let resource = &b[i + 1..];
         if resource.is_empty()
             || resource.len() > MAX_PART_BYTES
-            || resource.iter().any(|&c| c < b' ' || c == 0x7f)
+            || resource
+                .iter()
+                .any(|&c| ASCII_JID[usize::from(c)] & RESOURCE_BAD != 0)
         {
             return None;
         }
     }
-    let address = &b[..address_end];
-    let (local, domain) = match memchr::memchr(b'@', address) {
-        Some(i) => (Some(&address[..i]), &address[i + 1..]),
-        None => (None, address),
-    };
-    if let Some(l) = local {
-        if l.is_empty() || l.len() > MAX_PART_BYTES || l.iter().any(|&c| forbidden_in_local(c)) {
-            return None;
-        }
-    }
-    let domain = domain.strip_suffix(b".").unwrap_or(domain);
-    // Labels are not empty: no leading, trailing or doubled dot (a pairwise look, cheaper than
-    // a substring search on names this short).
+    let written = text.get(domain_start..i)?;
+    // One trailing dot is dropped; labels are not empty: no leading dot and no doubled one
+    // (which also rules out a dot left at the end after the one dropped).
+    let domain = written.strip_suffix('.').unwrap_or(written);
     let labels_ok = !domain.is_empty()
         && domain.len() <= MAX_PART_BYTES
-        && domain.iter().all(|&c| allowed_in_domain(c))
-        && domain[0] != b'.'
-        && domain[domain.len() - 1] != b'.'
-        && !domain.windows(2).any(|w| w == b"..");
+        && seen & DOMAIN_BAD == 0
+        && doubled & DOT == 0
+        && !domain.starts_with('.');
     labels_ok.then_some(AsciiBare { local, domain })
 }
 
@@ -180,15 +246,22 @@ impl AsciiBare<'_> {
         self.local.map_or(0, |l| l.len() + 1) + self.domain.len()
     }
 
-    /// Appends the folded bare JID: copied whole, then lowercased in place.
+    /// Appends the bare JID as written (the caller folds the whole key once).
     fn push_to(&self, out: &mut Vec<u8>) {
-        let start = out.len();
         if let Some(local) = self.local {
-            out.extend_from_slice(local);
+            out.extend_from_slice(local.as_bytes());
             out.push(b'@');
         }
-        out.extend_from_slice(self.domain);
-        out[start..].make_ascii_lowercase();
+        out.extend_from_slice(self.domain.as_bytes());
+    }
+
+    /// The folded bare JID's bytes, without building it.
+    fn folded(&self) -> impl Iterator<Item = u8> + '_ {
+        self.local
+            .into_iter()
+            .flat_map(|l| l.bytes().chain(std::iter::once(b'@')))
+            .chain(self.domain.bytes())
+            .map(|c| c.to_ascii_lowercase())
     }
 }
 
@@ -213,24 +286,21 @@ fn jsm_key_ascii_into(from: Option<&str>, to: Option<&str>, key: &mut Vec<u8>) -
         from.as_ref().filter(|j| j.local.is_some()),
         to.as_ref().filter(|j| j.local.is_some()),
     );
-    // Appended as ASCII bytes (every part was checked ASCII) after what `key` holds.
+    // The parts in their order, appended as ASCII bytes after what `key` holds, then folded
+    // in place: every part was checked ASCII, so folding is ASCII lowercasing.
     let start = key.len();
     match users {
         (Some(a), Some(b)) => {
-            key.reserve_exact(a.len() + 1 + b.len());
-            a.push_to(key);
-            let split = key.len();
-            key.push(b'|');
-            b.push_to(key);
-            match key[start..split].cmp(&key[split + 1..]) {
-                Ordering::Less => {}
-                Ordering::Equal => key.truncate(split),
-                Ordering::Greater => {
-                    // `a|b` becomes `b|a` in place: `b` first, then `a|`, then `|a`.
-                    key[start..].rotate_left(split - start + 1);
-                    let b_len = key.len() - split - 1;
-                    key[start + b_len..].rotate_right(1);
-                }
+            let (low, high) = match a.folded().cmp(b.folded()) {
+                Ordering::Less => (a, Some(b)),
+                Ordering::Equal => (a, None),
+                Ordering::Greater => (b, Some(a)),
+            };
+            key.reserve_exact(low.len() + high.map_or(0, |h| 1 + h.len()));
+            low.push_to(key);
+            if let Some(high) = high {
+                key.push(b'|');
+                high.push_to(key);
             }
         }
         (Some(one), None) | (None, Some(one)) => {
@@ -239,10 +309,10 @@ fn jsm_key_ascii_into(from: Option<&str>, to: Option<&str>, key: &mut Vec<u8>) -
         }
         (None, None) => {
             let server = to.as_ref().or(from.as_ref())?;
-            key.extend_from_slice(server.domain);
-            key[start..].make_ascii_lowercase();
+            key.extend_from_slice(server.domain.as_bytes());
         }
     }
+    key[start..].make_ascii_lowercase();
     Some(())
 }
 
@@ -292,6 +362,23 @@ mod tests {
             let (from, to) = (has_from.then_some(a.as_str()), has_to.then_some(b.as_str()));
             if let Some(fast) = jsm_key_ascii(from, to) {
                 prop_assert_eq!(Ok(fast), jsm_key(from, to));
+            }
+        }
+
+        /// The same over every kind of byte the single pass classifies: controls, DEL,
+        /// characters forbidden in one part and not another, doubled and trailing dots,
+        /// second `@`s and `/`s, non-ASCII.
+        #[test]
+        fn ascii_fast_path_agrees_over_every_byte_class(
+            a in "([a-cA-C0-9@./:<>\"&'_\u{1}\u{7f} -]|é|\\[|\\]){0,14}",
+            b in "[a-cA-C]{0,3}@?[a-c.]{0,5}(/[a-c\u{1} ]{0,3})?",
+            has_from in any::<bool>(),
+            has_to in any::<bool>(),
+        ) {
+            for (from, to) in [(has_from.then_some(a.as_str()), has_to.then_some(b.as_str())), (Some(b.as_str()), Some(a.as_str()))] {
+                if let Some(fast) = jsm_key_ascii(from, to) {
+                    prop_assert_eq!(Ok(fast), jsm_key(from, to));
+                }
             }
         }
 

@@ -5,8 +5,10 @@
 //! unchanged; generates only the verdict element and the gateway's own errors.
 
 use super::event::{Reply, ReplyTo};
+#[cfg(test)]
 use super::NS;
 use crate::wire::write::{close, stanza_error, text, Element, STANZAS_ERROR_NS};
+use crate::wire::xml::escape_attr_into;
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// Why an event bounced.
@@ -57,6 +59,10 @@ pub struct Origin<'a> {
 }
 
 /// Appends `<iq type='result'>` with the verdict, from `from` (the gateway) to the router.
+///
+/// Written as runs of constant bytes between the values, each run one append; `from`, the
+/// profile and the server are escaped only when they need it (no reservation ahead, as in
+/// [`super::request::write_request`]).
 pub fn write_verdict(
     out: &mut BytesMut,
     from: &str,
@@ -64,53 +70,71 @@ pub fn write_verdict(
     verdict: &Verdict,
     origin: Option<Origin>,
 ) {
-    let body = Element::open(out, "iq")
-        .attr("type", "result")
-        .attr_raw("id", reply.id, reply.id_quote)
-        .attr("from", from)
-        .attr_raw("to", reply.to, reply.to_quote)
-        .start_content();
-    let mut v = Element::open(body, "verdict")
-        .attr("xmlns", NS)
-        .attr("action", verdict.action());
-    if let (Some(o), false) = (origin, matches!(verdict, Verdict::Pass(_))) {
-        v = v.attr("profile", o.profile).attr_opt("server", o.server);
+    let origin = origin.filter(|_| !matches!(verdict, Verdict::Pass(_)));
+    out.put_slice(b"<iq type='result' id=");
+    quoted(out, reply.id, reply.id_quote);
+    out.put_slice(b" from='");
+    escape_attr_into(out, from.as_bytes());
+    out.put_slice(b"' to=");
+    quoted(out, reply.to, reply.to_quote);
+    out.put_slice(VERDICT_START);
+    out.put_slice(verdict.action().as_bytes());
+    out.put_u8(b'\'');
+    if let Some(o) = origin {
+        out.put_slice(b" profile='");
+        escape_attr_into(out, o.profile.as_bytes());
+        out.put_u8(b'\'');
+        if let Some(server) = o.server {
+            out.put_slice(b" server='");
+            escape_attr_into(out, server.as_bytes());
+            out.put_u8(b'\'');
+        }
     }
     match verdict {
-        Verdict::Pass(None) | Verdict::Handle | Verdict::Drop => v.empty(),
+        Verdict::Pass(None) | Verdict::Handle | Verdict::Drop => out.put_slice(b"/></iq>"),
         Verdict::Pass(Some(stanza)) => {
-            let inner = v.start_content();
-            inner.put_slice(stanza);
-            close(inner, "verdict");
+            out.put_u8(b'>');
+            out.put_slice(stanza);
+            out.put_slice(b"</verdict></iq>");
         }
         Verdict::Bounce(cause) => {
-            let inner = v.start_content();
+            out.put_u8(b'>');
             let note = origin.map(|o| match o.server {
                 Some(s) => format!("blocked by compliance profile {} on server {s}", o.profile),
                 None => format!("blocked by compliance profile {}", o.profile),
             });
             match cause {
                 BounceCause::ServerError(error) => {
-                    splice_error_with_text(inner, error, note.as_deref())
+                    splice_error_with_text(out, error, note.as_deref())
                 }
                 BounceCause::Timeout => {
                     let note = note.map(|n| format!("{n}: no answer in time"));
-                    stanza_error(inner, "wait", "remote-server-timeout", note.as_deref())
+                    stanza_error(out, "wait", "remote-server-timeout", note.as_deref())
                 }
                 BounceCause::Unavailable => {
                     let note = note.map(|n| format!("{n}: no compliance server available"));
-                    stanza_error(inner, "cancel", "service-unavailable", note.as_deref())
+                    stanza_error(out, "cancel", "service-unavailable", note.as_deref())
                 }
                 BounceCause::SpoolFull => {
                     let note = note.map(|n| format!("{n}: the spool is full, no record kept"));
-                    stanza_error(inner, "wait", "resource-constraint", note.as_deref())
+                    stanza_error(out, "wait", "resource-constraint", note.as_deref())
                 }
             }
-            close(inner, "verdict");
+            out.put_slice(b"</verdict></iq>");
         }
     }
-    close(body, "iq");
 }
+
+/// A raw value spliced between the quotes it was written with.
+fn quoted(out: &mut BytesMut, raw: &[u8], quote: u8) {
+    out.put_u8(quote);
+    out.put_slice(raw);
+    out.put_u8(quote);
+}
+
+/// From the end of the iq's start tag to the verdict's action (the namespace is [`NS`]; a
+/// test checks that they agree).
+const VERDICT_START: &[u8] = b"><verdict xmlns='urn:palisade:compliance:0' action='";
 
 /// Splices a server's `<error/>`; when it has no `<text/>`, ours goes in before its end tag.
 fn splice_error_with_text(out: &mut BytesMut, error: &[u8], note: Option<&str>) {
@@ -169,6 +193,123 @@ fn write_iq_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The writer as it was before it appended constant runs whole: the reference its output
+    /// must match byte for byte.
+    /// Appends `<iq type='result'>` with the verdict, from `from` (the gateway) to the router.
+    fn old_write_verdict(
+        out: &mut BytesMut,
+        from: &str,
+        reply: &Reply,
+        verdict: &Verdict,
+        origin: Option<Origin>,
+    ) {
+        let body = Element::open(out, "iq")
+            .attr("type", "result")
+            .attr_raw("id", &reply.id, reply.id_quote)
+            .attr("from", from)
+            .attr_raw("to", &reply.to, reply.to_quote)
+            .start_content();
+        let mut v = Element::open(body, "verdict")
+            .attr("xmlns", NS)
+            .attr("action", verdict.action());
+        if let (Some(o), false) = (origin, matches!(verdict, Verdict::Pass(_))) {
+            v = v.attr("profile", o.profile).attr_opt("server", o.server);
+        }
+        match verdict {
+            Verdict::Pass(None) | Verdict::Handle | Verdict::Drop => v.empty(),
+            Verdict::Pass(Some(stanza)) => {
+                let inner = v.start_content();
+                inner.put_slice(stanza);
+                close(inner, "verdict");
+            }
+            Verdict::Bounce(cause) => {
+                let inner = v.start_content();
+                let note = origin.map(|o| match o.server {
+                    Some(s) => format!("blocked by compliance profile {} on server {s}", o.profile),
+                    None => format!("blocked by compliance profile {}", o.profile),
+                });
+                match cause {
+                    BounceCause::ServerError(error) => {
+                        splice_error_with_text(inner, error, note.as_deref())
+                    }
+                    BounceCause::Timeout => {
+                        let note = note.map(|n| format!("{n}: no answer in time"));
+                        stanza_error(inner, "wait", "remote-server-timeout", note.as_deref())
+                    }
+                    BounceCause::Unavailable => {
+                        let note = note.map(|n| format!("{n}: no compliance server available"));
+                        stanza_error(inner, "cancel", "service-unavailable", note.as_deref())
+                    }
+                    BounceCause::SpoolFull => {
+                        let note = note.map(|n| format!("{n}: the spool is full, no record kept"));
+                        stanza_error(inner, "wait", "resource-constraint", note.as_deref())
+                    }
+                }
+                close(inner, "verdict");
+            }
+        }
+        close(body, "iq");
+    }
+
+    #[test]
+    fn the_verdict_start_names_the_protocol_namespace() {
+        assert_eq!(
+            VERDICT_START,
+            format!("><verdict xmlns='{NS}' action='").as_bytes()
+        );
+    }
+
+    /// Values that need escaping, or hold bytes next to ones that do, or are not ASCII.
+    fn tricky() -> impl Strategy<Value = String> {
+        proptest::string::string_regex("([a-z.@/ -]|'|\"|<|>|&|&amp;|é|😀){0,24}")
+            .expect("a valid pattern")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+
+        /// Every verdict, with and without an origin, is byte for byte what the element
+        /// builder wrote before, for values with quotes, `<`, `&` and non-ASCII characters.
+        #[test]
+        fn verdicts_are_byte_identical_to_the_element_builders(
+            from in tricky(),
+            profile in tricky(),
+            server in proptest::option::of(tricky()),
+            with_origin in any::<bool>(),
+            id in tricky(),
+            to in tricky(),
+            double in any::<bool>(),
+            kind in 0usize..9,
+            inner in tricky(),
+        ) {
+            let quote = if double { b'"' } else { b'\'' };
+            let reply = Reply {
+                to: Bytes::from(to.into_bytes()),
+                to_quote: quote,
+                id: Bytes::from(id.into_bytes()),
+                id_quote: b'\'',
+            };
+            let verdict = match kind {
+                0 => Verdict::Pass(None),
+                1 => Verdict::Pass(Some(Bytes::from(inner.into_bytes()))),
+                2 => Verdict::Handle,
+                3 => Verdict::Drop,
+                4 => Verdict::Bounce(BounceCause::Timeout),
+                5 => Verdict::Bounce(BounceCause::Unavailable),
+                6 => Verdict::Bounce(BounceCause::SpoolFull),
+                7 => Verdict::Bounce(BounceCause::ServerError(Bytes::from_static(b"<error type='auth'/>"))),
+                _ => Verdict::Bounce(BounceCause::ServerError(Bytes::from(format!("<error type='cancel'><x/>{inner}</error>").into_bytes()))),
+            };
+            let origin = with_origin.then(|| Origin { profile: &profile, server: server.as_deref() });
+            let mut new = BytesMut::from(&b"before"[..]);
+            write_verdict(&mut new, &from, reply.to_ref(), &verdict, origin);
+            let mut old = BytesMut::from(&b"before"[..]);
+            old_write_verdict(&mut old, &from, &reply, &verdict, origin);
+            prop_assert_eq!(&new[..], &old[..]);
+        }
+    }
 
     fn reply() -> Reply {
         Reply {

@@ -772,7 +772,7 @@ fn parse_with(
             Some(b'?') => return Err(FrameError::ProcessingInstruction),
             Some(_) => {
                 let read = match tags {
-                    Tags::Fast => tags::tag(bytes, pos, &mut classes, |tok| p.token(tok))?,
+                    Tags::Fast => tags::tag(bytes, pos, &mut classes, &mut p)?,
                     Tags::Exact(text) => exact_tag(text, pos, &mut p)?,
                 };
                 if let Some(end) = p.done {
@@ -1000,146 +1000,168 @@ impl ElementPass<'_> {
         }
     }
 
-    /// Applies one token of a tag; once the root's end tag closes it, [`ElementPass::done`]
-    /// says where the element ends.
+    /// Applies one token of a tag (xmlparser's reading); once the root's end tag closes it,
+    /// [`ElementPass::done`] says where the element ends. The fast tokenizer calls the three
+    /// steps directly, each inlined where the token is read.
     fn token(&mut self, token: Tok) -> Result<(), FrameError> {
-        let bytes = self.bytes;
         match token {
-            Tok::Start { span, prefix } => {
-                let start = span.start as usize;
-                self.scratch.used.clear();
-                if let Some(p) = prefix {
-                    self.scratch.used.push(p);
-                }
-                let name = Span::new(start + 1, span.end as usize);
-                let stack = &mut self.scratch.stack;
-                let depth = stack.len();
-                if depth + 1 > self.limits.max_depth {
-                    return Err(FrameError::TooDeep {
-                        limit: self.limits.max_depth,
-                    });
-                }
-                let recorded = match depth {
-                    0 => {
-                        self.root_name = name;
-                        None
-                    }
-                    1 | 2 => {
-                        let name_len = u16::try_from(name.end - name.start)
-                            .map_err(|_| FrameError::Malformed("element name too long"))?;
-                        self.elements.push(ElementRef {
-                            span: Span::new(start, start),
-                            tag_end: 0,
-                            name_len,
-                            depth: depth as u8,
-                        });
-                        Some(self.elements.len() - 1)
-                    }
-                    _ => None,
-                };
-                stack.push(Open { name, recorded });
-                self.scratch.attr_names.clear();
-            }
+            Tok::Start { span, prefix } => self.start(span, prefix),
             Tok::Attr {
                 prefix,
                 local,
                 value,
                 references,
-            } => {
-                if self.scratch.attr_names.len() >= self.limits.max_attributes {
-                    return Err(FrameError::TooManyAttributes {
-                        limit: self.limits.max_attributes,
-                    });
-                }
-                if references {
-                    xml::check_references(&bytes[value.range()])?;
-                }
-                let qname = Span {
-                    start: prefix.map_or(local.start, |p| p.start),
-                    end: local.end,
-                };
-                let qbytes = &bytes[qname.range()];
-                // Length and first byte rule out almost every pair before comparing bytes.
-                let duplicate = self.scratch.attr_names.iter().any(|n| {
-                    n.end - n.start == qname.end - qname.start
-                        && bytes[n.start as usize] == qbytes[0]
-                        && &bytes[n.range()] == qbytes
+            } => self.attr(prefix, local, value, references),
+            Tok::End { kind, span } => self.end(kind, span),
+        }
+    }
+
+    /// `<name`: the span covers the `<` and the qualified name; `prefix` is a non-empty prefix.
+    #[inline(always)]
+    fn start(&mut self, span: Span, prefix: Option<Span>) -> Result<(), FrameError> {
+        let start = span.start as usize;
+        self.scratch.used.clear();
+        if let Some(p) = prefix {
+            self.scratch.used.push(p);
+        }
+        let name = Span::new(start + 1, span.end as usize);
+        let stack = &mut self.scratch.stack;
+        let depth = stack.len();
+        if depth + 1 > self.limits.max_depth {
+            return Err(FrameError::TooDeep {
+                limit: self.limits.max_depth,
+            });
+        }
+        let recorded = match depth {
+            0 => {
+                self.root_name = name;
+                None
+            }
+            1 | 2 => {
+                let name_len = u16::try_from(name.end - name.start)
+                    .map_err(|_| FrameError::Malformed("element name too long"))?;
+                self.elements.push(ElementRef {
+                    span: Span::new(start, start),
+                    tag_end: 0,
+                    name_len,
+                    depth: depth as u8,
                 });
-                if duplicate {
-                    return Err(FrameError::Malformed("duplicate attribute"));
-                }
-                self.scratch.attr_names.push(qname);
-                match prefix {
-                    None => {}
-                    Some(p) if &bytes[p.range()] == b"xmlns" => {
-                        let depth = self.scratch.stack.len();
-                        self.scratch.declared.push((local, depth));
-                    }
-                    Some(p) => self.scratch.used.push(p),
-                }
-                if self.scratch.stack.len() == 1 {
-                    let attr = AttrSpan {
-                        value,
-                        quote: bytes[value.start as usize - 1],
-                    };
-                    match qbytes {
-                        b"id" => self.root.id = Some(attr),
-                        b"type" => self.root.type_ = Some(attr),
-                        b"from" => self.root.from = Some(attr),
-                        b"to" => self.root.to = Some(attr),
-                        b"xmlns" => self.root.xmlns = Some(attr),
-                        _ => {}
-                    }
-                }
+                Some(self.elements.len() - 1)
             }
-            Tok::End { kind, span } => {
-                let end_at = span.end as usize;
-                if matches!(kind, EndKind::Open | EndKind::Empty) {
-                    self.check_prefixes()?;
-                }
+            _ => None,
+        };
+        stack.push(Open { name, recorded });
+        self.scratch.attr_names.clear();
+        Ok(())
+    }
+
+    /// `name='value'`: see [`Tok::Attr`].
+    #[inline(always)]
+    fn attr(
+        &mut self,
+        prefix: Option<Span>,
+        local: Span,
+        value: Span,
+        references: bool,
+    ) -> Result<(), FrameError> {
+        let bytes = self.bytes;
+        if self.scratch.attr_names.len() >= self.limits.max_attributes {
+            return Err(FrameError::TooManyAttributes {
+                limit: self.limits.max_attributes,
+            });
+        }
+        if references {
+            xml::check_references(&bytes[value.range()])?;
+        }
+        let qname = Span {
+            start: prefix.map_or(local.start, |p| p.start),
+            end: local.end,
+        };
+        let qbytes = &bytes[qname.range()];
+        // Length and first byte rule out almost every pair before comparing bytes.
+        let duplicate = self.scratch.attr_names.iter().any(|n| {
+            n.end - n.start == qname.end - qname.start
+                && bytes[n.start as usize] == qbytes[0]
+                && &bytes[n.range()] == qbytes
+        });
+        if duplicate {
+            return Err(FrameError::Malformed("duplicate attribute"));
+        }
+        self.scratch.attr_names.push(qname);
+        match prefix {
+            None => {}
+            Some(p) if &bytes[p.range()] == b"xmlns" => {
                 let depth = self.scratch.stack.len();
-                while self
-                    .scratch
-                    .declared
-                    .last()
-                    .is_some_and(|&(_, d)| d >= depth)
-                    && !matches!(kind, EndKind::Open)
-                {
-                    self.scratch.declared.pop();
+                self.scratch.declared.push((local, depth));
+            }
+            Some(p) => self.scratch.used.push(p),
+        }
+        if self.scratch.stack.len() == 1 {
+            let attr = AttrSpan {
+                value,
+                quote: bytes[value.start as usize - 1],
+            };
+            match qbytes {
+                b"id" => self.root.id = Some(attr),
+                b"type" => self.root.type_ = Some(attr),
+                b"from" => self.root.from = Some(attr),
+                b"to" => self.root.to = Some(attr),
+                b"xmlns" => self.root.xmlns = Some(attr),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The end of a tag: see [`Tok::End`].
+    #[inline(always)]
+    fn end(&mut self, kind: EndKind, span: Span) -> Result<(), FrameError> {
+        let bytes = self.bytes;
+        let end_at = span.end as usize;
+        if matches!(kind, EndKind::Open | EndKind::Empty) {
+            self.check_prefixes()?;
+        }
+        let depth = self.scratch.stack.len();
+        while self
+            .scratch
+            .declared
+            .last()
+            .is_some_and(|&(_, d)| d >= depth)
+            && !matches!(kind, EndKind::Open)
+        {
+            self.scratch.declared.pop();
+        }
+        let stack = &mut self.scratch.stack;
+        match kind {
+            EndKind::Open => {
+                if let Some(i) = stack.last().and_then(|o| o.recorded) {
+                    self.elements[i].tag_end = end_at as u32;
                 }
-                let stack = &mut self.scratch.stack;
-                match kind {
-                    EndKind::Open => {
-                        if let Some(i) = stack.last().and_then(|o| o.recorded) {
-                            self.elements[i].tag_end = end_at as u32;
-                        }
-                        return Ok(());
-                    }
-                    EndKind::Empty => {}
-                    EndKind::Close => {
-                        // The raw name, byte for byte, as the boundary scan compares it:
-                        // xmlparser reads `</:a>` as `a` with an empty prefix.
-                        let tag = &bytes[span.range()];
-                        let name = tag.get(2..tag.len() - 1).unwrap_or_default();
-                        let open = stack.last().map(|o| &bytes[o.name.range()]);
-                        if open != Some(name.trim_ascii_end()) {
-                            return Err(FrameError::Malformed("end tag does not match start tag"));
-                        }
-                    }
-                }
-                let open = stack
-                    .pop()
-                    .ok_or(FrameError::Malformed("end tag without a start tag"))?;
-                if let Some(i) = open.recorded {
-                    if matches!(kind, EndKind::Empty) {
-                        self.elements[i].tag_end = end_at as u32;
-                    }
-                    self.elements[i].span.end = end_at as u32;
-                }
-                if stack.is_empty() {
-                    self.done = Some(end_at);
+                return Ok(());
+            }
+            EndKind::Empty => {}
+            EndKind::Close => {
+                // The raw name, byte for byte, as the boundary scan compares it:
+                // xmlparser reads `</:a>` as `a` with an empty prefix.
+                let tag = &bytes[span.range()];
+                let name = tag.get(2..tag.len() - 1).unwrap_or_default();
+                let open = stack.last().map(|o| &bytes[o.name.range()]);
+                if open != Some(name.trim_ascii_end()) {
+                    return Err(FrameError::Malformed("end tag does not match start tag"));
                 }
             }
+        }
+        let open = stack
+            .pop()
+            .ok_or(FrameError::Malformed("end tag without a start tag"))?;
+        if let Some(i) = open.recorded {
+            if matches!(kind, EndKind::Empty) {
+                self.elements[i].tag_end = end_at as u32;
+            }
+            self.elements[i].span.end = end_at as u32;
+        }
+        if stack.is_empty() {
+            self.done = Some(end_at);
         }
         Ok(())
     }

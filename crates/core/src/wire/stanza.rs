@@ -278,7 +278,7 @@ impl<'a> Iterator for Attrs<'a> {
         }
         let quote = *b.get(q)?;
         let value_start = q + 1;
-        let value_end = value_start + memchr::memchr(quote, b.get(value_start..)?)?;
+        let value_end = value_start + super::xml::find_byte(b.get(value_start..)?, quote)?;
         self.pos = value_end + 1;
         Some((name, self.tag.get(value_start..value_end)?))
     }

@@ -123,9 +123,66 @@ static ESCAPED: [bool; 256] = {
     t
 };
 
+/// Eight copies of `b` in a word, for the eight-bytes-at-a-time scans.
+pub(crate) const fn splat(b: u8) -> u64 {
+    u64::from_ne_bytes([b; 8])
+}
+
+/// Nonzero when some byte of the word `x` equals `b`: the exact "has a zero byte" test on
+/// `x ^ splat(b)`. Its lowest set bit is the high bit of the first such byte (bits above it
+/// may be set by a borrow; none below it is), so `trailing_zeros() / 8` is that byte's index
+/// when the word was read with `u64::from_le_bytes`.
+#[inline(always)]
+pub(crate) fn has_byte(x: u64, b: u8) -> u64 {
+    let y = x ^ splat(b);
+    y.wrapping_sub(splat(1)) & !y & splat(0x80)
+}
+
+/// The index of the first `b` in `bytes`, eight bytes at a time: for the short runs of
+/// attribute values, where memchr's setup costs more than the scan.
+#[inline]
+pub fn find_byte(bytes: &[u8], b: u8) -> Option<usize> {
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut words {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let hit = has_byte(u64::from_le_bytes(word), b);
+        if hit != 0 {
+            return Some(at + (hit.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = words.remainder();
+    tail.iter().position(|&c| c == b).map(|i| at + i)
+}
+
+/// True when `value` holds a byte that [`escape_attr_into`] replaces (`&`, `<`, `>`, `'`,
+/// `"`): eight bytes at a time, the tail byte by byte.
+#[inline]
+pub fn needs_escape(value: &[u8]) -> bool {
+    let mut words = value.chunks_exact(8);
+    for chunk in &mut words {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            return true;
+        };
+        let x = u64::from_le_bytes(word);
+        let hit = has_byte(x, b'&')
+            | has_byte(x, b'<')
+            | has_byte(x, b'>')
+            | has_byte(x, b'\'')
+            | has_byte(x, b'"');
+        if hit != 0 {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| ESCAPED[usize::from(b)])
+}
+
 fn escape_into(out: &mut BytesMut, value: &[u8], attr: bool) {
-    // Almost every value needs nothing: one table scan, then one copy.
-    if !value.iter().any(|&b| ESCAPED[b as usize]) {
+    // Almost every value needs nothing: one scan, then one copy.
+    if !needs_escape(value) {
         out.put_slice(value);
         return;
     }
@@ -199,6 +256,45 @@ mod tests {
     fn unescape_expands_only_when_needed() {
         assert!(matches!(unescape("plain"), Cow::Borrowed("plain")));
         assert_eq!(unescape("a&amp;b&lt;&#65;&#x42;&apos;"), "a&b<AB'");
+    }
+
+    #[test]
+    fn find_byte_finds_the_first_at_every_offset() {
+        for len in 0..20 {
+            let plain = vec![b'a'; len];
+            assert_eq!(
+                find_byte(&plain, b'\''),
+                plain.iter().position(|&c| c == b'\'')
+            );
+            for at in 0..len {
+                for second in at..len {
+                    let mut v = plain.clone();
+                    v[second] = b'\'';
+                    v[at] = b'\'';
+                    assert_eq!(find_byte(&v, b'\''), Some(at), "{len} {at} {second}");
+                    // A byte next to the one sought (a borrow) is no false match.
+                    let mut w = plain.clone();
+                    w[at] = b'\'' - 1;
+                    w[second] = b'\'' + 1;
+                    assert_eq!(find_byte(&w, b'\''), None);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn needs_escape_finds_each_escaped_byte_at_every_offset() {
+        for len in 0..20 {
+            let plain = vec![b'a'; len];
+            assert!(!needs_escape(&plain));
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut v = plain.clone();
+                    v[at] = b;
+                    assert_eq!(needs_escape(&v), ESCAPED[usize::from(b)], "{len} {at} {b}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The framer's own tag tokenizer, for the common case: tags whose names are ASCII.
 //!
 //! It reads one start or end tag from bytes (no `&str` needed, so the framer does not check a
-//! whole window's UTF-8 before parsing) into the same tokens xmlparser gives, as spans. It
+//! whole window's UTF-8 before parsing) into the same tokens xmlparser gives, as spans, and
+//! hands each straight to the pass's bookkeeping (`ElementPass::start`, `attr`, `end`, inlined
+//! where each is read). An attribute value's characters are checked in the same scan that
+//! finds its closing quote, eight bytes at a time while they are plain. It
 //! never decides that input is wrong: anything it does not read exactly as xmlparser would (a
 //! non-ASCII name, a stray byte, a `<` in a value, a forbidden character) makes it stand aside
 //! with [`Stop::Unsupported`], and the caller tokenizes the stanza with xmlparser instead, which
@@ -9,9 +12,10 @@
 //!
 //! Must not: report errors of its own, allocate, or accept anything xmlparser refuses.
 
-use super::{check_chars, AMPERSAND};
+use super::{check_chars, ElementPass, AMPERSAND, TEXT_CLASS};
+use crate::wire::error::FrameError;
 use crate::wire::stanza::Span;
-use crate::wire::xml::is_space;
+use crate::wire::xml::{has_byte, is_space, splat};
 
 /// One token of a tag, as offsets into the stanza's bytes (the shapes of xmlparser's tokens).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -104,15 +108,63 @@ fn skip_spaces(bytes: &[u8], mut at: usize) -> usize {
     at
 }
 
+/// An attribute value from the byte after its opening `quote` (`rest`): its length (up to the
+/// closing quote) and the byte classes of [`TEXT_CLASS`] it holds, of which the caller reads
+/// [`AMPERSAND`] and `NON_ASCII` (a `>` in a run of plain bytes is not recorded; nothing reads
+/// it for values). It checks the characters in the same pass that looks for the closing quote:
+/// eight bytes at a time while none of them is the quote, `<`, `&`, a control character or a
+/// byte that is not ASCII, then byte by byte. Stands aside on a `<` before the quote (xmlparser
+/// refuses it) and on a character XML forbids, as [`check_chars`] would.
+#[inline]
+fn value(rest: &[u8], quote: u8) -> Result<(usize, u8), Stop> {
+    let mut i = 0;
+    while let Some(chunk) = rest.get(i..i + 8) {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let x = u64::from_le_bytes(word);
+        // A byte below 0x20 borrows in the subtraction or one at or above 0x80 has its high
+        // bit: either sets a high bit here, and with no such byte no borrow happens at all.
+        let outside = (x.wrapping_sub(splat(0x20)) | x) & splat(0x80);
+        let flagged = outside | has_byte(x, quote) | has_byte(x, b'<') | has_byte(x, b'&');
+        if flagged != 0 {
+            // The lowest flag is exact (a false one can only follow a true one, through a
+            // borrow): the first byte to look at. Most often it is the closing quote.
+            i += (flagged.trailing_zeros() / 8) as usize;
+            if rest.get(i) == Some(&quote) {
+                return Ok((i, 0));
+            }
+            break;
+        }
+        i += 8;
+    }
+    let mut classes = 0u8;
+    loop {
+        match rest.get(i) {
+            None => return Err(Stop::Incomplete),
+            Some(&b) if b == quote => break,
+            Some(b'<') => return Err(Stop::Unsupported),
+            Some(&b) => classes |= TEXT_CLASS[usize::from(b)],
+        }
+        i += 1;
+    }
+    // A control character, or maybe U+FFFE or U+FFFF: the full check, as xmlparser's reading
+    // of the value would refuse them.
+    if classes & 9 != 0 && check_chars(&rest[..i]).is_err() {
+        return Err(Stop::Unsupported);
+    }
+    Ok((i, classes))
+}
+
 /// Reads the tag whose `<` is at `lt` (not `<!` or `<?`), handing each token to `emit`;
 /// returns the offset just past the tag. `seen` collects the byte classes of attribute values
-/// (see [`check_chars`]), so that the caller knows whether any byte was not ASCII.
-pub(super) fn tag<E>(
+/// (see [`value`]), so that the caller knows whether any byte was not ASCII.
+pub(super) fn tag(
     bytes: &[u8],
     lt: usize,
     seen: &mut u8,
-    mut emit: impl FnMut(Tok) -> Result<(), E>,
-) -> Result<Result<usize, Stop>, E> {
+    p: &mut ElementPass<'_>,
+) -> Result<Result<usize, Stop>, FrameError> {
     if bytes.get(lt + 1) == Some(&b'/') {
         let (_, _, end) = match qname(bytes, lt + 2) {
             Ok(n) => n,
@@ -122,10 +174,7 @@ pub(super) fn tag<E>(
         return match bytes.get(gt) {
             None => Ok(Err(Stop::Incomplete)),
             Some(b'>') => {
-                emit(Tok::End {
-                    kind: EndKind::Close,
-                    span: Span::new(lt, gt + 1),
-                })?;
+                p.end(EndKind::Close, Span::new(lt, gt + 1))?;
                 Ok(Ok(gt + 1))
             }
             Some(_) => Ok(Err(Stop::Unsupported)),
@@ -135,29 +184,20 @@ pub(super) fn tag<E>(
         Ok(n) => n,
         Err(stop) => return Ok(Err(stop)),
     };
-    emit(Tok::Start {
-        span: Span::new(lt, at),
-        prefix,
-    })?;
+    p.start(Span::new(lt, at), prefix)?;
     loop {
         let spaced = skip_spaces(bytes, at);
         match bytes.get(spaced) {
             None => return Ok(Err(Stop::Incomplete)),
             Some(b'>') => {
-                emit(Tok::End {
-                    kind: EndKind::Open,
-                    span: Span::new(spaced, spaced + 1),
-                })?;
+                p.end(EndKind::Open, Span::new(spaced, spaced + 1))?;
                 return Ok(Ok(spaced + 1));
             }
             Some(b'/') => {
                 return match bytes.get(spaced + 1) {
                     None => Ok(Err(Stop::Incomplete)),
                     Some(b'>') => {
-                        emit(Tok::End {
-                            kind: EndKind::Empty,
-                            span: Span::new(spaced, spaced + 2),
-                        })?;
+                        p.end(EndKind::Empty, Span::new(spaced, spaced + 2))?;
                         Ok(Ok(spaced + 2))
                     }
                     Some(_) => Ok(Err(Stop::Unsupported)),
@@ -183,24 +223,17 @@ pub(super) fn tag<E>(
             Some(_) => return Ok(Err(Stop::Unsupported)),
         };
         let start = q + 1;
-        let rest = bytes.get(start..).unwrap_or_default();
-        let Some(len) = memchr::memchr2(quote, b'<', rest) else {
-            return Ok(Err(Stop::Incomplete));
-        };
-        if rest[len] == b'<' {
-            return Ok(Err(Stop::Unsupported));
-        }
-        let classes = match check_chars(&rest[..len]) {
-            Ok(classes) => classes,
-            Err(_) => return Ok(Err(Stop::Unsupported)),
+        let (len, classes) = match value(bytes.get(start..).unwrap_or_default(), quote) {
+            Ok(v) => v,
+            Err(stop) => return Ok(Err(stop)),
         };
         *seen |= classes;
-        emit(Tok::Attr {
+        p.attr(
             prefix,
             local,
-            value: Span::new(start, start + len),
-            references: classes & AMPERSAND != 0,
-        })?;
+            Span::new(start, start + len),
+            classes & AMPERSAND != 0,
+        )?;
         at = start + len + 1;
     }
 }

@@ -796,6 +796,49 @@ proptest! {
     }
 }
 
+/// Bytes the tag tokenizer's value scan must stop at or look at, for [`long_value`].
+const VALUE_SPECIALS: &[&str] = &[
+    "", "'", "\"", "<", ">", "&amp;", "&bad;", "&", "&#1;", "\u{1}", "\u{0}", "\t", "\u{7F}",
+    "\u{80}", "é", "€", "\u{FFFE}", "\u{FFFF}", "\u{FFFD}", "]]>",
+];
+
+/// A value longer than a word, with at most one byte that is not plain somewhere in it (the
+/// tokenizer scans values eight bytes at a time while they hold only plain ones).
+fn long_value() -> impl Strategy<Value = String> {
+    (
+        "[a-z0-9 .:/@=-]{0,27}",
+        pick(VALUE_SPECIALS),
+        "[a-z0-9 ]{0,17}",
+    )
+        .prop_map(|(head, special, tail)| format!("{head}{special}{tail}"))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2048, .. ProptestConfig::default() })]
+
+    /// Long attribute values with a quote, `<`, a reference, a control or a non-ASCII
+    /// character at any offset (or a byte replaced by one that breaks UTF-8), each cut short
+    /// anywhere: the tag tokenizer agrees with xmlparser.
+    #[test]
+    fn fast_tokenizer_agrees_on_long_values(
+        first in long_value(),
+        second in long_value(),
+        double in any::<bool>(),
+        bad in proptest::option::of((0usize..90, prop_oneof![Just(0xFFu8), Just(0xC3), Just(0x00), Just(b'\'')])),
+        cut in 0usize..120,
+    ) {
+        let q = if double { '"' } else { '\'' };
+        let stanza = format!("<message a={q}{first}{q} xmlns:b='{second}' to={q}{second}{q}><body/></message>");
+        let mut bytes = stanza.into_bytes();
+        if let Some((at, b)) = bad {
+            let at = at % bytes.len();
+            bytes[at] = b;
+        }
+        assert_tokenizers_agree(&bytes, Limits::default())?;
+        assert_tokenizers_agree(&bytes[..cut.min(bytes.len())], Limits::default())?;
+    }
+}
+
 #[test]
 fn fast_tokenizer_reads_ordinary_stanzas_and_leaves_the_rest() {
     let limits = Limits::default();
