@@ -20,7 +20,7 @@
 // A measurement driver, not the gateway: a counting allocator (GlobalAlloc is an unsafe trait).
 #![allow(unsafe_code)]
 
-use palisade_core::gateway::pipeline::{event, Pipeline};
+use palisade_core::gateway::pipeline::{reads, Pipeline};
 use palisade_core::gateway::Now;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -154,13 +154,7 @@ fn main() {
     let batch = arg(&args, "--batch", 150).max(1);
     let events = arg(&args, "--events", 10_000);
     let rounds = arg(&args, "--rounds", 5).max(1);
-    let chunks: Vec<Vec<u8>> = (0..events.div_ceil(batch))
-        .map(|c| {
-            (c * batch..((c + 1) * batch).min(events))
-                .flat_map(event)
-                .collect()
-        })
-        .collect();
+    let chunks = reads(batch, events);
     let now = Now {
         at: Instant::now(),
         wall: SystemTime::now(),

@@ -12,7 +12,7 @@
 // Tests take a base instant from the clock; the core under test never reads it.
 #![allow(clippy::disallowed_methods)]
 
-use palisade_core::gateway::pipeline::{event, Pipeline};
+use palisade_core::gateway::pipeline::{reads, Pipeline};
 use palisade_core::gateway::Now;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -73,13 +73,7 @@ fn turn(p: &mut Pipeline, chunk: &[u8], now: Now) -> usize {
 /// Allocations made while `rounds` rounds of `events` events go through in reads of `batch`,
 /// after as many warm-up rounds.
 fn allocations_per_round(batch: usize, events: usize, rounds: usize) -> (u64, usize) {
-    let chunks: Vec<Vec<u8>> = (0..events.div_ceil(batch))
-        .map(|c| {
-            (c * batch..((c + 1) * batch).min(events))
-                .flat_map(event)
-                .collect()
-        })
-        .collect();
+    let chunks = reads(batch, events);
     let now = Now {
         at: Instant::now(),
         wall: SystemTime::UNIX_EPOCH,

@@ -95,16 +95,7 @@ fn a_panic_while_serving_a_connection_closes_that_connection_only() {
             )
             .await
         });
-        let mut client = glommio::net::TcpStream::connect(addr)
-            .await
-            .expect("connect");
-        client
-            .write_all(
-                b"<stream:stream xmlns='jabber:component:accept' \
-                  xmlns:stream='http://etherx.jabber.org/streams' to='c.example'>",
-            )
-            .await
-            .expect("write");
+        let mut client = open_component_stream(addr).await;
         let closed = server.await;
         assert_eq!(
             closed,
@@ -153,16 +144,7 @@ fn a_reader_held_for_room_sleeps_until_the_room_is_announced() {
             let on_event = |_: &ConnRef, _: StreamEvent, _: Instant| {};
             drive(tcp, Conn::new(stream), &label, on_event, hold, &room2).await
         });
-        let mut client = glommio::net::TcpStream::connect(addr)
-            .await
-            .expect("connect");
-        client
-            .write_all(
-                b"<stream:stream xmlns='jabber:component:accept' \
-                  xmlns:stream='http://etherx.jabber.org/streams' to='c.example'>",
-            )
-            .await
-            .expect("write");
+        let client = open_component_stream(addr).await;
         // The reader read the header, answered it, and is held: it looked once, and once more
         // when its answer was written out.
         glommio::timer::sleep(Duration::from_millis(20)).await;
@@ -213,16 +195,7 @@ fn a_read_that_queues_nothing_for_its_connection_leaves_its_writer_asleep() {
             let room = Waiters::default();
             drive(tcp, Conn::new(stream), &label, on_event, hold, &room).await
         });
-        let mut client = glommio::net::TcpStream::connect(addr)
-            .await
-            .expect("connect");
-        client
-            .write_all(
-                b"<stream:stream xmlns='jabber:component:accept' \
-                  xmlns:stream='http://etherx.jabber.org/streams' to='c.example'>",
-            )
-            .await
-            .expect("write");
+        let mut client = open_component_stream(addr).await;
         // The stream's answer: its writer was woken for it, and ran.
         let mut answer = [0u8; 1024];
         assert!(client.read(&mut answer).await.expect("read") > 0);
@@ -247,4 +220,19 @@ fn a_read_that_queues_nothing_for_its_connection_leaves_its_writer_asleep() {
         drop(client);
         server.await;
     });
+}
+
+/// A client connected to `addr` that has sent a component stream's header.
+async fn open_component_stream(addr: std::net::SocketAddr) -> glommio::net::TcpStream {
+    let mut client = glommio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect");
+    client
+        .write_all(
+            b"<stream:stream xmlns='jabber:component:accept' \
+              xmlns:stream='http://etherx.jabber.org/streams' to='c.example'>",
+        )
+        .await
+        .expect("write");
+    client
 }

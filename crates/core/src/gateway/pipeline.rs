@@ -63,6 +63,19 @@ pub fn events(n: usize) -> Vec<u8> {
     s
 }
 
+/// Events `0..events` cut into reads of `batch` events each (the last one may be shorter), as
+/// a router that writes `batch` events at a time would send them.
+pub fn reads(batch: usize, events: usize) -> Vec<Vec<u8>> {
+    let batch = batch.max(1);
+    (0..events.div_ceil(batch))
+        .map(|c| {
+            (c * batch..((c + 1) * batch).min(events))
+                .flat_map(event)
+                .collect()
+        })
+        .collect()
+}
+
 /// One shard's core with a router connection and the server's stream up, and the two framers
 /// that read what they send.
 pub struct Pipeline {
