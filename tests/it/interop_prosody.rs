@@ -229,10 +229,11 @@ connect = "127.0.0.1:{port}"
         ])
         .arg("--stanza-file")
         .arg(&file)
-        .args(["--timeout", "15"])
+        .args(["--timeout", "15", "--await-reply"])
         .output()
         .expect("python3");
-    // client_send reports the error reply as a bounce.
+    // client_send reports the error reply as a bounce (it waits for it: the gateway's answer
+    // may come after Prosody's own answer to the ping that follows the event).
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && stderr.contains("forbidden") && stderr.contains("host JID"),

@@ -13,6 +13,9 @@ allow_unencrypted_plain_auth = true), resource bind, then
 ping to the server, which guarantees Prosody has routed the message before we
 close (Prosody handles one session's stanzas in order).
 
+--await-reply: after the ping, also wait for the reply to the sent stanza's id
+(a component answers after its own round trip, which the ping does not cover).
+
 --expect REGEX [--timeout S]: after sending, also wait for an incoming stanza
 (serialized as received, top-level element) matching REGEX, print it, and exit
 0; exit 1 on timeout. Useful when the component answers the client.
@@ -135,6 +138,9 @@ def main():
     ap.add_argument("--id", default=None, help="message id (default random)")
     ap.add_argument("--stanza-file", help="send this raw XML instead of the message")
     ap.add_argument("--expect", help="regex an incoming stanza must match")
+    ap.add_argument("--await-reply", action="store_true",
+                    help="after the ping, wait for the reply to the sent stanza's id (a result, or an "
+                         "error, which is a bounce): a component's answer can come after the server's ping")
     ap.add_argument("--timeout", type=float, default=10.0)
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args()
@@ -179,15 +185,23 @@ def main():
         got = None
         bounced = None
         rx = re.compile(a.expect, re.S) if a.expect else None
+        replied = False
 
         def pred(e):
-            nonlocal got, bounced
-            if mid is not None and e.get("id") == mid and e.get("type") == "error":
-                bounced = serialize(e)
-            elif rx is not None and got is None and rx.search(serialize(e)):
+            nonlocal got, bounced, replied
+            if mid is not None and e.get("id") == mid:
+                replied = True
+                if e.get("type") == "error":
+                    bounced = serialize(e)
+                    return False
+            if rx is not None and got is None and rx.search(serialize(e)):
                 got = serialize(e)
             return e.get("id") == "sync1"
         s.wait_for(pred, "ping round-trip", a.timeout)
+        if a.await_reply and mid is not None and not replied:
+            # The ping only proves the server routed the stanza: the component it went to
+            # answers when it answers.
+            s.wait_for(lambda e: pred(e) or replied, "the reply to %r" % mid, a.timeout)
         if bounced is not None:
             # e.g. Prosody's "Component not connected" (remote-server-timeout)
             raise Fail("the server bounced the stanza: %s" % bounced)
