@@ -41,12 +41,7 @@ trap 'cleanup; "$root/tests/interop/ejabberd/stop.sh" "$ejdir" 10 >/dev/null 2>&
 
 echo "date $(date -u +%FT%TZ); $(uptime)"
 echo "$events exchanges per scenario; open loop $rate/s, closed loop $window in flight; Palisade $shards shard(s)"
-# On a busy machine the gateway can take longer than start_pair's 10 s to connect: try again.
-for try in 1 2 3; do
-  start_pair "$shards" "" 'event_timeout = "30s"' 2>"$work/start.err" && break
-  stop_all
-  [ "$try" = 3 ] && { cat "$work/start.err" >&2; exit 1; }
-done
+start_pair_patiently "$shards" 'event_timeout = "30s"'
 secret=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 EJABBERD_COMPONENT=a.localhost EJABBERD_COMPONENT2=b.localhost EJABBERD_LOGLEVEL=warning \
   EJABBERD_SECRET=$secret "$root/tests/interop/ejabberd/start.sh" "$ejdir" >"$work/ej.env"

@@ -72,4 +72,24 @@ TOML
   return 1
 }
 
+# start_pair_patiently SHARDS "TIMERS TOML": start_pair up to three times, since on a busy
+# machine the gateway can take longer than start_pair's 10 s to connect; exits on the third
+# failure with what it said.
+start_pair_patiently() {
+  local try
+  for try in 1 2 3; do
+    start_pair "$1" "" "$2" 2>"$work/start.err" && return 0
+    stop_all
+  done
+  cat "$work/start.err" >&2
+  exit 1
+}
+
+# warm_up: 20,000 closed-loop events, so that buffers, tables and connections reach their
+# steady state before anything is counted.
+warm_up() {
+  "$bin" load --connect "127.0.0.1:$router_port" --name imp1.example.com --secret bench --rate max \
+    --in-flight 2000 --connections 2 --mix es_OUT=100 --events 20000 --drain 1s --quiet >/dev/null 2>&1 || true
+}
+
 stop_all() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }

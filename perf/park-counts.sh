@@ -11,13 +11,8 @@ work=$(mktemp -d)
 . "$(dirname "$0")/lib.sh"
 echo "date $(date -u +%FT%TZ); $(uptime); bin $bin"
 export PALISADE_EXECUTOR_STATS=1  # the gateway logs glommio's task counts when it stops
-for try in 1 2 3; do
-  start_pair "$shards" "" 'event_timeout = "30s"' 2>"$work/start.err" && break
-  stop_all
-  [ "$try" = 3 ] && { cat "$work/start.err" >&2; exit 1; }
-done
-"$bin" load --connect "127.0.0.1:$router_port" --name imp1.example.com --secret bench --rate max \
-  --in-flight 2000 --connections 2 --mix es_OUT=100 --events 20000 --drain 1s --quiet >/dev/null 2>&1 || true
+start_pair_patiently "$shards" 'event_timeout = "30s"'
+warm_up
 ev=(-e task-clock -e context-switches)
 for op in POLL_ADD:6 TIMEOUT:11 ASYNC_CANCEL:14 READ:22 WRITE:23; do
   ev+=(-e io_uring:io_uring_submit_req --filter "opcode == ${op#*:}")

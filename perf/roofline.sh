@@ -32,15 +32,8 @@ load() { # $1 json out
 
 echo "date $(date -u +%FT%TZ); $(uptime)"
 echo "shards $shards, rate $rate, $events events, gateway env: $(env | grep '^PALISADE_' | tr '\n' ' ')"
-# On a busy machine the gateway can take longer than start_pair's 10 s to connect: try again.
-for try in 1 2 3; do
-  start_pair "$shards" "" 'event_timeout = "30s"' 2>"$work/start.err" && break
-  stop_all
-  [ "$try" = 3 ] && { cat "$work/start.err" >&2; exit 1; }
-done
-# Warm-up: buffers, tables and connections reach their steady state before counting.
-"$bin" load --connect "127.0.0.1:$router_port" --name imp1.example.com --secret bench --rate max \
-  --in-flight 2000 --connections 2 --mix es_OUT=100 --events 20000 --drain 1s --quiet >/dev/null 2>&1 || true
+start_pair_patiently "$shards" 'event_timeout = "30s"'
+warm_up
 
 tp=task-clock,context-switches,cpu-migrations,raw_syscalls:sys_enter,io_uring:io_uring_submit_req,io_uring:io_uring_complete,io_uring:io_uring_poll_arm,io_uring:io_uring_queue_async_work,io_uring:io_uring_task_work_run,sched:sched_wakeup
 read -r v0 n0 < <(ctxsw "$gw")

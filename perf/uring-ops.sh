@@ -9,12 +9,7 @@ work=$(mktemp -d)
 # shellcheck source=perf/lib.sh
 . "$(dirname "$0")/lib.sh"
 echo "date $(date -u +%FT%TZ); $(uptime)"
-# On a busy machine the gateway can take longer than start_pair's 10 s to connect: try again.
-for try in 1 2 3; do
-  start_pair "$shards" "" 'event_timeout = "30s"' 2>"$work/start.err" && break
-  stop_all
-  [ "$try" = 3 ] && { cat "$work/start.err" >&2; exit 1; }
-done
+start_pair_patiently "$shards" 'event_timeout = "30s"'
 flight=(); [ "$rate" = max ] && flight=(--in-flight 2000)
 perf record -q -e io_uring:io_uring_submit_req -p "$gw" -o "$work/u.data" >/dev/null 2>&1 &
 rp=$!
