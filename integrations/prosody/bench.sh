@@ -17,6 +17,9 @@
 #        BENCH_COUNT=0 leaves out the counts below (they need perf);
 #        BENCH_PROSODY_NETWORK="opportunistic_writes = true" adds network_settings fields, to
 #        the plain Prosody and the one with the module alike (compare like with like);
+#        BENCH_WINDOW=K: each sender keeps at most K messages on their way and sends the next
+#        as one arrives (users writing line after line), instead of all its messages at once
+#        (the default, 0: the worst case for the module, see README.md);
 #        BENCH_SHARDS=N runs the gateway with N shards (default 1: one Prosody is one component
 #        connection, and all its events arrive on the shard that holds it);
 #        BENCH_CALLGRIND=1 runs each Prosody and the gateway under valgrind --tool=callgrind and
@@ -76,7 +79,7 @@ echo "== plain Prosody" >&2
 start_prosody "$WORK/plain"
 (
     . "$WORK/plain.env"
-    python3 "$HERE/bench_clients.py" --port "$C2S_PORT" --pairs "$PAIRS" --messages "$N" \
+    python3 "$HERE/bench_clients.py" --port "$C2S_PORT" --pairs "$PAIRS" --messages "$N" --window "${BENCH_WINDOW:-0}" \
         --pid "prosody=$PID" --label plain $(grind_arg "$WORK/plain")
 ) > "$WORK/plain.json"
 if [ -n "${BENCH_LPROF:-}" ]; then sleep 3.5; fi
@@ -133,7 +136,7 @@ TOML
         perf record -F 999 -g -p "$PID" -o "$dir.perf.data" >/dev/null 2>&1 &
         PERF=$!
     fi
-    python3 "$HERE/bench_clients.py" --port "$C2S_PORT" --pairs "$PAIRS" --messages "$N" \
+    python3 "$HERE/bench_clients.py" --port "$C2S_PORT" --pairs "$PAIRS" --messages "$N" --window "${BENCH_WINDOW:-0}" \
         --pid "prosody=$PID" --pid "gateway=$GW" --pid "sim=$SIM" --label "$label" $(grind_arg "$dir") \
         ${BENCH_CALLGRIND:+--callgrind=gateway=$dir.gw.callgrind} > "$dir.json"
     if [ -n "${PERF:-}" ]; then kill -INT "$PERF"; wait "$PERF" || true; fi
@@ -158,8 +161,10 @@ python3 - "$PALISADE" "$ENTRY" "${RESULTS[@]}" <<'PY'
 import json, sys
 runs = [json.loads(open(p).read()) for p in sys.argv[3:]]
 plain = runs[0]
-print("binary: %s; %d messages over %d pairs; the gateway's profile: %s"
-      % (sys.argv[1], plain["messages"], plain["pairs"], sys.argv[2]))
+print("binary: %s; %d messages over %d pairs, %s; the gateway's profile: %s"
+      % (sys.argv[1], plain["messages"], plain["pairs"],
+         "each sender with at most %d on their way" % plain["window"] if plain.get("window")
+         else "each sender's sent at once", sys.argv[2]))
 names = {"plain": "plain", "module": "with module", "baseline": "baseline module"}
 print("%-26s" % "" + "".join("%16s" % names[r["label"]] for r in runs))
 def row(title, key, fmt):

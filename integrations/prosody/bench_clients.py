@@ -1,11 +1,14 @@
 """What mod_palisade costs Prosody (see bench.sh): PAIRS sender/receiver pairs of raw c2s
 clients; each sender sends its share of N chat messages to its receiver as fast as Prosody
-takes them; the run ends when every receiver has counted its share. Prints one JSON line with
-the message rate and the CPU time each watched process (PIDs) spent during the run."""
+takes them (or, with --window K, keeps at most K of them on their way: it sends the next one
+each time its receiver gets one); the run ends when every receiver has counted its share.
+Prints one JSON line with the message rate and the CPU time each watched process (PIDs) spent
+during the run."""
 
 import argparse
 import json
 import os
+import selectors
 import shutil
 import signal
 import subprocess
@@ -102,6 +105,92 @@ class Callgrind:
         return {}
 
 
+def message(to, n, pair):
+    return ("<message type='chat' to='%s' id='b%d'><body>benchmark message %d of pair %d, "
+            "about the size of a short chat line</body></message>" % (to, n, n, pair)).encode()
+
+
+def run_windowed(pairs, per, window, finished, results):
+    """Every pair in one thread: each sender keeps at most `window` messages on their way to its
+    receiver, sending the next one as each arrives, as users who write a line, see it
+    delivered and write the next one would. `finished` gets, per receiver, when it had its
+    share; `results`, per receiver, how many messages it counted."""
+    sel = selectors.DefaultSelector()
+    END = b"</message>"
+    state = []
+    for i, (s, r) in enumerate(pairs):
+        st = {"pair": i, "sender": s, "to": r.jid, "sent": 0, "seen": r.buf.count("</message>"),
+              "tail": b"", "done": False}
+        r.buf = ""
+        state.append(st)
+        for c in (s, r):
+            c.sock.setblocking(False)
+        sel.register(r.sock, selectors.EVENT_READ, ("receiver", st))
+        sel.register(s.sock, selectors.EVENT_READ, ("sender", st))
+
+    def send_more(st):
+        # Small writes on a socket whose peer reads: sendall returns at once.
+        while st["sent"] < per and st["sent"] - st["seen"] < window:
+            st["sender"].sock.setblocking(True)
+            st["sender"].sock.sendall(message(st["to"], st["sent"], st["pair"]))
+            st["sender"].sock.setblocking(False)
+            st["sent"] += 1
+
+    for st in state:
+        send_more(st)
+    left = len(state)
+    timeout = float(os.environ.get("BENCH_RECV_TIMEOUT", "120"))
+    while left > 0:
+        ready = sel.select(timeout)
+        if not ready:
+            break  # nothing for BENCH_RECV_TIMEOUT seconds: counted as it stands
+        for key, _ in ready:
+            role, st = key.data
+            try:
+                data = key.fileobj.recv(1 << 20)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                sel.unregister(key.fileobj)
+                if role == "receiver" and not st["done"]:
+                    st["done"] = True
+                    left -= 1
+                continue
+            if role == "sender":
+                continue  # nothing is expected; read so that it never blocks Prosody
+            chunk = st["tail"] + data
+            st["seen"] += chunk.count(END)
+            # An end tag split between two reads is counted in the second: the last bytes are
+            # kept (no end tag overlaps another, so none is counted twice).
+            st["tail"] = chunk[-(len(END) - 1):]
+            if not st["done"] and st["seen"] >= per:
+                st["done"] = True
+                left -= 1
+                finished.append(time.monotonic())
+            send_more(st)
+    # Anything more is a message delivered twice (or from elsewhere): counted too.
+    end = time.monotonic() + 0.5
+    while time.monotonic() < end:
+        for key, _ in sel.select(0.1):
+            role, st = key.data
+            try:
+                data = key.fileobj.recv(1 << 20)
+            except (BlockingIOError, OSError):
+                continue
+            if not data:
+                sel.unregister(key.fileobj)
+            elif role == "receiver":
+                st["seen"] += (st["tail"] + data).count(END)
+                st["tail"] = b""
+    for st in state:
+        results.append(st["seen"])
+    for s, r in pairs:
+        for c in (s, r):
+            c.sock.setblocking(True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
@@ -109,6 +198,8 @@ def main():
     ap.add_argument("--messages", type=int, default=20000)
     ap.add_argument("--pid", action="append", default=[], help="NAME=PID to measure")
     ap.add_argument("--label", default="")
+    ap.add_argument("--window", type=int, default=0,
+                    help="messages each sender keeps on their way (0: all of them at once)")
     ap.add_argument("--callgrind", action="append", default=[],
                     help="NAME=PREFIX: that watched process runs under callgrind, dumping to PREFIX.*")
     args = ap.parse_args()
@@ -148,14 +239,16 @@ def main():
 
     results = []
     finished = []  # when each receiver had its share
-    threads = [threading.Thread(target=receive, args=(r, results)) for _, r in pairs]
-    batches = []
-    for i, (s, r) in enumerate(pairs):
-        batches.append("".join(
-            "<message type='chat' to='%s' id='b%d'><body>benchmark message %d of pair %d, "
-            "about the size of a short chat line</body></message>" % (r.jid, n, n, i)
-            for n in range(per)).encode())
-    senders = [threading.Thread(target=s.sock.sendall, args=(b,)) for (s, _), b in zip(pairs, batches)]
+    if args.window > 0:
+        threads = [threading.Thread(target=run_windowed,
+                                    args=(pairs, per, args.window, finished, results))]
+        senders = []
+    else:
+        threads = [threading.Thread(target=receive, args=(r, results)) for _, r in pairs]
+        batches = [b"".join(message(r.jid, n, i) for n in range(per))
+                   for i, (_, r) in enumerate(pairs)]
+        senders = [threading.Thread(target=s.sock.sendall, args=(b,))
+                   for (s, _), b in zip(pairs, batches)]
 
     grinds = dict(p.split("=", 1) for p in args.callgrind)
     counters = {name: (Callgrind(int(pid), grinds[name]) if name in grinds else PerfStat(int(pid)))
@@ -188,6 +281,7 @@ def main():
         "delivered": delivered,
         "seconds": round(elapsed, 3),
         "messages_per_s": round(counted / elapsed, 1),
+        "window": args.window,
     }
     per_msg = lambda seconds: round(seconds * 1e6 / max(counted, 1), 1)
     for name in pids:

@@ -907,3 +907,51 @@ fn palisade_demo_prosody_shows_the_wall_with_real_users() {
         "{text}"
     );
 }
+
+/// The cost benchmark runs, small, in both of its client modes (every message of a sender at
+/// once, and at most one on its way per sender), and every message reaches its receiver once.
+#[test]
+fn prosody_bench_delivers_every_message_in_both_client_modes() {
+    let on_path = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| dir.join("prosody").is_file())
+    });
+    if !on_path {
+        skip("prosody-bench", "prosody not installed");
+        return;
+    }
+    for window in ["0", "1"] {
+        let work = std::env::temp_dir().join(format!(
+            "palisade-prosody-bench-{}-{window}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&work);
+        let out = std::process::Command::new("bash")
+            .arg(root().join("integrations/prosody/bench.sh"))
+            .args(["400", "8"])
+            .arg(&work)
+            .env("PALISADE", env!("CARGO_BIN_EXE_palisade"))
+            .env("BENCH_WINDOW", window)
+            .env("BENCH_COUNT", "0")
+            .env("BENCH_RECV_TIMEOUT", "30")
+            .output()
+            .expect("bench.sh");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "window {window}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("delivered: plain 400, with module 400"),
+            "window {window}: {text}"
+        );
+        let mode = if window == "1" {
+            "each sender with at most 1 on their way"
+        } else {
+            "each sender's sent at once"
+        };
+        assert!(text.contains(mode), "window {window}: {text}");
+        let _ = std::fs::remove_dir_all(&work);
+    }
+}
