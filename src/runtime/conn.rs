@@ -32,8 +32,6 @@ const WRITE_RESERVE: usize = 4 * 1024;
 /// Room an idle connection may keep in its empty receive and output buffers; anything more
 /// (left over from a burst) is let go once it has read nothing for a timer tick.
 const IDLE_KEEP: usize = 0;
-/// What a connection without a receive buffer reads at most, into the stack (see `read_plain`).
-const QUIET_READ: usize = 2 * 1024;
 
 /// A connection shared between its reader, its writer, and whoever writes stanzas to it.
 pub struct Conn {
@@ -422,9 +420,20 @@ fn size_tls_buffer(buf: &mut Vec<u8>, len: usize) {
     buf.resize(len, 0);
 }
 
-/// Reads up to the connection's read size from a plain socket straight into the stream's
-/// receive buffer: no copy, and no buffer held while the socket has nothing (the stream is
-/// borrowed only while the read is polled, never across the wait). `first`: these are the
+thread_local! {
+    /// This shard's landing buffer for plain reads (see `read_plain`): zeroed once, when it
+    /// grows, and reused by every connection of the shard, since a read only holds it while
+    /// it is polled.
+    static READ_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Reads up to the connection's read size from a plain socket into the shard's scratch
+/// buffer, then appends what came to the stream's receive buffer. The bytes read are copied
+/// once; reading straight into the receive buffer meant handing the socket a zeroed region
+/// of the whole read size on every poll (twice per read: the poll that finds nothing waiting,
+/// then the one that reads), which for reads of a few events, as a server that sends one
+/// event at a time makes them, cost several times the copy. A connection that says nothing
+/// still holds no receive buffer: it gets one with its first bytes. `first`: these are the
 /// connection's first bytes, refused if they open a TLS record.
 async fn read_plain(
     conn: &Conn,
@@ -435,49 +444,27 @@ async fn read_plain(
     use std::task::Poll;
     futures_lite::future::poll_fn(|cx| {
         let len = conn.read_size.get().bytes();
-        let mut stream = conn.stream.borrow_mut();
-        // Fill what is left of the current allocation before asking for a new one.
-        let room = stream.room();
-        if room == 0 && stream.buffered() == 0 {
-            // No buffer (a new connection, or a quiet one that let it go): wait for the peer
-            // with none, reading into the stack and copying what comes, so that a connection
-            // that says nothing holds no receive buffer at all.
-            let mut first_bytes = [0u8; QUIET_READ];
-            return match std::pin::Pin::new(&mut *reader).poll_read(cx, &mut first_bytes) {
-                Poll::Ready(Ok(n)) if first && n > 0 && looks_like_tls(&first_bytes[..n]) => {
+        READ_SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            if scratch.len() < len {
+                scratch.resize(len, 0);
+            }
+            let landing = &mut scratch[..len];
+            match std::pin::Pin::new(&mut *reader).poll_read(cx, landing) {
+                Poll::Ready(Ok(n)) if first && n > 0 && looks_like_tls(&landing[..n]) => {
                     *conn.tls_failure.borrow_mut() = Some(TlsFailure::TlsOnPlainPort);
-                    stream.transport_closed();
+                    conn.stream.borrow_mut().transport_closed();
                     Poll::Ready(Ok(n))
                 }
                 Poll::Ready(Ok(n)) if n > 0 => {
-                    stream.receive(&first_bytes[..n], Instant::now());
+                    conn.stream
+                        .borrow_mut()
+                        .receive(&landing[..n], Instant::now());
                     Poll::Ready(Ok(n))
                 }
                 other => other,
-            };
-        }
-        let spare = stream.spare(if room >= ReadSize::default().bytes() {
-            room.min(len)
-        } else {
-            len
-        });
-        let polled = std::pin::Pin::new(&mut *reader).poll_read(cx, &mut *spare);
-        match polled {
-            Poll::Ready(Ok(n)) if first && n > 0 && looks_like_tls(&spare[..n]) => {
-                stream.unspare();
-                *conn.tls_failure.borrow_mut() = Some(TlsFailure::TlsOnPlainPort);
-                stream.transport_closed();
-                Poll::Ready(Ok(n))
             }
-            Poll::Ready(Ok(n)) if n > 0 => {
-                stream.commit(n, Instant::now());
-                Poll::Ready(Ok(n))
-            }
-            other => {
-                stream.unspare();
-                other
-            }
-        }
+        })
     })
     .await
 }
