@@ -873,26 +873,35 @@ fn prosody_module_tells_a_prosody_reconfiguration() {
     );
 }
 
-#[test]
-fn palisade_demo_prosody_shows_the_wall_with_real_users() {
-    // The demo needs Prosody like the rest; without it, it says what is missing and exits 77.
-    let on_path = std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join("prosody").is_file())
-    });
-    if !on_path {
-        skip("demo-prosody", "prosody not installed");
-        return;
-    }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["demo", "--prosody"])
-        .output()
-        .expect("palisade demo --prosody");
-    let text = String::from_utf8_lossy(&out.stdout);
+/// True when a `prosody` binary is on PATH (the scripts that start one need nothing else).
+fn prosody_on_path() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join("prosody").is_file()))
+}
+
+/// Runs `command`, asserts it exited 0 (showing its output if not), and returns its stdout.
+fn stdout_of_success(command: &mut std::process::Command, what: &str) -> String {
+    let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(
         out.status.code(),
         Some(0),
-        "{text}\n{}",
+        "{what}: {text}\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn palisade_demo_prosody_shows_the_wall_with_real_users() {
+    // The demo needs Prosody like the rest; without it, it says what is missing and exits 77.
+    if !prosody_on_path() {
+        skip("demo-prosody", "prosody not installed");
+        return;
+    }
+    let text = stdout_of_success(
+        std::process::Command::new(env!("CARGO_BIN_EXE_palisade")).args(["demo", "--prosody"]),
+        "palisade demo --prosody",
     );
     for line in [
         "[ok] alice (trading) -> bob (research) is refused: forbidden",
@@ -912,10 +921,7 @@ fn palisade_demo_prosody_shows_the_wall_with_real_users() {
 /// once, and at most one on its way per sender), and every message reaches its receiver once.
 #[test]
 fn prosody_bench_delivers_every_message_in_both_client_modes() {
-    let on_path = std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join("prosody").is_file())
-    });
-    if !on_path {
+    if !prosody_on_path() {
         skip("prosody-bench", "prosody not installed");
         return;
     }
@@ -925,22 +931,16 @@ fn prosody_bench_delivers_every_message_in_both_client_modes() {
             std::process::id()
         ));
         let _ = std::fs::remove_dir_all(&work);
-        let out = std::process::Command::new("bash")
-            .arg(root().join("integrations/prosody/bench.sh"))
-            .args(["400", "8"])
-            .arg(&work)
-            .env("PALISADE", env!("CARGO_BIN_EXE_palisade"))
-            .env("BENCH_WINDOW", window)
-            .env("BENCH_COUNT", "0")
-            .env("BENCH_RECV_TIMEOUT", "30")
-            .output()
-            .expect("bench.sh");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "window {window}: {text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
+        let text = stdout_of_success(
+            std::process::Command::new("bash")
+                .arg(root().join("integrations/prosody/bench.sh"))
+                .args(["400", "8"])
+                .arg(&work)
+                .env("PALISADE", env!("CARGO_BIN_EXE_palisade"))
+                .env("BENCH_WINDOW", window)
+                .env("BENCH_COUNT", "0")
+                .env("BENCH_RECV_TIMEOUT", "30"),
+            &format!("bench.sh, window {window}"),
         );
         assert!(
             text.contains("delivered: plain 400, with module 400"),
