@@ -27,3 +27,15 @@ pub use verdict::{write_bad_request, write_forbidden, write_verdict, BounceCause
 
 /// The namespace of `<event/>` and `<verdict/>`.
 pub const NS: &str = "urn:palisade:compliance:0";
+
+/// What the writers' property tests feed them.
+#[cfg(test)]
+pub(crate) mod test_values {
+    use proptest::prelude::*;
+
+    /// Values that need escaping, or hold bytes next to ones that do, or are not ASCII.
+    pub(crate) fn tricky() -> impl Strategy<Value = String> {
+        proptest::string::string_regex("([a-z.@/| -]|'|\"|<|>|&|&amp;|é|😀){0,24}")
+            .expect("a valid pattern")
+    }
+}

@@ -190,6 +190,7 @@ const EVENT_START: &[u8] = b"'><event xmlns='urn:palisade:compliance:0' name='";
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::test_values::tricky;
 
     use crate::wire::write::{close, Element};
     use proptest::prelude::*;
@@ -315,12 +316,6 @@ mod tests {
             write_hex(v, &mut buf, &mut at);
             assert_eq!(&buf[2..at], format!("{v:x}").as_bytes());
         }
-    }
-
-    /// Values that need escaping, or hold bytes next to ones that do, or are not ASCII.
-    fn tricky() -> impl Strategy<Value = String> {
-        proptest::string::string_regex("([a-z.@/|-]|'|\"|<|>|&|&amp;|é|😀){0,24}")
-            .expect("a valid pattern")
     }
 
     proptest! {

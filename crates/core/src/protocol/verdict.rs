@@ -99,28 +99,32 @@ pub fn write_verdict(
         }
         Verdict::Bounce(cause) => {
             out.put_u8(b'>');
-            let note = origin.map(|o| match o.server {
-                Some(s) => format!("blocked by compliance profile {} on server {s}", o.profile),
-                None => format!("blocked by compliance profile {}", o.profile),
-            });
-            match cause {
-                BounceCause::ServerError(error) => {
-                    splice_error_with_text(out, error, note.as_deref())
-                }
-                BounceCause::Timeout => {
-                    let note = note.map(|n| format!("{n}: no answer in time"));
-                    stanza_error(out, "wait", "remote-server-timeout", note.as_deref())
-                }
-                BounceCause::Unavailable => {
-                    let note = note.map(|n| format!("{n}: no compliance server available"));
-                    stanza_error(out, "cancel", "service-unavailable", note.as_deref())
-                }
-                BounceCause::SpoolFull => {
-                    let note = note.map(|n| format!("{n}: the spool is full, no record kept"));
-                    stanza_error(out, "wait", "resource-constraint", note.as_deref())
-                }
-            }
+            bounce_error(out, cause, origin);
             out.put_slice(b"</verdict></iq>");
+        }
+    }
+}
+
+/// The `<error/>` of a bounce verdict: the compliance server's own (with the step named), or
+/// the gateway's for a timeout, no server, or a full spool.
+fn bounce_error(out: &mut BytesMut, cause: &BounceCause, origin: Option<Origin>) {
+    let note = origin.map(|o| match o.server {
+        Some(s) => format!("blocked by compliance profile {} on server {s}", o.profile),
+        None => format!("blocked by compliance profile {}", o.profile),
+    });
+    match cause {
+        BounceCause::ServerError(error) => splice_error_with_text(out, error, note.as_deref()),
+        BounceCause::Timeout => {
+            let note = note.map(|n| format!("{n}: no answer in time"));
+            stanza_error(out, "wait", "remote-server-timeout", note.as_deref())
+        }
+        BounceCause::Unavailable => {
+            let note = note.map(|n| format!("{n}: no compliance server available"));
+            stanza_error(out, "cancel", "service-unavailable", note.as_deref())
+        }
+        BounceCause::SpoolFull => {
+            let note = note.map(|n| format!("{n}: the spool is full, no record kept"));
+            stanza_error(out, "wait", "resource-constraint", note.as_deref())
         }
     }
 }
@@ -193,6 +197,7 @@ fn write_iq_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::test_values::tricky;
     use proptest::prelude::*;
 
     /// The writer as it was before it appended constant runs whole: the reference its output
@@ -226,27 +231,7 @@ mod tests {
             }
             Verdict::Bounce(cause) => {
                 let inner = v.start_content();
-                let note = origin.map(|o| match o.server {
-                    Some(s) => format!("blocked by compliance profile {} on server {s}", o.profile),
-                    None => format!("blocked by compliance profile {}", o.profile),
-                });
-                match cause {
-                    BounceCause::ServerError(error) => {
-                        splice_error_with_text(inner, error, note.as_deref())
-                    }
-                    BounceCause::Timeout => {
-                        let note = note.map(|n| format!("{n}: no answer in time"));
-                        stanza_error(inner, "wait", "remote-server-timeout", note.as_deref())
-                    }
-                    BounceCause::Unavailable => {
-                        let note = note.map(|n| format!("{n}: no compliance server available"));
-                        stanza_error(inner, "cancel", "service-unavailable", note.as_deref())
-                    }
-                    BounceCause::SpoolFull => {
-                        let note = note.map(|n| format!("{n}: the spool is full, no record kept"));
-                        stanza_error(inner, "wait", "resource-constraint", note.as_deref())
-                    }
-                }
+                bounce_error(inner, cause, origin);
                 close(inner, "verdict");
             }
         }
@@ -259,12 +244,6 @@ mod tests {
             VERDICT_START,
             format!("><verdict xmlns='{NS}' action='").as_bytes()
         );
-    }
-
-    /// Values that need escaping, or hold bytes next to ones that do, or are not ASCII.
-    fn tricky() -> impl Strategy<Value = String> {
-        proptest::string::string_regex("([a-z.@/ -]|'|\"|<|>|&|&amp;|é|😀){0,24}")
-            .expect("a valid pattern")
     }
 
     proptest! {
