@@ -20,6 +20,9 @@
 #        BENCH_WINDOW=K: each sender keeps at most K messages on their way and sends the next
 #        as one arrives (users writing line after line), instead of all its messages at once
 #        (the default, 0: the worst case for the module, see README.md);
+#        BENCH_ROUNDS=R repeats the plain run and the module's R times, one after the other,
+#        and adds every round's figures and their medians (a shared machine's noise is in the
+#        spread; one round is what the first table and target lines show);
 #        BENCH_SHARDS=N runs the gateway with N shards (default 1: one Prosody is one component
 #        connection, and all its events arrive on the shard that holds it);
 #        BENCH_CALLGRIND=1 runs each Prosody and the gateway under valgrind --tool=callgrind and
@@ -51,7 +54,9 @@ fi
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for d in plain module baseline; do "$ROOT/tests/interop/prosody/stop.sh" "$WORK/$d" >/dev/null 2>&1 || true; done
+    for env in "$WORK"/*.env; do # every Prosody started (start_prosody writes DIR.env)
+        [ -e "$env" ] && "$ROOT/tests/interop/prosody/stop.sh" "${env%.env}" >/dev/null 2>&1 || true
+    done
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -75,21 +80,22 @@ start_prosody() { # DIR [PLUGIN_DIR: load mod_palisade from there]
 # bench_clients.py's --callgrind argument when Prosody runs under callgrind.
 grind_arg() { if [ -n "${BENCH_CALLGRIND:-}" ]; then echo "--callgrind=prosody=$1.callgrind"; fi; }
 
-echo "== plain Prosody" >&2
-start_prosody "$WORK/plain"
-(
-    . "$WORK/plain.env"
-    python3 "$HERE/bench_clients.py" --port "$C2S_PORT" --pairs "$PAIRS" --messages "$N" --window "${BENCH_WINDOW:-0}" \
-        --pid "prosody=$PID" --label plain $(grind_arg "$WORK/plain")
-) > "$WORK/plain.json"
-if [ -n "${BENCH_LPROF:-}" ]; then sleep 3.5; fi
-"$ROOT/tests/interop/prosody/stop.sh" "$WORK/plain" >/dev/null
+run_plain() { # DIR: a plain Prosody and the clients
+    start_prosody "$1"
+    (
+        . "$1.env"
+        python3 "$HERE/bench_clients.py" --port "$C2S_PORT" --pairs "$PAIRS" --messages "$N" --window "${BENCH_WINDOW:-0}" \
+            --pid "prosody=$PID" --label plain $(grind_arg "$1")
+    ) > "$1.json"
+    if [ -n "${BENCH_LPROF:-}" ]; then sleep 3.5; fi
+    "$ROOT/tests/interop/prosody/stop.sh" "$1" >/dev/null
+}
 
 # The one profile entry (BENCH_ENTRY overrides it, e.g. with fire_and_forget = true).
 ENTRY=${BENCH_ENTRY:-'{ event = "es_OUT", packet = "message", handling = "pass" }'}
 
-run_module() { # LABEL PLUGIN_DIR: Prosody with the module found there, the gateway, the simulator
-    local label=$1 dir=$WORK/$1
+run_module() { # LABEL PLUGIN_DIR [DIR]: Prosody with the module found there, the gateway, the simulator
+    local label=$1 dir=${3:-$WORK/$1}
     start_prosody "$dir" "$2"
     (
     . "$dir.env"
@@ -146,20 +152,41 @@ TOML
     "$ROOT/tests/interop/prosody/stop.sh" "$dir" >/dev/null
 }
 
-echo "== Prosody with mod_palisade, the gateway and the simulator" >&2
-run_module module "$HERE"
-RESULTS=("$WORK/plain.json" "$WORK/module.json")
+# Round 1's files are WORK/plain*, WORK/module* (and WORK/baseline*); round K's WORK/LABEL-rK*.
+ROUNDS=${BENCH_ROUNDS:-1}
+case "$ROUNDS" in
+    ''|*[!0-9]*) ROUNDS=0 ;;
+esac
+[ "$ROUNDS" -ge 1 ] || { echo "BENCH_ROUNDS must be a whole number of rounds, 1 or more" >&2; exit 2; }
 if [ -n "${BENCH_BASELINE:-}" ]; then # another mod_palisade.lua to compare, e.g. an older commit's
     mkdir -p "$WORK/baseline-plugin"
     cp "$BENCH_BASELINE" "$WORK/baseline-plugin/mod_palisade.lua"
-    echo "== the same with the baseline module $BENCH_BASELINE" >&2
-    run_module baseline "$WORK/baseline-plugin"
-    RESULTS+=("$WORK/baseline.json")
 fi
+RESULTS=()
+for round in $(seq 1 "$ROUNDS"); do
+    suffix=""
+    if [ "$round" -gt 1 ]; then suffix="-r$round"; fi
+    if [ "$ROUNDS" -gt 1 ]; then echo "== round $round of $ROUNDS" >&2; fi
+    echo "== plain Prosody" >&2
+    run_plain "$WORK/plain$suffix"
+    echo "== Prosody with mod_palisade, the gateway and the simulator" >&2
+    run_module module "$HERE" "$WORK/module$suffix"
+    RESULTS+=("$WORK/plain$suffix.json" "$WORK/module$suffix.json")
+    if [ -n "${BENCH_BASELINE:-}" ]; then
+        echo "== the same with the baseline module $BENCH_BASELINE" >&2
+        run_module baseline "$WORK/baseline-plugin" "$WORK/baseline$suffix"
+        RESULTS+=("$WORK/baseline$suffix.json")
+    fi
+done
 
-python3 - "$PALISADE" "$ENTRY" "${RESULTS[@]}" <<'PY'
-import json, sys
-runs = [json.loads(open(p).read()) for p in sys.argv[3:]]
+python3 - "$PALISADE" "$ENTRY" "$ROUNDS" "${RESULTS[@]}" <<'PY'
+import json, statistics, sys
+every = [json.loads(open(p).read()) for p in sys.argv[4:]]
+rounds = int(sys.argv[3])
+per_round = len(every) // rounds
+# The table and the target lines below are round 1's; with more rounds, a table of every
+# round and the medians follow.
+runs = every[:per_round]
 plain = runs[0]
 print("binary: %s; %d messages over %d pairs, %s; the gateway's profile: %s"
       % (sys.argv[1], plain["messages"], plain["pairs"],
@@ -200,7 +227,32 @@ for r in runs[1:]:
     if "gateway_instructions_per_msg" in r and "prosody_instructions_per_msg" in r:
         print("%s: gateway instructions / Prosody instructions %.1f%% (the CPU proxy for the 5%% target)"
               % (names[r["label"]], 100 * r["gateway_instructions_per_msg"] / r["prosody_instructions_per_msg"]))
-print("delivered: " + ", ".join("%s %d" % (names[r["label"]], r["delivered"]) for r in runs))
+if rounds > 1:
+    print("every round (a plain run, then each module's, one after the other; each its own Prosody):")
+    print("%-8s%-16s%10s%10s%18s%12s%18s" % ("round", "", "msg/s", "rate kept", "Prosody µs/msg",
+                                             "gateway µs", "gateway/Prosody"))
+    figures = {}
+    for k in range(rounds):
+        group = every[k * per_round:(k + 1) * per_round]
+        base = group[0]
+        for r in group[1:]:
+            rate = r["messages_per_s"] / base["messages_per_s"]
+            share = r["gateway_cpu_us_per_msg"] / r["prosody_cpu_us_per_msg"]
+            figures.setdefault(r["label"], []).append((rate, share))
+            print("%-8d%-16s%10.0f%9.0f%%%18s%12.1f%17.1f%%" % (
+                k + 1, names[r["label"]], r["messages_per_s"], rate * 100,
+                "%.1f / %.1f" % (base["prosody_cpu_us_per_msg"], r["prosody_cpu_us_per_msg"]),
+                r["gateway_cpu_us_per_msg"], share * 100))
+    for label, values in figures.items():
+        rates, shares = [v[0] for v in values], [v[1] for v in values]
+        print("%s over %d rounds: rate kept median %.0f%% (%.0f-%.0f%%, target >= 50%%); "
+              "gateway CPU / Prosody CPU median %.1f%% (%.1f-%.1f%%, target < 5%%)" % (
+                  names[label], rounds, 100 * statistics.median(rates), 100 * min(rates),
+                  100 * max(rates), 100 * statistics.median(shares), 100 * min(shares),
+                  100 * max(shares)))
+labels = [r["label"] for r in runs]
+print("delivered: " + ", ".join("%s %s" % (names[label], " ".join(
+    str(r["delivered"]) for r in every if r["label"] == label)) for label in labels))
 PY
 if [ -n "${BENCH_LPROF:-}" ]; then
     for label in plain module baseline; do
