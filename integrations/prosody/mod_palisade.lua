@@ -15,7 +15,9 @@
 -- when a reload changed the list, and we ask again.
 --
 -- Options: palisade_component (default "palisade.<VirtualHost>"), palisade_timeout (seconds,
--- default 35), palisade_node (the node attribute of every event, default this host's name).
+-- default 35), palisade_node (the node attribute of every event, default this host's name),
+-- palisade_max_unsent (bytes of events Prosody may hold for a gateway that does not read them,
+-- default 8 MiB; past it the outage rule applies).
 
 local st = require "util.stanza";
 local async = require "util.async";
@@ -39,6 +41,7 @@ local base = is_component and host:match("^[^.]+%.(.+)$") or host;
 local component = module:get_option_string("palisade_component", "palisade."..base);
 local verdict_timeout = module:get_option_number("palisade_timeout", 35);
 local node = module:get_option_string("palisade_node", host);
+local max_unsent = module:get_option_number("palisade_max_unsent", 8 * 1024 * 1024);
 local chains_node = CHAINS_NODE.."/"..node;
 
 -- chains[event][packet or ""] = "wait" | "notify"; nil until the gateway first answered, which
@@ -60,18 +63,90 @@ local function gateway_connected()
 end
 
 -- The outage rule is logged once per outage (and when its cause changes), not once per stanza.
+-- Notices (events nothing waits for) that could not be sent meanwhile are counted, and the count
+-- is logged when the outage ends: those events are not recorded.
 local outage = nil;
+local notices_not_sent = 0;
 local function outage_begins(why)
 	if outage ~= why then
 		outage = why;
 		module:log("warn", "Palisade gateway %s: %s; refusing what must be judged until it answers again", component, why);
 	end
 end
-local function outage_ends()
+local function outage_ends(how)
 	if outage ~= nil then
-		module:log("info", "Palisade gateway %s answers again (the outage was: %s)", component, outage);
-		outage = nil;
+		how = how or "answers again";
+		if notices_not_sent > 0 then
+			module:log("info", "Palisade gateway %s %s (the outage was: %s; %d notice(s) not sent)",
+				component, how, outage, notices_not_sent);
+		else
+			module:log("info", "Palisade gateway %s %s (the outage was: %s)", component, how, outage);
+		end
+		outage, notices_not_sent = nil, 0;
 	end
+end
+
+-- A gateway that stays connected but stops reading (hung, stopped, overloaded) would make
+-- Prosody hold every event written to it: net.server_epoll keeps what the socket does not take
+-- in the connection's write buffer, without a limit of its own, until its send_timeout closes
+-- the connection. So the bytes waiting there are counted before each event, and past
+-- palisade_max_unsent the gateway counts as not reading: the outage rule applies (what would
+-- wait is refused at once, with the same error as a verdict that does not come; notices are not
+-- sent, and counted) until it reads again (below). The buffer is a string (what a partial write
+-- left) or a list of strings appended since the last write: a list is summed once, then only
+-- what was appended since. Another network backend keeps no such buffer: nothing is counted.
+local NOT_READING = "not reading its stream (more than palisade_max_unsent bytes of events waiting)";
+local counted = { buffer = nil, first = nil, n = 0, bytes = 0 };
+local function unsent_bytes(session)
+	local conn = session.conn;
+	local buffer = type(conn) == "table" and conn.writebuffer;
+	if type(buffer) == "string" then return #buffer; end
+	if type(buffer) ~= "table" then return 0; end
+	local n, from, bytes = #buffer, 1, 0;
+	if counted.buffer == buffer and counted.first == buffer[1] and n >= counted.n then
+		from, bytes = counted.n + 1, counted.bytes;
+	end
+	for i = from, n do
+		local chunk = buffer[i];
+		if type(chunk) == "string" then bytes = bytes + #chunk; end
+	end
+	counted.buffer, counted.first, counted.n, counted.bytes = buffer, buffer[1], n, bytes;
+	return bytes;
+end
+-- true while the gateway's stream counts as not reading (see above). The state belongs to the
+-- stream, which every host with the module writes to, so it is kept on the gateway's session.
+-- Once what is unsent has drained to half of the limit, the gateway is asked a question (the
+-- chains query); it counts as reading again when it answers, since it reads its stream in
+-- order, and not merely when the kernel's socket buffers took a little more.
+local refresh_chains; -- below
+local function not_reading(session)
+	local backlog = session.palisade_backlog; -- nil until the stream first filled
+	if backlog == nil or not backlog.full then
+		if outage == NOT_READING then outage_ends("reads its stream again"); end
+		-- What every event pays: nothing unsent, or a single string left by a partial write.
+		local conn = session.conn;
+		local buffer = conn and conn.writebuffer;
+		if buffer == nil or (type(buffer) == "string" and #buffer <= max_unsent)
+		or unsent_bytes(session) <= max_unsent then
+			return false;
+		end
+		if backlog == nil then
+			backlog = { full = true, probing = false };
+			session.palisade_backlog = backlog;
+		end
+		backlog.full = true;
+	elseif not backlog.probing and unsent_bytes(session) <= max_unsent / 2 then
+		backlog.probing = true;
+		refresh_chains(function (answered)
+			backlog.probing = false;
+			if answered then
+				backlog.full = false;
+				if outage == NOT_READING then outage_ends("reads its stream again"); end
+			end
+		end);
+	end
+	outage_begins(NOT_READING);
+	return true;
 end
 
 local function packet_type(stanza)
@@ -127,14 +202,21 @@ local function track(id, seconds, callback)
 	end
 end
 
-local function refresh_chains()
-	if not gateway_connected() then return; end
+-- Asks the gateway which events to send; then on_answer(true), or on_answer(false) when it did
+-- not answer in time or could not list them. (Also a timer callback: its argument is the time.)
+function refresh_chains(on_answer)
+	if type(on_answer) ~= "function" then on_answer = nil; end
+	if not gateway_connected() then
+		if on_answer then on_answer(false); end
+		return;
+	end
 	local query = st.iq({ type = "get", from = host, to = component, id = "palisade-chains-"..new_id() })
 		:tag("query", { xmlns = xmlns_disco_info, node = chains_node }):up();
 	track(query.attr.id, verdict_timeout, function (reply)
 		local result = reply and reply.attr.type == "result" and reply:get_child("query", xmlns_disco_info);
 		if not result then
 			module:log("warn", "Palisade gateway %s did not list its chains", component);
+			if on_answer then on_answer(false); end
 			return;
 		end
 		local learnt, count = {}, 0;
@@ -152,6 +234,7 @@ local function refresh_chains()
 		chains = learnt;
 		module:log("debug", "Palisade chains: %s", reply);
 		module:log("info", "Palisade gateway %s: %d (event, packet type) pair(s) to send", component, count);
+		if on_answer then on_answer(true); end
 	end);
 	module:send(query);
 end
@@ -308,6 +391,9 @@ local function ask(name, stanza, room, callback)
 		outage_begins("not connected");
 		return callback("outage", stanza_error("cancel", "service-unavailable", "The compliance gateway is not connected"));
 	end
+	if not_reading(session) then
+		return callback("outage", stanza_error("wait", "remote-server-timeout", "The compliance gateway is not reading"));
+	end
 	local id = next_event_id();
 	track(id, verdict_timeout, function (reply)
 		if not reply then
@@ -319,7 +405,9 @@ local function ask(name, stanza, room, callback)
 			outage_begins("not connected");
 			return callback("outage", stanza_error("cancel", "service-unavailable", "The compliance gateway is not connected"));
 		end
-		outage_ends();
+		-- While too much is unsent, the buffer decides (a verdict can trickle out of a
+		-- gateway that reads slowly).
+		if outage ~= NOT_READING then outage_ends(); end
 		return callback(action, detail);
 	end);
 	send_event(session, name, stanza, room, id);
@@ -327,7 +415,15 @@ end
 
 local function notify(name, stanza, room)
 	local session = gateway_session();
-	if not session then return; end
+	if not session then
+		outage_begins("not connected");
+		notices_not_sent = notices_not_sent + 1;
+		return;
+	end
+	if not_reading(session) then
+		notices_not_sent = notices_not_sent + 1;
+		return;
+	end
 	send_event(session, name, stanza, room);
 end
 

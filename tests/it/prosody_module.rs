@@ -1,7 +1,8 @@
 //! The Prosody module (`integrations/prosody/mod_palisade.lua`) in a real Prosody, with real c2s
 //! clients (raw XMPP over loopback, no TLS), the real gateway on the router outbound leg and a
-//! test compliance server: every verdict, the minimum event map, the outage rule, order within
-//! a conversation, the trust rule, and a reload that adds an event.
+//! test compliance server: every verdict, the minimum event map, the outage rule (a gateway that
+//! stays connected but stops reading included), order within a conversation, the trust rule,
+//! and a reload that adds an event.
 //!
 //! A missing Prosody is reported as SKIPPED on stderr (a failure under
 //! `PALISADE_INTEROP_REQUIRED=1`, which CI sets).
@@ -79,12 +80,26 @@ fn rig_logging(
     extra: &str,
     level: Option<&str>,
 ) -> Option<Rig> {
+    rig_options(test, events, timeout_s, extra, level, "")
+}
+
+/// As `rig_logging`, with more option lines (`options`, e.g. `"    palisade_max_unsent = 1"`)
+/// for the module on the VirtualHost and on the MUC component alike.
+fn rig_options(
+    test: &str,
+    events: &str,
+    timeout_s: u32,
+    extra: &str,
+    level: Option<&str>,
+    options: &str,
+) -> Option<Rig> {
     let plugins = format!("\"{}\"", root().join("integrations/prosody").display());
     let vhost = format!(
-        "    modules_enabled = {{ {extra}\"palisade\" }}\n    palisade_timeout = {timeout_s}"
+        "    modules_enabled = {{ {extra}\"palisade\" }}\n    palisade_timeout = {timeout_s}\n{options}"
     );
-    let module =
-        format!("    modules_enabled = {{ \"palisade\" }}\n    palisade_timeout = {timeout_s}");
+    let module = format!(
+        "    modules_enabled = {{ \"palisade\" }}\n    palisade_timeout = {timeout_s}\n{options}"
+    );
     let level = level.map(str::to_owned).unwrap_or_else(|| {
         std::env::var("PROSODY_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".into())
     });
@@ -666,6 +681,148 @@ fn prosody_module_outage_rule() {
         2,
         "one line for the timeout, one for the disconnection:\n{log}"
     );
+}
+
+/// Sends `signal` (e.g. "-STOP") to process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+/// Continues a process stopped with SIGSTOP when dropped, so that a failing test does not leave
+/// it stopped.
+struct Stopped(u32);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+const NOT_READING: &str = "not reading its stream";
+
+/// A gateway that stays connected but stops reading (SIGSTOP) must not make Prosody hold every
+/// event for it: past `palisade_max_unsent` bytes the outage rule applies at once (a join that
+/// waits is refused without waiting `palisade_timeout`, notices are not sent and counted), and
+/// once the gateway reads again everything sent reaches the compliance server and the count of
+/// what was not sent is logged, so that the two add up to what users sent.
+#[test]
+fn prosody_module_bounds_what_a_gateway_that_stops_reading_holds() {
+    const EVENTS: &str = r#"
+{ event = "es_OUT", packet = "message", fire_and_forget = true, handling = "pass" },
+{ event = "onBeforeJoin", handling = "bounce" },
+"#;
+    let Some(rig) = rig_options(
+        "module-not-reading",
+        EVENTS,
+        60,
+        "",
+        None,
+        "    palisade_max_unsent = 262144",
+    ) else {
+        return;
+    };
+    rig.server.set_policy(by_body);
+    let mut alice = rig.login("alice", "desk");
+    // Messages to a user who does not exist: each is an es_OUT notice, and Prosody answers with
+    // a small error instead of holding a delivery.
+    alice.chat("nobody@localhost", "before-the-stop");
+    rig.wait_request("es_OUT", "before-the-stop");
+
+    let pid = rig.gw.pid();
+    signal(pid, "-STOP");
+    let stopped = Stopped(pid);
+    let body = "x".repeat(16 * 1024);
+    let mut sent = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Far more than the kernel's socket buffers take, so that Prosody's own buffer fills.
+    while !rig.prosody_log().contains(NOT_READING) {
+        assert!(
+            Instant::now() < deadline,
+            "after {sent} notices of 16 KiB, no outage:\n{}",
+            rig.prosody_log()
+        );
+        for _ in 0..20 {
+            sent += 1;
+            alice.chat("nobody@localhost", &format!("flood-{sent}-{body}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // What would wait is refused at once, with the error of a verdict that does not come.
+    let started = Instant::now();
+    let refused = alice.join(&format!("desk@{MUC}"), "alice");
+    assert!(
+        refused.contains("type='error'") && refused.contains("<remote-server-timeout"),
+        "{refused}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "refused only after {:?} (palisade_timeout is 60 s)",
+        started.elapsed()
+    );
+    for _ in 0..5 {
+        sent += 1;
+        alice.chat("nobody@localhost", &format!("flood-{sent}-while-full"));
+    }
+
+    // The gateway reads again: the buffer drains, the outage ends with the count of notices
+    // that were not sent, and the rest reaches the compliance server.
+    drop(stopped);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ended = |log: &str| {
+        log.lines()
+            .find(|l| l.contains(" localhost:palisade") && l.contains("reads its stream again"))
+            .map(str::to_owned)
+    };
+    while ended(&rig.prosody_log()).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the outage never ended:\n{}",
+            rig.prosody_log()
+        );
+        sent += 1;
+        alice.chat("nobody@localhost", &format!("flood-{sent}-probe"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    sent += 1;
+    let last = format!("flood-{sent}-last");
+    alice.chat("nobody@localhost", &last);
+    // One conversation's events arrive in order: once the last is there, all sent ones are.
+    rig.wait_request("es_OUT", &last);
+    let log = rig.prosody_log();
+    let not_sent: usize = ended(&log)
+        .as_deref()
+        .and_then(|l| l.split("; ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of notices not sent:\n{log}"));
+    let received = rig
+        .requests("es_OUT")
+        .iter()
+        .filter(|r| r.stanza.contains("flood-"))
+        .count();
+    assert!(not_sent > 0, "{log}");
+    assert_eq!(
+        received + not_sent,
+        sent,
+        "every notice is either recorded or counted as not sent"
+    );
+    // Once per outage and module instance: the VirtualHost's here (the MUC component's
+    // instance, which refused the join, has its own).
+    let begun = log
+        .lines()
+        .filter(|l| l.contains(" localhost:palisade") && l.contains(NOT_READING))
+        .filter(|l| l.contains("refusing what must be judged"))
+        .count();
+    assert_eq!(begun, 1, "logged once:\n{log}");
+    // And what waits is judged again.
+    let joined = alice.join(&format!("desk@{MUC}"), "alice");
+    assert!(!joined.contains("type='error'"), "{joined}");
 }
 
 #[test]
