@@ -9,7 +9,8 @@
 --
 -- Only what must wait waits: the gateway lists, per (event, packet type), whether it has a chain
 -- and whether its verdict can be other than an immediate pass (disco#info on the node
--- urn:palisade:compliance:0#chains). Unlisted events cost nothing; 'notify' ones are sent
+-- urn:palisade:compliance:0#chains; the same answer gives the limits an event must fit, and a
+-- stanza that would not fit is refused here). Unlisted events cost nothing; 'notify' ones are sent
 -- without waiting; 'wait' ones suspend the processing of the stanza that caused them, inside the
 -- sending session's async runner (util.async), never the whole server. The gateway tells us
 -- when a reload changed the list, and we ask again.
@@ -47,6 +48,13 @@ local chains_node = CHAINS_NODE.."/"..node;
 -- chains[event][packet or ""] = "wait" | "notify"; nil until the gateway first answered, which
 -- means "every event waits" (fail closed: nothing is delivered unjudged).
 local chains = nil;
+
+-- What one event (the iq, the <event/> and the stanza in it) may be on the gateway's stream.
+-- Past any of these the gateway closes the stream (every user's events are then lost to the
+-- outage rule), so a stanza that would not fit is refused here. The gateway says its limits
+-- with its chains; until then, its defaults.
+local LIMITS_FORM = NS.."#limits";
+local limits = { bytes = 262144, depth = 32, attributes = 64 };
 
 -- Events sent and waiting for their verdict: id -> function(reply_stanza_or_false).
 local pending = {};
@@ -232,6 +240,19 @@ function refresh_chains(on_answer)
 			end
 		end
 		chains = learnt;
+		for form in result:childtags("x", "jabber:x:data") do
+			local fields = {};
+			for field in form:childtags("field") do
+				if field.attr.var then fields[field.attr.var] = field:get_child_text("value"); end
+			end
+			if fields.FORM_TYPE == LIMITS_FORM then
+				limits = {
+					bytes = tonumber(fields.max_stanza_bytes) or limits.bytes,
+					depth = tonumber(fields.max_depth) or limits.depth,
+					attributes = tonumber(fields.max_attributes) or limits.attributes,
+				};
+			end
+		end
 		module:log("debug", "Palisade chains: %s", reply);
 		module:log("info", "Palisade gateway %s: %d (event, packet type) pair(s) to send", component, count);
 		if on_answer then on_answer(true); end
@@ -278,18 +299,24 @@ end
 -- util.stanza's serializer, with fewer calls: a value is escaped only when it has something to
 -- escape, and the pieces go straight into the outbox (one concatenation per write, not one per
 -- element and one per event). Serializing the stanza was the largest part of an event's cost.
-local s_find, s_gsub = string.find, string.gsub;
+local s_find, s_gsub, t_concat = string.find, string.gsub, table.concat;
 local escapes = { ["'"] = "&apos;", ["\""] = "&quot;", ["<"] = "&lt;", [">"] = "&gt;", ["&"] = "&amp;" };
 local function escape(text)
 	if s_find(text, "[&<>'\"]") then return (s_gsub(text, "[&<>'\"]", escapes)); end
 	return text;
 end
-local function put_xml(el, buf, n, parent_ns)
+-- `depth`: the element's depth in the event (the stanza is at 3, inside the iq and <event/>);
+-- nil, "too-large" when the element is deeper than the gateway takes, or has more attributes.
+local function put_xml(el, buf, n, parent_ns, depth)
+	if depth > limits.depth then return nil, "too-large"; end
 	local name, attr = el.name, el.attr;
 	n = n + 1; buf[n] = "<"..name;
+	local count, most = 0, limits.attributes;
 	for k, v in pairs(attr) do
 		if s_find(k, "\1", 1, true) then return nil; end
 		if k ~= "xmlns" or v ~= parent_ns then
+			count = count + 1;
+			if count > most then return nil, "too-large"; end
 			n = n + 1; buf[n] = " "..k.."='"..escape(v).."'";
 		end
 	end
@@ -303,14 +330,29 @@ local function put_xml(el, buf, n, parent_ns)
 	for i = 1, len do
 		local child = el[i];
 		if child.name then
-			n = put_xml(child, buf, n, ns);
-			if n == nil then return nil; end
+			local why;
+			n, why = put_xml(child, buf, n, ns, depth + 1);
+			if n == nil then return nil, why; end
 		else
 			n = n + 1; buf[n] = escape(child);
 		end
 	end
 	n = n + 1; buf[n] = "</"..name..">";
 	return n;
+end
+
+-- The same limits for a stanza put_xml does not serialize (util.stanza's serializer does): true
+-- when it fits. Every attribute counts, a namespace declaration too.
+local function within_limits(el, depth)
+	if depth > limits.depth then return false; end
+	local count = 0;
+	for _ in pairs(el.attr) do count = count + 1; end
+	if count > limits.attributes then return false; end
+	for i = 1, #el do
+		local child = el[i];
+		if child.name and not within_limits(child, depth + 1) then return false; end
+	end
+	return true;
 end
 
 local function send_event(session, name, stanza, room, id)
@@ -329,13 +371,17 @@ local function send_event(session, name, stanza, room, id)
 	local attr = stanza.attr;
 	local xmlns = attr.xmlns;
 	attr.xmlns = "jabber:client";
-	local ok, last = pcall(put_xml, stanza, outbox, n, nil);
+	local ok, last, why = pcall(put_xml, stanza, outbox, n, nil, 3);
 	if not (ok and last) then
 		for i = n + 1, math.huge do -- what put_xml appended before it stopped
 			if outbox[i] == nil then break; end
 			outbox[i] = nil;
 		end
 		local xml;
+		if why == "too-large" or not within_limits(stanza, 3) then
+			attr.xmlns, outbox[n] = xmlns, nil;
+			return false;
+		end
 		ok, xml = pcall(tostring, stanza);
 		if not ok then
 			attr.xmlns, outbox[n] = xmlns, nil;
@@ -347,7 +393,17 @@ local function send_event(session, name, stanza, room, id)
 	attr.xmlns = xmlns;
 	last = last + 1;
 	outbox[last] = "</event></iq>";
-	outbox_n = last;
+	-- The event's length as written (escaping can make a stanza several times longer than it
+	-- was sent): joined into one piece, which is then what the outbox holds.
+	local event = t_concat(outbox, "", n, last);
+	for i = n + 1, last do outbox[i] = nil; end
+	if #event > limits.bytes then
+		outbox[n] = nil;
+		return false;
+	end
+	outbox[n] = event;
+	outbox_n = n;
+	return true;
 end
 
 local function stanza_error(type, condition, text)
@@ -355,6 +411,12 @@ local function stanza_error(type, condition, text)
 		:tag(condition, { xmlns = xmlns_stanzas }):up();
 	if text then e:tag("text", { xmlns = xmlns_stanzas }):text(text):up(); end
 	return e;
+end
+
+-- The error a sender gets for a stanza too large (or too deep, or with too many attributes)
+-- to be carried to the gateway in an event.
+local function too_large_error()
+	return stanza_error("modify", "policy-violation", "Too large to be judged by the compliance gateway");
 end
 
 -- Reads a verdict: action, then the replacement stanza (pass) or the <error/> (bounce).
@@ -410,21 +472,28 @@ local function ask(name, stanza, room, callback)
 		if outage ~= NOT_READING then outage_ends(); end
 		return callback(action, detail);
 	end);
-	send_event(session, name, stanza, room, id);
+	if not send_event(session, name, stanza, room, id) then
+		pending[id], deadlines[id] = nil, nil;
+		return callback("bounce", too_large_error());
+	end
 end
 
+-- Sends a notice; false when the stanza is too large to be carried (see limits): a stanza
+-- that can still be stopped is then refused, since it would otherwise go on unrecorded.
 local function notify(name, stanza, room)
 	local session = gateway_session();
 	if not session then
 		outage_begins("not connected");
 		notices_not_sent = notices_not_sent + 1;
-		return;
+		return true;
 	end
 	if not_reading(session) then
 		notices_not_sent = notices_not_sent + 1;
-		return;
+		return true;
 	end
-	send_event(session, name, stanza, room);
+	if send_event(session, name, stanza, room) then return true; end
+	module:log("debug", "Palisade: a %s too large for the gateway's limits, not sent as %s", stanza.name, name);
+	return false;
 end
 
 -- While a session's runner waits, mod_c2s pauses its connection; bytes the socket library had
@@ -792,7 +861,10 @@ local function judge_stanza(name, event, room, from)
 	if already_judged(stanza, name) then return nil; end
 	local mode = mode_of(name, stanza, room ~= nil);
 	if mode == nil then return nil; end
-	if mode == "notify" then notify(name, stanza, room); return nil; end
+	if mode == "notify" then
+		if notify(name, stanza, room) then return nil; end
+		return enforce(origin, stanza, "bounce", too_large_error(), from);
+	end
 	if async.ready() then
 		local action, detail = judge_now(name, stanza, room, origin);
 		return enforce(origin, stanza, action, detail, from);

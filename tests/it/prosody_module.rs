@@ -2,7 +2,7 @@
 //! clients (raw XMPP over loopback, no TLS), the real gateway on the router outbound leg and a
 //! test compliance server: every verdict, the minimum event map, the outage rule (a gateway that
 //! stays connected but stops reading included), order within a conversation, the trust rule,
-//! and a reload that adds an event.
+//! stanzas too large for the gateway, and a reload that adds an event.
 //!
 //! A missing Prosody is reported as SKIPPED on stderr (a failure under
 //! `PALISADE_INTEROP_REQUIRED=1`, which CI sets).
@@ -823,6 +823,78 @@ fn prosody_module_bounds_what_a_gateway_that_stops_reading_holds() {
     // And what waits is judged again.
     let joined = alice.join(&format!("desk@{MUC}"), "alice");
     assert!(!joined.contains("type='error'"), "{joined}");
+}
+
+/// A client stanza the gateway's limits would refuse inside an event (too many attributes on
+/// an element, too deep, or too long once escaped) must not reach the gateway: the gateway
+/// would close the router stream, an outage for every user. The module refuses the stanza
+/// itself (`policy-violation`), waiting or not, and the stream stays up.
+#[test]
+fn prosody_module_refuses_what_the_gateway_could_not_take() {
+    const EVENTS: &str = r#"
+{ event = "es_OUT", packet = "message", handling = "bounce" },
+{ event = "es_OUT", packet = "presence", fire_and_forget = true, handling = "pass" },
+"#;
+    let Some(rig) = rig("module-limits", EVENTS, 5) else {
+        return;
+    };
+    rig.server.set_policy(by_body);
+    let mut alice = rig.login("alice", "desk");
+    let mut bob = rig.login("bob", "desk");
+    let attrs: String = (0..70).map(|i| format!(" a{i}='v'")).collect();
+    let deep = format!(
+        "{}{}",
+        "<x xmlns='urn:example:deep'>".repeat(31),
+        "</x>".repeat(31)
+    );
+    // Plain apostrophes in text are one byte each as sent and six once escaped (&apos;).
+    let quotes = "'".repeat(60 * 1024);
+    let crafted = [
+        (
+            "attributes",
+            format!("<wide xmlns='urn:example:wide'{attrs}/>"),
+        ),
+        ("depth", deep),
+        ("escaped length", format!("<body>{quotes}</body>")),
+    ];
+    for (what, payload) in &crafted {
+        let id = alice.id();
+        alice.send(&format!(
+            "<message type='chat' to='bob@localhost' id='{id}'>{payload}<body>crafted {what}</body></message>"
+        ));
+        let error = alice.error_for(&id);
+        assert!(error.contains("<policy-violation"), "{what}: {error}");
+        // A notice (nothing waits for it) is refused the same way: it would go unrecorded.
+        let id = alice.id();
+        alice.send(&format!(
+            "<presence to='bob@localhost' id='{id}'>{payload}</presence>"
+        ));
+        let error = alice.error_for(&id);
+        assert!(
+            error.contains("<policy-violation"),
+            "{what}, presence: {error}"
+        );
+    }
+    bob.expect_none(
+        "a crafted message",
+        |s| s.contains("crafted "),
+        Duration::from_millis(300),
+    );
+    // The router stream never went down, and ordinary messages are judged as before.
+    alice.chat("bob@localhost", "after the crafted ones");
+    bob.message_with("after the crafted ones");
+    let log = rig.prosody_log();
+    assert_eq!(
+        log.matches("External component successfully authenticated")
+            .count(),
+        1,
+        "the gateway connected once:\n{log}"
+    );
+    assert!(
+        !rig.gw.log.all().contains("policy-violation"),
+        "{}",
+        rig.gw.log.all()
+    );
 }
 
 #[test]

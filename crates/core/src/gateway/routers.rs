@@ -239,7 +239,11 @@ impl Gateway {
             Leg::Router(r) => r.entry().map(|e| e.node),
             Leg::Server(_) => None,
         });
-        let chains = node.map(|n| (&*self.policy, n));
+        let chains = node.map(|own| service::ChainsAnswer {
+            policy: &self.policy,
+            own,
+            limits: &self.config.limits,
+        });
         let outcome = service::answer_router(&mut out, &self.config.gateway.name, stanza, chains);
         if outcome == service::ServiceOutcome::Ignored {
             return;

@@ -4,13 +4,16 @@
 //!
 //! A router may also ask which events it must send: disco#info on the node [`CHAINS_NODE`]
 //! (or `CHAINS_NODE/NODENAME` for another IM node) lists one feature per (event, packet type)
-//! with a non-empty chain, [`chain_feature`]. After a reload the gateway tells the routers that
-//! asked with [`write_chains_changed`], so they ask again.
+//! with a non-empty chain, [`chain_feature`], and, in an XEP-0128 form ([`LIMITS_FORM`]), the
+//! limits a stanza must fit on the router stream, so that the router can refuse a stanza the
+//! gateway would close that stream for. After a reload the gateway tells the routers that asked
+//! with [`write_chains_changed`], so they ask again.
 
 use super::event::Reply;
 use super::NS;
+use crate::policy::config::Limits;
 use crate::policy::matcher::{Advertised, CompiledPolicy, NodeId};
-use crate::wire::write::{close, stanza_error, Element};
+use crate::wire::write::{close, stanza_error, text, Element};
 use crate::wire::Stanza;
 use bytes::BytesMut;
 
@@ -35,6 +38,21 @@ pub enum ServiceOutcome {
 /// The disco#info node on which a router learns which events it must send.
 pub const CHAINS_NODE: &str = "urn:palisade:compliance:0#chains";
 
+/// The `FORM_TYPE` of the chains answer's form: `max_stanza_bytes`, `max_depth` and
+/// `max_attributes` of the router stream (`[limits]`), which every event must fit.
+pub const LIMITS_FORM: &str = "urn:palisade:compliance:0#limits";
+
+/// What a router stream's chains answer is made of.
+#[derive(Copy, Clone)]
+pub struct ChainsAnswer<'a> {
+    /// The policy in force.
+    pub policy: &'a CompiledPolicy,
+    /// The router's own IM node, used when the query names none.
+    pub own: NodeId,
+    /// The limits every stanza on the router stream must fit.
+    pub limits: &'a Limits,
+}
+
 /// The feature that says a router must send `a`:
 /// `urn:palisade:compliance:0#chain/wait/es_OUT/message`, or `.../notify/onAfterJoin` (TC
 /// events have no packet type). `notify`: the verdict is always an immediate `pass`, so the
@@ -53,12 +71,12 @@ pub fn answer(out: &mut BytesMut, our_name: &str, stanza: &Stanza) -> ServiceOut
 }
 
 /// As [`answer`], for a router stream: also answers disco#info on [`CHAINS_NODE`] from
-/// `chains` (the policy in force and the router's own node, used when the query names none).
+/// `chains`.
 pub fn answer_router(
     out: &mut BytesMut,
     our_name: &str,
     stanza: &Stanza,
-    chains: Option<(&CompiledPolicy, NodeId)>,
+    chains: Option<ChainsAnswer<'_>>,
 ) -> ServiceOutcome {
     let is_request =
         stanza.name() == b"iq" && matches!(stanza.raw(stanza.attrs().type_), Some(b"get" | b"set"));
@@ -69,11 +87,12 @@ pub fn answer_router(
     let payload = stanza.children().next();
     let payload_ns = payload.and_then(|c| stanza.element_attr(c, "xmlns"));
     let disco_node = payload.and_then(|c| stanza.element_attr(c, "node"));
-    if let (true, Some(DISCO_INFO_NS), Some(node), Some((policy, own))) =
+    if let (true, Some(DISCO_INFO_NS), Some(node), Some(chains)) =
         (get, payload_ns.as_deref(), disco_node.as_deref(), chains)
     {
+        let policy = chains.policy;
         let named = match node.strip_prefix(CHAINS_NODE) {
-            Some("") => Some(own),
+            Some("") => Some(chains.own),
             Some(rest) => rest.strip_prefix('/').map(|n| policy.node_id(n.as_bytes())),
             None => None,
         };
@@ -89,6 +108,7 @@ pub fn answer_router(
                     .attr("var", &chain_feature(&a))
                     .empty();
             }
+            write_limits(q, chains.limits);
             close(q, "query");
             close(body, "iq");
             return ServiceOutcome::Chains;
@@ -128,6 +148,34 @@ pub fn answer_router(
             ServiceOutcome::Refused
         }
     }
+}
+
+/// The [`LIMITS_FORM`] form (XEP-0004 `result`, XEP-0128 on a disco#info answer).
+fn write_limits(out: &mut BytesMut, limits: &Limits) {
+    let x = Element::open(out, "x")
+        .attr("xmlns", "jabber:x:data")
+        .attr("type", "result")
+        .start_content();
+    let fields = [
+        ("max_stanza_bytes", limits.max_stanza_bytes),
+        ("max_depth", limits.max_depth),
+        ("max_attributes", limits.max_attributes),
+    ];
+    let field = |x: &mut BytesMut, var: &str, kind: Option<&str>, value: &str| {
+        let f = Element::open(x, "field")
+            .attr("var", var)
+            .attr_opt("type", kind)
+            .start_content();
+        let v = Element::open(f, "value").start_content();
+        text(v, value);
+        close(v, "value");
+        close(f, "field");
+    };
+    field(x, "FORM_TYPE", Some("hidden"), LIMITS_FORM);
+    for (var, value) in fields {
+        field(x, var, None, &value.to_string());
+    }
+    close(x, "x");
 }
 
 fn result<'o>(out: &'o mut BytesMut, our_name: &str, reply: &Reply) -> Element<'o> {
@@ -198,7 +246,17 @@ priority = ["Wall"]
         );
         let stanza = crate::wire::test_stanza(q.as_bytes());
         let mut out = BytesMut::new();
-        let outcome = answer_router(&mut out, "palisade.localhost", &stanza, Some((&p, own)));
+        let limits = Limits {
+            max_stanza_bytes: 100_000,
+            max_depth: 12,
+            ..Limits::default()
+        };
+        let chains = ChainsAnswer {
+            policy: &p,
+            own,
+            limits: &limits,
+        };
+        let outcome = answer_router(&mut out, "palisade.localhost", &stanza, Some(chains));
         (outcome, String::from_utf8(out.to_vec()).unwrap())
     }
 
@@ -221,6 +279,25 @@ priority = ["Wall"]
         assert!(!other.contains("#chain/"), "{other}");
         let (_, same) = ask(&format!("{CHAINS_NODE}/imp1"));
         assert!(same.contains("es_OUT/message"), "{same}");
+    }
+
+    #[test]
+    fn chains_answer_carries_the_stream_limits_in_a_form() {
+        let (_, text) = ask(CHAINS_NODE);
+        let form = format!(
+            "<x xmlns='jabber:x:data' type='result'>\
+             <field var='FORM_TYPE' type='hidden'><value>{LIMITS_FORM}</value></field>\
+             <field var='max_stanza_bytes'><value>100000</value></field>\
+             <field var='max_depth'><value>12</value></field>\
+             <field var='max_attributes'><value>64</value></field></x></query>"
+        );
+        assert!(text.contains(&form), "{text}");
+        // The answer is itself a stanza the framer reads back.
+        let stanza = crate::wire::test_stanza(text.as_bytes());
+        assert_eq!(stanza.name(), b"iq");
+        // A plain disco#info has no form.
+        let (_, plain) = ask("http://example.com/other");
+        assert!(!plain.contains("jabber:x:data"), "{plain}");
     }
 
     #[test]
