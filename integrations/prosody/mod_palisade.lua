@@ -134,10 +134,12 @@ local function not_reading(session)
 		-- What every event pays: nothing unsent, or a single string left by a partial write.
 		local conn = session.conn;
 		local buffer = conn and conn.writebuffer;
-		if buffer == nil or (type(buffer) == "string" and #buffer <= max_unsent)
-		or unsent_bytes(session) <= max_unsent then
+		if buffer == nil or (type(buffer) == "string" and #buffer <= max_unsent) then
+			-- A list counted before is gone: let its strings be collected.
+			if counted.buffer ~= nil then counted.buffer, counted.first = nil, nil; end
 			return false;
 		end
+		if unsent_bytes(session) <= max_unsent then return false; end
 		if backlog == nil then
 			backlog = { full = true, probing = false };
 			session.palisade_backlog = backlog;
@@ -494,6 +496,19 @@ local function notify(name, stanza, room)
 	if send_event(session, name, stanza, room) then return true; end
 	module:log("debug", "Palisade: a %s too large for the gateway's limits, not sent as %s", stanza.name, name);
 	return false;
+end
+
+-- After-the-fact events that were too large to be sent, and so are not recorded: a warning at
+-- most once a minute with their count (a client could otherwise fill the log).
+local unrecorded, unrecorded_since = 0, nil;
+local function not_recorded(name)
+	unrecorded = unrecorded + 1;
+	local t = now();
+	if unrecorded_since == nil or t - unrecorded_since >= 60 then
+		module:log("warn", "Palisade: %d stanza(s) too large for the gateway's limits not recorded since the last such warning (the last as %s)",
+			unrecorded, name);
+		unrecorded, unrecorded_since = 0, t;
+	end
 end
 
 -- While a session's runner waits, mod_c2s pauses its connection; bytes the socket library had
@@ -887,7 +902,7 @@ local function judge_action(name, stanza, room, origin)
 	local mode = mode_of(name, stanza, room ~= nil);
 	if mode == nil then return "pass"; end
 	if mode == "notify" or not async.ready() then
-		notify(name, stanza, room);
+		if not notify(name, stanza, room) then not_recorded(name); end
 		return "pass";
 	end
 	return judge_now(name, stanza, room, origin);
@@ -895,8 +910,8 @@ end
 
 -- Sends a fire-and-forget event (after-the-fact hooks: nothing left to stop).
 local function tell(name, stanza, room)
-	if stanza and mode_of(name, stanza, room ~= nil) ~= nil then
-		notify(name, stanza, room);
+	if stanza and mode_of(name, stanza, room ~= nil) ~= nil and not notify(name, stanza, room) then
+		not_recorded(name);
 	end
 end
 

@@ -897,6 +897,39 @@ fn prosody_module_refuses_what_the_gateway_could_not_take() {
     );
 }
 
+/// After the fact there is nothing left to refuse: a room join (no event before it here) whose
+/// presence is too large to be recorded goes on, and Prosody's log says it was not recorded (at
+/// most once a minute, with a count).
+#[test]
+fn prosody_module_tells_what_it_could_not_record() {
+    const EVENTS: &str = r#"
+{ event = "onAfterJoin", fire_and_forget = true, handling = "pass" },
+"#;
+    let Some(rig) = rig("module-not-recorded", EVENTS, 5) else {
+        return;
+    };
+    let mut alice = rig.login("alice", "desk");
+    let attrs: String = (0..70).map(|i| format!(" a{i}='v'")).collect();
+    let room = format!("desk@{MUC}");
+    alice.send(&format!(
+        "<presence to='{room}/alice'><x xmlns='http://jabber.org/protocol/muc'/>\
+         <wide xmlns='urn:example:wide'{attrs}/></presence>"
+    ));
+    let from = format!("from='{room}/alice'");
+    let joined = alice.expect("join answer", |s| {
+        s.starts_with("<presence") && s.contains(&from)
+    });
+    assert!(!joined.contains("type='error'"), "{joined}");
+    rig.wait_prosody_log(
+        "1 stanza(s) too large for the gateway's limits not recorded since the last such warning (the last as onAfterJoin)",
+        1,
+    );
+    // An ordinary join is recorded.
+    let mut bob = rig.login("bob", "desk");
+    bob.join(&room, "bob");
+    rig.wait_request("onAfterJoin", "bob@localhost");
+}
+
 #[test]
 fn prosody_module_trust_rule() {
     let Some(rig) = rig("module-trust", WALL, 5) else {
