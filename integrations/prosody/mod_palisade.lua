@@ -127,10 +127,13 @@ end
 -- chains query); it counts as reading again when it answers, since it reads its stream in
 -- order, and not merely when the kernel's socket buffers took a little more.
 local refresh_chains; -- below
+local function reading_again()
+	outage_ends("reads its stream again");
+end
 local function not_reading(session)
 	local backlog = session.palisade_backlog; -- nil until the stream first filled
 	if backlog == nil or not backlog.full then
-		if outage == NOT_READING then outage_ends("reads its stream again"); end
+		if outage == NOT_READING then reading_again(); end
 		-- What every event pays: nothing unsent, or a single string left by a partial write.
 		local conn = session.conn;
 		local buffer = conn and conn.writebuffer;
@@ -141,7 +144,7 @@ local function not_reading(session)
 		end
 		if unsent_bytes(session) <= max_unsent then return false; end
 		if backlog == nil then
-			backlog = { full = true, probing = false };
+			backlog = { probing = false };
 			session.palisade_backlog = backlog;
 		end
 		backlog.full = true;
@@ -151,7 +154,7 @@ local function not_reading(session)
 			backlog.probing = false;
 			if answered then
 				backlog.full = false;
-				if outage == NOT_READING then outage_ends("reads its stream again"); end
+				if outage == NOT_READING then reading_again(); end
 			end
 		end);
 	end

@@ -683,25 +683,34 @@ fn prosody_module_outage_rule() {
     );
 }
 
-/// Sends `signal` (e.g. "-STOP") to process `pid`.
-fn signal(pid: u32, signal: &str) {
-    let status = std::process::Command::new("kill")
+/// Sends `signal` (e.g. "-STOP") to process `pid`; true when `kill` did.
+fn signal(pid: u32, signal: &str) -> bool {
+    std::process::Command::new("kill")
         .args([signal, &pid.to_string()])
         .status()
-        .expect("kill");
-    assert!(status.success(), "kill {signal} {pid}");
+        .is_ok_and(|s| s.success())
 }
 
-/// Continues a process stopped with SIGSTOP when dropped, so that a failing test does not leave
-/// it stopped.
+/// Stops process `pid` (SIGSTOP) until dropped, so that a failing test does not leave it
+/// stopped.
 struct Stopped(u32);
+
+impl Stopped {
+    fn stop(pid: u32) -> Stopped {
+        assert!(signal(pid, "-STOP"), "kill -STOP {pid}");
+        Stopped(pid)
+    }
+}
 
 impl Drop for Stopped {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-CONT", &self.0.to_string()])
-            .status();
+        signal(self.0, "-CONT");
     }
+}
+
+/// `n` attributes, ` a0='v' a1='v' ...`: more than the gateway takes on one element.
+fn many_attributes(n: usize) -> String {
+    (0..n).map(|i| format!(" a{i}='v'")).collect()
 }
 
 const NOT_READING: &str = "not reading its stream";
@@ -734,9 +743,7 @@ fn prosody_module_bounds_what_a_gateway_that_stops_reading_holds() {
     alice.chat("nobody@localhost", "before-the-stop");
     rig.wait_request("es_OUT", "before-the-stop");
 
-    let pid = rig.gw.pid();
-    signal(pid, "-STOP");
-    let stopped = Stopped(pid);
+    let stopped = Stopped::stop(rig.gw.pid());
     let body = "x".repeat(16 * 1024);
     let mut sent = 0usize;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -841,7 +848,7 @@ fn prosody_module_refuses_what_the_gateway_could_not_take() {
     rig.server.set_policy(by_body);
     let mut alice = rig.login("alice", "desk");
     let mut bob = rig.login("bob", "desk");
-    let attrs: String = (0..70).map(|i| format!(" a{i}='v'")).collect();
+    let attrs = many_attributes(70);
     let deep = format!(
         "{}{}",
         "<x xmlns='urn:example:deep'>".repeat(31),
@@ -909,7 +916,7 @@ fn prosody_module_tells_what_it_could_not_record() {
         return;
     };
     let mut alice = rig.login("alice", "desk");
-    let attrs: String = (0..70).map(|i| format!(" a{i}='v'")).collect();
+    let attrs = many_attributes(70);
     let room = format!("desk@{MUC}");
     alice.send(&format!(
         "<presence to='{room}/alice'><x xmlns='http://jabber.org/protocol/muc'/>\
