@@ -159,8 +159,9 @@ impl Gateway {
             return;
         };
         // Only the router itself produces events: a user's (or a resource's) iq is refused
-        // before it is read, judged or sent anywhere.
-        if is_event(stanza) && !is_host_jid(&reply.to) {
+        // before it is read, judged or sent anywhere. The sender's address is the cheaper
+        // question, and for the router's own events the only one asked.
+        if !is_host_jid(&reply.to) && is_event(stanza) {
             self.counters.forbidden_events += 1;
             let mut out = BytesMut::new();
             write_forbidden(

@@ -206,7 +206,9 @@ pub fn is_event(stanza: &Stanza) -> bool {
     stanza.name() == b"iq"
         && stanza.children().any(|c| {
             stanza.element_local_name(c) == b"event"
-                && stanza.element_attr(c, "xmlns").as_deref() == Some(NS)
+                && stanza
+                    .element_raw_attrs(c)
+                    .any(|(n, v)| n == b"xmlns" && v == NS.as_bytes())
         })
 }
 
@@ -243,12 +245,14 @@ pub fn parse_event_into(
     let mut room = None;
     let mut node = None;
     let mut ns_ok = false;
-    for (attr, raw) in iq.element_attrs(event) {
+    // Names are compared as bytes; only the values kept become text.
+    let text = crate::wire::stanza::as_str;
+    for (attr, raw) in iq.element_raw_attrs(event) {
         match attr {
-            "name" => name = Some(raw),
-            "room" => room = Some(crate::wire::xml::unescape(raw)),
-            "node" => node = Some(crate::wire::xml::unescape(raw)),
-            "xmlns" => ns_ok = raw == NS,
+            b"name" => name = Some(raw),
+            b"room" => room = Some(crate::wire::xml::unescape(text(raw))),
+            b"node" => node = Some(crate::wire::xml::unescape(text(raw))),
+            b"xmlns" => ns_ok = raw == NS.as_bytes(),
             _ => {}
         }
     }
@@ -256,27 +260,28 @@ pub fn parse_event_into(
         return Err(BadEvent::NoEventElement);
     }
     let name = name.ok_or(BadEvent::NoName)?;
-    let id = EventId::lookup(name.as_bytes())
-        .ok_or_else(|| BadEvent::UnknownEvent(crate::wire::xml::unescape(name).into_owned()))?;
+    let id = EventId::lookup(name).ok_or_else(|| {
+        BadEvent::UnknownEvent(crate::wire::xml::unescape(text(name)).into_owned())
+    })?;
     let mut inner_elements = iq.children_of(event);
     let inner = inner_elements.next().ok_or(BadEvent::NoStanza)?;
     if inner_elements.next().is_some() {
         return Err(BadEvent::TwoStanzas);
     }
     let (mut from, mut to, mut type_) = (None, None, None);
-    for (attr, raw) in iq.element_attrs(inner) {
+    for (attr, raw) in iq.element_raw_attrs(inner) {
         match attr {
-            "from" => from = Some(raw),
-            "to" => to = Some(raw),
-            "type" => type_ = Some(raw),
+            b"from" => from = Some(raw),
+            b"to" => to = Some(raw),
+            b"type" => type_ = Some(raw),
             _ => {}
         }
     }
     let local = iq.element_local_name(inner);
-    let packet = PacketType::classify(local, type_.map(str::as_bytes))
+    let packet = PacketType::classify(local, type_)
         .ok_or_else(|| BadEvent::NotAStanza(String::from_utf8_lossy(local).into_owned()))?;
-    let from: Option<Cow<str>> = from.map(crate::wire::xml::unescape);
-    let to: Option<Cow<str>> = to.map(crate::wire::xml::unescape);
+    let from: Option<Cow<str>> = from.map(|f| crate::wire::xml::unescape(text(f)));
+    let to: Option<Cow<str>> = to.map(|t| crate::wire::xml::unescape(text(t)));
     let stanza = &iq.bytes()[inner.span.range()];
     // The key first (it may still fail), then the rest; room for all of it at once, the key's
     // share bounded by the addresses it is made of.

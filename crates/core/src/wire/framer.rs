@@ -754,6 +754,7 @@ fn parse_with(
         root_name: Span::default(),
         root: RootAttrs::default(),
         done: None,
+        attr_bits: 0,
     };
     p.scratch.stack.clear();
     p.scratch.attr_names.clear();
@@ -978,6 +979,20 @@ struct ElementPass<'a> {
     root: RootAttrs,
     /// Set when the root's end is read: the offset just past it.
     done: Option<usize>,
+    /// The [`name_signature`] bits of the attribute names read in the current start tag.
+    attr_bits: u64,
+}
+
+/// A cheap digest of an attribute's qualified name (never empty): equal names give equal
+/// digests, so a bit not yet set proves a name new in its tag.
+#[inline(always)]
+fn name_signature(qname: &[u8]) -> u32 {
+    let first = qname.first().copied().unwrap_or(0);
+    let last = qname.last().copied().unwrap_or(0);
+    (qname.len() as u32)
+        .wrapping_mul(7)
+        .wrapping_add(u32::from(first).wrapping_mul(3))
+        .wrapping_add(u32::from(last))
 }
 
 impl ElementPass<'_> {
@@ -1052,6 +1067,7 @@ impl ElementPass<'_> {
         };
         stack.push(Open { name, recorded });
         self.scratch.attr_names.clear();
+        self.attr_bits = 0;
         Ok(())
     }
 
@@ -1078,15 +1094,21 @@ impl ElementPass<'_> {
             end: local.end,
         };
         let qbytes = &bytes[qname.range()];
-        // Length and first byte rule out almost every pair before comparing bytes.
-        let duplicate = self.scratch.attr_names.iter().any(|n| {
-            n.end - n.start == qname.end - qname.start
-                && bytes[n.start as usize] == qbytes[0]
-                && &bytes[n.range()] == qbytes
-        });
-        if duplicate {
-            return Err(FrameError::Malformed("duplicate attribute"));
+        // A name's length and its first and last bytes pick one of 64 bits: the tag's earlier
+        // names are compared only when this one's bit is already set, which for the few,
+        // distinct names of a stanza's tags it almost never is.
+        let bit = 1u64 << (name_signature(qbytes) & 63);
+        if self.attr_bits & bit != 0 {
+            let duplicate = self
+                .scratch
+                .attr_names
+                .iter()
+                .any(|n| &bytes[n.range()] == qbytes);
+            if duplicate {
+                return Err(FrameError::Malformed("duplicate attribute"));
+            }
         }
+        self.attr_bits |= bit;
         self.scratch.attr_names.push(qname);
         match prefix {
             None => {}

@@ -199,16 +199,20 @@ impl Stanza {
 
     /// The attributes of an element's start tag, raw (escaped), tokenized on demand.
     pub fn element_attrs(&self, e: &ElementRef) -> Attrs<'_> {
-        Attrs::of_start_tag(as_str(
-            &self.bytes[e.span.start as usize..e.tag_end as usize],
-        ))
+        Attrs(self.element_raw_attrs(e))
+    }
+
+    /// [`Stanza::element_attrs`] as bytes: no UTF-8 conversion of the tag, for readers that
+    /// compare names as bytes and convert only the values they keep.
+    pub fn element_raw_attrs(&self, e: &ElementRef) -> RawAttrs<'_> {
+        RawAttrs::of_start_tag(&self.bytes[e.span.start as usize..e.tag_end as usize])
     }
 
     /// One attribute of an element's start tag, unescaped.
     pub fn element_attr(&self, e: &ElementRef, name: &str) -> Option<Cow<'_, str>> {
-        self.element_attrs(e)
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| xml::unescape(v))
+        self.element_raw_attrs(e)
+            .find(|(n, _)| *n == name.as_bytes())
+            .map(|(_, v)| xml::unescape(as_str(v)))
     }
 
     /// The root's content between its start and end tags.
@@ -230,33 +234,32 @@ impl Stanza {
     }
 }
 
-/// The attributes of one start tag, as `(qualified name, raw value)` pairs.
+/// The attributes of one start tag, as `(qualified name, raw value)` byte pairs.
 ///
 /// Only ever built over start tags the framer already validated (well-formed, UTF-8), so a
 /// plain delimiter scan is exact: names end at `=` or whitespace, values at their own quote.
 /// That is several times cheaper than tokenizing the tag again.
-pub struct Attrs<'a> {
-    tag: &'a str,
+pub struct RawAttrs<'a> {
+    tag: &'a [u8],
     pos: usize,
 }
 
-impl<'a> Attrs<'a> {
+impl<'a> RawAttrs<'a> {
     /// `tag` is one complete, validated start tag, `<name attr='v' ...>` or `.../>`.
-    pub(crate) fn of_start_tag(tag: &'a str) -> Attrs<'a> {
-        let b = tag.as_bytes();
+    pub(crate) fn of_start_tag(tag: &'a [u8]) -> RawAttrs<'a> {
         let mut pos = 1;
-        while pos < b.len() && !matches!(b[pos], b' ' | b'\t' | b'\r' | b'\n' | b'>' | b'/') {
+        while pos < tag.len() && !matches!(tag[pos], b' ' | b'\t' | b'\r' | b'\n' | b'>' | b'/') {
             pos += 1;
         }
-        Attrs { tag, pos }
+        RawAttrs { tag, pos }
     }
 }
 
-impl<'a> Iterator for Attrs<'a> {
-    type Item = (&'a str, &'a str);
+impl<'a> Iterator for RawAttrs<'a> {
+    type Item = (&'a [u8], &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let b = self.tag.as_bytes();
+        let b = self.tag;
         while self.pos < b.len() && super::xml::is_space(b[self.pos]) {
             self.pos += 1;
         }
@@ -271,7 +274,6 @@ impl<'a> Iterator for Attrs<'a> {
         while name_end > name_start && super::xml::is_space(b[name_end - 1]) {
             name_end -= 1;
         }
-        let name = self.tag.get(name_start..name_end)?;
         let mut q = eq + 1;
         while q < b.len() && super::xml::is_space(b[q]) {
             q += 1;
@@ -280,7 +282,20 @@ impl<'a> Iterator for Attrs<'a> {
         let value_start = q + 1;
         let value_end = value_start + super::xml::find_byte(b.get(value_start..)?, quote)?;
         self.pos = value_end + 1;
-        Some((name, self.tag.get(value_start..value_end)?))
+        Some((&b[name_start..name_end], &b[value_start..value_end]))
+    }
+}
+
+/// [`RawAttrs`] as text: `(qualified name, raw value)` pairs. Each piece is cut at an ASCII
+/// delimiter of bytes the framer checked as UTF-8, so it is UTF-8 too.
+pub struct Attrs<'a>(RawAttrs<'a>);
+
+impl<'a> Iterator for Attrs<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (name, value) = self.0.next()?;
+        Some((as_str(name), as_str(value)))
     }
 }
 
@@ -315,7 +330,7 @@ pub(crate) fn as_str(bytes: &[u8]) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::Attrs;
+    use super::{Attrs, RawAttrs};
 
     #[test]
     fn attribute_scan_matches_the_tokenizer() {
@@ -327,7 +342,7 @@ mod tests {
             "<x/>",
             "<q a=\"it's\" b='say \"hi\"'>",
         ] {
-            let fast: Vec<(&str, &str)> = Attrs::of_start_tag(tag).collect();
+            let fast: Vec<(&str, &str)> = Attrs(RawAttrs::of_start_tag(tag.as_bytes())).collect();
             let slow: Vec<(&str, &str)> = xmlparser::Tokenizer::from_fragment(tag, 0..tag.len())
                 .filter_map(|t| match t {
                     Ok(xmlparser::Token::Attribute { span, value, .. }) => {

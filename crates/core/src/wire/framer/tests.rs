@@ -231,6 +231,35 @@ fn attribute_limit_is_its_own_error() {
 }
 
 #[test]
+fn duplicate_attributes_are_found_whatever_their_digests() {
+    // `name` and `node` have the same length and first and last bytes, so the same digest:
+    // told apart by their bytes, and a repeat of either is still refused.
+    assert_eq!(
+        super::name_signature(b"name"),
+        super::name_signature(b"node")
+    );
+    assert_eq!(whole(&stream("<a name='1' node='2'/>")).1, None);
+    for tag in [
+        "<a name='1' node='2' name='3'/>",
+        "<a node='1' name='2' node='3'/>",
+        "<a x:b='1' xmlns:x='u' x:b='2'/>",
+        "<a b='1' c='2' d='3' e='4' b='5'/>",
+    ] {
+        let err = refused(&stream(tag));
+        assert_eq!(
+            err,
+            FrameError::Malformed("duplicate attribute"),
+            "{tag} gave {err:?}"
+        );
+    }
+    // Every start tag begins with no names seen: the same names on the next element are new.
+    assert_eq!(whole(&stream("<a b='1'><c b='2'/><c b='3'/></a>")).1, None);
+    // Many distinct names, so that most digest bits are set: none is taken for a repeat.
+    let attrs: String = (0..64).map(|i| format!(" n{i}x='v'")).collect();
+    assert_eq!(whole(&stream(&format!("<message{attrs}/>"))).1, None);
+}
+
+#[test]
 fn ten_megabyte_attribute_is_refused_with_bounded_memory() {
     let mut framer = Framer::new(Limits::default());
     framer.feed(&stream("<message body='"));
