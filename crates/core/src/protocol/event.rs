@@ -207,7 +207,7 @@ pub fn is_event(stanza: &Stanza) -> bool {
         && stanza.children().any(|c| {
             stanza.element_local_name(c) == b"event"
                 && stanza
-                    .element_raw_attrs(c)
+                    .element_attrs(c)
                     .any(|(n, v)| n == b"xmlns" && v == NS.as_bytes())
         })
 }
@@ -247,7 +247,7 @@ pub fn parse_event_into(
     let mut ns_ok = false;
     // Names are compared as bytes; only the values kept become text.
     let text = crate::wire::stanza::as_str;
-    for (attr, raw) in iq.element_raw_attrs(event) {
+    for (attr, raw) in iq.element_attrs(event) {
         match attr {
             b"name" => name = Some(raw),
             b"room" => room = Some(crate::wire::xml::unescape(text(raw))),
@@ -269,7 +269,7 @@ pub fn parse_event_into(
         return Err(BadEvent::TwoStanzas);
     }
     let (mut from, mut to, mut type_) = (None, None, None);
-    for (attr, raw) in iq.element_raw_attrs(inner) {
+    for (attr, raw) in iq.element_attrs(inner) {
         match attr {
             b"from" => from = Some(raw),
             b"to" => to = Some(raw),

@@ -197,20 +197,15 @@ impl Stanza {
         local(self.element_name(e))
     }
 
-    /// The attributes of an element's start tag, raw (escaped), tokenized on demand.
+    /// The attributes of an element's start tag, raw (escaped), tokenized on demand, as bytes:
+    /// readers compare names as bytes and convert only the values they keep.
     pub fn element_attrs(&self, e: &ElementRef) -> Attrs<'_> {
-        Attrs(self.element_raw_attrs(e))
-    }
-
-    /// [`Stanza::element_attrs`] as bytes: no UTF-8 conversion of the tag, for readers that
-    /// compare names as bytes and convert only the values they keep.
-    pub fn element_raw_attrs(&self, e: &ElementRef) -> RawAttrs<'_> {
-        RawAttrs::of_start_tag(&self.bytes[e.span.start as usize..e.tag_end as usize])
+        Attrs::of_start_tag(&self.bytes[e.span.start as usize..e.tag_end as usize])
     }
 
     /// One attribute of an element's start tag, unescaped.
     pub fn element_attr(&self, e: &ElementRef, name: &str) -> Option<Cow<'_, str>> {
-        self.element_raw_attrs(e)
+        self.element_attrs(e)
             .find(|(n, _)| *n == name.as_bytes())
             .map(|(_, v)| xml::unescape(as_str(v)))
     }
@@ -239,23 +234,23 @@ impl Stanza {
 /// Only ever built over start tags the framer already validated (well-formed, UTF-8), so a
 /// plain delimiter scan is exact: names end at `=` or whitespace, values at their own quote.
 /// That is several times cheaper than tokenizing the tag again.
-pub struct RawAttrs<'a> {
+pub struct Attrs<'a> {
     tag: &'a [u8],
     pos: usize,
 }
 
-impl<'a> RawAttrs<'a> {
+impl<'a> Attrs<'a> {
     /// `tag` is one complete, validated start tag, `<name attr='v' ...>` or `.../>`.
-    pub(crate) fn of_start_tag(tag: &'a [u8]) -> RawAttrs<'a> {
+    pub(crate) fn of_start_tag(tag: &'a [u8]) -> Attrs<'a> {
         let mut pos = 1;
         while pos < tag.len() && !matches!(tag[pos], b' ' | b'\t' | b'\r' | b'\n' | b'>' | b'/') {
             pos += 1;
         }
-        RawAttrs { tag, pos }
+        Attrs { tag, pos }
     }
 }
 
-impl<'a> Iterator for RawAttrs<'a> {
+impl<'a> Iterator for Attrs<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -283,19 +278,6 @@ impl<'a> Iterator for RawAttrs<'a> {
         let value_end = value_start + super::xml::find_byte(b.get(value_start..)?, quote)?;
         self.pos = value_end + 1;
         Some((&b[name_start..name_end], &b[value_start..value_end]))
-    }
-}
-
-/// [`RawAttrs`] as text: `(qualified name, raw value)` pairs. Each piece is cut at an ASCII
-/// delimiter of bytes the framer checked as UTF-8, so it is UTF-8 too.
-pub struct Attrs<'a>(RawAttrs<'a>);
-
-impl<'a> Iterator for Attrs<'a> {
-    type Item = (&'a str, &'a str);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let (name, value) = self.0.next()?;
-        Some((as_str(name), as_str(value)))
     }
 }
 
@@ -330,7 +312,7 @@ pub(crate) fn as_str(bytes: &[u8]) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::{Attrs, RawAttrs};
+    use super::Attrs;
 
     #[test]
     fn attribute_scan_matches_the_tokenizer() {
@@ -342,7 +324,9 @@ mod tests {
             "<x/>",
             "<q a=\"it's\" b='say \"hi\"'>",
         ] {
-            let fast: Vec<(&str, &str)> = Attrs(RawAttrs::of_start_tag(tag.as_bytes())).collect();
+            let fast: Vec<(&str, &str)> = Attrs::of_start_tag(tag.as_bytes())
+                .map(|(n, v)| (super::as_str(n), super::as_str(v)))
+                .collect();
             let slow: Vec<(&str, &str)> = xmlparser::Tokenizer::from_fragment(tag, 0..tag.len())
                 .filter_map(|t| match t {
                     Ok(xmlparser::Token::Attribute { span, value, .. }) => {
