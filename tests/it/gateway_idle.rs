@@ -46,3 +46,68 @@ fn an_idle_gateway_wakes_only_for_its_engine_ticks() {
     );
     assert!(gw.stop().success());
 }
+
+/// Submissions the io_uring rings of `pid` have taken so far (`SqHead` in their fdinfo: glommio
+/// keeps three rings per executor).
+fn uring_submissions(pid: u32) -> u64 {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("the gateway's descriptors");
+    fds.filter_map(|fd| {
+        let fd = fd.ok()?;
+        let target = std::fs::read_link(fd.path()).ok()?;
+        if target.to_str()? != "anon_inode:[io_uring]" {
+            return None;
+        }
+        let info =
+            std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_str()?))
+                .ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("SqHead:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    })
+    .sum()
+}
+
+/// A gateway that sleeps between events submits about five io_uring requests per wake-up here
+/// (the re-armed reads of the two sockets that woke it, the ring link it sleeps on, and a
+/// preemption timer, armed while tasks run and cancelled before it sleeps). glommio 0.9.0 as
+/// published cancelled and armed its timers again on every executor turn: about eighteen per
+/// wake-up in this test (vendor/glommio/PALISADE.md). A count, not a timing.
+#[test]
+fn a_wake_up_submits_no_timer_already_armed() {
+    use support::{component, free_port, server_block, TestRouter, TestServer, SECOND};
+    const EVENTS: u64 = 100;
+    let port = free_port();
+    let server = TestServer::start(port, &component("cs1"), "pw-cs1");
+    let mut gw = Gateway::start(&config(
+        1,
+        "",
+        &server_block("cs1", port, "SystemDefaultComplianceProfile"),
+    ));
+    assert!(server.wait_streams(1, 5 * SECOND), "log:\n{}", gw.log.all());
+    let mut router = TestRouter::connect(&gw);
+    let mut one_event = |i: u64| {
+        let id = router.chat("alice", "bob", &format!("message {i}"));
+        assert!(router.verdict_for(&id, 5 * SECOND).is("pass"));
+        // Long enough for the gateway to go to sleep before the next one.
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    for i in 0..20 {
+        one_event(i);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let (submitted, slept) = (uring_submissions(gw.pid()), voluntary_switches(gw.pid()));
+    for i in 0..EVENTS {
+        one_event(i);
+    }
+    let submitted = uring_submissions(gw.pid()) - submitted;
+    let slept = voluntary_switches(gw.pid()) - slept;
+    // Each event wakes the gateway at least once (its arrival); each wake-up ends in a sleep.
+    assert!(slept >= EVENTS, "{slept} sleeps for {EVENTS} events");
+    let per_sleep = submitted as f64 / slept as f64;
+    eprintln!("{submitted} io_uring submissions over {slept} sleeps: {per_sleep:.2} per sleep");
+    assert!(
+        per_sleep <= 8.0,
+        "{submitted} io_uring submissions over {slept} sleeps ({per_sleep:.2} per sleep; at most 8 expected)"
+    );
+    assert!(gw.stop().success());
+}
