@@ -1,4 +1,5 @@
-//! An idle gateway sleeps: no task of it looks at a flag, a queue or a socket on a timer.
+//! An idle gateway sleeps: no task of it looks at a flag, a queue or a socket on a timer; and a
+//! wake-up submits only the io_uring requests it needs.
 //!
 //! What it counts is the process's voluntary context switches (every thread's, from
 //! `/proc/PID/task/*/status`): each time a thread blocks, once per wake-up of an executor. A
@@ -11,7 +12,9 @@
 use crate::support;
 
 use std::time::Duration;
-use support::{config, Gateway};
+use support::{
+    component, config, free_port, server_block, Gateway, TestRouter, TestServer, SECOND,
+};
 
 /// Voluntary context switches of every thread of `pid`.
 fn voluntary_switches(pid: u32) -> u64 {
@@ -74,7 +77,6 @@ fn uring_submissions(pid: u32) -> u64 {
 /// wake-up in this test (vendor/glommio/PALISADE.md). A count, not a timing.
 #[test]
 fn a_wake_up_submits_no_timer_already_armed() {
-    use support::{component, free_port, server_block, TestRouter, TestServer, SECOND};
     const EVENTS: u64 = 100;
     let port = free_port();
     let server = TestServer::start(port, &component("cs1"), "pw-cs1");

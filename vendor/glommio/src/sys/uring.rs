@@ -1279,13 +1279,9 @@ const USER_TIMER_SLACK: Duration = Duration::from_micros(100);
 /// left in the latency ring, a completion makes `need_preempt` true and ends a sleep.
 macro_rules! cancel_now {
     (into $woke:expr; $ring:expr) => {{
-        $ring.flush_cancellations($woke);
-        $ring
-            .consume_submission_queue()
-            .or_else(Reactor::busy_ok)
-            .or_else(Reactor::again_ok)
-            .or_else(Reactor::intr_ok)?;
-        $ring.consume_completion_queue($woke);
+        flush_cancellations!(into $woke; $ring);
+        flush_rings!($ring)?;
+        consume_rings!(into $woke; $ring);
     }};
 }
 
