@@ -27,7 +27,13 @@
 #        connection, and all its events arrive on the shard that holds it);
 #        BENCH_CALLGRIND=1 runs each Prosody and the gateway under valgrind --tool=callgrind and
 #        reports their instructions per message over the run (Prosody's C and Lua alike; both
-#        ~50x slower, so use a few thousand messages; the timed figures then mean nothing)
+#        ~50x slower, so use a few thousand messages; the timed figures then mean nothing);
+#        BENCH_PROSODY_CPUS=LIST (taskset's CPU list) is where every Prosody runs, plain or with
+#        the module. Default: the last CPU, as the gateway's one shard is placed on the first
+#        (glommio's MaxSpread placement; the run checks it): a gateway is deployed on cores of
+#        its own, and a gateway sharing Prosody's core pays for preempting it at every wake-up
+#        (on a 2-CPU VM that doubled its CPU per message). BENCH_PROSODY_CPUS=none leaves
+#        Prosody where the scheduler puts it; a machine with one CPU never pins.
 # Every run also reports, per message, counts that do not move with the machine's load
 # (perf stat -p on each process, every thread, over the run): syscalls, io_uring_enter and
 # epoll calls, io_uring requests, context switches; and perf's task-clock beside the /proc
@@ -61,6 +67,8 @@ cleanup() {
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+CPUS=$(nproc)
+PROSODY_CPUS=${BENCH_PROSODY_CPUS:-$([ "$CPUS" -ge 2 ] && echo $((CPUS - 1)) || echo none)}
 USERS=""
 for i in $(seq 0 $((PAIRS - 1))); do USERS="$USERS s$i:pw r$i:pw"; done
 
@@ -76,6 +84,19 @@ start_prosody() { # DIR [PLUGIN_DIR: load mod_palisade from there]
     LPROF_OUT="$1.lprof.txt" PROSODY_PLUGIN_PATHS="$paths" PROSODY_VHOST_LINES="$lines" PROSODY_EXTRA_USERS="$USERS" PROSODY_NAGLE=false PROSODY_NETWORK_EXTRA="${BENCH_PROSODY_NETWORK:-}" \
     PROSODY_COMMAND="$command" PROSODY_START_TIMEOUT=180 \
     PROSODY_LOG_LEVEL=${BENCH_PROSODY_LOG_LEVEL:-warn} "$ROOT/tests/interop/prosody/start.sh" "$1" > "$1.env"
+    if [ "$PROSODY_CPUS" != none ]; then
+        (. "$1.env" && taskset -a -cp "$PROSODY_CPUS" "$PID" >/dev/null)
+    fi
+}
+
+# CPUs the gateway's shard threads may run on (glommio names them after the pool, "palisade").
+gateway_cpus() { # PID
+    local t
+    for t in /proc/"$1"/task/*; do
+        case "$(cat "$t/comm" 2>/dev/null)" in
+            palisade*) sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$t/status" 2>/dev/null ;;
+        esac
+    done | sort -u | paste -sd' '
 }
 # bench_clients.py's --callgrind argument when Prosody runs under callgrind.
 grind_arg() { if [ -n "${BENCH_CALLGRIND:-}" ]; then echo "--callgrind=prosody=$1.callgrind"; fi; }
@@ -138,6 +159,15 @@ TOML
         sleep 0.1
     done
     sleep 1 # the module asks which events to send once the gateway is connected
+    local gw_cpus
+    gw_cpus=$(gateway_cpus "$GW")
+    echo "placement: Prosody on CPU(s) $PROSODY_CPUS, the gateway's shard on CPU(s) ${gw_cpus:-?}" > "$dir.placement"
+    if [ "$PROSODY_CPUS" != none ] && [ -n "$gw_cpus" ] &&
+        python3 -c 'import sys
+def cpus(l): return {c for r in l.replace(" ", ",").split(",") if r for c in range(int(r.split("-")[0]), int(r.split("-")[-1]) + 1)}
+sys.exit(0 if cpus(sys.argv[1]) & cpus(sys.argv[2]) else 1)' "$PROSODY_CPUS" "$gw_cpus"; then
+        echo "warning: Prosody (CPU $PROSODY_CPUS) shares a CPU with the gateway's shard ($gw_cpus)" | tee -a "$dir.placement" >&2
+    fi
     if [ -n "${BENCH_PERF:-}" ]; then # profile Prosody during the run (perf report -i WORK/LABEL.perf.data)
         perf record -F 999 -g -p "$PID" -o "$dir.perf.data" >/dev/null 2>&1 &
         PERF=$!
@@ -254,6 +284,7 @@ labels = [r["label"] for r in runs]
 print("delivered: " + ", ".join("%s %s" % (names[label], " ".join(
     str(r["delivered"]) for r in every if r["label"] == label)) for label in labels))
 PY
+cat "$WORK"/*.placement 2>/dev/null | sort -u # each run's, once if all are alike
 if [ -n "${BENCH_LPROF:-}" ]; then
     for label in plain module baseline; do
         f="$WORK/$label.lprof.txt"

@@ -18,7 +18,7 @@
 //!
 //! **An executor can park with a runnable task.** `LocalExecutor::run` parks whenever
 //! `run_task_queues` returns false, and that function returns false both when nothing is
-//! runnable and when the 1 ms preempt timer had already fired before it ran anything
+//! runnable and when the 1 ms preemption period had already passed before it ran anything
 //! (`if self.need_preempt() { break }` with `ran` still false). The executor then sleeps in
 //! `io_uring_enter` (`Reactor::link_rings_and_sleep`) until I/O completes, a timer fires or
 //! another thread writes its eventfd; the task it did not run is never looked at before
@@ -59,8 +59,8 @@
 //! busy (a long spool read) beats as soon as it yields and is at worst interrupted and resumed.
 //!
 //! **The same stall can strike before a shard's first task has run.** `LocalExecutor::run`
-//! installs the preempt timer, then runs the task queues; on a busy machine the timer can fire
-//! in between, and the executor parks before it has ever polled the shard's future. Nothing of
+//! sets the preemption deadline, then runs the task queues; on a busy machine the deadline can
+//! pass in between, and the executor parks before it has ever polled the shard's future. Nothing of
 //! the shard exists yet to wake it (no waker, no heartbeat, no timer of its own), so the watch
 //! above cannot see it: a start with two shards was caught so, one shard asleep in
 //! `io_uring_enter` without having joined and the other spinning in its join waiting for it,

@@ -1221,6 +1221,13 @@ fn prosody_bench_delivers_every_message_in_both_client_modes() {
             "each sender's sent at once"
         };
         assert!(text.contains(mode), "window {window}: {text}");
+        // Where Prosody and the gateway's shard ran, read off the processes, not assumed.
+        assert!(
+            text.contains("placement: Prosody on CPU(s) ")
+                && text.contains(", the gateway's shard on CPU(s) ")
+                && !text.contains("shard on CPU(s) ?"),
+            "window {window}: {text}"
+        );
         let _ = std::fs::remove_dir_all(&work);
     }
 }

@@ -41,6 +41,40 @@ async fn still_ticking(ticks: &Cell<u32>) {
     );
 }
 
+/// A connection's reader never awaits anything pending while its socket has data; it yields
+/// only where `yield_if_needed` says the task queue is due to be preempted (`read_loop`). So
+/// the executor must still say so with no I/O at all: the vendored glommio keeps that
+/// deadline against the clock, not as a timer in its latency ring.
+#[test]
+fn a_task_that_never_waits_is_told_to_yield_within_its_preemption_period() {
+    let ex = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .preempt_timer(Duration::from_millis(1))
+        .make()
+        .expect("a glommio executor");
+    ex.run(async {
+        let ticks = bystander();
+        let start = Instant::now();
+        let mut yields = 0u32;
+        // Only ever ready: without preemption the bystander never runs and this spins until
+        // the limit.
+        while ticks.get() < 20 && start.elapsed() < Duration::from_secs(10) {
+            if glommio::executor().need_preempt() {
+                yields += 1;
+            }
+            glommio::yield_if_needed().await;
+        }
+        let spun = start.elapsed();
+        assert!(
+            ticks.get() >= 20,
+            "the bystander ticked {} times in {spun:?}: a task that never waits was not preempted",
+            ticks.get()
+        );
+        // Twenty 1 ms ticks, each reached through a preemption of this task.
+        assert!(yields >= 20, "{yields} preemptions in {spun:?}");
+    });
+}
+
 #[test]
 fn a_contained_panic_leaves_the_executor_serving_other_tasks() {
     on_executor(|| async {

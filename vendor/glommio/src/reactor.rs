@@ -206,7 +206,11 @@ impl Reactor {
 
     #[inline(always)]
     pub(crate) fn need_preempt(&self) -> bool {
-        unsafe { *self.preempt_ptr_head != (*self.preempt_ptr_tail).load(Ordering::Acquire) }
+        // PATCHED: the preemption timer is a deadline read against the clock, not a timer in
+        // the latency ring (see `sys::uring::Reactor::wait`).
+        let completion =
+            unsafe { *self.preempt_ptr_head != (*self.preempt_ptr_tail).load(Ordering::Acquire) };
+        completion || self.sys.preempt_deadline_passed()
     }
 
     pub(crate) fn id(&self) -> usize {

@@ -1222,10 +1222,13 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     throughput_preemption_timeout_src: Cell<Option<Source>>,
-    /// PATCHED (was one `latency_preemption_timeout_src`): the pending timers of the latency
-    /// ring, each with the instant it fires at: the preemption timer, armed while task queues
-    /// run, and the timer of the next user `Timer`, armed for a sleep.
-    preempt_timer: Cell<Option<(Source, Instant)>>,
+    /// PATCHED (was one `latency_preemption_timeout_src`, a ring timer for both roles): when
+    /// the running task queues are to be preempted, a deadline read against the clock by
+    /// `need_preempt` instead of a timer in the latency ring; `None` while the executor may
+    /// sleep.
+    preempt_deadline: Cell<Option<Instant>>,
+    /// PATCHED: the latency ring's pending timer for the next user `Timer`, armed for a
+    /// sleep, with the instant it fires at.
     user_timer: Cell<Option<(Source, Instant)>>,
 
     link_fd: RawFd,
@@ -1372,7 +1375,7 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             throughput_preemption_timeout_src: Cell::new(None),
-            preempt_timer: Cell::new(None),
+            preempt_deadline: Cell::new(None),
             user_timer: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1843,18 +1846,17 @@ impl Reactor {
         //
         // PATCHED: glommio 0.9.0 cancelled the latency ring's timer here and armed a new one
         // below on every call, and the throughput timer likewise: two to four submissions per
-        // call, several calls per wake-up, and each a reprogramming of the CPU's timer. Here a
-        // timer still pending is kept wherever it fires when the new one would (or, for
-        // preemption, no later), and only a timer that must go is cancelled (`cancel_now!`).
-        let pending = |cell: &Cell<Option<(Source, Instant)>>| {
-            cell.take().filter(|(src, _)| src.result().is_none())
-        };
-        let mut preempt_src = pending(&self.preempt_timer);
-        let mut user_src = pending(&self.user_timer);
-        // A call that may sleep needs no preemption timer: cancelled here, with the
-        // cancellations flushed and consumed below, as glommio 0.9.0 did with its one timer.
+        // call, several calls per wake-up, and each a reprogramming of the CPU's timer. Here
+        // preemption is a deadline against the clock (no timer at all), a user timer still
+        // pending is kept while it fires when the new one would, and only a timer that must go
+        // is cancelled (`cancel_now!`).
+        let mut user_src = self
+            .user_timer
+            .take()
+            .filter(|(src, _)| src.result().is_none());
+        // A call that may sleep must not be preempted: no deadline until tasks run again.
         if preempt_timer().is_none() {
-            drop(preempt_src.take());
+            self.preempt_deadline.set(None);
         }
 
         // The throughput timer fires after `ring_depth` completions, never by time: armed
@@ -1939,26 +1941,11 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            // PATCHED: a pending preemption timer that fires no later than a new one would
-            // is kept.
-            let now = Instant::now();
-            if let Some((src, at)) = preempt_src.take() {
-                if at <= now + preempt {
-                    preempt_src = Some((src, at));
-                } else {
-                    drop(src);
-                    cancel_now!(into &mut woke; lat_ring);
-                }
-            }
-            if preempt_src.is_none() {
-                preempt_src = Some((
-                    lat_ring.prepare_latency_preemption_timer(preempt),
-                    now + preempt,
-                ));
-                flush_rings!(lat_ring, main_ring)?;
-            }
+            // PATCHED: where 0.9.0 armed its preemption timer, as close as possible to where
+            // task queues start to run, the deadline is set; `need_preempt` compares it with
+            // the clock.
+            self.preempt_deadline.set(Some(Instant::now() + preempt));
         }
-        self.preempt_timer.set(preempt_src);
         self.user_timer.set(user_src);
 
         // A Note about `need_preempt`:
@@ -1973,6 +1960,17 @@ impl Reactor {
 
     pub(crate) fn flush_syscall_thread(&self) -> usize {
         self.blocking_thread.flush()
+    }
+
+    /// PATCHED: whether the preemption deadline set by the last `wait` that let task queues
+    /// run has passed (`need_preempt`'s second half; the first is a completion in the latency
+    /// ring).
+    #[inline(always)]
+    pub(crate) fn preempt_deadline_passed(&self) -> bool {
+        match self.preempt_deadline.get() {
+            Some(at) => Instant::now() >= at,
+            None => false,
+        }
     }
 
     pub(crate) fn preempt_pointers(&self) -> (*const u32, *const u32) {
