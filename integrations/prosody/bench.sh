@@ -89,15 +89,18 @@ start_prosody() { # DIR [PLUGIN_DIR: load mod_palisade from there]
     fi
 }
 
-# CPUs the gateway's shard threads may run on (glommio names them after the pool, "palisade").
-gateway_cpus() { # PID
+# The CPUs the threads of process PID named NAME* may run on (glommio names the gateway's shard
+# threads after the pool: "palisade-N"), as one taskset list.
+allowed_cpus() { # PID NAME
     local t
     for t in /proc/"$1"/task/*; do
         case "$(cat "$t/comm" 2>/dev/null)" in
-            palisade*) sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$t/status" 2>/dev/null ;;
+            "$2"*) sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$t/status" 2>/dev/null ;;
         esac
-    done | sort -u | paste -sd' '
+    done | sort -u | paste -sd,
 }
+# Each CPU of a taskset list ("0-2,5"), one per line.
+each_cpu() { local r; for r in ${1//,/ }; do seq "${r%-*}" "${r#*-}"; done; }
 # bench_clients.py's --callgrind argument when Prosody runs under callgrind.
 grind_arg() { if [ -n "${BENCH_CALLGRIND:-}" ]; then echo "--callgrind=prosody=$1.callgrind"; fi; }
 
@@ -159,14 +162,13 @@ TOML
         sleep 0.1
     done
     sleep 1 # the module asks which events to send once the gateway is connected
-    local gw_cpus
-    gw_cpus=$(gateway_cpus "$GW")
-    echo "placement: Prosody on CPU(s) $PROSODY_CPUS, the gateway's shard on CPU(s) ${gw_cpus:-?}" > "$dir.placement"
+    local prosody_cpus gw_cpus
+    prosody_cpus=$(allowed_cpus "$PID" "")
+    gw_cpus=$(allowed_cpus "$GW" palisade-)
+    echo "placement: Prosody on CPU(s) ${prosody_cpus:-?}, the gateway's shard on CPU(s) ${gw_cpus:-?}" > "$dir.placement"
     if [ "$PROSODY_CPUS" != none ] && [ -n "$gw_cpus" ] &&
-        python3 -c 'import sys
-def cpus(l): return {c for r in l.replace(" ", ",").split(",") if r for c in range(int(r.split("-")[0]), int(r.split("-")[-1]) + 1)}
-sys.exit(0 if cpus(sys.argv[1]) & cpus(sys.argv[2]) else 1)' "$PROSODY_CPUS" "$gw_cpus"; then
-        echo "warning: Prosody (CPU $PROSODY_CPUS) shares a CPU with the gateway's shard ($gw_cpus)" | tee -a "$dir.placement" >&2
+        [ -n "$(comm -12 <(each_cpu "$prosody_cpus" | sort) <(each_cpu "$gw_cpus" | sort))" ]; then
+        echo "warning: Prosody (CPU $prosody_cpus) shares a CPU with the gateway's shard ($gw_cpus)" | tee -a "$dir.placement" >&2
     fi
     if [ -n "${BENCH_PERF:-}" ]; then # profile Prosody during the run (perf report -i WORK/LABEL.perf.data)
         perf record -F 999 -g -p "$PID" -o "$dir.perf.data" >/dev/null 2>&1 &

@@ -1967,10 +1967,9 @@ impl Reactor {
     /// ring).
     #[inline(always)]
     pub(crate) fn preempt_deadline_passed(&self) -> bool {
-        match self.preempt_deadline.get() {
-            Some(at) => Instant::now() >= at,
-            None => false,
-        }
+        self.preempt_deadline
+            .get()
+            .is_some_and(|at| Instant::now() >= at)
     }
 
     pub(crate) fn preempt_pointers(&self) -> (*const u32, *const u32) {
